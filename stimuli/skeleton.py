@@ -219,14 +219,16 @@ KINECT_V2 = Skeleton(
 # - Spine takes SpineMid; Spine1 and Neck both take SpineShoulder, where Kinect attaches
 #   the shoulders (so bone Neck-Spine1 has zero length, as in the standard data);
 #   Neck1 (the head joint) takes Head. Kinect's own Neck joint is not used.
-# - Each hand chain wrist -> LeftHandIndex1 -> LThumb takes Wrist -> Hand -> HandTip,
-#   keeping the standard chain; Kinect's thumbs are not used.
+# - LeftHand (wrist) and LeftHandIndex1 take WristLeft and HandLeft; LThumb takes
+#   WristLeft too, because in the standard data the thumb joint sits at the wrist (the
+#   authors' array makes it a child of the index joint, so its bone repeats the hand
+#   bone). Kinect's hand tips and thumbs are not used.
 KINECT_TO_STANDARD: tuple[int, ...] = (
     0, 12, 13, 14, 15,  # left leg: SpineBase, HipLeft, KneeLeft, AnkleLeft, FootLeft
     0, 16, 17, 18, 19,  # right leg
     0, 1, 20, 20, 3,  # Hips, Spine, Spine1, Neck, Neck1 <- SpineBase, SpineMid, SpineShoulder x2, Head
-    4, 5, 6, 7, 21,  # left arm: ShoulderLeft, ElbowLeft, WristLeft, HandLeft, HandTipLeft
-    8, 9, 10, 11, 23,  # right arm
+    4, 5, 6, 7, 6,  # left arm: ShoulderLeft, ElbowLeft, WristLeft, HandLeft, WristLeft
+    8, 9, 10, 11, 10,  # right arm
 )  # fmt: skip
 
 

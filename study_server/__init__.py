@@ -1,0 +1,1 @@
+"""Participant and researcher web app of smart-study (Flask). Never imports torch."""

@@ -1,0 +1,338 @@
+"""``attack-gen``: prepare datasets, train and evaluate recognizers, collect attack sets.
+
+Every command that computes figures takes ``--json`` and then prints exactly one JSON
+object on stdout; progress bars and logs go to stderr. Bad input ends with a one-line
+``Error: ...`` and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from stimuli.errors import SmartStudyError
+from stimuli.paths import data_root
+
+from . import __version__
+
+
+class _Group(click.Group):
+    """A click group that turns user-facing errors into one line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SmartStudyError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, default=_json_default))
+    else:
+        click.echo(text)
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def default_dataset_path() -> Path:
+    return data_root() / "datasets" / "synthetic.npz"
+
+
+def ensure_default_dataset(quiet: bool = False) -> Path:
+    """The embedded synthetic dataset under the data root, built on first use."""
+    from .data.dataset import save_dataset
+    from .data.prepare import prepare_synthetic
+
+    path = default_dataset_path()
+    if not path.is_file():
+        if not quiet:
+            _log(f"building the synthetic dataset at {path}")
+        save_dataset(prepare_synthetic(), path)
+    return path
+
+
+def _split_csv(value: str | None) -> list[str]:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else []
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="attack-gen")
+def cli() -> None:
+    """Offline side of smart-study: data, recognizers, attacks and stimulus batches."""
+
+
+@cli.command()
+@click.option("--train", "train_paths", multiple=True, type=click.Path(path_type=Path),
+              help="Motion files or folders for training (repeatable). None: the synthetic dataset.")
+@click.option("--test", "test_paths", multiple=True, type=click.Path(path_type=Path),
+              help="Motion files or folders for testing (repeatable).")
+@click.option("--test-subjects", help="Comma-separated subjects whose recordings form the test set (cross-subject).")
+@click.option("--test-fraction", type=float, help="Seeded share of recordings for testing.")
+@click.option("--label-rule", help="Regex searched in each file's relative path; group 'label' (or 1) is the class. "
+              "Default: the name of the folder holding the file.")
+@click.option("--subject-rule", help="Regex giving each file's subject (group 'subject' or 1). Default: from the file.")
+@click.option("--fps", type=float, default=30.0, show_default=True, help="Target frame rate.")
+@click.option("--window", type=int, default=60, show_default=True, help="Frames per window.")
+@click.option("--stride", type=int, default=10, show_default=True, help="Frames between window starts.")
+@click.option("--center", type=click.Choice(["frame", "first", "none"]), default="frame", show_default=True,
+              help="Root-centring: every frame (the paper), the first frame only, or none.")
+@click.option("--no-face-forward", is_flag=True, help="Keep the recorded facing direction.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", help="A name stored in the dataset.")
+@click.option("--out", type=click.Path(path_type=Path), help="Dataset file to write (default: under the data root).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+def prepare(train_paths: Sequence[Path], test_paths: Sequence[Path], test_subjects: str | None,
+            test_fraction: float | None, label_rule: str | None, subject_rule: str | None, fps: float,
+            window: int, stride: int, center: str, no_face_forward: bool, seed: int, name: str | None,
+            out: Path | None, as_json: bool) -> None:
+    """Turn raw motion files (or the synthetic generator) into one dataset file."""
+    from tqdm import tqdm
+
+    from .data.dataset import save_dataset
+    from .data.preprocess import PreprocessConfig
+    from .data.prepare import SplitSpec, prepare_dataset, prepare_from_smart_npz, prepare_synthetic
+
+    try:
+        config = PreprocessConfig(fps=fps, window=window, stride=stride, center=center,
+                                  face_forward=not no_face_forward)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    split = SplitSpec(test_paths=list(test_paths), test_subjects=_split_csv(test_subjects),
+                      test_fraction=test_fraction, seed=seed)
+    if not train_paths:
+        if test_paths or test_fraction is not None:
+            raise click.UsageError("--test / --test-fraction need --train")
+        ds = prepare_synthetic(seed=seed, config=config,
+                               **({"test_subjects": split.test_subjects} if split.test_subjects else {}))
+        out = out or default_dataset_path()
+    elif len(train_paths) == 1 and train_paths[0].suffix == ".npz" or (
+        len(train_paths) == 1 and (train_paths[0] / "adClassTrain.npz").is_file()
+    ):
+        ds = prepare_from_smart_npz(train_paths[0], split, name=name)
+    else:
+        ds = prepare_dataset(list(train_paths), split, config=config, label_rule=label_rule,
+                             subject_rule=subject_rule, name=name,
+                             progress=lambda it: tqdm(it, desc="load", unit="file", disable=as_json))
+    if out is None:
+        out = data_root() / "datasets" / f"{name or 'dataset'}.npz"
+    save_dataset(ds, out)
+    n_train = int((ds.split == 0).sum())
+    summary = {
+        "out": str(out),
+        "windows": len(ds),
+        "train_windows": n_train,
+        "test_windows": len(ds) - n_train,
+        "recordings": len(ds.sources),
+        "classes": ds.class_names,
+        "subjects": sorted({str(s.get("subject")) for s in ds.sources}),
+        "fps": ds.fps,
+        "window": int(ds.motions.shape[1]),
+        "std": ds.std,
+    }
+    _emit(as_json, summary,
+          f"wrote {out}: {len(ds)} windows ({n_train} train, {len(ds) - n_train} test) from "
+          f"{len(ds.sources)} recordings, {ds.num_classes} classes")
+
+
+def _load_ds(dataset: Path | None, quiet: bool) -> tuple[Any, Path]:
+    from .data.dataset import load_dataset
+
+    path = dataset or ensure_default_dataset(quiet)
+    return load_dataset(path), path
+
+
+def run_train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, epochs: int,
+              batch_size: int, lr: float, seed: int, val_fraction: float, device: str | None,
+              quiet: bool) -> tuple[dict[str, Any], str]:
+    from .recognizer import pick_device
+    from .train import TrainConfig, evaluate, train_model
+
+    ds, ds_path = _load_ds(dataset, quiet)
+    if size is None:
+        size = "paper" if pick_device(device).type == "cuda" else "small"
+    cfg = TrainConfig(model=model_name, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      val_fraction=val_fraction)
+    out = out or data_root() / "checkpoints" / f"{ds_path.stem}-{model_name}-{size}.pt"
+    model, info = train_model(ds, cfg, out=out, dataset_path=ds_path, device=device, progress=not quiet)
+    res = evaluate(model, ds.part("test"))
+    payload = {
+        "checkpoint": str(out),
+        "model": model_name,
+        "size": size,
+        "test_accuracy": res.accuracy,
+        "best_epoch": info["train"]["best_epoch"],
+        "train_seconds": info["train"]["seconds"],
+        "device": info["train"]["device"],
+        "history": info["train"]["history"],
+    }
+    text = (f"{model_name} ({size}): test accuracy {res.accuracy:.2%} on {res.num_windows} windows; "
+            f"best epoch {info['train']['best_epoch']}; {info['train']['seconds']:.1f} s; saved {out}")
+    return payload, text
+
+
+@cli.command()
+@click.option("--model", "model_name", default="stgcn", show_default=True, help="hrnn, stgcn, asgcn, dgnn or agcn.")
+@click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
+@click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (default: under the data root).")
+@click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default=None,
+              help="Model size: small (CPU) or paper. Default: paper on CUDA, small on CPU.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fraction", type=float, default=0.15, show_default=True,
+              help="Share of training recordings held out to pick the best epoch.")
+@click.option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
+@click.option("--json", "as_json", is_flag=True)
+def train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, epochs: int,
+          batch_size: int, lr: float, seed: int, val_fraction: float, device: str | None, as_json: bool) -> None:
+    """Train a recognizer; the best epoch (on held-out recordings) is saved with its config."""
+    _emit(as_json, *run_train(model_name, dataset, out, size, epochs, batch_size, lr, seed, val_fraction, device,
+                              as_json))
+
+
+def _check_match(info: dict[str, Any], ds: Any, ds_path: Path) -> None:
+    from stimuli.errors import DataError
+
+    if list(info["class_names"]) != ds.class_names:
+        raise DataError(
+            f"{ds_path}: its classes ({ds.num_classes}) differ from the checkpoint's ({len(info['class_names'])})"
+        )
+    if int(info.get("window", ds.motions.shape[1])) != ds.motions.shape[1]:
+        raise DataError(f"{ds_path}: windows of {ds.motions.shape[1]} frames; the model was trained on {info['window']}")
+
+
+def run_evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None,
+                 quiet: bool) -> tuple[dict[str, Any], str]:
+    from .recognizer import load_checkpoint
+    from .train import evaluate as run_eval
+
+    model, info = load_checkpoint(checkpoint, device)
+    ds, ds_path = _load_ds(dataset, quiet)
+    _check_match(info, ds, ds_path)
+    res = run_eval(model, ds.part(part))
+    if confusion is None:
+        confusion = checkpoint.with_suffix(f".{part}-confusion.csv")
+    _write_confusion(confusion, res.confusion, ds.class_names)
+    payload = {"checkpoint": str(checkpoint), "dataset": str(ds_path), "part": part, "model": info["model"],
+               "confusion_csv": str(confusion), **res.to_json()}
+    lines = [f"{info['model']} on {ds_path.name} ({part}): accuracy {res.accuracy:.2%} ({res.num_windows} windows)"]
+    for name, acc in res.per_class.items():
+        lines.append(f"  {name:<40} {'-' if acc is None else f'{acc:.2%}'}")
+    lines.append(f"confusion matrix: {confusion}")
+    return payload, "\n".join(lines)
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True)
+@click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
+@click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--confusion", type=click.Path(path_type=Path), help="Write the confusion matrix as CSV here.")
+@click.option("--device")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None,
+             as_json: bool) -> None:
+    """Accuracy, per-class accuracy and confusion matrix of a checkpoint on a dataset."""
+    _emit(as_json, *run_evaluate(checkpoint, dataset, part, confusion, device, as_json))
+
+
+def _write_confusion(path: Path, conf: Any, names: list[str]) -> None:
+    import csv
+    import io
+
+    from stimuli.fileio import atomic_write_bytes
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["true \\ predicted", *names])
+    for name, row in zip(names, conf):
+        w.writerow([name, *[int(v) for v in row]])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device: str | None,
+                quiet: bool) -> tuple[dict[str, Any], str]:
+    from .data.clips import ClipSet, save_clips
+    from .recognizer import file_sha256, load_checkpoint
+    from .train import predict
+
+    model, info = load_checkpoint(checkpoint, device)
+    ds, ds_path = _load_ds(dataset, quiet)
+    _check_match(info, ds, ds_path)
+    idx = (ds.split == (0 if part == "train" else 1)).nonzero()[0]
+    pred = predict(model, ds.motions[idx]).argmax(axis=1)
+    ok = pred == ds.labels[idx]
+    keep = idx[ok]
+    clips = ClipSet(
+        ds.motions[keep], ds.labels[keep], pred[ok], keep,
+        {
+            "class_names": ds.class_names,
+            "fps": ds.fps,
+            "normalisation": ds.meta["normalisation"],
+            "dataset": {"path": str(ds_path), "sha256": file_sha256(ds_path), "name": ds.meta.get("name"),
+                        "part": part},
+            "checkpoint": {"path": str(checkpoint), "sha256": info["sha256"], "model": info["model"],
+                           "size": info.get("size")},
+            "sources": [ds.sources[s]["path"] for s in ds.source[keep]],
+            "subjects": [ds.sources[s].get("subject") for s in ds.source[keep]],
+        },
+    )
+    save_clips(clips, out)
+    payload = {"out": str(out), "clips": int(ok.sum()), "of": int(len(idx)),
+               "accuracy": float(ok.mean()) if len(idx) else 0.0}
+    return payload, f"wrote {out}: {ok.sum()} of {len(idx)} {part} clips recognised correctly"
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True)
+@click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Clip file to write.")
+@click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--device")
+@click.option("--json", "as_json", is_flag=True)
+def collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device: str | None, as_json: bool) -> None:
+    """Save the correctly recognised clips of a dataset part: the attack set."""
+    _emit(as_json, *run_collect(checkpoint, dataset, out, part, device, as_json))
+
+
+@cli.command()
+@click.option("--model", "model_name", default="stgcn", show_default=True)
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def demo(model_name: str, epochs: int, as_json: bool) -> None:
+    """The embedded default: synthetic dataset -> small recognizer -> evaluation -> attack set."""
+    ds_path = ensure_default_dataset(as_json)
+    ckpt = data_root() / "checkpoints" / f"demo-{model_name}.pt"
+    clips = data_root() / "clips" / f"demo-{model_name}.npz"
+    trained, t1 = run_train(model_name, ds_path, ckpt, "small", epochs, 32, 2e-3, 0, 0.15, None, as_json)
+    evaluated, t2 = run_evaluate(ckpt, ds_path, "test", None, None, as_json)
+    collected, t3 = run_collect(ckpt, ds_path, clips, "test", None, as_json)
+    _emit(as_json, {"dataset": str(ds_path), "train": trained, "evaluate": evaluated, "collect": collected},
+          "\n".join([f"dataset: {ds_path}", t1, t2, t3]))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    cli(prog_name="attack-gen")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli())

@@ -1,0 +1,90 @@
+"""The clip set: the correctly recognised test windows of a model (the attack set).
+
+An ``.npz`` with ``motions`` ``(N, T, 25, 3)`` float32 metres, ``labels`` ``(N,)`` true
+classes, ``predictions`` ``(N,)`` (equal to the labels: only correctly recognised clips
+are attacked), ``index`` ``(N,)`` the window indices in the source dataset, and ``meta``
+(JSON: class names, fps, the normalisation, the dataset's and checkpoint's paths and
+SHA-256, the model name). Written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stimuli.errors import DataError
+from stimuli.fileio import atomic_write_npz
+from stimuli.motion import check_motion
+
+
+__all__ = ["ClipSet", "save_clips", "load_clips", "CLIPS_FORMAT"]
+
+CLIPS_FORMAT = "smart-study-clips"
+_KEYS = ("motions", "labels", "predictions", "index", "meta")
+
+
+@dataclass
+class ClipSet:
+    motions: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray
+    index: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.motions = check_motion(self.motions, name="clip motions")
+        n = len(self.motions)
+        for name in ("labels", "predictions", "index"):
+            arr = np.asarray(getattr(self, name)).astype(np.int64)
+            if arr.shape != (n,):
+                raise DataError(f"clip set field {name!r}: expected shape ({n},), got {arr.shape}")
+            setattr(self, name, arr)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names", []))
+
+    def __len__(self) -> int:
+        return len(self.motions)
+
+
+def save_clips(clips: ClipSet, path: str | Path) -> Path:
+    path = Path(path)
+    meta = dict(clips.meta, format=CLIPS_FORMAT, format_version=1)
+    atomic_write_npz(
+        path,
+        {
+            "motions": clips.motions,
+            "labels": clips.labels,
+            "predictions": clips.predictions,
+            "index": clips.index,
+            "meta": np.array(json.dumps(meta)),
+        },
+    )
+    return path
+
+
+def load_clips(path: str | Path) -> ClipSet:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: clip file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: not a smart-study clip set (missing {', '.join(missing)})")
+            arrays = {k: z[k] for k in _KEYS}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read clip set ({exc})") from None
+    if meta.get("format") != CLIPS_FORMAT:
+        raise DataError(f"{path}: not a smart-study clip set (meta.format = {meta.get('format')!r})")
+    try:
+        return ClipSet(meta=meta, **arrays)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None

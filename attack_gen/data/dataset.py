@@ -1,0 +1,161 @@
+"""The dataset file: windows of motion, labels, split, and how they were made.
+
+One ``.npz`` file holds
+
+- ``motions``  ``(N, T, 25, 3)`` float32, metres, preprocessed (see :mod:`.preprocess`);
+- ``labels``   ``(N,)`` int64 class indices;
+- ``split``    ``(N,)`` uint8, 0 = train, 1 = test;
+- ``source``   ``(N,)`` int64 index into ``meta["sources"]`` (the recording of each window);
+- ``start``    ``(N,)`` int64 first frame of the window in the resampled recording;
+- ``meta``     a JSON document (as a 0-d unicode array): format version, class names,
+  fps, preprocessing config, normalisation (``mean`` ``(25, 3)``, one scalar ``std``,
+  computed on the training windows), and per recording its path, subject, label,
+  split, frame count and padding.
+
+Files are written atomically (a temporary file in the same folder, then a rename), so
+an interrupted ``prepare`` never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stimuli.errors import DataError
+from stimuli.fileio import atomic_write_npz
+from stimuli.motion import check_motion
+
+__all__ = ["Dataset", "FORMAT_VERSION", "save_dataset", "load_dataset", "TRAIN", "TEST"]
+
+FORMAT_VERSION = 1
+TRAIN, TEST = 0, 1
+_KEYS = ("motions", "labels", "split", "source", "start", "meta")
+
+
+@dataclass
+class Dataset:
+    """Windows of motion with labels and a train/test split (see module docstring)."""
+
+    motions: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    source: np.ndarray
+    start: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.motions = check_motion(self.motions, name="dataset motions")
+        n = len(self.motions)
+        for name in ("labels", "split", "source", "start"):
+            arr = np.asarray(getattr(self, name))
+            if arr.shape != (n,):
+                raise DataError(f"dataset field {name!r}: expected shape ({n},), got {arr.shape}")
+            setattr(self, name, arr.astype(np.uint8 if name == "split" else np.int64))
+        k = len(self.class_names)
+        if n and (self.labels.min() < 0 or self.labels.max() >= k):
+            raise DataError(f"dataset labels must lie in 0..{k - 1} ({k} class names), got {self.labels.min()}..{self.labels.max()}")
+        if n and not set(np.unique(self.split).tolist()) <= {TRAIN, TEST}:
+            raise DataError("dataset field 'split': expected 0 (train) or 1 (test)")
+        if n and (self.source.min() < 0 or self.source.max() >= len(self.sources)):
+            raise DataError("dataset field 'source': index outside meta['sources']")
+
+    # ---- metadata views -------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names", []))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("sources", []))
+
+    @property
+    def fps(self) -> float:
+        return float(self.meta["fps"])
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.asarray(self.meta["normalisation"]["mean"], dtype=np.float32)
+
+    @property
+    def std(self) -> float:
+        return float(self.meta["normalisation"]["std"])
+
+    def subjects(self) -> np.ndarray:
+        """The subject of every window (``(N,)`` object array of str)."""
+        subj = np.array([str(s.get("subject")) for s in self.sources], dtype=object)
+        return subj[self.source] if len(self.source) else subj[:0]
+
+    def subset(self, mask: np.ndarray) -> Dataset:
+        """The windows where ``mask`` is true (metadata shared)."""
+        mask = np.asarray(mask)
+        return Dataset(
+            self.motions[mask], self.labels[mask], self.split[mask], self.source[mask], self.start[mask], self.meta
+        )
+
+    def part(self, which: str) -> Dataset:
+        """``"train"`` or ``"test"`` windows."""
+        if which not in ("train", "test"):
+            raise ValueError(f"part must be 'train' or 'test', got {which!r}")
+        return self.subset(self.split == (TRAIN if which == "train" else TEST))
+
+    def __len__(self) -> int:
+        return len(self.motions)
+
+
+def save_dataset(dataset: Dataset, path: str | Path) -> Path:
+    """Write ``dataset`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    meta = dict(dataset.meta, format="smart-study-dataset", format_version=FORMAT_VERSION)
+    atomic_write_npz(
+        path,
+        {
+            "motions": dataset.motions,
+            "labels": dataset.labels,
+            "split": dataset.split,
+            "source": dataset.source,
+            "start": dataset.start,
+            "meta": np.array(json.dumps(meta)),
+        },
+    )
+    return path
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a dataset file; a missing, foreign or corrupt file raises :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: dataset file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: not a smart-study dataset (missing {', '.join(missing)})")
+            arrays = {k: z[k] for k in _KEYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read dataset file ({exc})") from None
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: field 'meta' is not valid JSON ({exc})") from None
+    if meta.get("format") != "smart-study-dataset":
+        raise DataError(f"{path}: not a smart-study dataset (meta.format = {meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"{path}: dataset format version {meta.get('format_version')} not supported (expected {FORMAT_VERSION})"
+        )
+    for key in ("class_names", "fps", "normalisation", "sources"):
+        if key not in meta:
+            raise DataError(f"{path}: meta lacks {key!r}")
+    try:
+        return Dataset(meta=meta, **arrays)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
