@@ -66,11 +66,17 @@ class SplitSpec:
 
 
 def _is_motion_csv(path: Path) -> bool:
-    """Kinect CSV captures start with a numeric timestamp; other CSVs (manifests) do not."""
-    try:
-        return sniff_format(path) == "kinect_csv"
-    except DataError:
+    """Kinect CSV captures start with a numeric timestamp and 101 fields; manifests do not."""
+    from . import _first_line
+
+    fields = _first_line(path).rstrip(",").split(",")
+    if len(fields) != 101:
         return False
+    try:
+        float(fields[0])
+    except ValueError:
+        return False
+    return True
 
 
 def find_motion_files(root: Path) -> list[tuple[Path, str]]:
