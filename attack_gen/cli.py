@@ -7,50 +7,18 @@ object on stdout; progress bars and logs go to stderr. Bad input ends with a one
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import click
 
-from stimuli.errors import SmartStudyError
 from stimuli.paths import data_root
 
 from . import __version__
-
-
-class _Group(click.Group):
-    """A click group that turns user-facing errors into one line and exit 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SmartStudyError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
-    if as_json:
-        click.echo(json.dumps(payload, default=_json_default))
-    else:
-        click.echo(text)
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _log(msg: str) -> None:
-    click.echo(msg, err=True)
+from .attack.commands import commands as attack_commands
+from .batch_commands import validate_batch
+from .cliutil import emit as _emit, log as _log, user_errors
 
 
 def default_dataset_path() -> Path:
@@ -74,7 +42,7 @@ def _split_csv(value: str | None) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()] if value else []
 
 
-@click.group(cls=_Group)
+@click.group()
 @click.version_option(__version__, prog_name="attack-gen")
 def cli() -> None:
     """Offline side of smart-study: data, recognizers, attacks and stimulus batches."""
@@ -100,6 +68,7 @@ def cli() -> None:
 @click.option("--name", help="A name stored in the dataset.")
 @click.option("--out", type=click.Path(path_type=Path), help="Dataset file to write (default: under the data root).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+@user_errors
 def prepare(train_paths: Sequence[Path], test_paths: Sequence[Path], test_subjects: str | None,
             test_fraction: float | None, label_rule: str | None, subject_rule: str | None, fps: float,
             window: int, stride: int, center: str, no_face_forward: bool, seed: int, name: str | None,
@@ -203,6 +172,7 @@ def run_train(model_name: str, dataset: Path | None, out: Path | None, size: str
               help="Share of training recordings held out to pick the best epoch.")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
 @click.option("--json", "as_json", is_flag=True)
+@user_errors
 def train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, epochs: int,
           batch_size: int, lr: float, seed: int, val_fraction: float, device: str | None, as_json: bool) -> None:
     """Train a recognizer; the best epoch (on held-out recordings) is saved with its config."""
@@ -249,6 +219,7 @@ def run_evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: P
 @click.option("--confusion", type=click.Path(path_type=Path), help="Write the confusion matrix as CSV here.")
 @click.option("--device")
 @click.option("--json", "as_json", is_flag=True)
+@user_errors
 def evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None,
              as_json: bool) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a checkpoint on a dataset."""
@@ -309,6 +280,7 @@ def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, de
 @click.option("--part", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--device")
 @click.option("--json", "as_json", is_flag=True)
+@user_errors
 def collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device: str | None, as_json: bool) -> None:
     """Save the correctly recognised clips of a dataset part: the attack set."""
     _emit(as_json, *run_collect(checkpoint, dataset, out, part, device, as_json))
@@ -318,6 +290,7 @@ def collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device
 @click.option("--model", "model_name", default="stgcn", show_default=True)
 @click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@user_errors
 def demo(model_name: str, epochs: int, as_json: bool) -> None:
     """The embedded default: synthetic dataset -> small recognizer -> evaluation -> attack set."""
     ds_path = ensure_default_dataset(as_json)
@@ -328,6 +301,10 @@ def demo(model_name: str, epochs: int, as_json: bool) -> None:
     collected, t3 = run_collect(ckpt, ds_path, clips, "test", None, as_json)
     _emit(as_json, {"dataset": str(ds_path), "train": trained, "evaluate": evaluated, "collect": collected},
           "\n".join([f"dataset: {ds_path}", t1, t2, t3]))
+
+
+for _command in (*attack_commands, validate_batch):
+    cli.add_command(_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -191,7 +191,7 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(b)
+            loss_sum += float(loss.detach()) * len(b)
             correct += int((logits.argmax(1) == y).sum())
             total += len(b)
         rec = {"epoch": epoch, "train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}

@@ -14,7 +14,7 @@ windows always stay together, so no test window has a training twin).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -23,7 +23,7 @@ import numpy as np
 from stimuli.errors import DataError
 from stimuli.motion import Motion
 
-from . import MOTION_EXTENSIONS, load_motion, sniff_format
+from . import MOTION_EXTENSIONS, load_motion
 from .dataset import TEST, TRAIN, Dataset
 from .preprocess import PreprocessConfig, normalisation_stats, preprocess_motion
 

@@ -64,7 +64,6 @@ from typing import Any, Callable
 import numpy as np
 
 from stimuli.motion import Motion
-from stimuli.skeleton import STANDARD
 
 __all__ = [
     "ACTIONS",

@@ -1,0 +1,456 @@
+"""The SMART optimiser: many clips at once, each leaving the batch when it is done.
+
+For every clip, minimise ``L = w Lc + (1 - w) Lp`` (``w = 0.4``) over ``z``, the clip in
+the model's normalised input space, starting at ``z0 = normalise(q)``, with Adam
+(learning rate in normalised units, as in the paper) for at most ``iterations`` steps.
+``Lp`` is computed on true geometry, ``q / std = z + mean / std`` (see :mod:`.losses`).
+
+How a batch runs (:func:`attack`):
+
+- Up to ``batch_size`` clips are *active*. Each iteration does one forward pass, computes
+  every active clip's loss and success, and one backward pass of the *sum* of the
+  losses of the clips that go on (a sum, not a mean: each clip then gets exactly the
+  gradient of its own loss whatever the batch size).
+- Iteration ``k`` evaluates the iterate after ``k`` Adam steps. A clip finishes at the
+  first iterate that succeeds (it leaves the batch: compaction, not freezing), when it
+  has used its ``iterations`` steps, when its loss, logits or gradient is NaN/Inf (it is
+  marked ``nonfinite`` with the reason; the others go on), or at step 0 when the model
+  does not recognise it (``skipped``). Freed places are refilled from the queue.
+- Adam is implemented here on the batch tensor with per-clip moments and step counts,
+  compacted together with the clips, so removing or adding clips never disturbs the
+  others: a clip's result does not depend on which clips share its batch (up to the
+  rounding of the model's batched kernels, ~1e-7 relative, which Adam's normalised steps
+  can amplify where a gradient element is near zero).
+- The kept example ("best") of a successful clip is its *first* successful iterate: the
+  clip stops there (the paper's stop rule), and as ``Lp`` is 0 at ``q`` and typically
+  grows along the path, it is normally also the least perceptible success reached.
+
+The model runs in eval mode with its parameters' ``requires_grad`` off during the attack
+(both restored afterwards). Nothing is random except SA targets (:func:`resolve_targets`),
+so a run is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from stimuli.errors import SmartStudyError
+from stimuli.skeleton import STANDARD, Skeleton
+
+from .losses import (
+    LOSSES,
+    PerceptualWeights,
+    bone_lengths,
+    joint_weights,
+    perceptual_loss,
+    perceptual_metrics,
+    perceptual_terms,
+)
+from .strategies import STRATEGIES, ClassContext, Strategy, build_strategy, random_targets
+
+__all__ = [
+    "AttackError",
+    "AttackConfig",
+    "ClipResult",
+    "STATUSES",
+    "DEFAULT_LR",
+    "attack",
+    "resolve_targets",
+    "adam_step",
+]
+
+DEFAULT_LR = 0.005
+"""Adam learning rate in normalised units: the top of the paper's range [0.0005, 0.005]."""
+
+STATUSES = ("pending", "success", "failed", "nonfinite", "skipped")
+"""A clip's outcome: not attacked yet; fooled the model; used every iteration without
+success; NaN/Inf during optimisation; not attacked (not recognised, or SA target equal
+to its true label)."""
+
+
+class AttackError(SmartStudyError, ValueError):
+    """Bad attack settings or inputs."""
+
+
+@dataclass
+class AttackConfig:
+    """Everything that decides an attack; saved in every result file."""
+
+    strategy: str = "ab"
+    top_n: int = 3
+    """ABN: success once the true label leaves the top N."""
+    target: int | None = None
+    """SA: one target class for every clip; None draws a seeded random one per clip."""
+    loss: str = "smart"
+    iterations: int = 300
+    lr: float = DEFAULT_LR
+    class_weight: float = 0.4
+    """``w`` in ``L = w Lc + (1 - w) Lp``."""
+    alpha: float = 0.3
+    beta0: float = 0.6
+    beta2: float = 0.4
+    gamma_spine: float = 0.04
+    gamma_other: float = 0.02
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    batch_size: int = 32
+    """Clips optimised together; does not change any clip's result."""
+    seed: int = 0
+    topk: int = 5
+    """How many top classes (and probabilities) to record per clip."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise AttackError(f"unknown attack strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if self.loss not in LOSSES:
+            raise AttackError(f"unknown perceptual loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        if self.top_n < 1:
+            raise AttackError(f"top-n must be >= 1, got {self.top_n}")
+        if self.iterations < 0:
+            raise AttackError(f"iterations must be >= 0, got {self.iterations}")
+        if not self.lr > 0:
+            raise AttackError(f"learning rate must be > 0, got {self.lr}")
+        if not 0.0 <= self.class_weight <= 1.0:
+            raise AttackError(f"class weight w must be in [0, 1], got {self.class_weight}")
+        if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0 and self.adam_eps > 0):
+            raise AttackError(f"bad Adam settings: betas ({self.adam_beta1}, {self.adam_beta2}), eps {self.adam_eps}")
+        if self.batch_size < 1:
+            raise AttackError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.topk < 1:
+            raise AttackError(f"topk must be >= 1, got {self.topk}")
+        if self.target is not None and self.strategy != "sa":
+            raise AttackError(f"a target class is only used by the SA strategy, not {self.strategy!r}")
+        try:
+            self.perceptual_weights()
+        except ValueError as exc:
+            raise AttackError(str(exc)) from None
+
+    def perceptual_weights(self) -> PerceptualWeights:
+        return PerceptualWeights(self.alpha, self.beta0, self.beta2, self.gamma_spine, self.gamma_other)
+
+    def term_weights(self) -> dict[str, float]:
+        """Weight of each raw perceptual term in this run's ``Lp``."""
+        return self.perceptual_weights().for_loss(self.loss)
+
+    def build_strategy(self) -> Strategy:
+        return build_strategy(self.strategy, self.top_n)
+
+    @property
+    def label(self) -> str:
+        """The paper's column: AB, AB3, AB5 or SA."""
+        return self.build_strategy().label
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a result depends on (everything but the batch size)."""
+        return {k: v for k, v in self.to_json().items() if k != "batch_size"}
+
+
+@dataclass
+class ClipResult:
+    """The outcome for one clip (motions in metres)."""
+
+    index: int
+    status: str
+    reason: str
+    iterations: int
+    adversarial: np.ndarray
+    """``(T, 25, 3)``: the kept successful iterate, else the last one."""
+    true_label: int
+    original_label: int
+    final_label: int
+    target: int
+    original_topk: np.ndarray
+    original_topk_prob: np.ndarray
+    final_topk: np.ndarray
+    final_topk_prob: np.ndarray
+    losses: dict[str, float] = field(default_factory=dict)
+    """``class``, ``perceptual``, ``total`` and the raw ``position``, ``acceleration``,
+    ``bone`` terms, at the kept iterate."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """See :func:`attack_gen.attack.losses.perceptual_metrics`."""
+
+    @property
+    def success(self) -> bool:
+        return self.status == "success"
+
+
+def resolve_targets(config: AttackConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """SA targets per clip (-1 for other strategies): the fixed one, or seeded random ones."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if config.strategy != "sa":
+        return np.full(len(labels), -1, dtype=np.int64)
+    if config.target is not None:
+        if not 0 <= config.target < num_classes:
+            raise AttackError(f"target class {config.target} is outside 0..{num_classes - 1}")
+        return np.full(len(labels), config.target, dtype=np.int64)
+    return random_targets(labels, num_classes, config.seed)
+
+
+def adam_step(
+    z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
+    lr: float, beta1: float, beta2: float, eps: float,
+) -> None:
+    """One Adam update in place, per clip: ``z, grad, m, v (B, ...)``, ``step (B,)`` steps done so far."""
+    t = (step + 1).to(z.dtype).view(-1, *([1] * (z.dim() - 1)))
+    m.mul_(beta1).add_(grad, alpha=1 - beta1)
+    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (v / (1 - beta2**t)).sqrt_().add_(eps)
+    z.addcdiv_(m, denom * ((1 - beta1**t) / lr), value=-1.0)
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; both restored after."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+@dataclass
+class _Batch:
+    """The active clips: rows into the input, iterate, references, Adam state, context."""
+
+    rows: torch.Tensor  # (B,) long, CPU
+    z: torch.Tensor  # (B, T, V, C) current iterate, normalised
+    g0: torch.Tensor  # (B, T, V, C) original geometry q / std
+    bl0: torch.Tensor  # (B, T, nb) original bone lengths (geometric units)
+    m: torch.Tensor  # (B, T, V, C) Adam first moment
+    v: torch.Tensor  # (B, T, V, C) Adam second moment
+    step: torch.Tensor  # (B,) long, Adam steps done
+    ctx: ClassContext
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def select(self, keep: torch.Tensor) -> _Batch:
+        dev = keep.to(self.z.device)
+        return _Batch(
+            self.rows[keep.cpu()], self.z[dev], self.g0[dev], self.bl0[dev], self.m[dev], self.v[dev],
+            self.step[dev], self.ctx.select(dev),
+        )
+
+    @staticmethod
+    def cat(a: _Batch | None, b: _Batch) -> _Batch:
+        if a is None or len(a) == 0:
+            return b
+        return _Batch(*(torch.cat([getattr(a, f.name), getattr(b, f.name)]) for f in dataclasses.fields(_Batch)
+                        if f.name != "ctx"), ctx=ClassContext.cat([a.ctx, b.ctx]))
+
+
+def attack(
+    model: nn.Module,
+    motions: np.ndarray | torch.Tensor,
+    labels: np.ndarray | Sequence[int],
+    *,
+    fps: float,
+    config: AttackConfig,
+    num_classes: int | None = None,
+    targets: np.ndarray | None = None,
+    indices: Sequence[int] | None = None,
+    skeleton: Skeleton = STANDARD,
+    on_results: Callable[[list[ClipResult]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ClipResult]:
+    """Attack ``motions`` ``(N, T, 25, 3)`` (metres) with true ``labels`` ``(N,)``.
+
+    ``model`` is a :class:`attack_gen.recognizer.Recognizer` (``forward`` on normalised
+    input, ``mean`` ``(25, 3)`` and scalar ``std`` buffers). ``fps`` is the clips' frame
+    rate (dt = 1/fps in the derivatives). ``targets`` (SA) default to
+    :func:`resolve_targets` (which needs ``num_classes``). ``indices`` restricts the
+    attack to those rows (resume); ``on_results`` receives each group of clips as they
+    finish, ``progress`` the number finished. Returns one :class:`ClipResult` per
+    attacked row, in the order of ``indices``.
+    """
+    if not fps > 0:
+        raise AttackError(f"frame rate must be > 0, got {fps}")
+    x = (motions if torch.is_tensor(motions) else torch.as_tensor(np.asarray(motions, dtype=np.float32))).float().cpu()
+    if x.dim() != 4 or tuple(x.shape[2:]) != (skeleton.num_joints, 3):
+        raise AttackError(f"motions: expected (N, T, {skeleton.num_joints}, 3), got {tuple(x.shape)}")
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if y.shape != (len(x),):
+        raise AttackError(f"labels: expected shape ({len(x)},), got {tuple(y.shape)}")
+    strategy = config.build_strategy()
+    device = model.mean.device
+    if not len(x) or (indices is not None and not len(indices)):
+        return []
+    if num_classes is None:
+        with _frozen(model):
+            num_classes = _num_outputs(model, x[:1].to(device))
+    if targets is None:
+        targets = resolve_targets(config, y.numpy(), num_classes)
+    tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+    if tgt.shape != (len(x),):
+        raise AttackError(f"targets: expected shape ({len(x)},), got {tuple(tgt.shape)}")
+    order = list(range(len(x))) if indices is None else [int(i) for i in indices]
+    mean, std = model.mean, model.std
+    offset = (mean / std).to(device)  # geometry g = q / std = z + mean / std
+    gamma = joint_weights(skeleton, config.gamma_spine, config.gamma_other, device=device)
+    weights = config.term_weights()
+    w = config.class_weight
+    topk = config.topk
+
+    results: dict[int, ClipResult] = {}
+    queue: deque[int] = deque()
+    early: list[ClipResult] = []
+    for i in order:
+        if strategy.needs_target and int(tgt[i]) == int(y[i]):
+            early.append(_unattacked(i, x[i], int(y[i]), int(tgt[i]), "SA target equals the true label"))
+        else:
+            queue.append(i)
+    if early:
+        _deliver(early, results, on_results, progress)
+
+    def start(rows: list[int]) -> _Batch:
+        r = torch.tensor(rows, dtype=torch.long)
+        q = x[r].to(device)  # (b, T, V, C) metres
+        z0 = (q - mean) / std
+        g0 = z0 + offset
+        zeros = torch.zeros_like(z0)
+        ctx = ClassContext(y[r].to(device), torch.full((len(r),), -1, dtype=torch.long, device=device),
+                           torch.zeros(len(r), num_classes, device=device), tgt[r].to(device))
+        return _Batch(r, z0, g0, bone_lengths(g0, skeleton), zeros, zeros.clone(),
+                      torch.zeros(len(r), dtype=torch.long, device=device), ctx)
+
+    batch: _Batch | None = None
+    with _frozen(model):
+        while queue or (batch is not None and len(batch)):
+            free = config.batch_size - (0 if batch is None else len(batch))
+            refilled = free > 0 and bool(queue)
+            if refilled:
+                batch = _Batch.cat(batch, start([queue.popleft() for _ in range(min(free, len(queue)))]))
+            assert batch is not None
+            z = batch.z.detach().requires_grad_(True)
+            logits = model(z)  # (B, K)
+            if refilled:  # the new clips' first forward pass: their original prediction
+                with torch.no_grad():
+                    if logits.shape[1] != num_classes:
+                        raise AttackError(f"the model gives {logits.shape[1]} classes, expected {num_classes}")
+                    fresh = batch.step == 0
+                    probs = torch.softmax(logits.detach().float(), -1)
+                    batch.ctx.original_probs[fresh] = probs[fresh]
+                    batch.ctx.original[fresh] = probs[fresh].argmax(-1)
+            terms = perceptual_terms(batch.g0, z + offset, fps, gamma=gamma, skeleton=skeleton,
+                                     bone_reference=batch.bl0)
+            lp = perceptual_loss(terms, weights)
+            lc = strategy.class_loss(logits, batch.ctx)
+            total = w * lc + (1 - w) * lp  # (B,)
+
+            with torch.no_grad():
+                finite = torch.isfinite(total) & torch.isfinite(logits).all(-1)
+                unrecognised = (batch.step == 0) & (batch.ctx.original != batch.ctx.true) & finite
+                success = strategy.success(logits, batch.ctx) & finite & ~unrecognised
+                go_on = finite & ~unrecognised & ~success & (batch.step < config.iterations)
+            go_on_host = go_on.cpu()  # one sync per iteration
+            grad_ok = torch.ones_like(go_on)
+            if bool(go_on_host.any()):
+                total[go_on].sum().backward()  # one backward pass: each clip gets its own loss's gradient
+                assert z.grad is not None
+                grad_ok = torch.isfinite(z.grad).flatten(1).all(1)
+            keep = (go_on & grad_ok).cpu()
+            if not bool(keep.all()):
+                flags = torch.stack([finite, unrecognised, success, go_on & ~grad_ok]).cpu().numpy()
+                status = np.select([~flags[0] | flags[3], flags[1], flags[2]], ["nonfinite", "skipped", "success"],
+                                   "failed")
+                sel = torch.as_tensor(np.flatnonzero(~keep.numpy()))
+                _deliver(
+                    _finish(batch, sel, status[sel.numpy()], flags[3], x, logits, terms, lc, lp, total, model, fps,
+                            topk, config.iterations, skeleton),
+                    results, on_results, progress,
+                )
+            grad = z.grad
+            batch = batch.select(keep)
+            if len(batch):
+                assert grad is not None
+                adam_step(batch.z, grad[keep.to(grad.device)], batch.m, batch.v, batch.step, config.lr,
+                          config.adam_beta1, config.adam_beta2, config.adam_eps)
+                batch.step += 1
+    return [results[i] for i in order]
+
+
+@torch.no_grad()
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    return int(model(model.normalise(x)).shape[1])
+
+
+def _deliver(group: list[ClipResult], results: dict[int, ClipResult],
+             on_results: Callable[[list[ClipResult]], None] | None, progress: Callable[[int], None] | None) -> None:
+    for r in group:
+        results[r.index] = r
+    if on_results is not None:
+        on_results(group)
+    if progress is not None:
+        progress(len(group))
+
+
+def _unattacked(i: int, q: torch.Tensor, true: int, target: int, reason: str) -> ClipResult:
+    empty_i, empty_p = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return ClipResult(i, "skipped", reason, 0, q.numpy().copy(), true, -1, -1, target, empty_i, empty_p, empty_i,
+                      empty_p)
+
+
+@torch.no_grad()
+def _finish(
+    batch: _Batch, sel: torch.Tensor, status: np.ndarray, bad_grad: np.ndarray, x: torch.Tensor,
+    logits: torch.Tensor, terms: dict[str, torch.Tensor], lc: torch.Tensor, lp: torch.Tensor, total: torch.Tensor,
+    model: nn.Module, fps: float, topk: int, iterations: int, skeleton: Skeleton,
+) -> list[ClipResult]:
+    """Results for the rows ``sel`` (CPU indices) of the batch, which finish at this iterate."""
+    rows = batch.rows[sel]
+    dsel = sel.to(batch.z.device)
+    q = x[rows]  # (b, T, V, C) metres, the untouched input
+    q_hat = (batch.z[dsel] * model.std + model.mean).float().cpu()
+    k = min(topk, logits.shape[1])
+    o_p, o_i = (t.cpu() for t in batch.ctx.original_probs[dsel].topk(k, -1))
+    lg = logits.detach()[dsel].float()
+    f_p, f_i = (t.cpu() for t in torch.softmax(lg, -1).topk(k, -1))
+    logits_ok = torch.isfinite(lg).all(-1).cpu()
+    metrics = {name: v.cpu() for name, v in perceptual_metrics(q, q_hat, fps, skeleton).items()}
+    values = {"class": lc, "perceptual": lp, "total": total, **terms}
+    values = {name: t.detach()[dsel].float().cpu() for name, t in values.items()}
+    ctx = {name: getattr(batch.ctx, name)[dsel].cpu() for name in ("true", "original", "target")}
+    steps = batch.step[dsel].cpu()
+    out = []
+    for j, (row, st) in enumerate(zip(rows.tolist(), status)):
+        step, ok = int(steps[j]), bool(logits_ok[j])
+        if st == "success":
+            reason = ""
+        elif st == "skipped":
+            reason = (f"not recognised: the model predicts class {int(ctx['original'][j])}, "
+                      f"true label {int(ctx['true'][j])}")
+        elif st == "nonfinite":
+            what = "gradient" if bad_grad[int(sel[j])] else ("logits" if not ok else "loss")
+            reason = f"non-finite {what} at iteration {step}"
+        else:
+            reason = f"no success within {iterations} iterations"
+        out.append(ClipResult(
+            index=int(row), status=str(st), reason=reason, iterations=step,
+            adversarial=q[j].numpy().copy() if st == "skipped" else q_hat[j].numpy(),
+            true_label=int(ctx["true"][j]), original_label=int(ctx["original"][j]),
+            final_label=int(f_i[j, 0]) if ok else -1, target=int(ctx["target"][j]),
+            original_topk=o_i[j].numpy(), original_topk_prob=o_p[j].numpy(),
+            final_topk=f_i[j].numpy() if ok else np.full(k, -1, np.int64),
+            final_topk_prob=f_p[j].numpy() if ok else np.full(k, np.nan, np.float32),
+            losses={name: float(v[j]) for name, v in values.items()},
+            metrics={name: float(v[j]) for name, v in metrics.items()},
+        ))
+    return out

@@ -1,0 +1,215 @@
+"""SMART's perceptual loss and its ablations, as pure functions on tensors.
+
+Every function takes motions ``(N, T, V=25, C=3)`` in *geometric units*: physical
+coordinates (metres) divided by one global scale per dataset (the model's single
+normalisation ``std``). That keeps bone lengths and accelerations true to the body,
+unlike per-coordinate normalised values, and makes the weights mean the same on every
+dataset. Each function returns one value per clip, ``(N,)``; a batch averages them.
+
+The paper's loss (SPEC §2), read literally::
+
+    Lp    = alpha * l_dyn + (1 - alpha) * l_bl                          alpha = 0.3
+    l_dyn = beta0 * sum_{t,j,c} (gamma_j * (q - q^)_{t,j,c})^2           beta0 = 0.6
+          + beta2 * sum_{t,j,c} (gamma_j * (q'' - q^'')_{t,j,c})^2       beta2 = 0.4
+    l_bl  = 1/M * sum_t sum_b (BL_b(q_t) - BL_b(q^_t))^2                  M = T frames
+
+``gamma_j`` is 0.04 for the 5 spinal joints and 0.02 for the other 20; the n-th
+derivative is the n-th forward difference divided by dt^n, dt = 1/fps of the clip.
+
+Ablations keep the paper's weight for every term they contain and drop the others
+(no re-normalisation), so a term weighs the same in every variant:
+
+=========  =================  =====================  =================
+name       position (a*b0)    acceleration (a*b2)    bone (1 - a)
+=========  =================  =====================  =================
+smart      0.18               0.12                   0.70
+l2         0.18               -                      -
+l2-acc     0.18               0.12                   -
+l2-bone    0.18               -                      0.70
+=========  =================  =====================  =================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+import torch
+
+from stimuli.skeleton import STANDARD, Skeleton
+
+__all__ = [
+    "TERMS",
+    "LOSSES",
+    "BONE_EPS",
+    "PerceptualWeights",
+    "list_losses",
+    "joint_weights",
+    "derivative",
+    "bone_lengths",
+    "position_term",
+    "acceleration_term",
+    "bone_term",
+    "perceptual_terms",
+    "perceptual_loss",
+    "perceptual_metrics",
+]
+
+TERMS = ("position", "acceleration", "bone")
+"""The raw terms of the perceptual loss, before weighting."""
+
+LOSSES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "smart": ("position", "acceleration", "bone"),
+        "l2": ("position",),
+        "l2-acc": ("position", "acceleration"),
+        "l2-bone": ("position", "bone"),
+    }
+)
+"""Perceptual-loss variants by name -> the terms they contain."""
+
+BONE_EPS = 1e-8
+"""Added to the squared bone vector before the square root: zero-length bones (0-10,
+5-10, 13-12 of the standard skeleton) then have a finite, zero gradient."""
+
+
+def list_losses() -> list[str]:
+    return list(LOSSES)
+
+
+@dataclass(frozen=True)
+class PerceptualWeights:
+    """The paper's constants; :meth:`for_loss` turns them into per-term weights."""
+
+    alpha: float = 0.3
+    beta0: float = 0.6
+    beta2: float = 0.4
+    gamma_spine: float = 0.04
+    gamma_other: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta0", "beta2", "gamma_spine", "gamma_other"):
+            value = getattr(self, name)
+            if not value >= 0.0:  # also rejects NaN
+                raise ValueError(f"perceptual weight {name} must be >= 0, got {value}")
+        if self.alpha > 1.0:
+            raise ValueError(f"perceptual weight alpha must be in [0, 1], got {self.alpha}")
+
+    def for_loss(self, name: str) -> dict[str, float]:
+        """Weight of each raw term in loss ``name`` (terms it lacks are absent)."""
+        if name not in LOSSES:
+            raise KeyError(f"unknown perceptual loss {name!r}; known: {', '.join(LOSSES)}")
+        full = {
+            "position": self.alpha * self.beta0,
+            "acceleration": self.alpha * self.beta2,
+            "bone": 1.0 - self.alpha,
+        }
+        return {term: full[term] for term in LOSSES[name]}
+
+
+def joint_weights(
+    skeleton: Skeleton = STANDARD, spine: float = 0.04, other: float = 0.02, *, device: torch.device | None = None
+) -> torch.Tensor:
+    """``gamma``: ``(V,)`` with ``spine`` on the skeleton's spinal joints, ``other`` elsewhere."""
+    gamma = torch.full((skeleton.num_joints,), float(other), device=device)
+    gamma[list(skeleton.spine)] = float(spine)
+    return gamma
+
+
+def derivative(x: torch.Tensor, order: int, fps: float) -> torch.Tensor:
+    """n-th forward difference over frames divided by dt^n: ``(N, T, V, C) -> (N, T - n, V, C)``."""
+    if order < 0:
+        raise ValueError(f"derivative order must be >= 0, got {order}")
+    for _ in range(order):
+        x = (x[:, 1:] - x[:, :-1]) * fps
+    return x
+
+
+def bone_lengths(x: torch.Tensor, skeleton: Skeleton = STANDARD, eps: float = BONE_EPS) -> torch.Tensor:
+    """Length of every (child, parent) bone in every frame: ``(N, T, V, C) -> (N, T, B)``."""
+    vec = x[:, :, skeleton.bone_children] - x[:, :, skeleton.bone_parents]
+    return torch.sqrt((vec * vec).sum(-1) + eps)
+
+
+def _weighted_sq(d: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``sum_{t,j,c} (gamma_j d_{t,j,c})^2`` per clip: ``(N, T, V, C) -> (N,)``."""
+    return (d * gamma[:, None]).square().sum(dim=(1, 2, 3))
+
+
+def position_term(q: torch.Tensor, q_hat: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``sum_{t,j,c} (gamma_j (q - q^))^2`` per clip ``(N,)``."""
+    return _weighted_sq(q_hat - q, gamma)
+
+
+def acceleration_term(q: torch.Tensor, q_hat: torch.Tensor, gamma: torch.Tensor, fps: float) -> torch.Tensor:
+    """``sum_{t,j,c} (gamma_j (q'' - q^''))^2`` per clip ``(N,)``; 0 for clips under 3 frames."""
+    # the second difference is linear, so differentiate the deviation once: (N, T-2, V, C)
+    return _weighted_sq(derivative(q_hat - q, 2, fps), gamma)
+
+
+def bone_term(
+    q: torch.Tensor, q_hat: torch.Tensor, skeleton: Skeleton = STANDARD, *, reference: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``1/M sum_t sum_b (BL_b(q_t) - BL_b(q^_t))^2`` per clip ``(N,)``.
+
+    ``reference`` may carry ``bone_lengths(q)`` precomputed (the attack reuses it).
+    """
+    ref = bone_lengths(q, skeleton) if reference is None else reference
+    return (bone_lengths(q_hat, skeleton) - ref).square().sum(-1).mean(-1)
+
+
+def perceptual_terms(
+    q: torch.Tensor,
+    q_hat: torch.Tensor,
+    fps: float,
+    *,
+    gamma: torch.Tensor,
+    skeleton: Skeleton = STANDARD,
+    terms: tuple[str, ...] = TERMS,
+    bone_reference: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The raw (unweighted) terms named in ``terms``, each ``(N,)``."""
+    unknown = set(terms) - set(TERMS)
+    if unknown:
+        raise KeyError(f"unknown perceptual term(s) {sorted(unknown)}; known: {', '.join(TERMS)}")
+    out: dict[str, torch.Tensor] = {}
+    if "position" in terms:
+        out["position"] = position_term(q, q_hat, gamma)
+    if "acceleration" in terms:
+        out["acceleration"] = acceleration_term(q, q_hat, gamma, fps)
+    if "bone" in terms:
+        out["bone"] = bone_term(q, q_hat, skeleton, reference=bone_reference)
+    return out
+
+
+def perceptual_loss(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+    """``sum_k weights[k] * terms[k]`` per clip ``(N,)``; every weighted term must be present."""
+    missing = set(weights) - set(terms)
+    if missing:
+        raise KeyError(f"perceptual loss needs term(s) {sorted(missing)}; got {sorted(terms)}")
+    parts = [w * terms[k] for k, w in weights.items()]
+    if not parts:
+        raise ValueError("perceptual loss with no terms")
+    return torch.stack(parts).sum(0)
+
+
+@torch.no_grad()
+def perceptual_metrics(
+    q: torch.Tensor, q_hat: torch.Tensor, fps: float, skeleton: Skeleton = STANDARD
+) -> dict[str, torch.Tensor]:
+    """Interpretable deviations per clip ``(N,)`` on *physical* motions (metres).
+
+    - ``mean_joint_displacement_m``: mean over frames and joints of ``|q^ - q|`` (m);
+    - ``acceleration_deviation``: mean over frames and joints of ``|q^'' - q''|`` (m/s^2);
+    - ``bone_length_deviation_m``: mean over frames and bones of ``|BL(q^) - BL(q)|`` (m).
+    """
+    d = q_hat - q
+    acc = derivative(d, 2, fps)
+    return {
+        "mean_joint_displacement_m": d.norm(dim=-1).mean(dim=(1, 2)),
+        "acceleration_deviation": acc.norm(dim=-1).mean(dim=(1, 2)) if acc.shape[1] else d.new_zeros(len(d)),
+        "bone_length_deviation_m": (bone_lengths(q_hat, skeleton, 0.0) - bone_lengths(q, skeleton, 0.0))
+        .abs()
+        .mean(dim=(1, 2)),
+    }

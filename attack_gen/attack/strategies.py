@@ -1,0 +1,182 @@
+"""Attack strategies: the classification loss ``Lc`` and the success test, chosen by name.
+
+Each ``Lc`` is written so that *minimising* ``L = w Lc + (1 - w) Lp`` attacks:
+
+- ``ab``  Anything-but: ``Lc = -CE(y_q, Phi(q^))``, the cross-entropy between the model's
+  original prediction ``y_q`` (one-hot) and its current distribution; success when the
+  predicted label differs from ``y_q``. (With the soft ``Phi(q)`` as the target, the
+  gradient is exactly zero at the start ``q^ = q``, since d CE(p0, softmax(l)) / dl =
+  softmax(l) - p0, so the first Adam steps would follow rounding noise.)
+- ``abn`` Anything-but-N: ``Lc = -Entropy(Phi(q^))``; success (and stop) once the true
+  label is no longer among the top N classes.
+- ``sa``  Specified: ``Lc = CE(Phi(q^), target)``; success when the target is predicted.
+  A random target is drawn per clip from a seeded generator among the classes other
+  than the true one (:func:`random_targets`).
+
+Tensors: ``logits (N, K)``; the per-clip context :class:`ClassContext` holds ``(N,)``
+labels and the ``(N, K)`` original distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ClassContext",
+    "Strategy",
+    "AnythingBut",
+    "AnythingButN",
+    "Specified",
+    "STRATEGIES",
+    "list_strategies",
+    "build_strategy",
+    "random_targets",
+]
+
+
+@dataclass
+class ClassContext:
+    """What the class loss and the success test know about each clip (all ``(N, ...)``)."""
+
+    true: torch.Tensor
+    """True labels ``(N,)`` long."""
+    original: torch.Tensor
+    """The model's prediction on the unperturbed clip ``(N,)`` long."""
+    original_probs: torch.Tensor
+    """The model's predictive distribution on the unperturbed clip ``(N, K)``."""
+    target: torch.Tensor
+    """SA targets ``(N,)`` long; -1 where there is none."""
+
+    def select(self, rows: torch.Tensor) -> ClassContext:
+        return ClassContext(self.true[rows], self.original[rows], self.original_probs[rows], self.target[rows])
+
+    @staticmethod
+    def cat(parts: list[ClassContext]) -> ClassContext:
+        fields = ("true", "original", "original_probs", "target")
+        return ClassContext(*(torch.cat([getattr(p, f) for p in parts]) for f in fields))
+
+
+class Strategy:
+    """Base class: ``class_loss`` ``(N,)`` to minimise and ``success`` ``(N,)`` bool."""
+
+    name = ""
+    needs_target = False
+
+    @property
+    def label(self) -> str:
+        """The column name in the paper's tables (AB, AB3, AB5, SA)."""
+        raise NotImplementedError
+
+    def class_loss(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def success(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "label": self.label}
+
+
+class AnythingBut(Strategy):
+    """AB: push the prediction away from the original distribution."""
+
+    name = "ab"
+
+    @property
+    def label(self) -> str:
+        return "AB"
+
+    def class_loss(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        return -F.cross_entropy(logits, ctx.original, reduction="none")  # (N,)
+
+    def success(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        return logits.argmax(-1) != ctx.original
+
+
+class AnythingButN(Strategy):
+    """ABN: flatten the predictive distribution until the true label leaves the top N."""
+
+    name = "abn"
+
+    def __init__(self, top_n: int = 3) -> None:
+        if top_n < 1:
+            raise ValueError(f"ABN needs top_n >= 1, got {top_n}")
+        self.top_n = int(top_n)
+
+    @property
+    def label(self) -> str:
+        return f"AB{self.top_n}"
+
+    def class_loss(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        logp = F.log_softmax(logits, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1)  # (N,)
+        return -entropy
+
+    def success(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        if self.top_n >= logits.shape[-1]:
+            return torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+        top = logits.topk(self.top_n, dim=-1).indices  # (N, top_n)
+        return ~(top == ctx.true[:, None]).any(-1)
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "top_n": self.top_n}
+
+
+class Specified(Strategy):
+    """SA: pull the prediction to a chosen class."""
+
+    name = "sa"
+    needs_target = True
+
+    @property
+    def label(self) -> str:
+        return "SA"
+
+    def class_loss(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        if (ctx.target < 0).any():
+            raise ValueError("SA needs a target for every clip")
+        return F.cross_entropy(logits, ctx.target, reduction="none")
+
+    def success(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
+        return logits.argmax(-1) == ctx.target
+
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "ab": lambda top_n=3: AnythingBut(),
+    "abn": lambda top_n=3: AnythingButN(top_n),
+    "sa": lambda top_n=3: Specified(),
+}
+
+
+def list_strategies() -> list[str]:
+    return list(STRATEGIES)
+
+
+def build_strategy(name: str, top_n: int = 3) -> Strategy:
+    """A strategy by name (``ab``, ``abn``, ``sa``); an unknown name lists the known ones."""
+    try:
+        make = STRATEGIES[name]
+    except KeyError:
+        raise KeyError(f"unknown attack strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
+    return make(top_n=top_n)
+
+
+def random_targets(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
+    """One SA target per clip, uniform over the classes other than its true label.
+
+    Drawn for the whole clip set at once from ``numpy.random.default_rng(seed)``, so a
+    clip's target depends only on the seed and its position in the set (never on how
+    clips are batched, or on which were already done before a resume).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if num_classes < 2:
+        raise ValueError(f"SA needs at least 2 classes, got {num_classes}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+    offset = np.random.default_rng(seed).integers(1, num_classes, size=len(labels))  # 1..K-1
+    return (labels + offset) % num_classes
