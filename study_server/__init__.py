@@ -1,1 +1,173 @@
-"""Participant and researcher web app of smart-study (Flask). Never imports torch."""
+"""Participant and researcher web app of smart-study (Flask). Never imports torch.
+
+``create_app(test_config=None)`` builds the app. Settings, lowest precedence first: the
+defaults below; ``instance/config.py``; ``FLASK_*`` environment variables (e.g.
+``FLASK_SECRET_KEY``, ``FLASK_SESSION_COOKIE_SECURE=true``); ``SECRET_KEY``,
+``DATABASE_URL`` (any SQLAlchemy URL; default SQLite in WAL mode at
+``data_root()/study.sqlite3``) and ``STUDY_ENV`` (``production``, the default, or
+``development``). Tests pass ``test_config`` instead of reading the environment.
+
+Outside development and testing a ``SECRET_KEY`` is required and debug mode is refused
+(:class:`ConfigError`, with a message saying what to set).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from typing import Mapping
+
+from flask import Flask
+from flask import Response
+from sqlalchemy import event
+
+from stimuli.errors import SmartStudyError
+from stimuli.paths import data_root
+
+from .extensions import csrf
+from .extensions import db
+from .extensions import migrate
+
+__all__ = ["create_app", "ConfigError", "TEMPLATES", "MIGRATIONS"]
+
+PACKAGE = Path(__file__).resolve().parent
+TEMPLATES = PACKAGE.parent / "templates"
+MIGRATIONS = PACKAGE / "migrations"
+
+# No inline script or style anywhere; MTurk shows studies in a frame on its own pages.
+MTURK_ORIGINS = "https://www.mturk.com https://workersandbox.mturk.com"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    f"form-action 'self' {MTURK_ORIGINS}; frame-ancestors 'self' {MTURK_ORIGINS}"
+)
+
+
+class ConfigError(SmartStudyError, RuntimeError):
+    """The app cannot start with this configuration (the message says what to set)."""
+
+
+def _defaults() -> dict[str, Any]:
+    return {
+        "SECRET_KEY": None,
+        "STUDY_ENV": "production",
+        "DEBUG": False,
+        "SQLALCHEMY_DATABASE_URI": None,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": False,
+        "PERMANENT_SESSION_LIFETIME": timedelta(days=14),
+        "WTF_CSRF_TIME_LIMIT": None,  # valid for the session: a long study must not expire mid-way
+        "WTF_CSRF_SSL_STRICT": False,  # the Referer check cannot work with Referrer-Policy: no-referrer
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "MEDIA_MAX_AGE": 3600,
+        "SQLITE_BUSY_TIMEOUT_S": 30.0,
+    }
+
+
+def _database_url(app: Flask) -> str:
+    url = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if not url:
+        url = f"sqlite:///{data_root(create=True) / 'study.sqlite3'}"
+    if url.startswith("postgres://"):  # the old scheme some hosts still hand out
+        url = "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def _dev_secret() -> str:
+    path = data_root(create=True) / ".dev-secret-key"
+    if not path.is_file():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _check_security(app: Flask) -> None:
+    env = app.config["STUDY_ENV"]
+    if env not in ("production", "development"):
+        raise ConfigError(f"STUDY_ENV must be 'production' or 'development', got {env!r}")
+    if app.testing:
+        app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or "testing"
+        return
+    if env == "development":
+        app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or _dev_secret()
+        return
+    if not app.config["SECRET_KEY"]:
+        raise ConfigError(
+            "SECRET_KEY is not set: set the environment variable SECRET_KEY (e.g. to the output of "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`), or STUDY_ENV=development for a local trial"
+        )
+    if app.debug:
+        raise ConfigError("debug mode is on (FLASK_DEBUG) but STUDY_ENV is 'production': "
+                          "never debug a production server; set STUDY_ENV=development to debug locally")  # fmt: skip
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """Every SQLite connection: WAL (readers never block the writer), foreign keys enforced."""
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.close()
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """The study server (see the module docstring for its settings)."""
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(TEMPLATES), static_folder="static")
+    app.config.from_mapping(_defaults())
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env()
+        for key in ("SECRET_KEY", "STUDY_ENV"):
+            if os.environ.get(key):
+                app.config[key] = os.environ[key]
+        if os.environ.get("DATABASE_URL"):
+            app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    else:
+        app.config.from_mapping(test_config)
+    _check_security(app)
+    url = _database_url(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    if url.startswith("sqlite"):
+        opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        opts.setdefault("connect_args", {"timeout": float(app.config["SQLITE_BUSY_TIMEOUT_S"])})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    csrf.init_app(app)
+    if url.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+    from . import api
+    from . import errors
+    from . import media
+    from . import participant
+    from .cli import create_study_command
+    from .cli import init_demo
+    from .cli import rescreen_command
+
+    app.register_blueprint(participant.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(media.bp)
+    app.register_blueprint(errors.bp)
+    app.cli.add_command(init_demo)
+    app.cli.add_command(create_study_command)
+    app.cli.add_command(rescreen_command)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+        h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        if response.mimetype in ("text/html", "application/json") and "Cache-Control" not in h:
+            h["Cache-Control"] = "no-store"
+        return response
+
+    return app

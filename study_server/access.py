@@ -1,0 +1,66 @@
+"""Who is asking: the study from the URL, the participant from the session cookie, and where they belong.
+
+The session cookie (signed, HttpOnly, SameSite=Lax, permanent for
+``PERMANENT_SESSION_LIFETIME``) holds only ``{"p": {study slug: participant public
+id}}``: no recruiting id, nothing about trials.
+"""
+
+from __future__ import annotations
+
+from flask import abort
+from flask import session
+from flask import url_for
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Participant
+from .models import Study
+
+__all__ = ["get_study", "session_participant", "session_holds", "bind", "stage_url", "STAGES"]
+
+STAGES = {
+    "consent": "participant.consent",
+    "about": "participant.about",
+    "instructions": "participant.instructions",
+    "trials": "participant.trials",
+    "completed": "participant.done",
+    "declined": "participant.declined",
+}
+"""Participant status -> the page they belong on."""
+
+
+def get_study(slug: str) -> Study:
+    """The study with this slug, or 404."""
+    study = db.session.execute(select(Study).where(Study.slug == slug)).scalar_one_or_none()
+    if study is None:
+        abort(404)
+    return study
+
+
+def session_participant(study: Study) -> Participant | None:
+    """The participant this browser's session holds for ``study`` (None if none)."""
+    ids = session.get("p")
+    public_id = ids.get(study.slug) if isinstance(ids, dict) else None
+    if not isinstance(public_id, str):
+        return None
+    return db.session.execute(
+        select(Participant).where(Participant.public_id == public_id, Participant.study_pk == study.id)
+    ).scalar_one_or_none()
+
+
+def session_holds(participant: Participant) -> bool:
+    """This browser's session belongs to ``participant``."""
+    ids = session.get("p")
+    return isinstance(ids, dict) and participant.public_id in ids.values()
+
+
+def bind(study: Study, participant: Participant) -> None:
+    """Remember in the session cookie that this browser is ``participant`` in ``study``."""
+    ids = dict(session.get("p") or {})
+    ids[study.slug] = participant.public_id
+    session["p"] = ids
+    session.permanent = True
+
+
+def stage_url(participant: Participant) -> str:
+    return url_for(STAGES[participant.status], slug=participant.study.slug)

@@ -1,0 +1,290 @@
+"""Trial designs of the three studies (SPEC §5) and balanced assignment: pure functions, no database.
+
+Everything a participant sees is decided here at enrolment from their seed and the
+current counts of the balancing cells (a cell is a stimulus and condition, e.g.
+``"item-003|smart~l2"``; the counts come from completed, non-excluded participants
+only):
+
+* **Deceitfulness**: ``n`` trials of one attacked variant (default SMART) on items it
+  fooled the model on; each shows the two labels (true, attacked) in random order.
+* **Naturalness**: ``n / 2`` motions, each twice: SMART vs one ablation, and two
+  different ablations; which ablation(s) are balanced across participants; sides random.
+* **Indistinguishability**: ``round(n * sensitivity_share)`` sensitivity trials
+  (original | original), ``round(n * control_share)`` positive controls
+  (original | control) and the rest perceivability trials (original | attacked); the
+  left clip is always the original. Rounding is half up.
+
+Practice trials (not analysed, not counted for balancing) come first; the analysed
+trials follow in a seeded random order.
+
+Balancing (:class:`BalancedPicker`): each pick takes, among the candidates, the cell
+this participant has used least, then the least-filled across participants, ties
+broken by a seeded random rank, and counts it. So a participant sees every cell once
+before any twice, and the cells that have the fewest usable participants so far are
+filled first.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Hashable
+from typing import Iterable
+from typing import Mapping
+from typing import Sequence
+
+__all__ = [
+    "DECEITFULNESS",
+    "NATURALNESS",
+    "INDISTINGUISHABILITY",
+    "STUDY_TYPES",
+    "SMART",
+    "ItemInfo",
+    "TrialSpec",
+    "BalancedPicker",
+    "balanced_pick",
+    "split_counts",
+    "design_deceitfulness",
+    "design_naturalness",
+    "design_indistinguishability",
+    "kinds_count",
+]
+
+DECEITFULNESS = "deceitfulness"
+NATURALNESS = "naturalness"
+INDISTINGUISHABILITY = "indistinguishability"
+STUDY_TYPES = (DECEITFULNESS, NATURALNESS, INDISTINGUISHABILITY)
+SMART = "smart"
+ORIGINAL = "original"
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """What the designs need to know about one batch item."""
+
+    item_id: str
+    true_label: str
+    final_labels: Mapping[str, str | None] = field(default_factory=dict)
+    """Attacked variant -> the label the model gave it."""
+    success: Mapping[str, bool | None] = field(default_factory=dict)
+
+    def deceives(self, variant: str) -> bool:
+        """The attack ``variant`` succeeded and gave a label other than the true one."""
+        label = self.final_labels.get(variant)
+        return bool(self.success.get(variant)) and label is not None and label != self.true_label
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One planned trial; ``stimulus`` names the video: a variant, or a composite ``left|right``."""
+
+    design: str
+    kind: str
+    item_id: str
+    cell: str
+    stimulus: str
+    true_label: str
+    practice: bool = False
+    variant: str | None = None
+    left_variant: str | None = None
+    right_variant: str | None = None
+    attacked_label: str | None = None
+    label_order: str | None = None
+    naturalness_pair: str | None = None
+
+
+# ---- balancing --------------------------------------------------------------------------------
+class BalancedPicker:
+    """Picks cells least-used by this participant, then least-filled overall; ties by a seeded rank.
+
+    ``counts`` are the cells' counts over usable participants (missing = 0). Each pick
+    adds one to the cell's count here (not in the caller's mapping).
+    """
+
+    def __init__(self, counts: Mapping[Hashable, int], seed: int | str):
+        self._total = Counter(dict(counts))
+        self._used: Counter[Hashable] = Counter()
+        self._rng = random.Random(f"balance/{seed}")
+        self._rank: dict[Hashable, float] = {}
+
+    def _tiebreak(self, cell: Hashable) -> float:
+        if cell not in self._rank:
+            self._rank[cell] = self._rng.random()
+        return self._rank[cell]
+
+    def pick(self, candidates: Sequence[Hashable]) -> Hashable:
+        if not candidates:
+            raise ValueError("BalancedPicker.pick: no candidates")
+        # rank every candidate in a fixed (sorted) order first, so the result does not
+        # depend on the order the caller lists them in
+        for c in sorted(candidates, key=repr):
+            self._tiebreak(c)
+        best = min(candidates, key=lambda c: (self._used[c], self._total[c], self._rank[c]))
+        self._used[best] += 1
+        self._total[best] += 1
+        return best
+
+
+def balanced_pick(cells: Sequence[Hashable], k: int, counts: Mapping[Hashable, int], seed: int | str) -> list[Hashable]:
+    """``k`` cells from ``cells``: each round uses every cell once, least-filled first (see module docstring).
+
+    >>> balanced_pick(["a", "b", "c"], 2, {"a": 2, "c": 1}, seed=0)
+    ['b', 'c']
+    """
+    if k < 0:
+        raise ValueError(f"balanced_pick: k must be >= 0, got {k}")
+    if k and not cells:
+        raise ValueError("balanced_pick: no cells to pick from")
+    picker = BalancedPicker(counts, seed)
+    return [picker.pick(cells) for _ in range(k)]
+
+
+def split_counts(n: int, shares: Sequence[float]) -> list[int]:
+    """``floor(n * share + 0.5)`` per share, and the rest as the last entry.
+
+    >>> split_counts(10, [0.2, 0.1])
+    [2, 1, 7]
+    """
+    parts = [int(math.floor(n * s + 0.5)) for s in shares]
+    rest = n - sum(parts)
+    if rest < 0:
+        raise ValueError(f"shares {list(shares)} of {n} trials leave no room ({rest})")
+    return parts + [rest]
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _rng(seed: int | str, purpose: str) -> random.Random:
+    return random.Random(f"{purpose}/{seed}")
+
+
+def _finish(practice: list[TrialSpec], main: list[TrialSpec], seed: int | str) -> list[TrialSpec]:
+    main = list(main)
+    _rng(seed, "order").shuffle(main)
+    return practice + main
+
+
+def _deceit_trial(item: ItemInfo, variant: str, rng: random.Random, practice: bool) -> TrialSpec:
+    order = "true,attacked" if rng.random() < 0.5 else "attacked,true"
+    return TrialSpec(DECEITFULNESS, DECEITFULNESS, item.item_id, f"{item.item_id}|{variant}", variant,
+                     item.true_label, practice=practice, variant=variant,
+                     attacked_label=item.final_labels.get(variant), label_order=order)  # fmt: skip
+
+
+def _pair_trial(item: ItemInfo, a: str, b: str, rng: random.Random, practice: bool) -> TrialSpec:
+    """Naturalness trial of variants ``a`` and ``b`` (sides drawn at random)."""
+    pair = "smart-vs-ablation" if SMART in (a, b) else "ablation-vs-ablation"
+    first, second = sorted((a, b), key=lambda v: (v != SMART, v))
+    cell = f"{item.item_id}|{first}~{second}"
+    left, right = (a, b) if rng.random() < 0.5 else (b, a)
+    return TrialSpec(NATURALNESS, NATURALNESS, item.item_id, cell, f"{left}|{right}", item.true_label,
+                     practice=practice, variant=right, left_variant=left, right_variant=right,
+                     naturalness_pair=pair)  # fmt: skip
+
+
+def _side_trial(item: ItemInfo, kind: str, right: str, cell: str, practice: bool) -> TrialSpec:
+    return TrialSpec(INDISTINGUISHABILITY, kind, item.item_id, cell, f"{ORIGINAL}|{right}", item.true_label,
+                     practice=practice, variant=right, left_variant=ORIGINAL, right_variant=right,
+                     attacked_label=item.final_labels.get(right))  # fmt: skip
+
+
+# ---- the three designs -------------------------------------------------------------------------
+def design_deceitfulness(items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int],
+                         seed: int | str, variant: str = SMART) -> list[TrialSpec]:  # fmt: skip
+    """Practice then ``n`` trials: one attacked clip, then its true and attacked labels in random order."""
+    eligible = [it for it in items if it.deceives(variant)]
+    if not eligible:
+        raise ValueError(f"no item where the {variant!r} attack changed the label: nothing to show")
+    by_cell = {f"{it.item_id}|{variant}": it for it in eligible}
+    rng = _rng(seed, "deceitfulness")
+    main = [_deceit_trial(by_cell[c], variant, rng, False) for c in balanced_pick(list(by_cell), n, counts, seed)]
+    prng = _rng(seed, "practice")
+    prac = [_deceit_trial(prng.choice(eligible), variant, prng, True) for _ in range(practice)]
+    return _finish(prac, main, seed)
+
+
+def design_naturalness(items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int],
+                       seed: int | str, ablations: Sequence[str], smart: str = SMART) -> list[TrialSpec]:  # fmt: skip
+    """Practice then ``n`` trials (``n / 2`` motions): per motion SMART vs an ablation, and two ablations.
+
+    Motions are the least-filled items (a motion's count is that of its SMART trials);
+    the ablation and the ablation pair of each are balanced the same way.
+    """
+    if n % 2:
+        raise ValueError(f"naturalness needs an even number of trials (two per motion), got {n}")
+    ablations = sorted(ablations)
+    if len(ablations) < 2:
+        raise ValueError(f"naturalness needs at least two ablations besides {smart!r}, got {ablations}")
+    if not items:
+        raise ValueError("naturalness: no items")
+    by_id = {it.item_id: it for it in items}
+    item_counts: Counter[str] = Counter()
+    for cell, c in counts.items():
+        item_id, _, pair = cell.rpartition("|")
+        if pair.startswith(f"{smart}~"):
+            item_counts[item_id] += c
+    picker = BalancedPicker(counts, seed)
+    rng = _rng(seed, "naturalness")
+    main: list[TrialSpec] = []
+    pairs = [(a, b) for i, a in enumerate(ablations) for b in ablations[i + 1 :]]
+    for item_id in balanced_pick(sorted(by_id), n // 2, item_counts, seed):
+        item = by_id[item_id]
+        x = picker.pick([f"{item_id}|{smart}~{a}" for a in ablations]).rpartition("~")[2]
+        main.append(_pair_trial(item, smart, x, rng, False))
+        a, b = picker.pick([f"{item_id}|{a}~{b}" for a, b in pairs]).rpartition("|")[2].split("~")
+        main.append(_pair_trial(item, a, b, rng, False))
+    prng = _rng(seed, "practice")
+    prac = []
+    for k in range(practice):
+        item = prng.choice(list(items))
+        if k % 2 == 0:
+            prac.append(_pair_trial(item, smart, prng.choice(ablations), prng, True))
+        else:
+            a, b = prng.choice(pairs)
+            prac.append(_pair_trial(item, a, b, prng, True))
+    return _finish(prac, main, seed)
+
+
+def design_indistinguishability(items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int],
+                                seed: int | str, variants: Sequence[str], controls: Sequence[str],
+                                sensitivity_share: float, control_share: float) -> list[TrialSpec]:  # fmt: skip
+    """Practice then ``n`` trials: left the original; right the original, an attacked clip or a control."""
+    if not items:
+        raise ValueError("indistinguishability: no items")
+    n_sens, n_ctrl, n_perc = split_counts(n, [sensitivity_share, control_share])
+    if n_ctrl and not controls:
+        raise ValueError("indistinguishability: positive-control trials asked for, but the batch has no control")
+    if n_perc and not variants:
+        raise ValueError("indistinguishability: no attacked variant to show")
+    by_id = {it.item_id: it for it in items}
+    ids = sorted(by_id)
+    main: list[TrialSpec] = []
+    for cell in balanced_pick([f"sensitivity|{i}" for i in ids], n_sens, counts, f"{seed}/s"):
+        item = by_id[cell.split("|")[1]]
+        main.append(_side_trial(item, "sensitivity", ORIGINAL, cell, False))
+    ctrl_cells = [f"control|{i}|{c}" for i in ids for c in controls]
+    for cell in balanced_pick(ctrl_cells, n_ctrl, counts, f"{seed}/c"):
+        _, i, c = cell.split("|")
+        main.append(_side_trial(by_id[i], "control", c, cell, False))
+    perc_cells = [f"perceivability|{i}|{v}" for i in ids for v in variants]
+    for cell in balanced_pick(perc_cells, n_perc, counts, f"{seed}/p"):
+        _, i, v = cell.split("|")
+        main.append(_side_trial(by_id[i], "perceivability", v, cell, False))
+    # practice: a clear change (a control) first, then unchanged, then attacked, in turn
+    prng = _rng(seed, "practice")
+    kinds = [k for k in ("control", "sensitivity", "perceivability")
+             if (k != "control" or controls) and (k != "perceivability" or variants)]  # fmt: skip
+    prac = []
+    for k in range(practice):
+        item, kind = prng.choice(list(items)), kinds[k % len(kinds)]
+        right = {"control": lambda: prng.choice(list(controls)), "sensitivity": lambda: ORIGINAL,
+                 "perceivability": lambda: prng.choice(list(variants))}[kind]()  # fmt: skip
+        prac.append(_side_trial(item, kind, right, f"practice|{item.item_id}", True))
+    return _finish(prac, main, seed)
+
+
+def kinds_count(specs: Iterable[TrialSpec]) -> Counter[str]:
+    """How many analysed trials of each kind (a convenience for checks and tests)."""
+    return Counter(s.kind for s in specs if not s.practice)

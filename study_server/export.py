@@ -1,0 +1,70 @@
+"""Response rows in the export format of :mod:`stimuli.responses` (one row per stored attempt).
+
+The researcher side (CSV/JSON download) builds on :func:`response_rows`; it is here so
+the participant side's storage is checked against the format ``analysis`` reads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from stimuli.responses import make_row
+
+from . import design
+from .extensions import db
+from .models import Participant
+from .models import Response
+from .models import Study
+from .models import Trial
+
+__all__ = ["response_rows", "row_for"]
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat(timespec="milliseconds") + "Z"
+
+
+def row_for(study: Study, p: Participant, t: Trial, r: Response) -> dict[str, Any]:
+    """The export row of one stored attempt."""
+    batch = study.batch
+    values: dict[str, Any] = {
+        "participant": p.public_id, "study": study.slug, "study_type": t.design,
+        "recruit_platform": p.platform, "age": p.age, "participant_completed": p.status == "completed",
+        "excluded": p.excluded, "exclusion_reason": p.exclusion_reason,
+        "block": t.block, "trial_index": t.position, "practice": t.practice, "attempt": r.attempt,
+        "valid": r.valid, "batch_id": batch.batch_id, "item_id": t.item_id, "dataset": batch.dataset,
+        "model": batch.model, "strategy": batch.strategy, "true_label": t.true_label,
+        "attacked_label": t.attacked_label, "variant": t.variant, "left_variant": t.left_variant,
+        "right_variant": t.right_variant, "plays": t.plays, "seconds": t.seconds, "slowdown": t.slowdown,
+        "answer": r.answer, "response_time_ms": r.response_time_ms, "playback_failed": r.playback_failed,
+        "playback_events": r.events, "shown_at": _iso(r.shown_at), "answered_at": _iso(r.answered_at),
+    }  # fmt: skip
+    if t.design == design.DECEITFULNESS:
+        values["label_order"] = t.label_order
+        if r.valid:
+            values["chose_true_label"] = r.answer == "true_label"
+    elif t.design == design.NATURALNESS:
+        values["naturalness_pair"] = t.naturalness_pair
+        if r.valid and r.answer in ("left", "right"):
+            values["preferred_variant"] = t.left_variant if r.answer == "left" else t.right_variant
+    else:
+        values["trial_kind"] = t.kind
+        if r.valid:
+            values["said_changed"] = r.answer == "changed"
+            values["correct"] = (r.answer == "changed") == (t.kind != "sensitivity")
+    return make_row(**values)
+
+
+def response_rows(study: Study) -> list[dict[str, Any]]:
+    """Every stored attempt of ``study`` (practice included, flagged), ordered by participant and position."""
+    q = (
+        select(Participant, Trial, Response)
+        .join(Trial, Trial.participant_pk == Participant.id)
+        .join(Response, Response.trial_pk == Trial.id)
+        .where(Participant.study_pk == study.id)
+        .order_by(Participant.id, Trial.position, Response.attempt)
+    )
+    return [row_for(study, p, t, r) for p, t, r in db.session.execute(q).all()]

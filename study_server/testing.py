@@ -1,0 +1,227 @@
+"""Helpers for tests of the study server: a tiny real stimulus batch and a scripted participant.
+
+* :func:`fixture_batch` - a real batch (H.264 videos, posters, every composite) of a few
+  synthetic motions at 96x96, 10 fps, 1 s, built once per process (about 10 s on two
+  cores) into a temporary folder. The attacked variants are small deterministic
+  perturbations (the attack engine is not needed); the positive controls are the
+  writer's default. Building it imports the renderer and the synthetic motion generator
+  (numpy only); the server itself never imports either.
+* :class:`ParticipantActions` - drives a Flask test client through a study like a
+  participant (entry, consent, about you, instructions, trials), flaskr's
+  ``AuthActions`` style; ``trial()`` looks the current trial up in the database (the
+  answer key) so a test can answer as a given kind of participant would.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+from typing import Callable
+from typing import Iterable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from .extensions import db
+from .models import Attempt
+from .models import Participant
+from .models import Trial
+
+__all__ = ["FIXTURE_ACTIONS", "fixture_batch", "build_fixture_batch", "make_test_app", "ParticipantActions",
+           "csrf_token"]
+
+FIXTURE_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack")
+"""True classes of the fixture items (in order); every attack on them yields 'jog', except l2-bone on the third."""
+
+_BUILT: dict[int, Path] = {}
+
+
+def build_fixture_batch(out: str | Path, n_items: int = 3, workers: int = 2) -> Path:
+    """Write the fixture batch (``n_items`` <= 4 items) to ``out``; returns ``out``."""
+    import numpy as np
+
+    from attack_gen.data.synthetic import generate_motion
+    from stimuli.batch import ATTACK_VARIANTS
+    from stimuli.batch import BatchItemInput
+    from stimuli.batch import Label
+    from stimuli.batch import SourceClip
+    from stimuli.batch import VariantInput
+    from stimuli.batch import write_batch
+    from stimuli.render import RenderConfig
+
+    if not 1 <= n_items <= len(FIXTURE_ACTIONS):
+        raise ValueError(f"n_items must be in 1..{len(FIXTURE_ACTIONS)}, got {n_items}")
+    jog = Label("jog", 1)
+    items = []
+    for i, action in enumerate(FIXTURE_ACTIONS[:n_items]):
+        x = generate_motion(action, seed=i, fps=10.0, num_frames=10).positions
+        true = Label(action, 10 + i)
+        variants: dict[str, VariantInput] = {"original": VariantInput(x, final_label=true)}
+        t = np.arange(len(x), dtype=np.float32)[:, None, None]
+        j = np.arange(25, dtype=np.float32)[None, :, None]
+        c = np.arange(3, dtype=np.float32)[None, None, :]
+        for k, name in enumerate(ATTACK_VARIANTS):
+            fooled = not (i == 2 and name == "l2-bone")
+            moved = (x + 0.015 * (k + 1) * np.sin(0.4 * t + 0.7 * j + 1.3 * c + k)).astype(np.float32)
+            variants[name] = VariantInput(moved, final_label=jog if fooled else true, success=fooled)
+        items.append(BatchItemInput(variants, true_label=true, attacked_label=jog, motion_fps=10.0,
+                                    source=SourceClip("synthetic", window=i, file=f"fixture-{i}.npz")))  # fmt: skip
+    write_batch(out, items, render_config=RenderConfig(width=96, height=96, fps=10.0, duration=1.0),
+                generator_config={"command": "study_server.testing.build_fixture_batch", "n_items": n_items},
+                provenance={"dataset": {"name": "synthetic"}, "model": {"name": "stgcn"},
+                            "attack": {"strategy": "ab"}}, workers=workers)  # fmt: skip
+    return Path(out)
+
+
+def fixture_batch(n_items: int = 3) -> Path:
+    """The fixture batch, built on first use in this process (removed at exit). Treat it as read-only."""
+    if n_items not in _BUILT:
+        tmp = Path(tempfile.mkdtemp(prefix="study-fixture-batch-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        _BUILT[n_items] = build_fixture_batch(tmp / "batch", n_items)
+    return _BUILT[n_items]
+
+
+def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[str, Any]]] = (), *,
+                  config: dict[str, Any] | None = None, n_items: int = 3,
+                  batch: str | Path | None = None) -> Flask:  # fmt: skip
+    """A testing app on a fresh SQLite file, a batch imported (default: the fixture batch) and these studies.
+
+    ``studies``: ``(slug, study type, create_study settings)``. The database is built
+    once per distinct set-up and copied for every later call (tests stay fast).
+    """
+    from . import create_app
+
+    studies = [(slug, kind, dict(settings)) for slug, kind, settings in studies]
+    batch_dir = fixture_batch(n_items) if batch is None else Path(batch)
+    key = repr((studies, str(batch_dir)))
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _build_template(batch_dir, studies)
+    shutil.copyfile(_TEMPLATES[key], db_path)
+    return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", **(config or {})})
+
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def _build_template(batch_dir: Path, studies: list[tuple[str, str, dict[str, Any]]]) -> Path:
+    from sqlalchemy import text
+
+    from . import create_app
+    from .studies import create_study
+    from .studies import import_batch
+
+    tmp = Path(tempfile.mkdtemp(prefix="study-test-db-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    path = tmp / "template.sqlite3"
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
+    with app.app_context():
+        db.create_all()
+        row = import_batch(batch_dir, decode=False)
+        for slug, study_type, settings in studies:
+            create_study(slug, row, study_type, **settings)
+        db.session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        db.session.commit()
+        db.engine.dispose()
+    return path
+
+
+_META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token(html: str) -> str:
+    m = _META_CSRF.search(html)
+    if m is None:
+        raise AssertionError("no CSRF token in the page")
+    return m.group(1)
+
+
+class ParticipantActions:
+    """A participant driving ``client`` through study ``slug``."""
+
+    def __init__(self, client: FlaskClient, slug: str):
+        self.client = client
+        self.slug = slug
+        self._csrf: str | None = None
+
+    @property
+    def base(self) -> str:
+        return f"/s/{self.slug}"
+
+    def csrf(self) -> str:
+        """The session's CSRF token (as the pages' ``<meta name="csrf-token">`` gives it)."""
+        if self._csrf is None:
+            self._csrf = csrf_token(self.client.get("/").get_data(as_text=True))
+        return self._csrf
+
+    def enter(self, **params: str) -> Any:
+        return self.client.get(self.base, query_string=params)
+
+    def _post_form(self, page: str, data: dict[str, Any]) -> Any:
+        token = csrf_token(self.client.get(f"{self.base}/{page}").get_data(as_text=True))
+        return self.client.post(f"{self.base}/{page}", data={"csrf_token": token, **data})
+
+    def consent(self, agree: bool = True) -> Any:
+        return self._post_form("consent", {"agree" if agree else "decline": "1"})
+
+    def about(self, age: Any = 30, **extra: Any) -> Any:
+        return self._post_form("about", {"age": age, **extra})
+
+    def start(self) -> Any:
+        return self._post_form("instructions", {"submit": "Start"})
+
+    def join(self, **params: str) -> "ParticipantActions":
+        """Enter, consent, give an age and start: now at the trials."""
+        assert self.enter(**params).status_code == 302
+        assert self.consent().status_code == 302
+        assert self.about().status_code == 302
+        assert self.start().status_code == 302
+        return self
+
+    def state(self) -> dict[str, Any]:
+        r = self.client.get(f"{self.base}/api/state")
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return r.get_json()
+
+    def post_answer(self, body: dict[str, Any], csrf: bool = True) -> Any:
+        headers = {"X-CSRFToken": self.csrf()} if csrf else {}
+        return self.client.post(f"{self.base}/api/answer", json=body, headers=headers)
+
+    def answer(self, state: dict[str, Any], answer: str | None, *, key: str | None = None, rt_ms: float = 900.0,
+               failed: bool = False, reason: str | None = None) -> Any:  # fmt: skip
+        body = {"attempt": state["attempt"], "key": key or uuid.uuid4().hex, "answer": None if failed else answer,
+                "rt_ms": None if failed else rt_ms, "playback_failed": failed,
+                "reason": reason or ("error" if failed else None),
+                "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "ended", "t": 1001.0, "mt": 1.0}]}
+        return self.post_answer(body)
+
+    def participant(self) -> Participant:
+        """This participant's row, read afresh (detached: loaded columns only)."""
+        with self.client.session_transaction() as sess:
+            public_id = sess["p"][self.slug]
+        with self.client.application.app_context():
+            return db.session.execute(select(Participant).where(Participant.public_id == public_id)).scalar_one()
+
+    def trial(self, state: dict[str, Any]) -> Trial:
+        """The trial behind a state's opaque attempt reference: the answer key (tests only; detached)."""
+        with self.client.application.app_context():
+            att = db.session.execute(select(Attempt).where(Attempt.ref == state["attempt"])).scalar_one()
+            return att.trial
+
+    def finish(self, choose: Callable[[Trial, dict[str, Any]], str]) -> list[dict[str, Any]]:
+        """Answer every remaining trial with ``choose(trial, state)``; returns the answer results."""
+        results = []
+        for _ in range(1000):
+            s = self.state()
+            if s["status"] != "trial":
+                return results
+            r = self.answer(s, choose(self.trial(s), s))
+            assert r.status_code == 200, r.get_data(as_text=True)
+            results.append(r.get_json())
+        raise AssertionError("the study did not end")

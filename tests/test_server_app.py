@@ -1,0 +1,217 @@
+"""Study server, the app itself: configuration and secrets, SQLite WAL, migrations, CLI, error pages, no torch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy import select
+from sqlalchemy import text
+
+from stimuli.paths import data_root
+from study_server import ConfigError
+from study_server import _database_url
+from study_server import create_app
+from study_server.extensions import db
+from study_server.models import Batch
+from study_server.models import Participant
+from study_server.models import Study
+from study_server.studies import StudyConfigError
+from study_server.studies import create_study
+from study_server.testing import fixture_batch
+from study_server.testing import make_test_app
+
+ENV_KEYS = ("SECRET_KEY", "FLASK_SECRET_KEY", "STUDY_ENV", "DATABASE_URL", "FLASK_DEBUG")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+# ---- configuration ---------------------------------------------------------------------------------
+def test_production_refuses_to_start_without_a_secret_key(clean_env):
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        create_app()
+    clean_env.setenv("SECRET_KEY", "s" * 32)
+    app = create_app()
+    assert app.config["SECRET_KEY"] == "s" * 32 and not app.debug and app.config["STUDY_ENV"] == "production"
+    clean_env.setenv("FLASK_DEBUG", "1")
+    with pytest.raises(ConfigError, match="debug mode"):
+        create_app()
+
+
+def test_development_makes_and_keeps_a_local_secret(clean_env):
+    clean_env.setenv("STUDY_ENV", "development")
+    a, b = create_app(), create_app()
+    assert a.config["SECRET_KEY"] == b.config["SECRET_KEY"] and len(a.config["SECRET_KEY"]) == 64
+    assert (data_root() / ".dev-secret-key").is_file()
+    clean_env.setenv("STUDY_ENV", "staging")
+    with pytest.raises(ConfigError, match="STUDY_ENV must be"):
+        create_app()
+
+
+def test_default_database_is_sqlite_in_wal_mode_under_the_data_root(clean_env, tmp_path):
+    clean_env.setenv("STUDY_ENV", "development")
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{data_root() / 'study.sqlite3'}"
+    with app.app_context():
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    other = tmp_path / "elsewhere.sqlite3"
+    clean_env.setenv("DATABASE_URL", f"sqlite:///{other}")
+    assert create_app().config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{other}"
+    # (the old scheme some hosts hand out is renamed; not connected here: no PostgreSQL driver needed)
+    assert _database_url(SimpleNamespace(config={"SQLALCHEMY_DATABASE_URI": "postgres://u:p@db.example/study"})) \
+        == "postgresql://u:p@db.example/study"
+
+
+# ---- migrations --------------------------------------------------------------------------------------
+def test_the_migration_builds_exactly_the_models_schema(tmp_path):
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'm.sqlite3'}"})
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
+            tables = set(inspect(conn).get_table_names())
+    assert diff == []
+    assert tables == set(db.metadata.tables) | {"alembic_version"}
+    with app.app_context():
+        uniques = {c["name"] for c in inspect(db.engine).get_unique_constraints("response")}
+        assert "uq_response_participant_pk_trial_pk_attempt" in uniques
+        uniques = {c["name"] for c in inspect(db.engine).get_unique_constraints("participant")}
+        assert "uq_participant_study_pk_platform_recruit_id" in uniques
+
+
+# ---- study creation ------------------------------------------------------------------------------
+def test_create_study_checks_every_setting(tmp_path):
+    app = make_test_app(tmp_path / "s.sqlite3")
+    with app.app_context():
+        batch = db.session.execute(select(Batch)).scalar_one()
+        s = create_study("paper", batch, "naturalness")
+        assert (s.trials, s.plays, s.seconds, s.slowdown, s.screening_threshold) == (100, 2, 1.0, 1.0, 0.8)
+        bad = [
+            ({"slug": "Bad Slug"}, "slug must be"),
+            ({"study_type": "memory"}, "study_type must be one of"),
+            ({"slug": "paper"}, "exists already"),
+            ({"trials": 0}, "trials must be"),
+            ({"study_type": "naturalness", "trials": 5}, "must be even"),
+            ({"seconds": 2.0}, "at most the batch's clip length 1"),
+            ({"slowdown": 0}, "slowdown must be"),
+            ({"sensitivity_share": 1.5}, "sensitivity_share must be in"),
+            ({"sensitivity_share": 0.5, "control_share": 0.5}, "leave no perceivability trial"),
+            ({"variants": ["control"]}, "not an attacked variant"),
+            ({"study_type": "deceitfulness", "variants": ["smart", "l2"]}, "one attacked variant"),
+            ({"completion_code": "has space"}, "completion_code must be"),
+            ({"batch": "batch-unknown"}, "no imported batch"),
+        ]
+        for change, message in bad:
+            args = {"slug": "x", "batch": batch, "study_type": "indistinguishability", **change}
+            with pytest.raises(StudyConfigError, match=message):
+                create_study(args.pop("slug"), args.pop("batch"), args.pop("study_type"), **args)
+        assert [x.slug for x in db.session.execute(select(Study)).scalars()] == ["paper"]
+
+
+# ---- CLI -----------------------------------------------------------------------------------------------
+def test_init_demo_imports_a_batch_and_creates_the_demo_studies(tmp_path):
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'd.sqlite3'}"})
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["init-demo", "--batch", str(fixture_batch()), "--no-decode"])
+    assert result.exit_code == 0, result.output
+    assert "Participant URL: http://127.0.0.1:5000/s/demo" in result.output
+    again = runner.invoke(args=["init-demo", "--batch", str(fixture_batch()), "--no-decode"])
+    assert again.exit_code == 0 and "Participant URL" in again.output  # idempotent
+    with app.app_context():
+        studies = {s.slug: s.study_type for s in db.session.execute(select(Study)).scalars()}
+        assert len(db.session.execute(select(Batch)).scalars().all()) == 1
+    assert studies == {"demo": "indistinguishability", "demo-deceitfulness": "deceitfulness",
+                       "demo-naturalness": "naturalness"}  # fmt: skip
+    client = app.test_client()
+    assert client.get("/s/demo").headers["Location"] == "/s/demo/consent"
+
+
+def test_init_demo_builds_the_batch_with_attack_gen_when_absent(tmp_path, monkeypatch):
+    fake = tmp_path / "attack-gen"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        # stands in for `attack-gen batch --demo --out DIR`
+        [ "$1 $2 $3" = "batch --demo --out" ] || exit 3
+        cp -r {fixture_batch()} "$4"
+        """))
+    fake.chmod(0o755)
+    monkeypatch.setattr("study_server.cli._attack_gen", lambda: str(fake))
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'd.sqlite3'}"})
+    result = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
+    assert result.exit_code == 0, result.output
+    assert (data_root() / "batches" / "demo" / "manifest.json").is_file()
+    monkeypatch.setattr("study_server.cli._attack_gen", lambda: "/bin/false")
+    shutil.rmtree(data_root() / "batches" / "demo")
+    failed = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
+    assert failed.exit_code == 1 and "failed" in failed.output and "Traceback" not in failed.output
+
+
+def test_create_study_command(tmp_path):
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'c.sqlite3'}"})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    r = runner.invoke(args=["create-study", "pilot", "--batch", str(fixture_batch()), "--type", "deceitfulness",
+                            "--trials", "4", "--no-decode", "--completion-code", "ABC"])  # fmt: skip
+    assert r.exit_code == 0 and r.output.strip() == "/s/pilot"
+    r = runner.invoke(args=["create-study", "pilot", "--batch", str(fixture_batch()), "--type", "deceitfulness",
+                            "--no-decode"])  # fmt: skip
+    assert r.exit_code == 1 and "exists already" in r.output and "Traceback" not in r.output
+
+
+# ---- error pages -----------------------------------------------------------------------------------
+def test_errors_are_short_pages_and_a_500_rolls_back(tmp_path, monkeypatch):
+    app = make_test_app(tmp_path / "e.sqlite3", config={"PROPAGATE_EXCEPTIONS": False})
+    rolled_back = []
+
+    def boom():
+        db.session.add(Participant(public_id="p-half", study_pk=1, platform="anonymous", recruit_id="half", seed=1))
+        monkeypatch.setattr(db.session, "rollback", lambda: rolled_back.append(True))
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/boom", view_func=boom)
+    r = app.test_client().get("/boom")
+    body = r.get_data(as_text=True)
+    assert r.status_code == 500 and "Something went wrong on our side" in body
+    assert "secret internals" not in body and "Traceback" not in body
+    assert rolled_back == [True]
+    r = app.test_client().get("/no/such/page")
+    assert r.status_code == 404 and "Page not found" in r.get_data(as_text=True)
+    r = app.test_client().get("/s/nope/api/state")
+    assert r.status_code == 404 and r.is_json
+    assert app.test_client().post("/").status_code == 405
+
+
+# ---- torch stays out ---------------------------------------------------------------------------------
+def test_the_server_never_imports_torch(tmp_path):
+    db_file = tmp_path / "t.sqlite3"
+    make_test_app(db_file, [("s", "indistinguishability", {"trials": 3})])  # the import is done here
+    script = textwrap.dedent(f"""\
+        import sys
+        from study_server import create_app
+        from study_server.testing import ParticipantActions
+        app = create_app({{"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///{db_file}"}})
+        ParticipantActions(app.test_client(), "s").join(PROLIFIC_PID="t").finish(
+            lambda t, s: s["options"][0]["value"])
+        assert app.test_client().get("/s/s/done").status_code == 403  # (another browser)
+        print(sorted(m for m in ("torch", "skia", "stimuli.render", "attack_gen") if m in sys.modules))
+        """)
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # neither torch nor the renderer: a session runs on load_batch alone
