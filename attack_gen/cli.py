@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import click
 
+from stimuli.fileio import file_sha256
 from stimuli.paths import data_root
 
 from . import __version__
@@ -44,8 +45,14 @@ def _split_csv(value: str | None) -> list[str]:
 
 @click.group()
 @click.version_option(__version__, prog_name="attack-gen")
-def cli() -> None:
+@click.option("--threads", type=click.IntRange(min=1), envvar="SMART_STUDY_THREADS",
+              help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine).")
+def cli(threads: int | None) -> None:
     """Offline side of smart-study: data, recognizers, attacks and stimulus batches."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @cli.command()
@@ -284,6 +291,106 @@ def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, de
 def collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device: str | None, as_json: bool) -> None:
     """Save the correctly recognised clips of a dataset part: the attack set."""
     _emit(as_json, *run_collect(checkpoint, dataset, out, part, device, as_json))
+
+
+def _cached_checkpoint(ds_path: Path, model_name: str, size: str, epochs: int, seed: int, quiet: bool) -> Path:
+    """The model trained on ``ds_path`` under the data root, trained once and reused."""
+    import torch
+
+    ckpt = data_root() / "checkpoints" / f"{ds_path.stem}-{model_name}-{size}.pt"
+    if ckpt.is_file():
+        info = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if (info.get("dataset") or {}).get("sha256") == file_sha256(ds_path):
+            if not quiet:
+                _log(f"reusing {ckpt}")
+            return ckpt
+    run_train(model_name, ds_path, ckpt, size, epochs, 32, 2e-3, seed, 0.15, None, quiet)
+    return ckpt
+
+
+def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
+    """The attack set of ``ckpt`` on ``ds_path``'s test part, collected once and reused."""
+    from .data.clips import load_clips
+
+    clips = data_root() / "clips" / f"{ckpt.stem}.npz"
+    if clips.is_file() and load_clips(clips).meta.get("checkpoint", {}).get("sha256") == file_sha256(ckpt):
+        return clips
+    run_collect(ckpt, ds_path, clips, "test", None, quiet)
+    return clips
+
+
+@cli.command()
+@click.option("--demo", is_flag=True, help="The embedded default (also when no data, model or clips are given): "
+              "synthetic dataset, small ST-GCN, 20 motions, written to <data root>/batches/demo.")
+@click.option("--out", type=click.Path(path_type=Path), help="Batch folder to create (must not exist).")
+@click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Trained model (default: train the small one).")
+@click.option("--clips", "clips_path", type=click.Path(path_type=Path),
+              help="Attack set from `attack-gen collect` (default: collected from the dataset's test part).")
+@click.option("--model", "model_name", default="stgcn", show_default=True, help="Model to train when no checkpoint.")
+@click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True)
+@click.option("--epochs", type=int, default=15, show_default=True, help="Training epochs when no checkpoint.")
+@click.option("--motions", type=int, default=20, show_default=True, help="Motions in the batch.")
+@click.option("--strategy", type=click.Choice(["ab", "abn", "sa"]), default="ab", show_default=True)
+@click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N.")
+@click.option("--losses", default="smart,l2,l2-acc,l2-bone", show_default=True, help="Attacked variants.")
+@click.option("--iterations", type=int, default=300, show_default=True)
+@click.option("--lr", type=float, help="Adam learning rate (default: the engine's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--width", type=int, help="Video width in pixels (default 480).")
+@click.option("--height", type=int, help="Video height in pixels (default 480).")
+@click.option("--fps", type=float, help="Video frame rate (default 30; demo 25).")
+@click.option("--duration", type=float, help="Seconds per video (default 6).")
+@click.option("--slowdown", type=float, help="Play the motion this many times slower (default 1).")
+@click.option("--fill", type=click.Choice(["loop", "hold"]), help="Short motions loop (default) or hold the last pose.")
+@click.option("--indist", help="Right-hand variants of the indistinguishability composites, comma-separated "
+              "(default: all; demo: original,smart,control).")
+@click.option("--workers", type=int, help="Rendering processes (default: one per CPU).")
+@click.option("--device")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path | None, clips_path: Path | None,
+          model_name: str, size: str, epochs: int, motions: int, strategy: str, top_n: int, losses: str,
+          iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
+          duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
+          workers: int | None, device: str | None, as_json: bool) -> None:
+    """Attack clips with SMART and its ablations and render a stimulus batch, end to end.
+
+    With no dataset, checkpoint or clips (or with --demo) it builds the demo batch from
+    the embedded synthetic dataset. Every stage is reused on a re-run, so a killed run
+    resumes where it stopped.
+    """
+    from .batch import DEMO_INDIST, DEMO_RENDER, BatchJob, build_batch
+    from stimuli.batch import load_batch
+
+    demo = demo or not (dataset or checkpoint or clips_path)
+    out = out or data_root() / "batches" / ("demo" if demo else "batch")
+    if demo and out.is_dir() and (out / "manifest.json").is_file():
+        b = load_batch(out)
+        _emit(as_json, {"out": str(out), "batch_id": b.batch_id, "items": len(b.items), "reused": True},
+              f"demo batch already built: {out} ({len(b.items)} motions)")
+        return
+    render: dict[str, Any] = dict(DEMO_RENDER) if demo else {}
+    for key, value in (("width", width), ("height", height), ("fps", fps), ("duration", duration),
+                       ("slowdown", slowdown), ("fill", fill)):
+        if value is not None:
+            render[key] = value
+    indist_variants = tuple(_split_csv(indist)) or (DEMO_INDIST if demo else None)
+    job = BatchJob(motions=motions, strategy=strategy, top_n=top_n, losses=tuple(_split_csv(losses)),
+                   iterations=iterations, lr=lr, seed=seed, render=render, indistinguishability=indist_variants)
+    if checkpoint is None:
+        ds_path = dataset or ensure_default_dataset(as_json)
+        checkpoint = _cached_checkpoint(ds_path, model_name, size, epochs, seed, as_json)
+    if clips_path is None:
+        ds_path = dataset or ensure_default_dataset(as_json)
+        clips_path = _cached_clips(checkpoint, ds_path, as_json)
+    summary = build_batch(out, checkpoint=checkpoint, clips_path=clips_path, job=job, workers=workers,
+                          device=device, progress=not as_json, log=_log if not as_json else (lambda s: None))
+    rates = ", ".join(f"{k} {v:.0%}" for k, v in summary["success_rates"].items() if v is not None)
+    _emit(as_json, summary,
+          f"wrote {out}: {summary['items']} motions x {len(summary['variants'])} variants "
+          f"({', '.join(summary['variants'])}); attack success on the candidates tried: {rates}; "
+          f"attack results in {summary['attacks_dir']}")
 
 
 @cli.command()

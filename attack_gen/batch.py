@@ -1,0 +1,231 @@
+"""``attack-gen batch``: from a dataset and a model to a rendered stimulus batch, end to end.
+
+Steps (each reused when its output already exists, so a killed run resumes):
+
+1. the dataset (default: the embedded synthetic one) and a trained model (a given
+   checkpoint, or the small model trained once and cached under the data root);
+2. the correctly recognised test clips (the attack set);
+3. ``motions`` clips in a seeded order stratified by class (round robin over the
+   classes in a seeded order, clips shuffled within each class);
+4. every clip attacked with SMART and each ablation (same clips, same strategy),
+   resumable result files in ``<out>.attacks/``; a clip whose attack fails for any loss
+   is replaced by the next candidate, so every item's attacked variants all fool the
+   model (the naturalness study compares attacks that work);
+5. every variant, the positive control and the composites rendered
+   (:func:`stimuli.batch.write_batch`, parallel processes, resumable) and the manifest
+   written; the attack result files stay beside the batch for ``analysis``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from stimuli.batch import BatchItemInput, CompositePlan, ControlSpec, Label, VariantInput, write_batch
+from stimuli.batch.schema import ATTACK_VARIANTS, ORIGINAL
+from stimuli.errors import DataError
+from stimuli.fileio import file_sha256
+from stimuli.paths import data_root
+
+from .data.clips import ClipSet, load_clips, save_clips
+
+__all__ = ["BatchJob", "DEMO_RENDER", "stratified_order", "build_batch"]
+
+# The demo renders at the study's size and length, at 25 fps, and makes only the
+# composites the demo study uses (SMART for indistinguishability), so a 20-motion batch
+# renders in a few minutes on 2 cores.
+DEMO_RENDER: dict[str, Any] = {"width": 480, "height": 480, "fps": 25.0, "duration": 6.0}
+DEMO_INDIST: tuple[str, ...] = ("original", "smart", "control")
+
+
+@dataclass
+class BatchJob:
+    """Everything that decides a batch; saved as the manifest's generator config."""
+
+    motions: int = 20
+    strategy: str = "ab"
+    top_n: int = 3
+    losses: tuple[str, ...] = ATTACK_VARIANTS
+    iterations: int = 300
+    lr: float | None = None
+    seed: int = 0
+    render: dict[str, Any] = field(default_factory=dict)
+    indistinguishability: tuple[str, ...] | None = None
+    """Right-hand variants of the original|X composites (None: all)."""
+
+    def __post_init__(self) -> None:
+        if self.motions < 1:
+            raise DataError(f"--motions must be >= 1, got {self.motions}")
+        unknown = [loss for loss in self.losses if loss not in ATTACK_VARIANTS]
+        if unknown or "smart" not in self.losses:
+            raise DataError(
+                f"--losses must include smart and come from {', '.join(ATTACK_VARIANTS)}, got {', '.join(self.losses)}"
+            )
+
+
+def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of ``labels`` in a seeded order that takes one clip per class in turn.
+
+    The classes are visited in a seeded random order, and the clips of each class in a
+    seeded random order, so any prefix is as balanced across classes as possible.
+    """
+    rng = np.random.default_rng(seed)
+    classes = rng.permutation(np.unique(labels))
+    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in classes]
+    order: list[int] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                order.append(int(q.pop(0)))
+    return np.asarray(order, dtype=np.int64)
+
+
+def _subset(clips: ClipSet, rows: np.ndarray) -> ClipSet:
+    meta = dict(clips.meta)
+    for key in ("sources", "subjects"):
+        if key in meta:
+            meta[key] = [meta[key][i] for i in rows]
+    return ClipSet(clips.motions[rows], clips.labels[rows], clips.predictions[rows], clips.index[rows], meta)
+
+
+def build_batch(
+    out: Path,
+    *,
+    checkpoint: Path,
+    clips_path: Path,
+    job: BatchJob,
+    workers: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
+    """Attack, render and write the batch at ``out``; returns a summary (see module docstring)."""
+    from .attack import AttackConfig
+    from .attack.commands import run_attack
+    from .attack.results import load_result
+    from .recognizer import load_checkpoint
+
+    out = Path(out)
+    if out.exists():
+        raise DataError(f"{out}: already exists (choose another --out or delete it)")
+    clips = load_clips(clips_path)
+    if len(clips) == 0:
+        raise DataError(f"{clips_path}: no correctly recognised clips to attack")
+    work = out.parent / f"{out.name}.attacks"
+    work.mkdir(parents=True, exist_ok=True)
+    order = stratified_order(clips.labels, job.seed)
+    candidates_path = work / "candidates.npz"
+    save_clips(_subset(clips, order), candidates_path)
+
+    base = {"strategy": job.strategy, "top_n": job.top_n, "iterations": job.iterations, "seed": job.seed}
+    if job.lr is not None:
+        base["lr"] = job.lr
+    configs = {loss: AttackConfig(**base, loss=loss) for loss in job.losses}
+    paths = {loss: work / f"{c.label}.{loss}.npz" for loss, c in configs.items()}
+    results: dict[str, Any] = {}
+    summaries: dict[str, Any] = {}
+    chosen: list[int] = []
+    target = 0
+    # attack the candidates in order until `motions` of them are fooled by every loss
+    while len(chosen) < job.motions and target < len(order):
+        target = min(len(order), target + job.motions - len(chosen))
+        for loss, config in configs.items():
+            done = int(load_result(paths[loss]).done.sum()) if paths[loss].exists() else 0
+            summaries[loss], results[loss] = run_attack(
+                checkpoint, candidates_path, config, paths[loss], device=device,
+                limit=max(target - done, 0), progress=progress,
+            )
+        ok = np.ones(target, dtype=bool)
+        for r in results.values():
+            ok &= np.asarray(r["success"][:target], dtype=bool)
+        chosen = np.flatnonzero(ok)[: job.motions].tolist()
+        log(f"{len(chosen)} of {job.motions} motions fooled the model under every loss ({target} tried)")
+    if len(chosen) < job.motions:
+        raise DataError(
+            f"only {len(chosen)} of {len(order)} clips were fooled under every loss; ask for fewer --motions "
+            "or more --iterations"
+        )
+
+    _, info = load_checkpoint(checkpoint, device)
+    cand = load_clips(candidates_path)
+    names = cand.class_names
+    items = []
+    for k in chosen:
+        smart = results["smart"]
+        variants: dict[str, VariantInput] = {
+            ORIGINAL: VariantInput(cand.motions[k], final_label=Label(names[int(cand.labels[k])], int(cand.labels[k])),
+                                   success=None)
+        }
+        for loss, r in results.items():
+            variants[loss] = VariantInput(
+                r["adversarial"][k],
+                final_label=Label(names[int(r["final_label"][k])], int(r["final_label"][k])),
+                success=bool(r["success"][k]),
+                metrics={
+                    "mean_joint_displacement_m": float(r["mean_joint_displacement_m"][k]),
+                    "acceleration_deviation": float(r["acceleration_deviation"][k]),
+                    "bone_length_deviation_m": float(r["bone_length_deviation_m"][k]),
+                },
+                info={"iterations": int(r["iterations"][k])},
+            )
+        items.append(
+            BatchItemInput(
+                variants=variants,
+                true_label={"name": names[int(cand.labels[k])], "index": int(cand.labels[k])},
+                attacked_label={"name": names[int(smart["final_label"][k])], "index": int(smart["final_label"][k])},
+                source={
+                    "dataset": str(cand.meta.get("dataset", {}).get("path")),
+                    "window": int(cand.index[k]),
+                    "file": str((cand.meta.get("sources") or [None] * len(cand))[k]),
+                    "info": {"subject": (cand.meta.get("subjects") or [None] * len(cand))[k]},
+                },
+                motion_fps=float(cand.meta["fps"]),
+            )
+        )
+    provenance = {
+        "dataset": dict(cand.meta.get("dataset", {})),
+        "model": {
+            "name": info["model"],
+            "size": info.get("size"),
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": info["sha256"],
+            "class_names": names,
+        },
+        "attack": {
+            "strategy": job.strategy,
+            "label": next(iter(summaries.values()))["label"],
+            "losses": list(job.losses),
+            "config": {loss: results[loss].record.get("config") for loss in job.losses},
+            "result_files": {loss: str(results[loss].path) for loss in job.losses},
+            "success_rates": {loss: summaries[loss]["success_rate"] for loss in job.losses},
+        },
+    }
+    plan = CompositePlan(indistinguishability=job.indistinguishability) if job.indistinguishability else None
+    batch = write_batch(
+        out,
+        items,
+        render_config=job.render or None,
+        generator_config={"job": asdict(job), "clips": str(clips_path), "clips_sha256": file_sha256(clips_path)},
+        provenance=provenance,
+        composites=plan,
+        controls=ControlSpec(seed=job.seed),
+        workers=workers,
+        progress=progress,
+    )
+    return {
+        "out": str(out),
+        "batch_id": batch.batch_id,
+        "items": len(batch.items),
+        "variants": [ORIGINAL, *job.losses, "control"],
+        "attacks_dir": str(work),
+        "success_rates": provenance["attack"]["success_rates"],
+        "tried": target,
+        "model": info["model"],
+    }
+
+
+def default_batch_dir(name: str) -> Path:
+    return data_root() / "batches" / name

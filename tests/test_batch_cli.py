@@ -1,0 +1,103 @@
+"""``attack-gen batch``: real HDM05 clips -> trained model -> SMART and ablations -> a valid batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from attack_gen.attack.results import load_result
+from attack_gen.batch import stratified_order
+from attack_gen.cli import cli, run_collect
+from attack_gen.data.dataset import save_dataset
+from attack_gen.data.prepare import SplitSpec, prepare_from_smart_npz
+from attack_gen.train import TrainConfig, train_model
+from stimuli.batch import check_batch, load_batch
+from stimuli.render import probe_video
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_stratified_order_takes_one_clip_per_class_in_turn() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    order = stratified_order(labels, seed=3)
+    assert sorted(order.tolist()) == list(range(6))
+    # the first three picks cover the three classes, the next two the classes with clips left
+    assert sorted(labels[order[:3]].tolist()) == [0, 1, 2]
+    assert sorted(labels[order[3:5]].tolist()) == [0, 1]
+    assert labels[order[5]] == 0
+    assert (stratified_order(labels, seed=3) == order).all()  # seeded
+    assert any((stratified_order(labels, seed=s) != order).any() for s in range(4, 10))
+
+
+@pytest.fixture(scope="module")
+def hdm05(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The SMART authors' real HDM05 clips, a tiny ST-GCN trained on them, and its attack set."""
+    root = tmp_path_factory.mktemp("batch_cli")
+    ds = prepare_from_smart_npz(shared_data / "hdm05_smart_subset", SplitSpec(test_fraction=0.3, seed=0))
+    ds_path = save_dataset(ds, root / "hdm05.npz")
+    ckpt = root / "stgcn.pt"
+    train_model(ds, TrainConfig(model="stgcn", size="tiny", epochs=10, batch_size=16, lr=1e-2, val_fraction=0.0),
+                out=ckpt, dataset_path=ds_path, progress=False)
+    clips = root / "clips.npz"
+    run_collect(ckpt, ds_path, clips, "test", "cpu", True)
+    return root, ckpt, clips
+
+
+def test_batch_from_real_hdm05_clips_validates(hdm05) -> None:
+    root, ckpt, clips = hdm05
+    out = root / "batch"
+    args = ["--threads", "1", "batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out", str(out),
+            "--motions", "2", "--losses", "smart,l2", "--iterations", "150", "--width", "96", "--height", "96",
+            "--fps", "10", "--duration", "6", "--workers", "1", "--json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["items"] == 2 and summary["variants"] == ["original", "smart", "l2", "control"]
+
+    batch = check_batch(out)  # schema, every file, every hash, every video decoded
+    assert len(batch.items) == 2
+    for item in batch.items:
+        assert item.true_label.name != item.attacked_label.name  # the attack changed the label
+        for name in ("smart", "l2"):
+            v = item.variant(name)
+            assert v.success is True and v.final_label.name != item.true_label.name
+            assert v.metrics["mean_joint_displacement_m"] > 0
+    info = probe_video(out / batch.items[0].variant("smart").video.path)
+    assert (info["codec"], info["pix_fmt"], info["width"], info["height"]) == ("h264", "yuv420p", 96, 96)
+    assert info["duration"] == pytest.approx(6.0, abs=0.05)
+
+    # the attack result files stay beside the batch, one per loss, and agree with the manifest
+    smart = load_result(Path(summary["attacks_dir"]) / "AB.smart.npz")
+    assert smart.record["config"]["loss"] == "smart"
+    first = batch.items[0].variant("smart")
+    k = int(np.flatnonzero(smart["success"])[0])
+    assert first.final_label.index == int(smart["final_label"][k])
+
+    # the provenance names the checkpoint the clips were attacked on
+    assert batch.provenance.model["checkpoint_sha256"] == smart.record["checkpoint"]["sha256"]
+
+    # a second run refuses to overwrite
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_batch_refuses_bad_arguments(hdm05, tmp_path: Path) -> None:
+    _, ckpt, clips = hdm05
+    res = CliRunner().invoke(cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out",
+                                   str(tmp_path / "b"), "--losses", "l2"])
+    assert res.exit_code == 1 and "--losses must include smart" in res.output
+    res = CliRunner().invoke(cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(tmp_path / "none.npz"),
+                                   "--out", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "clip file not found" in res.output
+    assert not (tmp_path / "b").exists()
