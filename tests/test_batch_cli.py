@@ -16,7 +16,7 @@ from attack_gen.cli import cli, run_collect
 from attack_gen.data.dataset import save_dataset
 from attack_gen.data.prepare import SplitSpec, prepare_from_smart_npz
 from attack_gen.train import TrainConfig, train_model
-from stimuli.batch import check_batch, load_batch
+from stimuli.batch import check_batch
 from stimuli.render import probe_video
 
 
