@@ -1,14 +1,229 @@
-"""``analysis``: the researcher's command line for results (``report`` and ``simulate``
-arrive with the analysis issue; the group exists so the entry point is stable)."""
+"""``analysis``: the researcher's command line for results: ``report`` and ``simulate``.
+
+Heavy libraries (pandas, statsmodels, matplotlib) are imported when a command runs, so
+``import analysis.cli`` stays light; nothing here imports torch.
+"""
 
 from __future__ import annotations
 
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
 import click
 
+from stimuli.errors import SmartStudyError
+
 from . import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(fn: F) -> F:
+    """Report user-facing errors as one line and exit 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SmartStudyError as exc:
+            raise click.ClickException(str(exc).replace("\n", " ")) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 @click.group()
 @click.version_option(__version__, prog_name="analysis")
 def cli() -> None:
     """Turn study responses and attack results into the paper's tables and figures."""
+
+
+def _attack_paths(values: Sequence[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in values:
+        if p.is_dir():
+            found = sorted(p.glob("*.npz")) + sorted(p.glob("transfer*.json"))
+            if not found:
+                raise click.ClickException(f"{p}: no attack results (*.npz) or transfer summaries (transfer*.json)")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+@cli.command()
+@click.option("--responses", "responses", type=click.Path(path_type=Path), help="Exported responses (CSV or JSON).")
+@click.option("--db", "db_url", help="The study server's database URL (instead of --responses).")
+@click.option("--study", "studies", multiple=True, help="Only these study slugs (repeat; default: all).")
+@click.option("--batch", "batch_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="Stimulus batch folder the responses refer to (repeat for several).")
+@click.option("--attacks", "attack_files", type=click.Path(path_type=Path), multiple=True,
+              help="Attack result (.npz) or transfer summary (.json), or a folder of them (repeat).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(0, 100_000), default=1000, show_default=True,
+              help="Bootstrap replicates for the intervals.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--level", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True,
+              help="Confidence level of the intervals.")
+@click.option("--sensitivity-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Paper's screen: minimum accuracy on original | original trials.")
+@click.option("--control-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Positive-control screen: minimum hit rate on original | control trials.")
+@click.option("--glmm/--no-glmm", default=True, show_default=True, help="Fit the mixed logistic model.")
+@click.option("--glmm-max-participants", type=click.IntRange(2), default=100, show_default=True,
+              help="Fit the mixed model on a seeded random subset of at most this many participants.")
+@_user_errors
+def report(responses: Path | None, db_url: str | None, studies: Sequence[str], batch_dirs: Sequence[Path],
+           attack_files: Sequence[Path], out_dir: Path, as_json: bool, n_boot: int, seed: int, level: float,
+           sensitivity_threshold: float, control_threshold: float, glmm: bool, glmm_max_participants: int) -> None:
+    """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
+
+    Reads responses from --responses FILE (the server's CSV or JSON export) or --db URL,
+    the stimulus batch(es) they refer to, and any attack result files; checks that they
+    belong together (batch ids, item ids, variants, labels) and prints a summary.
+    """
+    if (responses is None) == (db_url is None):
+        raise click.UsageError("give exactly one of --responses FILE and --db URL")
+    from .attack_files import read_attack_files
+    from .perceptual import Options
+    from .readers import (
+        REPORT_COLUMNS,
+        attach_batches,
+        describe_inputs,
+        dumps,
+        load_batches,
+        read_responses_frame,
+        responses_from_db,
+    )
+    from .report import build_report, write_report
+
+    t0 = time.perf_counter()
+    batches = load_batches(batch_dirs)
+    if responses is not None:
+        df = read_responses_frame(responses, REPORT_COLUMNS)
+        source = str(responses)
+    else:
+        df = responses_from_db(db_url, study=studies[0] if len(studies) == 1 else None)
+        source = f"database {db_url}"
+    if studies:
+        missing = sorted(set(studies) - set(df["study"].astype(str).unique()))
+        if missing:
+            raise click.ClickException(f"{source}: no responses of study {', '.join(map(repr, missing))}")
+        df = df[df["study"].astype(str).isin(studies)]
+    df = attach_batches(df, batches, source)
+    runs, transfers = read_attack_files(_attack_paths(attack_files))
+    opts = Options(n_boot=n_boot, seed=seed, level=level, sensitivity_threshold=sensitivity_threshold,
+                   control_threshold=control_threshold, glmm=glmm, glmm_max_participants=glmm_max_participants)
+    inputs = {"responses": source, **describe_inputs(df), "batch_dirs": [str(b) for b in batch_dirs],
+              "attack_files": [str(p) for p in _attack_paths(attack_files)]}  # fmt: skip
+    rep = build_report(df, batches, runs, transfers, opts, inputs)
+    files = write_report(rep, out_dir)
+    seconds = time.perf_counter() - t0
+    if as_json:
+        click.echo(dumps({**rep.summary, "files": files, "seconds": seconds}))
+        return
+    for line in rep.console:
+        click.echo(line)
+    click.echo(f"wrote {files['html']}, {files['markdown']}, {len(files['tables'])} tables and "
+               f"{len(files['figures'])} figures in {seconds:.1f} s")  # fmt: skip
+
+
+@cli.command()
+@click.option("--participants", type=click.IntRange(1), required=True, help="Participants per study.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch", "batch_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="Stimulus batch folder to draw the trials from (repeat for several).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Responses file (.csv or .json).")
+@click.option("--study", "studies", type=click.Choice(["deceitfulness", "naturalness", "indistinguishability"]),
+              multiple=True, help="Study types to simulate (repeat; default: all three).")
+@click.option("--deceitfulness-trials", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--naturalness-motions", type=click.IntRange(1), default=50, show_default=True,
+              help="Motions per participant; two trials each (SMART vs an ablation, two ablations).")
+@click.option("--indistinguishability-trials", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--sensitivity-share", type=click.FloatRange(0, 1), default=0.3, show_default=True)
+@click.option("--control-share", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--practice-trials", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--perceivability-variant", "perc_variants", multiple=True,
+              help="Attacked variant(s) on the right in perceivability trials (default: smart).")
+@click.option("--screen-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="The server's exclusion: sensitivity accuracy below this.")
+@click.option("--control-screen", type=click.FloatRange(0, 1), default=None,
+              help="Also exclude a positive-control hit rate below this (default: not screened).")
+@click.option("--slowdown", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+              help="Playback slow-down of the indistinguishability clips.")
+@click.option("--p-true", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.93, show_default=True,
+              help="Deceitfulness: P(true label) for a typical participant and clip.")
+@click.option("--participant-sd", type=click.FloatRange(0), default=0.5, show_default=True, help="Log-odds SD.")
+@click.option("--clip-sd", type=click.FloatRange(0), default=0.3, show_default=True, help="Log-odds SD.")
+@click.option("--strength", "strengths", multiple=True, metavar="NAME=VALUE",
+              help="Naturalness strength of a method (default smart=2, l2-acc=1.3, l2=1, l2-bone=0.8).")
+@click.option("--tie", type=click.FloatRange(0), default=0.5, show_default=True, help="Davidson's tie parameter.")
+@click.option("--dprime", type=float, default=0.75, show_default=True, help="d' of an attacked clip.")
+@click.option("--dprime-sd", type=click.FloatRange(0), default=0.0, show_default=True)
+@click.option("--control-dprime", type=float, default=4.0, show_default=True, help="d' of a positive control.")
+@click.option("--criterion", type=float, default=1.645, show_default=True, help="'changed' above this.")
+@click.option("--lapse", type=click.FloatRange(0, 1), default=0.02, show_default=True)
+@click.option("--guessers", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of participants answering at random.")
+@click.option("--always-unchanged", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share answering 'unchanged' to every indistinguishability trial.")
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--playback-failure", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the parameters and implied values as JSON.")
+@_user_errors
+def simulate(participants: int, seed: int, batch_dirs: Sequence[Path], out: Path, studies: Sequence[str],
+             deceitfulness_trials: int, naturalness_motions: int, indistinguishability_trials: int,
+             sensitivity_share: float, control_share: float, practice_trials: int, perc_variants: Sequence[str],
+             screen_threshold: float, control_screen: float | None, slowdown: float, p_true: float,
+             participant_sd: float, clip_sd: float, strengths: Sequence[str], tie: float, dprime: float,
+             dprime_sd: float, control_dprime: float, criterion: float, lapse: float, guessers: float,
+             always_unchanged: float, dropout: float, playback_failure: float, as_json: bool) -> None:
+    """Simulate participants of the three studies on a stimulus batch; write responses in the export format.
+
+    Each study type gets --participants people of the observer model (see
+    analysis.simulate); the file is what the study server exports, so `analysis report`
+    reads it. Use it for power analysis: simulate, report, look at the interval widths.
+    """
+    from dataclasses import asdict
+
+    from .readers import dumps, load_batches
+    from .simulate import Design, Observer, observer_from_options, parse_strengths, write_responses
+    from .simulate import simulate as run
+
+    batches = load_batches(batch_dirs)
+    obs = observer_from_options(Observer(), parse_strengths(strengths), p_true=p_true, participant_sd=participant_sd,
+                                clip_sd=clip_sd, tie=tie, dprime=dprime, dprime_sd=dprime_sd,
+                                control_dprime=control_dprime, criterion=criterion, lapse=lapse, guessers=guessers,
+                                always_unchanged=always_unchanged, dropout=dropout,
+                                playback_failure=playback_failure)  # fmt: skip
+    design = Design(studies=tuple(studies) or Design().studies, deceitfulness_trials=deceitfulness_trials,
+                    naturalness_motions=naturalness_motions, indistinguishability_trials=indistinguishability_trials,
+                    sensitivity_share=sensitivity_share, control_share=control_share, practice_trials=practice_trials,
+                    perceivability_variants=tuple(perc_variants) or ("smart",), screen_threshold=screen_threshold,
+                    control_screen=control_screen, slowdown=slowdown)  # fmt: skip
+    t0 = time.perf_counter()
+    df = run(batches, participants, seed, obs, design)
+    write_responses(df, out)
+    payload = {"out": str(out), "rows": int(len(df)), "participants_per_study": participants, "seed": seed,
+               "observer": asdict(obs), "design": asdict(design), "implied": obs.implied(),
+               "seconds": time.perf_counter() - t0}  # fmt: skip
+    if as_json:
+        click.echo(dumps(payload))
+        return
+    imp = obs.implied()
+    click.echo(f"wrote {out}: {len(df)} rows, {participants} participants x {len(design.studies)} "
+               f"stud{'y' if len(design.studies) == 1 else 'ies'} ({payload['seconds']:.1f} s)")  # fmt: skip
+    click.echo(f"implied: P(true label) {imp['p_true_marginal']:.3f} (typical {p_true:.3f}); attacked judged "
+               f"unchanged {imp['share_unchanged']:.3f}; d' {imp['dprime']:.2f}; control hits "
+               f"{imp['control_hit_rate']:.3f}")  # fmt: skip
+
+
+def main() -> None:  # pragma: no cover
+    cli(prog_name="analysis")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Assemble the report: run every analysis and lay the results out as the paper does.
+
+:func:`build_report` returns a :class:`analysis.document.Report` (sections of text,
+tables and figures, a JSON summary and console lines); :func:`write_report` (from
+:mod:`analysis.document`) writes it as ``report.html`` (self-contained), ``report.md``,
+``tables/*.csv``, ``figures/*.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, figures, paper
+from .attack_files import AttackRun, TransferRun
+from .document import MAX_ROWS, Fig, Report, Section, Table, ci, p_text, pct, pvalue, write_report
+from .perceptual import Options, StudyResult, counts, deceitfulness, indistinguishability, naturalness
+from .readers import Batches
+from .report_attacks import attack_sections
+
+__all__ = ["Table", "Fig", "Section", "Report", "build_report", "write_report", "MAX_ROWS"]
+
+
+def _paper_note(share: Any, overall: float) -> str:
+    return (f"paper {pct(share, 2)} %" if isinstance(share, float) and math.isfinite(share)
+            else f"paper {overall} % (2s-AGCN, AB, HDM05 and MHAD)")  # fmt: skip
+
+
+def _group(r: Any) -> str:
+    return "overall" if r.breakdown == "overall" else f"{r.breakdown} = {r.level}"
+
+
+def _lv(opts: Options) -> str:
+    return f"{100 * opts.level:g}"
+
+
+def _share_display(t: pd.DataFrame, what: str, lv: str) -> pd.DataFrame:
+    rows = []
+    for r in t.itertuples():
+        rows.append({"subset": r.subset, "group": _group(r), "participants": r.participants, "clips": r.clips,
+                     "trials": r.trials, f"{what} %": pct(r.share), f"{lv} % CI (two-way bootstrap)": ci(r.boot_low, r.boot_high),
+                     "Wilson": ci(r.wilson_low, r.wilson_high), "Clopper-Pearson": ci(r.cp_low, r.cp_high),
+                     "p (exact, vs 50 %)": pvalue(r.p_value), "paper %": pct(r.paper, 2)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _inputs_section(inputs: dict[str, Any], batches: Batches, opts: Options, runs: Sequence[AttackRun],
+                    transfers: Sequence[TransferRun]) -> Section:  # fmt: skip
+    s = Section("Inputs")
+    s.text.append(f"Responses: {inputs.get('responses')} ({inputs.get('rows')} rows; "
+                  + ", ".join(f"{k}: {v}" for k, v in inputs.get("study_types", {}).items()) + ").")  # fmt: skip
+    for bid, b in batches.batches.items():
+        prov = b.provenance
+        s.text.append(f"Stimulus batch {bid} ({batches.roots[bid]}): {len(b.items)} items, variants "
+                      f"{', '.join(b.variant_names)}; dataset {prov.dataset.get('name')!r}, model "
+                      f"{prov.model.get('name') or prov.model.get('model')!r}, attack {dict(prov.attack)!r}.")  # fmt: skip
+    if runs or transfers:
+        s.text.append(f"Attack files: {len(runs)} result(s) ({', '.join(r.path.name for r in runs) or '-'}), "
+                      f"{len(transfers)} transfer summar{'y' if len(transfers) == 1 else 'ies'} "
+                      f"({', '.join(t.path.name for t in transfers) or '-'}).")  # fmt: skip
+    else:
+        s.text.append("No attack result files given (--attacks): the attack sections use the stimulus batch.")
+    s.text.append(f"Settings: {opts.n_boot} bootstrap replicates (seed {opts.seed}), {_lv(opts)} % "
+                  f"intervals, sensitivity screen {opts.sensitivity_threshold:.2f}, positive-control screen "
+                  f"{opts.control_threshold:.2f}, mixed model on at most {opts.glmm_max_participants} participants.")
+    return s
+
+
+def _counts_section(res: StudyResult) -> Section:
+    s = Section("Participants and trials")
+    s.text.append("Counts first. recruited: participants in the export; started: with at least one answered, "
+                  "valid, non-practice trial; completed: reached the end; excluded: by the server's screening "
+                  "(data kept); analysed: completed and not excluded.")  # fmt: skip
+    s.tables.append(Table("counts", "Participants per study", res.tables["counts"]))
+    ex = res.tables["exclusions"]
+    s.tables.append(Table("exclusions", "Exclusions by reason (numbers in the reason replaced by #)", ex))
+    if ex.empty:
+        s.text.append("No participant was excluded.")
+    s.tables.append(Table("trials", "Trials per study: practice, invalid (playback failed), repeated attempts, "
+                                    "analysable (not practice, valid, answered), analysed (of analysed participants)",
+                          res.tables["trials"]))  # fmt: skip
+    return s
+
+
+def _deceit_section(res: StudyResult, opts: Options) -> Section:
+    s = Section("Deceitfulness")
+    if not res.tables:
+        s.text += res.notes or ["No deceitfulness responses."]
+        return s
+    rates = res.tables["deceitfulness_rates"]
+    o = rates[(rates["subset"] == "analysed") & (rates["breakdown"] == "overall")]
+    if len(o):
+        r = o.iloc[0]
+        s.text.append(f"Participants chose the ground-truth label in {pct(r.share)} % of {r.trials} trials "
+                      f"(two-way bootstrap {_lv(opts)} % CI {ci(r.boot_low, r.boot_high)}; Wilson {ci(r.wilson_low, r.wilson_high)}; "
+                      f"exact binomial test against 50 %: {p_text(r.p_value)})"
+                      + (f"; paper: {pct(r.paper, 2)} %." if np.isfinite(r.paper) else
+                         f"; paper (2s-AGCN, AB, HDM05 and MHAD): {paper.DECEITFULNESS['overall']} %."))  # fmt: skip
+    s.text += res.notes
+    s.tables.append(Table("deceitfulness_rates", "Share choosing the true label", rates, _share_display(rates, "true label", _lv(opts))))
+    s.figures.append(Fig("deceitfulness_rates", "Share choosing the true label with intervals",
+                         figures.plot_shares(rates, title="Deceitfulness: true label chosen").figure))  # fmt: skip
+    s.tables.append(Table("deceitfulness_spread", "Spread of the share over participants and over clips",
+                          res.tables["deceitfulness_spread"]))  # fmt: skip
+    part = res.tables["deceitfulness_participants"]
+    s.figures.append(Fig("deceitfulness_participants", "Per-participant share choosing the true label (analysed)",
+                         figures.plot_histogram(part.loc[part["analysed"], "share"], title="Deceitfulness per participant",
+                                                xlabel="share choosing the true label").figure))  # fmt: skip
+    s.tables.append(Table("deceitfulness_participants", "Per participant", part))
+    s.tables.append(Table("deceitfulness_clips", "Per clip (analysed participants), lowest share first",
+                          res.tables["deceitfulness_clips"]))  # fmt: skip
+    if "deceitfulness_glmm" in res.tables:
+        s.tables.append(Table("deceitfulness_glmm", "Mixed-effects logistic model y ~ 1 + (1|participant) + "
+                              "(1|clip): intercept and random-effect SDs (variational posterior mean and "
+                              f"{_lv(opts)} % interval)",
+                              res.tables["deceitfulness_glmm"]))  # fmt: skip
+    return s
+
+
+def _nat_section(res: StudyResult, opts: Options) -> Section:
+    s = Section("Naturalness")
+    if not res.tables:
+        s.text += res.notes or ["No naturalness responses."]
+        return s
+    sm = res.summary
+    s.text.append(f"Bradley-Terry-Davidson order (analysed, overall): {' > '.join(sm.get('order_bt', []))}; "
+                  f"paper (Fig. 6): {' > '.join(paper.NATURALNESS_ORDER)}"
+                  f"{' (same order)' if sm.get('matches_paper') else ' (different order)'}.")  # fmt: skip
+    for abl, v in sm.get("sign_tests", {}).items():
+        s.text.append(f"SMART vs {abl}: SMART preferred in {pct(v['smart_share'])} % of decisive answers "
+                      f"(sign test, Holm-adjusted p = {pvalue(v['p_holm'])}).")  # fmt: skip
+    s.text += res.notes
+    T = res.tables
+    over = lambda t: t[(t["subset"] == "analysed") & (t["breakdown"] == "overall")]
+    pref = T["naturalness_preference"]
+    if len(over(pref)):
+        s.figures.append(Fig("naturalness_preference", "Normalised preference per method (Fig. 6): chosen / shown, "
+                             "normalised to sum to 100 % (analysed, overall)",
+                             figures.plot_preference(over(pref)).figure))  # fmt: skip
+    s.tables.append(Table("naturalness_preference", "Normalised preference per method (win rate = chosen / shown; "
+                          "normalised = win rate / sum of win rates); paper_rank: Fig. 6's order", pref))
+    bt = T["naturalness_bt"]
+    if len(over(bt)):
+        s.figures.append(Fig("naturalness_bt", "Bradley-Terry-Davidson log-strengths with cluster-bootstrap "
+                             f"(participants) {_lv(opts)} % intervals", figures.plot_bt(over(bt)).figure))  # fmt: skip
+    s.tables.append(Table("naturalness_bt", "Bradley-Terry scores with ties (Davidson): log-strength (sum zero) "
+                          "with cluster-bootstrap interval, strength share, tie parameter nu", bt))
+    s.tables.append(Table("naturalness_sign_tests", "Sign tests SMART vs each ablation (decisive answers; "
+                          "Holm across ablations)", T["naturalness_sign_tests"]))
+    pairs = T["naturalness_pairs"]
+    if len(over(pairs)):
+        s.figures.append(Fig("naturalness_pairs", "Answers per pair of methods (analysed, overall)",
+                             figures.plot_pairs(over(pairs)).figure))  # fmt: skip
+    s.tables.append(Table("naturalness_pairs", "Per pair of methods (a before b in the paper's method order)", pairs))
+    s.tables.append(Table("naturalness_pairs_lr", "Per ordered pair as shown: left / right / can't tell",
+                          T["naturalness_pairs_lr"]))  # fmt: skip
+    s.tables.append(Table("naturalness_position", "Side bias: share of decisive answers choosing the left clip",
+                          T["naturalness_position"]))  # fmt: skip
+    return s
+
+
+def _ind_section(res: StudyResult, opts: Options) -> Section:
+    s = Section("Indistinguishability")
+    if not res.tables:
+        s.text += res.notes or ["No indistinguishability responses."]
+        return s
+    sm = res.summary
+    sc = sm.get("screening", {})
+    s.text.append(f"Screening: of {sc.get('completed')} completed participants the server excluded "
+                  f"{sc.get('server_excluded')}; recomputed here, {sc.get('fail_sensitivity')} fall below "
+                  f"{opts.sensitivity_threshold:.0%} sensitivity accuracy (the paper's rule) and "
+                  f"{sc.get('fail_control')} below {opts.control_threshold:.0%} positive-control hits; "
+                  f"{sc.get('always_unchanged')} answered 'unchanged' to everything "
+                  f"({sc.get('always_unchanged_passing_sensitivity')} of them pass the paper's screen).")  # fmt: skip
+    o = sm.get("overall")
+    if o:
+        s.text.append(f"Attacked clips judged unchanged: {pct(o['share'])} % of {o['n']} perceivability trials "
+                      f"(two-way bootstrap {_lv(opts)} % CI {ci(*o['ci_bootstrap'])}; Wilson {ci(*o['ci_wilson'])}); "
+                      f"{_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}, after screening "
+                      f"(HDM05 {paper.INDISTINGUISHABILITY['HDM05']} %, MHAD {paper.INDISTINGUISHABILITY['MHAD']} %).")
+    w = sm.get("with_control_screen")
+    if w:
+        s.text.append(f"Again with positive controls used for screening: {pct(w['share'])} % "
+                      f"{ci(*w['ci_bootstrap'])} ({w['participants']} participants).")  # fmt: skip
+    d = sm.get("dprime")
+    if d:
+        s.text.append(f"Pooled hit rate {pct(d['hit_rate'])} %, false-alarm rate {pct(d['false_alarm_rate'])} %, "
+                      f"d' = {d['pooled']:.2f} (log-linear correction; cluster bootstrap {d['ci'][0]:.2f} to "
+                      f"{d['ci'][1]:.2f}); positive-control hit rate {pct(d['control_hit_rate'])} %. A yes/no d'; "
+                      "the same-different task's own models give larger values (Macmillan & Creelman 2005).")  # fmt: skip
+    s.text += res.notes
+    T = res.tables
+    part = T["indistinguishability_participants"]
+    s.figures.append(Fig("indistinguishability_sensitivity", "Sensitivity accuracy per participant (completed); "
+                         "dashed: the paper's 80 % screen",
+                         figures.plot_histogram(part.loc[part["completed"], "sensitivity_accuracy"],
+                                                title="Sensitivity accuracy", xlabel="accuracy on original | original",
+                                                threshold=opts.sensitivity_threshold).figure))  # fmt: skip
+    s.figures.append(Fig("indistinguishability_hit_fa", "Hit and false-alarm rates per participant",
+                         figures.plot_hit_fa(part[part["completed"]]).figure))  # fmt: skip
+    s.tables.append(Table("indistinguishability_participants", "Per participant: sensitivity accuracy, hits, "
+                          "positive controls, d' (log-linear), the screens", part))
+    rates = T["indistinguishability_rates"]
+    s.tables.append(Table("indistinguishability_rates", "Share of attacked (perceivability) trials judged unchanged",
+                          rates, _share_display(rates, "unchanged", _lv(opts))))  # fmt: skip
+    s.figures.append(Fig("indistinguishability_rates", "Share of attacked trials judged unchanged",
+                         figures.plot_shares(rates, title="Indistinguishability: attacked judged unchanged").figure))
+    s.tables.append(Table("indistinguishability_dprime", "Hit and false-alarm rates, d' pooled (log-linear; cluster "
+                          "bootstrap interval) and per participant, positive controls", T["indistinguishability_dprime"]))
+    return s
+
+
+def _methods_section() -> Section:
+    s = Section("Methods")
+    s.text += [
+        "Analysable trials: not practice, playback valid, answered. Subsets: all participants; analysed "
+        "(completed and not excluded by the server); for Indistinguishability also analysed with a positive-control "
+        "hit rate of at least the control threshold. Breakdowns per dataset, model, strategy and shown variant where "
+        "the responses hold two or more values (with one value the breakdown is the overall row; the Inputs section "
+        "names it).",
+        "Shares: Wilson score and Clopper-Pearson intervals treat trials as independent; the primary interval is a "
+        "two-way (participants x clips) percentile bootstrap on per-cell sums (Owen 2007), which allows for both "
+        "clusterings. Tests: exact two-sided binomial test against 50 %.",
+        "Mixed model: y ~ 1 + (1|participant) + (1|clip), statsmodels BinomialBayesMixedGLM fitted by mean-field "
+        "variational Bayes; its intervals are too narrow (the approximation ignores the posterior correlation of the "
+        "intercept and the random effects), so it is reported beside, not instead of, the bootstrap. Fitted on the "
+        "analysed participants (a seeded random subset above the cap: the variational fit's cost grows faster than "
+        "the number of participants).",
+        "Naturalness: normalised preference per method = chosen / shown, normalised to sum to 100 % (the paper's "
+        "Fig. 6). Bradley-Terry with ties (Davidson 1970) by maximum likelihood; intervals from a bootstrap over "
+        "participants. Sign tests (exact binomial on decisive answers) SMART vs each ablation, Holm-adjusted.",
+        "Indistinguishability: hit = 'changed' on original | attacked, false alarm = 'changed' on original | original; "
+        "d' = z(H) - z(F) with the log-linear correction (H = (hits + 0.5) / (n + 1)), pooled over participants "
+        "(cluster-bootstrap interval) and per participant. The screen on sensitivity alone passes a participant who "
+        "always answers 'unchanged'; positive controls catch them.",
+        "The paper's numbers beside ours come from analysis/paper.py (SPEC §4) and are shown only where the setting "
+        "matches (perceptual studies: the SMART variant on HDM05 and/or MHAD; attacks: the SMART loss, same model, "
+        "dataset and strategy).",
+    ]
+    return s
+
+
+def build_report(df: pd.DataFrame, batches: Batches, runs: Sequence[AttackRun] = (),
+                 transfers: Sequence[TransferRun] = (), opts: Options = Options(),
+                 inputs: dict[str, Any] | None = None) -> Report:  # fmt: skip
+    """Run every analysis on ``df`` (responses attached to ``batches``) and the attack files."""
+    from threadpoolctl import threadpool_limits
+
+    from .readers import describe_inputs
+
+    inputs = {"responses": "(a DataFrame)", **describe_inputs(df), **(inputs or {})}
+    with threadpool_limits(limits=1, user_api="blas"):
+        c = counts(df)
+        dec = deceitfulness(df, opts)
+        nat = naturalness(df, opts)
+        ind = indistinguishability(df, opts)
+        att_sections, att_summary = attack_sections(runs, transfers, batches, df, opts)
+    sections = [_inputs_section(inputs, batches, opts, runs, transfers), _counts_section(c),
+                _deceit_section(dec, opts), _nat_section(nat, opts), _ind_section(ind, opts), *att_sections,
+                _methods_section()]  # fmt: skip
+    summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "inputs": inputs,
+               "counts": c.summary, "deceitfulness": dec.summary, "naturalness": nat.summary,
+               "indistinguishability": ind.summary, "attacks": att_summary,
+               "notes": {"deceitfulness": dec.notes, "naturalness": nat.notes, "indistinguishability": ind.notes},
+               "versions": _versions()}  # fmt: skip
+    return Report("smart-study report", sections, summary, _console(c, dec, nat, ind, att_summary))
+
+
+def _versions() -> dict[str, str]:
+    import matplotlib
+    import scipy
+    import statsmodels
+
+    return {"analysis": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pd.__version__, "scipy": scipy.__version__, "statsmodels": statsmodels.__version__,
+            "matplotlib": matplotlib.__version__}  # fmt: skip
+
+
+def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResult, att: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, v in c.summary.items():
+        st, study = key.split(":", 1)
+        lines.append(f"{st} ({study}): {v['recruited']} recruited, {v['started']} started, {v['completed']} completed, "
+                     f"{v['excluded']} excluded, {v['analysed']} analysed")  # fmt: skip
+    o = dec.summary.get("overall")
+    if o:
+        lines.append(f"deceitfulness: true label chosen in {pct(o['share'])} % {ci(*o['ci_bootstrap'])} of {o['n']} "
+                     f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])})")  # fmt: skip
+    if nat.summary.get("order_bt"):
+        lines.append(f"naturalness: {' > '.join(nat.summary['order_bt'])} (Bradley-Terry); paper "
+                     f"{' > '.join(paper.NATURALNESS_ORDER)}")  # fmt: skip
+    o = ind.summary.get("overall")
+    if o:
+        d = ind.summary.get("dprime", {})
+        w = ind.summary.get("with_control_screen")
+        lines.append(f"indistinguishability: attacked judged unchanged in {pct(o['share'])} % {ci(*o['ci_bootstrap'])} "
+                     f"({_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}); "
+                     f"d' {d.get('pooled', float('nan')):.2f}"
+                     + (f"; with control screen {pct(w['share'])} %" if w else ""))  # fmt: skip
+    if att.get("runs"):
+        lines.append(f"attacks: {len(att['runs'])} result file(s)"
+                     + (f", {len({r['file'] for r in att.get('transfer', [])})} transfer summary file(s)"
+                        if att.get("transfer") else ""))  # fmt: skip
+    elif att.get("batch_success"):
+        lines.append("attacks: " + ", ".join(f"{r['variant']} {pct(r['rate'])} %" for r in att["batch_success"])
+                     + " success in the batch")  # fmt: skip
+    return lines
