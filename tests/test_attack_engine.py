@@ -97,7 +97,41 @@ def test_config_rejects_bad_values_quoting_them() -> None:
         AttackConfig(lr=-1)
     with pytest.raises(AttackError, match="only used by the SA strategy"):
         AttackConfig(strategy="ab", target=1)
+    with pytest.raises(AttackError, match="temperature must be a positive number, got 0"):
+        AttackConfig(temperature=0)
+    with pytest.raises(AttackError, match="unknown preconditioner 'adam'; known: dynamics, none"):
+        AttackConfig(precondition="adam")
+    with pytest.raises(AttackError, match="final learning rate must be > 0, got -0.1"):
+        AttackConfig(lr_final=-0.1)
     assert 0.0005 <= AttackConfig().lr <= 0.005 and AttackConfig().iterations <= 300
+    # the tempered Phi is AB's default only; an explicit value holds for every strategy
+    assert [AttackConfig(strategy=s).temperature for s in ("ab", "abn", "sa")] == [3.0, 1.0, 1.0]
+    assert AttackConfig(strategy="abn", temperature=2.0).temperature == 2.0
+
+
+def test_learning_rate_decays_geometrically_to_the_final_rate() -> None:
+    cfg = AttackConfig(lr=0.005, lr_final=0.0005, iterations=11)
+    rates = cfg.learning_rates(torch.tensor([0, 5, 10, 20]))
+    torch.testing.assert_close(rates, torch.tensor([0.005, 0.005 * 0.1**0.5, 0.0005, 0.0005]))
+    assert AttackConfig(lr=0.002).learning_rates(torch.tensor([3])) == 0.002
+
+
+@pytest.mark.parametrize("precondition", ["dynamics", "none"])
+def test_class_loss_uses_the_tempered_softmax_and_labels_the_plain_one(setup, precondition: str) -> None:
+    model, x, y = setup
+    t = 2.5
+    res = attack(model, x[:3], y[:3], fps=FPS,
+                 config=_cfg(loss="smart", iterations=0, temperature=t, precondition=precondition))
+    logits = _logits(model, x[:3]).double()
+    orig = logits.argmax(1)
+    expected = torch.log_softmax(logits / t, 1).gather(1, orig[:, None]).squeeze(1)  # -CE(original, Phi_T(q))
+    plain = torch.softmax(logits, 1)
+    for r in res:
+        assert r.status == "failed" and r.iterations == 0
+        np.testing.assert_allclose(r.adversarial, x[r.index], atol=1e-6, rtol=0)  # q^0 = q, with or without P
+        assert r.losses["class"] == pytest.approx(float(expected[r.index]), abs=1e-5)
+        assert r.losses["perceptual"] == pytest.approx(0.0, abs=1e-9)
+        assert float(r.original_topk_prob[0]) == pytest.approx(float(plain[r.index].max()), abs=1e-5)
 
 
 # ---- strategies end to end ------------------------------------------------------------------------
@@ -268,6 +302,17 @@ def test_stored_losses_are_the_loss_on_true_geometry(setup) -> None:
         assert r.losses[name] == pytest.approx(terms[name].item(), rel=2e-3, abs=1e-6), name
     assert r.losses["perceptual"] == pytest.approx(lp.item(), rel=2e-3)
     assert r.losses["total"] == pytest.approx(0.4 * r.losses["class"] + 0.6 * r.losses["perceptual"], rel=1e-5)
+
+
+def test_preconditioned_adam_takes_smooth_steps(setup) -> None:
+    # one Adam step moves every coordinate of u by lr (sign of the gradient); z = z0 + P u then
+    # moves smoothly: its frame-to-frame acceleration is far below plain Adam's after one step
+    model, x, y = setup
+    one = {"loss": "smart", "strategy": "abn", "top_n": K, "iterations": 1}
+    plain = attack(model, x[:4], y[:4], fps=FPS, config=_cfg(**one, precondition="none"))
+    pre = attack(model, x[:4], y[:4], fps=FPS, config=_cfg(**one, precondition="dynamics"))
+    acc = lambda rs: np.mean([r.metrics["acceleration_deviation"] for r in rs])  # noqa: E731
+    assert acc(pre) < 0.2 * acc(plain)
 
 
 def test_smart_loss_gives_smoother_examples_than_l2(setup) -> None:

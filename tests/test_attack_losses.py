@@ -14,7 +14,9 @@ from attack_gen.attack.losses import (
     acceleration_term,
     bone_lengths,
     bone_term,
+    apply_in_time,
     derivative,
+    dynamics_preconditioner,
     joint_weights,
     perceptual_loss,
     perceptual_metrics,
@@ -28,6 +30,7 @@ from attack_gen.attack.strategies import (
     Specified,
     build_strategy,
     random_targets,
+    uniform_rest_kl,
 )
 from stimuli.skeleton import STANDARD
 
@@ -240,3 +243,58 @@ def test_random_target_of_a_clip_depends_only_on_seed_position_and_its_label() -
     assert a[0] == b[0]
     with pytest.raises(ValueError, match="at least 2 classes"):
         random_targets(np.zeros(2, np.int64), 1, seed=0)
+
+
+# ---- the dynamics preconditioner ------------------------------------------------------------
+
+def test_preconditioner_by_hand_on_three_frames() -> None:
+    # T = 3, fps 1, rho = 1: D = [1, -2, 1], H = I + D^T D. Constant and linear series are in
+    # D's null space (P keeps them); the jitter v = [1, -2, 1] / sqrt(6) has D^T D v = 6 v,
+    # so H v = 7 v and P v = v / sqrt(7).
+    p = dynamics_preconditioner(3, 1.0, {"position": 1.0, "acceleration": 1.0}).double()
+    torch.testing.assert_close(p, p.T)
+    ones, ramp = torch.ones(3, dtype=torch.float64), torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(p @ ones, ones, atol=1e-6, rtol=0)
+    torch.testing.assert_close(p @ ramp, ramp, atol=1e-6, rtol=0)
+    v = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64) / math.sqrt(6)
+    torch.testing.assert_close(p @ v, v / math.sqrt(7), atol=1e-6, rtol=0)
+
+
+def test_preconditioner_whitens_the_dynamics_terms() -> None:
+    # with d = P u, beta0 * position + beta2 * acceleration of d equals beta0 * |u|^2 (per joint weight)
+    fps, t = 30.0, 12
+    w = {"position": 0.6, "acceleration": 0.4}
+    p = dynamics_preconditioner(t, fps, w).double()
+    u = torch.randn(t, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    d = p @ u
+    acc = (d[2:] - 2 * d[1:-1] + d[:-2]) * fps**2
+    dyn = 0.6 * (d**2).sum() + 0.4 * (acc**2).sum()
+    torch.testing.assert_close(dyn, 0.6 * (u**2).sum(), rtol=1e-5, atol=0)
+
+
+def test_preconditioner_is_the_identity_without_an_acceleration_or_position_term() -> None:
+    assert dynamics_preconditioner(60, 30.0, {"position": 1.0, "acceleration": 0.0}) is None
+    assert dynamics_preconditioner(60, 30.0, {"position": 0.0, "acceleration": 1.0}) is None
+    assert dynamics_preconditioner(2, 30.0, {"position": 1.0, "acceleration": 1.0}) is None
+    x = torch.randn(2, 5, 25, 3)
+    assert apply_in_time(None, x) is x
+
+
+def test_apply_in_time_multiplies_along_frames_only() -> None:
+    p = torch.tensor([[1.0, 2.0], [0.0, 3.0]])
+    x = torch.arange(2 * 2 * 25 * 3, dtype=torch.float32).reshape(2, 2, 25, 3)
+    y = apply_in_time(p, x)
+    torch.testing.assert_close(y[:, 0], x[:, 0] + 2 * x[:, 1])
+    torch.testing.assert_close(y[:, 1], 3 * x[:, 1])
+
+
+def test_uniform_rest_kl_by_hand() -> None:
+    # p = [0.5, 0.25, 0.25], true 0: u_rest = [0, 0.5, 0.5], KL = 2 * 0.5 * log(0.5 / 0.25) = log 2
+    logp = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.0 + 1e-30, 0.5, 0.5]]))
+    kl = uniform_rest_kl(logp, torch.tensor([0, 0]))
+    torch.testing.assert_close(kl, torch.tensor([math.log(2), 0.0]), atol=1e-5, rtol=0)  # float32
+    s = AnythingButN(3, loss="uniform-rest")
+    ctx = ClassContext(torch.tensor([0]), torch.tensor([0]), torch.zeros(1, 3), torch.tensor([-1]))
+    torch.testing.assert_close(s.class_loss(logp[:1], ctx), kl[:1])
+    with pytest.raises(ValueError, match="unknown ABN loss 'kl'; known: entropy, uniform-rest"):
+        AnythingButN(3, loss="kl")

@@ -20,7 +20,7 @@ from stimuli.errors import DataError
 from stimuli.fileio import atomic_write_bytes, file_sha256
 
 from ..cliutil import emit as _emit, json_default as _json_default, user_errors as _user_errors
-from .engine import DEFAULT_LR, AttackConfig, AttackError, ClipResult, attack as run_engine, resolve_targets
+from .engine import DEFAULT_LR, DEFAULT_TEMPERATURE, PRECONDITIONERS, AttackConfig, AttackError, ClipResult, attack as run_engine, resolve_targets
 from .losses import LOSSES
 from .results import (
     MODEL_DISPLAY,
@@ -34,7 +34,7 @@ from .results import (
     summarize,
     table_rows,
 )
-from .strategies import STRATEGIES, ClassContext
+from .strategies import ABN_LOSSES, STRATEGIES, ClassContext
 
 __all__ = ["attack", "transfer", "attack_table", "run_attack", "check_clips_match", "commands"]
 
@@ -219,6 +219,15 @@ def _attack_options(fn: F) -> F:
         click.option("--iterations", type=int, default=300, show_default=True, help="Adam steps at most."),
         click.option("--lr", type=float, default=DEFAULT_LR, show_default=True,
                      help="Adam learning rate (normalised input units)."),
+        click.option("--lr-final", type=float, help="Decay the rate geometrically to this at the last iteration "
+                                                   "(default: constant rate)."),
+        click.option("--temperature", type=float,
+                     help="T of Phi = softmax(logits / T) in the class loss; 1 = plain softmax "
+                          "(default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TEMPERATURE.items()) + ")."),
+        click.option("--precondition", type=click.Choice(list(PRECONDITIONERS)), default="dynamics",
+                     show_default=True, help="dynamics: Adam in coordinates that whiten l_dyn; none: Adam on q^."),
+        click.option("--abn-loss", type=click.Choice(list(ABN_LOSSES)), default="entropy", show_default=True,
+                     help="ABN class loss: the paper's entropy, or KL to uniform over the other classes."),
         click.option("--class-weight", type=float, default=0.4, show_default=True, help="w in L = w Lc + (1-w) Lp."),
         click.option("--alpha", type=float, default=0.3, show_default=True,
                      help="Lp = alpha l_dyn + (1-alpha) l_bl."),
@@ -242,10 +251,11 @@ def _attack_options(fn: F) -> F:
 
 def _config(strategy: str, top_n: int, loss: str, iterations: int, lr: float, class_weight: float, alpha: float,
             beta0: float, beta2: float, gamma_spine: float, gamma_other: float, batch_size: int,
-            seed: int) -> AttackConfig:
+            seed: int, **optimiser: Any) -> AttackConfig:
+    """``optimiser``: ``lr_final``, ``temperature``, ``precondition``, ``abn_loss``."""
     return AttackConfig(strategy=strategy, top_n=top_n, loss=loss, iterations=iterations, lr=lr,
                         class_weight=class_weight, alpha=alpha, beta0=beta0, beta2=beta2, gamma_spine=gamma_spine,
-                        gamma_other=gamma_other, batch_size=batch_size, seed=seed)
+                        gamma_other=gamma_other, batch_size=batch_size, seed=seed, **optimiser)
 
 
 @click.command("attack")
@@ -260,12 +270,12 @@ def _config(strategy: str, top_n: int, loss: str, iterations: int, lr: float, cl
 def attack(checkpoint: Path, clips_path: Path, out: Path, limit: int | None, strategy: str, top_n: int,
            target: str | None, loss: str, iterations: int, lr: float, class_weight: float, alpha: float,
            beta0: float, beta2: float, gamma_spine: float, gamma_other: float, batch_size: int, seed: int,
-           device: str | None, save_every: float, as_json: bool) -> None:
+           device: str | None, save_every: float, as_json: bool, **optimiser: Any) -> None:
     """White-box SMART attack on the clips a model recognises; resumable."""
     if target is not None and strategy != "sa":
         raise click.UsageError("--target is only used with --strategy sa")
     config = _config(strategy, top_n, loss, iterations, lr, class_weight, alpha, beta0, beta2, gamma_spine,
-                     gamma_other, batch_size, seed)
+                     gamma_other, batch_size, seed, **optimiser)
     summary, _ = run_attack(checkpoint, clips_path, config, out, target_name=target, device=device, limit=limit,
                             save_every=save_every)
     summary["table"] = dict(zip(("columns", "rows"), table_rows([summary])))
@@ -325,7 +335,7 @@ def _transfer_text(names: list[str], matrix: dict[str, dict[str, dict[str, Any]]
 def transfer(checkpoints: Sequence[Path], clip_paths: Sequence[Path], out_dir: Path, strategy: str, top_n: int,
              target: str | None, loss: str, iterations: int, lr: float, class_weight: float, alpha: float,
              beta0: float, beta2: float, gamma_spine: float, gamma_other: float, batch_size: int, seed: int,
-             device: str | None, save_every: float, as_json: bool) -> None:
+             device: str | None, save_every: float, as_json: bool, **optimiser: Any) -> None:
     """Black-box transfer: attack each model in turn, test its examples on every other one.
 
     Every ordered pair (surrogate, target) gets: of the surrogate's successful
@@ -343,7 +353,7 @@ def transfer(checkpoints: Sequence[Path], clip_paths: Sequence[Path], out_dir: P
     if target is not None and strategy != "sa":
         raise click.UsageError("--target is only used with --strategy sa")
     config = _config(strategy, top_n, loss, iterations, lr, class_weight, alpha, beta0, beta2, gamma_spine,
-                     gamma_other, batch_size, seed)
+                     gamma_other, batch_size, seed, **optimiser)
     # validate every pair up front, before any long attack
     infos = []
     for ckpt, cp in zip(checkpoints, clip_paths):

@@ -54,6 +54,8 @@ __all__ = [
     "perceptual_terms",
     "perceptual_loss",
     "perceptual_metrics",
+    "dynamics_preconditioner",
+    "apply_in_time",
 ]
 
 TERMS = ("position", "acceleration", "bone")
@@ -213,3 +215,44 @@ def perceptual_metrics(
         .abs()
         .mean(dim=(1, 2)),
     }
+
+
+def dynamics_preconditioner(
+    num_frames: int, fps: float, weights: Mapping[str, float], *, device: torch.device | None = None
+) -> torch.Tensor | None:
+    """The ``(T, T)`` map ``P = (I + rho D^T D)^(-1/2)`` that whitens ``l_dyn``; None if there is nothing to whiten.
+
+    ``D`` is the second forward difference over frames divided by ``dt^2`` (as in
+    :func:`acceleration_term`) and ``rho = weights["acceleration"] / weights["position"]``
+    (``beta2 / beta0`` for the paper's loss). For every joint and axis the weighted
+    dynamics terms are ``w_pos gamma_j^2 d^T (I + rho D^T D) d`` of the deviation's time
+    series ``d``; with ``d = P u`` this is ``w_pos gamma_j^2 |u|^2``: diagonal in ``u``.
+    ``gamma_j`` is a common factor of both terms, so one ``P`` serves every joint.
+
+    ``P`` is symmetric positive definite (so invertible: every perturbation has exactly
+    one ``u``) and leaves the constant and linear-in-time deviations unchanged (the null
+    space of ``D``); the jitter modes, whose acceleration the loss penalises by up to
+    ``16 rho`` (``~9e6`` at 30 fps), are shrunk by the square root of that. Returns None
+    when the loss has no acceleration term, no position term, or under 3 frames (then the
+    dynamics term is already diagonal, or ``P`` is undefined): the identity.
+    """
+    w_acc, w_pos = float(weights.get("acceleration", 0.0)), float(weights.get("position", 0.0))
+    if num_frames < 3 or w_acc <= 0.0 or w_pos <= 0.0:
+        return None
+    t = int(num_frames)
+    d = torch.zeros(t - 2, t, dtype=torch.float64)
+    idx = torch.arange(t - 2)
+    d[idx, idx], d[idx, idx + 1], d[idx, idx + 2] = 1.0, -2.0, 1.0
+    d = d * float(fps) ** 2
+    h = torch.eye(t, dtype=torch.float64) + (w_acc / w_pos) * (d.T @ d)
+    evals, evecs = torch.linalg.eigh(h)
+    p = (evecs * evals.rsqrt()) @ evecs.T
+    p = 0.5 * (p + p.T)  # exactly symmetric
+    return p.to(device=device, dtype=torch.float32)
+
+
+def apply_in_time(p: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """``P`` along the frame axis of ``x (N, T, V, C)``; the identity for ``p=None``."""
+    if p is None:
+        return x
+    return torch.einsum("st,ntvc->nsvc", p.to(x.dtype), x)

@@ -19,6 +19,7 @@ labels and the ``(N, K)`` original distribution.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,6 +32,8 @@ __all__ = [
     "Strategy",
     "AnythingBut",
     "AnythingButN",
+    "ABN_LOSSES",
+    "uniform_rest_kl",
     "Specified",
     "STRATEGIES",
     "list_strategies",
@@ -98,15 +101,27 @@ class AnythingBut(Strategy):
         return logits.argmax(-1) != ctx.original
 
 
+ABN_LOSSES = ("entropy", "uniform-rest")
+"""ABN class losses: the paper's entropy, or the KL divergence to the uniform distribution over the other classes."""
+
+
 class AnythingButN(Strategy):
-    """ABN: flatten the predictive distribution until the true label leaves the top N."""
+    """ABN: flatten the predictive distribution until the true label leaves the top N.
+
+    ``loss="entropy"`` (the paper, eq. 6): ``Lc = -Entropy(Phi(q^))``.
+    ``loss="uniform-rest"``: ``Lc = KL(u_rest || Phi(q^))``, ``u_rest`` uniform over the
+    ``K - 1`` classes other than the true one (see the module docstring).
+    """
 
     name = "abn"
 
-    def __init__(self, top_n: int = 3) -> None:
+    def __init__(self, top_n: int = 3, loss: str = "entropy") -> None:
         if top_n < 1:
             raise ValueError(f"ABN needs top_n >= 1, got {top_n}")
+        if loss not in ABN_LOSSES:
+            raise ValueError(f"unknown ABN loss {loss!r}; known: {', '.join(ABN_LOSSES)}")
         self.top_n = int(top_n)
+        self.loss = loss
 
     @property
     def label(self) -> str:
@@ -114,8 +129,10 @@ class AnythingButN(Strategy):
 
     def class_loss(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
         logp = F.log_softmax(logits, dim=-1)
-        entropy = -(logp.exp() * logp).sum(-1)  # (N,)
-        return -entropy
+        if self.loss == "entropy":
+            entropy = -(logp.exp() * logp).sum(-1)  # (N,)
+            return -entropy
+        return uniform_rest_kl(logp, ctx.true)
 
     def success(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
         if self.top_n >= logits.shape[-1]:
@@ -124,7 +141,20 @@ class AnythingButN(Strategy):
         return ~(top == ctx.true[:, None]).any(-1)
 
     def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "top_n": self.top_n}
+        return {**super().to_json(), "top_n": self.top_n, "loss": self.loss}
+
+
+def uniform_rest_kl(logp: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """``KL(u_rest || p) = -log(K - 1) - 1/(K - 1) sum_{k != true} log p_k`` per row ``(N,)``.
+
+    ``logp (N, K)`` log-probabilities, ``true (N,)``; ``u_rest`` puts ``1/(K - 1)`` on every
+    class but the true one. 0 exactly at ``p = u_rest``; needs ``K >= 2``.
+    """
+    k = logp.shape[-1]
+    if k < 2:
+        raise ValueError("the uniform-rest ABN loss needs at least 2 classes")
+    rest = logp.sum(-1) - logp.gather(-1, true[:, None]).squeeze(-1)
+    return -math.log(k - 1) - rest / (k - 1)
 
 
 class Specified(Strategy):
@@ -147,9 +177,9 @@ class Specified(Strategy):
 
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
-    "ab": lambda top_n=3: AnythingBut(),
-    "abn": lambda top_n=3: AnythingButN(top_n),
-    "sa": lambda top_n=3: Specified(),
+    "ab": lambda top_n=3, abn_loss="entropy": AnythingBut(),
+    "abn": lambda top_n=3, abn_loss="entropy": AnythingButN(top_n, abn_loss),
+    "sa": lambda top_n=3, abn_loss="entropy": Specified(),
 }
 
 
@@ -157,13 +187,16 @@ def list_strategies() -> list[str]:
     return list(STRATEGIES)
 
 
-def build_strategy(name: str, top_n: int = 3) -> Strategy:
-    """A strategy by name (``ab``, ``abn``, ``sa``); an unknown name lists the known ones."""
+def build_strategy(name: str, top_n: int = 3, abn_loss: str = "entropy") -> Strategy:
+    """A strategy by name (``ab``, ``abn``, ``sa``); an unknown name lists the known ones.
+
+    ``abn_loss`` picks the ABN class loss (:data:`ABN_LOSSES`); other strategies ignore it.
+    """
     try:
         make = STRATEGIES[name]
     except KeyError:
         raise KeyError(f"unknown attack strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
-    return make(top_n=top_n)
+    return make(top_n=top_n, abn_loss=abn_loss)
 
 
 def random_targets(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
