@@ -4,8 +4,19 @@
 defaults below; ``instance/config.py``; ``FLASK_*`` environment variables (e.g.
 ``FLASK_SECRET_KEY``, ``FLASK_SESSION_COOKIE_SECURE=true``); ``SECRET_KEY``,
 ``DATABASE_URL`` (any SQLAlchemy URL; default SQLite in WAL mode at
-``data_root()/study.sqlite3``) and ``STUDY_ENV`` (``production``, the default, or
-``development``). Tests pass ``test_config`` instead of reading the environment.
+``data_root()/study.sqlite3``; ``postgres://`` and ``postgresql://`` URLs use psycopg 3)
+and ``STUDY_ENV`` (``production``, the default, or ``development``). Tests pass
+``test_config`` instead of reading the environment.
+
+Researcher side: ``BATCH_ROOTS`` (folders the web form may import stimulus batches
+from; default ``data_root()/batches``; the CLI imports from anywhere),
+``LOGIN_WINDOW_S`` / ``LOGIN_MAX_FAILURES_PER_ACCOUNT`` / ``LOGIN_MAX_FAILURES_PER_IP``
+(the sign-in rate limit, see :mod:`study_server.accounts`), ``ADMIN_SESSION_HOURS``
+(a researcher's sign-in lasts this long), ``TRUSTED_PROXIES`` (the number of reverse
+proxies in front of the server whose ``X-Forwarded-*`` headers to trust; 0 by default).
+
+Production: ``gunicorn -c python:study_server.gunicorn_conf 'study_server:create_app()'``
+(see :mod:`study_server.gunicorn_conf`).
 
 Outside development and testing a ``SECRET_KEY`` is required and debug mode is refused
 (:class:`ConfigError`, with a message saying what to set).
@@ -23,6 +34,7 @@ from typing import Mapping
 from flask import Flask
 from flask import Response
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.errors import SmartStudyError
 from stimuli.paths import data_root
@@ -30,8 +42,9 @@ from stimuli.paths import data_root
 from .extensions import csrf
 from .extensions import db
 from .extensions import migrate
+from .sqlite_lock import install_writer_lock
 
-__all__ = ["create_app", "ConfigError", "TEMPLATES", "MIGRATIONS"]
+__all__ = ["create_app", "database_url", "ConfigError", "TEMPLATES", "MIGRATIONS"]
 
 PACKAGE = Path(__file__).resolve().parent
 TEMPLATES = PACKAGE.parent / "templates"
@@ -65,16 +78,35 @@ def _defaults() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "MEDIA_MAX_AGE": 3600,
         "SQLITE_BUSY_TIMEOUT_S": 30.0,
+        "SQLITE_SYNCHRONOUS": "FULL",
+        "SQLITE_WRITER_LOCK": True,
+        "SESSION_REFRESH_EACH_REQUEST": False,  # the cookie is re-sent when it changes, not on every request
+        "BATCH_ROOTS": None,
+        "LOGIN_WINDOW_S": 900,
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
+        "LOGIN_MAX_FAILURES_PER_IP": 20,
+        "ADMIN_SESSION_HOURS": 12,
+        "TRUSTED_PROXIES": 0,
+        "ADMIN_REFRESH_MS": 5000,
     }
 
 
-def _database_url(app: Flask) -> str:
-    url = app.config.get("SQLALCHEMY_DATABASE_URI")
+def database_url(url: str | None) -> str:
+    """The SQLAlchemy URL the server uses for ``url`` (default: the SQLite file under the data root).
+
+    PostgreSQL goes through psycopg 3: ``postgres://`` (the old scheme some hosts still
+    hand out) and ``postgresql://`` become ``postgresql+psycopg://``.
+    """
     if not url:
-        url = f"sqlite:///{data_root(create=True) / 'study.sqlite3'}"
-    if url.startswith("postgres://"):  # the old scheme some hosts still hand out
-        url = "postgresql://" + url[len("postgres://") :]
+        return f"sqlite:///{data_root(create=True) / 'study.sqlite3'}"
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
     return url
+
+
+def _database_url(app: Flask) -> str:
+    return database_url(app.config.get("SQLALCHEMY_DATABASE_URI"))
 
 
 def _dev_secret() -> str:
@@ -105,12 +137,25 @@ def _check_security(app: Flask) -> None:
                           "never debug a production server; set STUDY_ENV=development to debug locally")  # fmt: skip
 
 
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """Every SQLite connection: WAL (readers never block the writer), foreign keys enforced."""
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.close()
+def _sqlite_pragmas(synchronous: str) -> Any:
+    """Every SQLite connection: WAL (readers never block the writer), foreign keys enforced, and ``synchronous``.
+
+    ``FULL`` (the default, ``SQLITE_SYNCHRONOUS``): every commit is on disk before the
+    answer is acknowledged, even across a power loss. ``NORMAL``: in WAL mode still safe
+    across a crash of the server process (what the load benchmark's SIGKILL tests), but a
+    power loss may take back the last commits; it saves an fsync per commit.
+    """
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise ConfigError(f"SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.close()
+
+    return on_connect
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -130,33 +175,45 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _check_security(app)
     url = _database_url(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
+    opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("sqlite"):
-        opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         opts.setdefault("connect_args", {"timeout": float(app.config["SQLITE_BUSY_TIMEOUT_S"])})
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+    else:
+        opts.setdefault("pool_pre_ping", True)  # survive a database restart
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+    if int(app.config["TRUSTED_PROXIES"] or 0) > 0:
+        n = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     csrf.init_app(app)
     if url.startswith("sqlite"):
         with app.app_context():
-            event.listen(db.engine, "connect", _sqlite_pragmas)
+            event.listen(db.engine, "connect", _sqlite_pragmas(str(app.config["SQLITE_SYNCHRONOUS"]).upper()))
+            path = db.engine.url.database
+            if app.config["SQLITE_WRITER_LOCK"] and path and path != ":memory:" and not path.startswith("file:"):
+                install_writer_lock(db.engine, path)
 
+    from . import admin
     from . import api
     from . import errors
     from . import media
     from . import participant
-    from .cli import create_study_command
-    from .cli import init_demo
-    from .cli import rescreen_command
+    from .cli import COMMANDS
 
     app.register_blueprint(participant.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(errors.bp)
-    app.cli.add_command(init_demo)
-    app.cli.add_command(create_study_command)
-    app.cli.add_command(rescreen_command)
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        """Liveness: the process answers (no database, no session; the load benchmark's baseline)."""
+        return Response("ok\n", mimetype="text/plain")
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -16,7 +16,8 @@ from .extensions import db
 from .models import Participant
 from .models import Study
 
-__all__ = ["get_study", "session_participant", "session_holds", "bind", "stage_url", "STAGES"]
+__all__ = ["get_study", "session_participant", "study_and_participant", "session_holds", "bind", "stage_url",
+           "STAGES"]
 
 STAGES = {
     "consent": "participant.consent",
@@ -46,6 +47,20 @@ def session_participant(study: Study) -> Participant | None:
     return db.session.execute(
         select(Participant).where(Participant.public_id == public_id, Participant.study_pk == study.id)
     ).scalar_one_or_none()
+
+
+def study_and_participant(slug: str) -> tuple[Study, Participant | None]:
+    """The study (404 if none) and this browser's participant in it, in one query when there is one."""
+    ids = session.get("p")
+    public_id = ids.get(slug) if isinstance(ids, dict) else None
+    if isinstance(public_id, str):
+        row = db.session.execute(
+            select(Study, Participant).join(Participant, Participant.study_pk == Study.id)
+            .where(Study.slug == slug, Participant.public_id == public_id)
+        ).first()  # fmt: skip
+        if row is not None:
+            return row[0], row[1]
+    return get_study(slug), None
 
 
 def session_holds(participant: Participant) -> bool:

@@ -27,9 +27,8 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 
-from .access import get_study
-from .access import session_participant
 from .access import stage_url
+from .access import study_and_participant
 from .studies import AnswerRejected
 from .studies import current_state
 from .studies import record_answer
@@ -106,8 +105,7 @@ def _no_session() -> Any:
 @bp.get("/state")
 def state(slug: str) -> Any:
     """The current trial, or where the participant belongs instead."""
-    study = get_study(slug)
-    p = session_participant(study)
+    study, p = study_and_participant(slug)
     if p is None:
         return _no_session()
     if p.status not in ("trials", "completed"):
@@ -118,8 +116,7 @@ def state(slug: str) -> Any:
 @bp.post("/answer")
 def answer(slug: str) -> Any:
     """Store one answer (see the module docstring for the protocol)."""
-    study = get_study(slug)
-    p = session_participant(study)
+    study, p = study_and_participant(slug)
     if p is None:
         return _no_session()
     payload = _payload(request.get_json(silent=True))

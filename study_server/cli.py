@@ -1,43 +1,103 @@
-"""Flask CLI commands: ``init-demo``, ``create-study`` and ``rescreen`` (``flask --app study_server ...``).
+"""Flask CLI commands (``flask --app study_server COMMAND``).
 
+* ``init-demo`` - database, demo batch (built when absent), demo studies, demo researcher;
+* ``serve-demo`` - ``init-demo``, then gunicorn on http://127.0.0.1:5000;
+* ``create-researcher EMAIL`` - a researcher account for ``/admin``;
+* ``import-batch DIR`` - validate and record a stimulus batch (idempotent);
+* ``create-study SLUG`` - a study on a batch;
+* ``summary SLUG`` - the dashboard's figures; ``set-status SLUG open|closed``;
+* ``export SLUG --format csv|json --out FILE`` - the responses, one row per trial;
+* ``withdraw SLUG PARTICIPANT`` - delete one participant's data;
+* ``rescreen SLUG`` - screen every completed participant again.
+
+Every command that reports figures takes ``--json`` (one JSON object on stdout).
 Errors are one line and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
+from sqlalchemy import or_
 from sqlalchemy import select
 
+from stimuli.batch import BatchError
 from stimuli.errors import SmartStudyError
+from stimuli.fileio import atomic_write_bytes
 from stimuli.paths import data_root
+from stimuli.responses import rows_to_csv
+from stimuli.responses import rows_to_json
 
+from . import MIGRATIONS
 from . import design
+from .accounts import AccountError
+from .accounts import create_researcher
+from .accounts import new_password
+from .dashboard import summary
+from .export import FORMATS
+from .export import export_csv
+from .export import export_json
+from .export import response_rows
 from .extensions import db
+from .models import Participant
+from .models import Researcher
 from .models import Study
 from .studies import StudyConfigError
+from .studies import audit
 from .studies import create_study
 from .studies import import_batch
+from .studies import import_batch_result
 from .studies import rescreen
+from .studies import withdraw
 
-__all__ = ["init_demo", "create_study_command", "rescreen_command", "DEMO_STUDIES"]
+__all__ = ["COMMANDS", "DEMO_STUDIES", "DEMO_EMAIL", "DEMO_PASSWORD", "init_demo", "serve_demo",
+           "create_researcher_command", "import_batch_command", "create_study_command", "summary_command",
+           "set_status_command", "export_command", "withdraw_command", "rescreen_command"]  # fmt: skip
 
 DEMO_STUDIES = (
     ("", design.INDISTINGUISHABILITY, {"trials": 10, "practice_trials": 2, "sensitivity_share": 0.2,
-                                       "control_share": 0.2}),
-    ("-deceitfulness", design.DECEITFULNESS, {"trials": 8, "practice_trials": 1}),
-    ("-naturalness", design.NATURALNESS, {"trials": 6, "practice_trials": 1}),
+                                       "control_share": 0.2, "target_participants": 20}),
+    ("-deceitfulness", design.DECEITFULNESS, {"trials": 8, "practice_trials": 1, "target_participants": 20}),
+    ("-naturalness", design.NATURALNESS, {"trials": 6, "practice_trials": 1, "target_participants": 20}),
 )  # fmt: skip
 """The demo studies: ``/s/demo`` (indistinguishability) and one of each other design, short."""
+DEMO_EMAIL = "demo@example.org"
+DEMO_PASSWORD = "demo-password"
+"""The demo researcher's password in development mode only (elsewhere a random one is printed once)."""
 
 
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, default=str) if as_json else text)
+
+
+def _fail(e: Exception) -> click.ClickException:
+    return click.ClickException(str(e))
+
+
+def _upgrade() -> None:
+    """Create or update the database schema (idempotent; quick when up to date)."""
+    upgrade(directory=str(MIGRATIONS))
+
+
+def _study(slug: str) -> Study:
+    study = db.session.execute(select(Study).where(Study.slug == slug)).scalar_one_or_none()
+    if study is None:
+        known = ", ".join(db.session.execute(select(Study.slug).order_by(Study.slug)).scalars()) or "none"
+        raise click.ClickException(f"no study {slug!r} (studies: {known})")
+    return study
+
+
+# ---- demo --------------------------------------------------------------------------------------
 def _attack_gen() -> str:
     sibling = Path(sys.executable).with_name("attack-gen")
     exe = str(sibling) if sibling.is_file() else shutil.which("attack-gen")
@@ -48,28 +108,41 @@ def _attack_gen() -> str:
 
 
 def _build_demo_batch(out: Path) -> None:
-    click.echo(f"building the demo stimulus batch in {out} (attack-gen batch --demo) ...", err=True)
+    click.echo(f"building the demo stimulus batch in {out} (attack-gen batch --demo; a few minutes on a CPU) ...",
+               err=True)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([_attack_gen(), "batch", "--demo", "--out", str(out)])
     if proc.returncode != 0 or not out.is_dir():
         raise click.ClickException(f"`attack-gen batch --demo --out {out}` failed (exit {proc.returncode})")
 
 
-@click.command("init-demo")
-@click.option("--batch", "batch_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Use this stimulus batch (default: <data root>/batches/demo, built when absent).")
-@click.option("--slug", default="demo", show_default=True, help="Slug of the main demo study (/s/SLUG).")
-@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True, help="Server URL to print.")
-@click.option("--decode/--no-decode", default=True, show_default=True,
-              help="Decode every video while validating the batch.")
-@with_appcontext
-def init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -> None:
-    """Create the database, import the demo stimulus batch (building it if needed) and create the demo studies."""
-    upgrade(directory=str(Path(__file__).parent / "migrations"))
+def _demo_researcher() -> tuple[str, str | None, bool]:
+    """The demo account: ``(email, password to print or None, created)``.
+
+    Development mode: the documented fixed password (set again each time, so what is
+    printed always works). Otherwise a random password, printed once when the account is
+    created.
+    """
+    dev = current_app.config["STUDY_ENV"] == "development"
+    exists = db.session.execute(select(Researcher.id).where(Researcher.email == DEMO_EMAIL)).first() is not None
+    if dev:
+        create_researcher(DEMO_EMAIL, DEMO_PASSWORD, reset=True)
+        return DEMO_EMAIL, DEMO_PASSWORD, not exists
+    if exists:
+        return DEMO_EMAIL, None, False
+    password = new_password()
+    create_researcher(DEMO_EMAIL, password)
+    return DEMO_EMAIL, password, True
+
+
+def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -> dict[str, Any]:
+    _upgrade()
     if batch_dir is None:
         batch_dir = data_root(create=True) / "batches" / "demo"
         if not batch_dir.exists():
             _build_demo_batch(batch_dir)
+    base = base_url.rstrip("/")
+    studies = {}
     try:
         batch = import_batch(batch_dir, decode=decode)
         for suffix, study_type, config in DEMO_STUDIES:
@@ -85,17 +158,147 @@ def init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) ->
                         raise
                     click.echo(f"skipped {name}: {e}", err=True)
                     continue
-            click.echo(f"{study_type:>22}: {base_url.rstrip('/')}/s/{name}")
+            studies[study_type] = f"{base}/s/{name}"
+        email, password, created = _demo_researcher()
     except SmartStudyError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(f"Participant URL: {base_url.rstrip('/')}/s/{slug}")
+        raise _fail(e) from None
+    return {"participant_url": f"{base}/s/{slug}", "admin_url": f"{base}/admin/", "studies": studies,
+            "researcher": {"email": email, "password": password, "created": created},
+            "batch": str(batch_dir)}  # fmt: skip
+
+
+def _print_demo(info: dict[str, Any]) -> None:
+    for study_type, url in info["studies"].items():
+        click.echo(f"{study_type:>22}: {url}")
+    r = info["researcher"]
+    click.echo(f"Participant URL: {info['participant_url']}")
+    click.echo(f"Admin URL: {info['admin_url']}")
+    if r["password"]:
+        click.echo(f"Admin sign-in: {r['email']} / {r['password']}")
+    else:
+        click.echo(f"Admin sign-in: {r['email']} (password printed when the account was created; set a new one "
+                   f"with `flask --app study_server create-researcher {r['email']} --reset`)")  # fmt: skip
+
+
+_DEMO_OPTIONS = [
+    click.option("--batch", "batch_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Use this stimulus batch (default: <data root>/batches/demo, built when absent)."),
+    click.option("--slug", default="demo", show_default=True, help="Slug of the main demo study (/s/SLUG)."),
+    click.option("--decode/--no-decode", default=True, show_default=True,
+                 help="Decode every video while validating the batch."),
+]  # fmt: skip
+
+
+def _demo_options(fn: Any) -> Any:
+    for option in reversed(_DEMO_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@click.command("init-demo")
+@_demo_options
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True, help="Server URL to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print the URLs and the sign-in as JSON.")
+@with_appcontext
+def init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool, as_json: bool) -> None:
+    """Create the database, import the demo stimulus batch (building it if needed), create the demo studies and
+    the demo researcher account; print the participant URL, the admin URL and the sign-in."""
+    info = _init_demo(batch_dir, slug, base_url, decode)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        _print_demo(info)
+
+
+@click.command("serve-demo")
+@_demo_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@with_appcontext
+def serve_demo(batch_dir: Path | None, slug: str, decode: bool, host: str, port: int) -> None:
+    """Run init-demo, then serve the app with gunicorn on http://HOST:PORT until Ctrl-C.
+
+    Run it in development mode (``STUDY_ENV=development``) for the fixed demo sign-in.
+    """
+    info = _init_demo(batch_dir, slug, f"http://{host}:{port}", decode)
+    db.session.remove()
+    db.engine.dispose()
+    click.echo(f"Serving the demo study on http://{host}:{port} (gunicorn; Ctrl-C stops it)")
+    _print_demo(info)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind", f"{host}:{port}",
+            "study_server:create_app()"]  # fmt: skip
+    os.execv(sys.executable, args)
+
+
+# ---- accounts ----------------------------------------------------------------------------------
+@click.command("create-researcher")
+@click.argument("email")
+@click.option("--password", default=None, help="The password (at least 10 characters); asked for when absent.")
+@click.option("--generate", is_flag=True, help="Generate a random password and print it.")
+@click.option("--reset", is_flag=True, help="The account exists: set this new password.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_appcontext
+def create_researcher_command(email: str, password: str | None, generate: bool, reset: bool, as_json: bool) -> None:
+    """Create a researcher account for /admin (the password is stored hashed).
+
+    Without --password or --generate the password is asked for (twice; from a pipe,
+    two lines).
+    """
+    if password is not None and generate:
+        raise click.UsageError("give --password or --generate, not both")
+    if generate:
+        password = new_password()
+    elif password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _upgrade()
+    try:
+        r, created = create_researcher(email, password or "", reset=reset)
+    except AccountError as e:
+        raise _fail(e) from None
+    data = {"email": r.email, "created": created, **({"password": password} if generate else {})}
+    text = f"{'created' if created else 'new password set for'} researcher {r.email}" + (
+        f"; password: {password}" if generate else "")  # fmt: skip
+    _emit(as_json, data, text)
+
+
+# ---- batches and studies -----------------------------------------------------------------------
+@click.command("import-batch")
+@click.argument("batch_dir", type=click.Path(path_type=Path))
+@click.option("--decode/--no-decode", default=True, show_default=True,
+              help="Decode every video while validating (thorough; slower).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_appcontext
+def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
+    """Validate a stimulus batch against its manifest and hashes and record it, in one transaction.
+
+    Importing the same batch again changes nothing and says so; an invalid batch is
+    refused with every problem listed (on stderr) and exit status 1.
+    """
+    _upgrade()
+    try:
+        result = import_batch_result(batch_dir, decode=decode)
+    except BatchError as e:
+        for p in e.problems[:50]:
+            click.echo(f"  {p}", err=True)
+        raise click.ClickException(f"not imported: {batch_dir} is not a valid stimulus batch "
+                                   f"({len(e.problems)} problem(s), listed above)") from None  # fmt: skip
+    except SmartStudyError as e:
+        raise click.ClickException(f"not imported: {e}") from None
+    if result.created or result.moved:
+        audit("cli", "import-batch", None, **result.to_dict())
+        db.session.commit()
+    _emit(as_json, result.to_dict(), result.message)
 
 
 @click.command("create-study")
 @click.argument("slug")
 @click.option("--batch", "batch_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Stimulus batch folder (imported first; importing again changes nothing).")
-@click.option("--type", "study_type", required=True, type=click.Choice(design.STUDY_TYPES))
+@click.option("--type", "study_type", required=True, type=click.Choice(design.DESIGNS))
+@click.option("--block", "blocks", multiple=True, type=click.Choice(design.STUDY_TYPES),
+              help="Combined sessions: a block of this design (repeat, in order; paper defaults per design).")
 @click.option("--trials", type=int, default=None, help="Analysed trials per participant (paper: 100).")
 @click.option("--practice", "practice_trials", type=int, default=2, show_default=True)
 @click.option("--plays", type=int, default=None, help="Plays per trial (paper: naturalness 2, others 1).")
@@ -106,20 +309,117 @@ def init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) ->
 @click.option("--control-threshold", "control_hit_threshold", type=float, default=None)
 @click.option("--variant", "variants", multiple=True, help="Attacked variant(s) shown (default smart).")
 @click.option("--completion-code", default=None)
+@click.option("--target", "target_participants", type=int, default=None, help="Target number of participants.")
+@click.option("--closed", is_flag=True, help="Create it closed to participants (open it later).")
 @click.option("--no-decode", is_flag=True, help="Do not decode every video while validating the batch.")
 @with_appcontext
-def create_study_command(slug: str, batch_dir: Path, study_type: str, no_decode: bool, **config: object) -> None:
+def create_study_command(slug: str, batch_dir: Path, study_type: str, blocks: tuple[str, ...], no_decode: bool,
+                         closed: bool, **config: Any) -> None:  # fmt: skip
     """Import a stimulus batch if needed and create a study on it; prints its entry path."""
-    if not config["variants"]:
-        config["variants"] = None
-    else:
-        config["variants"] = list(config["variants"])  # type: ignore[arg-type]
+    config["variants"] = list(config["variants"]) or None
+    if study_type == design.COMBINED:
+        if not blocks:
+            raise click.UsageError("a combined session needs --block DESIGN (repeat, in order)")
+        config["blocks"] = [{"study_type": b} for b in blocks]
+        config.pop("trials")
+        config.pop("plays")
+    elif blocks:
+        raise click.UsageError("--block is for --type combined")
     try:
         batch = import_batch(batch_dir, decode=not no_decode)
-        create_study(slug, batch, study_type, **config)  # type: ignore[arg-type]
+        create_study(slug, batch, study_type, status="closed" if closed else "open", **config)
+        audit("cli", "create-study", slug, study_type=study_type, batch=batch.batch_id)
+        db.session.commit()
     except SmartStudyError as e:
-        raise click.ClickException(str(e)) from None
+        raise _fail(e) from None
     click.echo(f"/s/{slug}")
+
+
+@click.command("summary")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@with_appcontext
+def summary_command(slug: str, as_json: bool) -> None:
+    """A study's figures, as on its dashboard: participants, exclusions, duration, playback, balance."""
+    data = summary(_study(slug))
+    n = data["participants"]
+    lines = [f"{data['study']} ({data['study_type']}, {data['status']}): started {n['started']}, completed "
+             f"{n['completed']}, excluded {n['excluded']}, analysed {n['analysed']}"
+             + (f" of {data['target_participants']}" if data["target_participants"] else "")]  # fmt: skip
+    lines += [f"  excluded {e['participants']}: {e['reason']}" for e in data["exclusions"]]
+    lines.append(f"  median duration {data['median_duration_s']} s; playback failures {data['playback']['failures']}")
+    lines += [f"  {c['condition']}: {c['trials']} trials" + (f" of {c['target']}" if c["target"] is not None else "")
+              for c in data["conditions"]]  # fmt: skip
+    _emit(as_json, data, "\n".join(lines))
+
+
+@click.command("set-status")
+@click.argument("slug")
+@click.argument("status", type=click.Choice(["open", "closed"]))
+@with_appcontext
+def set_status_command(slug: str, status: str) -> None:
+    """Open a study to new participants, or close it (those already in it can finish)."""
+    study = _study(slug)
+    if study.status != status:
+        study.status = status
+        audit("cli", "set-status", slug, status=status)
+        db.session.commit()
+    click.echo(f"{slug}: {status}")
+
+
+# ---- data --------------------------------------------------------------------------------------
+@click.command("export")
+@click.argument("slug")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="csv or json (default: from the --out file's suffix, else csv).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (atomically); default: standard output.")
+@click.option("--json", "as_json", is_flag=True, help="Report the counts as JSON (needs --out).")
+@with_appcontext
+def export_command(slug: str, fmt: str | None, out: Path | None, as_json: bool) -> None:
+    """Export a study's responses, one row per trial (the columns of stimuli.responses), as CSV or JSON."""
+    study = _study(slug)
+    if fmt is None:
+        fmt = "json" if out is not None and out.suffix.lower() == ".json" else "csv"
+    if out is None:
+        if as_json:
+            raise click.UsageError("--json reports on a written file: give --out FILE")
+        click.echo(export_csv(study) if fmt == "csv" else export_json(study), nl=False)
+        return
+    rows = response_rows(study)
+    body = rows_to_csv(rows) if fmt == "csv" else rows_to_json(rows, study=study.slug)
+    atomic_write_bytes(out, body.encode("utf-8"))
+    audit("cli", "export", slug, format=fmt, out=str(out))
+    db.session.commit()
+    participants = len({r["participant"] for r in rows})
+    _emit(as_json, {"study": slug, "format": fmt, "out": str(out), "rows": len(rows), "participants": participants},
+          f"wrote {out}: {len(rows)} rows from {participants} participants ({fmt})")
+
+
+@click.command("withdraw")
+@click.argument("slug")
+@click.argument("participant")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Report what was deleted as JSON.")
+@with_appcontext
+def withdraw_command(slug: str, participant: str, yes: bool, as_json: bool) -> None:
+    """Delete every record of one participant (by participant id or recruiting id), in one transaction; logged."""
+    study = _study(slug)
+    p = db.session.execute(select(Participant).where(
+        Participant.study_pk == study.id,
+        or_(Participant.public_id == participant, Participant.recruit_id == participant))).scalars().all()
+    if not p:
+        raise click.ClickException(f"no participant {participant!r} in study {slug!r}")
+    if len(p) > 1:
+        raise click.ClickException(f"{participant!r} matches {len(p)} participants (one per platform): "
+                                   f"give the participant id ({', '.join(x.public_id for x in p)})")  # fmt: skip
+    target = p[0]
+    if not yes:
+        click.confirm(f"Delete every record of participant {target.public_id} ({target.platform} "
+                      f"{target.recruit_id}, {target.status}) in study {slug}? This cannot be undone", abort=True)
+    done = withdraw(target, "cli")
+    _emit(as_json, done, f"withdrew {done['participant']} from {slug}: {done['responses']} answers, "
+                         f"{done['trials']} trials deleted")  # fmt: skip
 
 
 @click.command("rescreen")
@@ -128,11 +428,9 @@ def create_study_command(slug: str, batch_dir: Path, study_type: str, no_decode:
 @with_appcontext
 def rescreen_command(slug: str, as_json: bool) -> None:
     """Screen every completed participant of a study again (e.g. after changing its thresholds)."""
-    study = db.session.execute(select(Study).where(Study.slug == slug)).scalar_one_or_none()
-    if study is None:
-        raise click.ClickException(f"no study {slug!r}")
-    counts = rescreen(study)
-    if as_json:
-        click.echo(json.dumps(counts))
-    else:
-        click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+    counts = rescreen(_study(slug))
+    _emit(as_json, counts, ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+COMMANDS = (init_demo, serve_demo, create_researcher_command, import_batch_command, create_study_command,
+            summary_command, set_status_command, export_command, withdraw_command, rescreen_command)  # fmt: skip

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field
@@ -51,12 +52,19 @@ __all__ = [
     "design_naturalness",
     "design_indistinguishability",
     "kinds_count",
+    "COMBINED",
+    "DESIGNS",
+    "cell_rates",
+    "condition_of",
 ]
 
 DECEITFULNESS = "deceitfulness"
 NATURALNESS = "naturalness"
 INDISTINGUISHABILITY = "indistinguishability"
 STUDY_TYPES = (DECEITFULNESS, NATURALNESS, INDISTINGUISHABILITY)
+COMBINED = "combined"
+"""A session of blocks, each one of the three designs with its own settings and instructions."""
+DESIGNS = (*STUDY_TYPES, COMBINED)
 SMART = "smart"
 ORIGINAL = "original"
 
@@ -288,3 +296,58 @@ def design_indistinguishability(items: Sequence[ItemInfo], n: int, practice: int
 def kinds_count(specs: Iterable[TrialSpec]) -> Counter[str]:
     """How many analysed trials of each kind (a convenience for checks and tests)."""
     return Counter(s.kind for s in specs if not s.practice)
+
+
+# ---- balance targets ---------------------------------------------------------------------------
+def cell_rates(study_type: str, items: Sequence[ItemInfo], n: int, *, variants: Sequence[str] = (SMART,),
+               ablations: Sequence[str] = (), controls: Sequence[str] = (), sensitivity_share: float = 0.0,
+               control_share: float = 0.0, smart: str = SMART) -> dict[str, float]:  # fmt: skip
+    """Expected analysed trials per cell for one participant of a perfectly balanced design.
+
+    Times the target number of participants, it is each cell's balance target: the
+    designs spread every group of picks (e.g. the sensitivity trials) evenly over the
+    group's cells.
+    """
+    groups: list[tuple[list[str], float]] = []
+    ids = sorted(it.item_id for it in items)
+    if study_type == DECEITFULNESS:
+        variant = variants[0]
+        groups.append(([f"{it.item_id}|{variant}" for it in items if it.deceives(variant)], n))
+    elif study_type == NATURALNESS:
+        abl = sorted(ablations)
+        pairs = [f"{a}~{b}" for i, a in enumerate(abl) for b in abl[i + 1 :]]
+        per_item = (n // 2) / max(len(ids), 1)
+        for i in ids:
+            groups.append(([f"{i}|{smart}~{a}" for a in abl], per_item))
+            groups.append(([f"{i}|{pair}" for pair in pairs], per_item))
+    elif study_type == INDISTINGUISHABILITY:
+        n_sens, n_ctrl, n_perc = split_counts(n, [sensitivity_share, control_share])
+        groups.append(([f"sensitivity|{i}" for i in ids], n_sens))
+        groups.append(([f"control|{i}|{c}" for i in ids for c in controls], n_ctrl))
+        groups.append(([f"perceivability|{i}|{v}" for i in ids for v in variants], n_perc))
+    else:
+        raise ValueError(f"cell_rates: unknown study type {study_type!r}")
+    rates: dict[str, float] = {}
+    for cells, picks in groups:
+        for c in cells:
+            rates[c] = rates.get(c, 0.0) + picks / len(cells)
+    return rates
+
+
+def condition_of(cell: str) -> str:
+    """The condition of a balancing cell: the cell without its motion item (combined sessions: with the block).
+
+    >>> condition_of("item-003|smart~l2"), condition_of("control|item-001|control"), condition_of("b1:item-2|smart")
+    ('smart~l2', 'control control', 'block 2: smart')
+    """
+    block = None
+    head = cell.split("|", 1)[0]
+    if re.fullmatch(r"b\d+:.*", head):
+        prefix, _, cell = cell.partition(":")
+        block = int(prefix[1:]) + 1
+    parts = cell.split("|")
+    if parts[0] in ("sensitivity", "control", "perceivability"):
+        name = " ".join([parts[0], *parts[2:]])
+    else:
+        name = parts[-1]
+    return name if block is None else f"block {block}: {name}"

@@ -32,13 +32,15 @@ from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import true
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
 from .extensions import db
 
-__all__ = ["utcnow", "Batch", "Stimulus", "Study", "Participant", "Trial", "Attempt", "MediaToken", "Response"]
+__all__ = ["utcnow", "Batch", "Stimulus", "Study", "Participant", "Trial", "Attempt", "MediaToken", "Response",
+           "Researcher", "LoginAttempt", "AuditEvent"]
 
 
 def utcnow() -> datetime:
@@ -99,6 +101,7 @@ class Study(db.Model):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     study_type: Mapped[str] = mapped_column(String(32))
+    """One of the three designs, or ``combined``: a session of blocks (see ``blocks``)."""
     batch_pk: Mapped[int] = mapped_column(ForeignKey("batch.id"))
     status: Mapped[str] = mapped_column(String(16), default="open")
     """``open`` (taking participants) or ``closed``."""
@@ -124,6 +127,12 @@ class Study(db.Model):
     allow_anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
     completion_code: Mapped[str | None] = mapped_column(String(64))
     target_participants: Mapped[int | None] = mapped_column(Integer)
+    prolific_redirect: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    """Prolific participants are sent back to Prolific with the completion code when done."""
+    blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """Combined sessions: the blocks in order, each a design with its own trial settings
+    (:class:`study_server.studies.Block`); None for a single-design study (one block from
+    the columns above)."""
 
     batch: Mapped[Batch] = relationship(back_populates="studies")
     participants: Mapped[list["Participant"]] = relationship(back_populates="study")
@@ -156,6 +165,8 @@ class Participant(db.Model):
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     exclusion_reason: Mapped[str | None] = mapped_column(String(255))
     screening: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    block: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The block whose instructions the participant is at or has passed (0 for single-design studies)."""
 
     study: Mapped[Study] = relationship(back_populates="participants")
     trials: Mapped[list["Trial"]] = relationship(back_populates="participant", order_by="Trial.position",
@@ -251,7 +262,8 @@ class Response(db.Model):
     """The stored outcome of one attempt: an answer, or a playback failure (``valid`` false)."""
 
     __tablename__ = "response"
-    __table_args__ = (UniqueConstraint("participant_pk", "trial_pk", "attempt"),)
+    __table_args__ = (UniqueConstraint("participant_pk", "trial_pk", "attempt"),
+                      Index("ix_response_trial_pk", "trial_pk"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_pk: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
@@ -276,3 +288,44 @@ class Response(db.Model):
 
     participant: Mapped[Participant] = relationship(back_populates="responses")
     trial: Mapped[Trial] = relationship()
+
+
+class Researcher(db.Model):
+    """A researcher account for ``/admin`` (created with ``flask --app study_server create-researcher``)."""
+
+    __tablename__ = "researcher"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    """Lower-cased."""
+    password_hash: Mapped[str] = mapped_column(String(255))
+    """``werkzeug.security.generate_password_hash`` (scrypt, salted)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LoginAttempt(db.Model):
+    """One sign-in attempt, kept for the rate limit (in the database, so every server process sees it)."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_ip_at", "ip", "at"), Index("ix_login_attempt_email_at", "email", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+
+
+class AuditEvent(db.Model):
+    """What a researcher (or the CLI) did that changes data: imports, studies, withdrawals."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(254))
+    """The researcher's email, or ``cli``."""
+    action: Mapped[str] = mapped_column(String(32))
+    study: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -46,6 +46,7 @@ from .models import utcnow
 from .studies import enrol
 from .studies import find_participant
 from .studies import new_participant
+from .studies import study_blocks
 
 bp = Blueprint("participant", __name__)
 
@@ -206,7 +207,7 @@ def about(slug: str) -> Any:
 
 @bp.route("/s/<slug>/instructions", methods=["GET", "POST"])
 def instructions(slug: str) -> Any:
-    """What to do, the keys, and the practice trials to come."""
+    """What to do, the keys, and the practice trials to come; in a combined session, before every block."""
     got = _require(slug, "instructions")
     if not isinstance(got, tuple):
         return got
@@ -214,12 +215,16 @@ def instructions(slug: str) -> Any:
     form = StartForm()
     if form.validate_on_submit():
         p.status = "trials"
-        p.started_at = utcnow()
+        if p.started_at is None:
+            p.started_at = utcnow()
         db.session.commit()
         return redirect(stage_url(p))
-    template = {DECEITFULNESS: "deceitfulness", NATURALNESS: "naturalness"}.get(study.study_type,
+    blocks = study_blocks(study)
+    block = blocks[min(p.block, len(blocks) - 1)]
+    template = {DECEITFULNESS: "deceitfulness", NATURALNESS: "naturalness"}.get(block.study_type,
                                                                              "indistinguishability")  # fmt: skip
-    return render_template(f"participant/instructions_{template}.html", study=study, form=form)
+    return render_template(f"participant/instructions_{template}.html", study=study, form=form, block=block,
+                           part=p.block + 1, parts=len(blocks))  # fmt: skip
 
 
 @bp.get("/s/<slug>/trials")
@@ -245,7 +250,7 @@ def done(slug: str) -> Any:
 def completion(study: Study, p: Participant) -> dict[str, Any]:
     """How to hand the participant back: Prolific redirect URL, MTurk submit form, or just the code."""
     code = study.completion_code
-    if p.platform == "prolific" and code:
+    if p.platform == "prolific" and code and study.prolific_redirect:
         return {"code": code, "prolific_url": f"{PROLIFIC_COMPLETE}?{urlencode({'cc': code})}"}
     if p.platform == "mturk" and p.recruit_info.get("assignmentId"):
         base = p.recruit_info.get("turkSubmitTo") or "https://www.mturk.com"

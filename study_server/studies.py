@@ -19,12 +19,20 @@ import functools
 import math
 import re
 import secrets
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from typing import Mapping
+from typing import Sequence
 
+from flask import current_app
 from flask import url_for
+from sqlalchemy import bindparam
+from sqlalchemy import delete
 from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +47,7 @@ from stimuli.fileio import file_sha256
 from . import design
 from .extensions import db
 from .models import Attempt
+from .models import AuditEvent
 from .models import Batch
 from .models import MediaToken
 from .models import Participant
@@ -53,7 +62,11 @@ from .screening import screen
 __all__ = [
     "StudyConfigError",
     "PAPER_DEFAULTS",
+    "Block",
+    "study_blocks",
+    "ImportResult",
     "import_batch",
+    "import_batch_result",
     "batch_files",
     "create_study",
     "cell_counts",
@@ -64,6 +77,9 @@ __all__ = [
     "record_answer",
     "complete",
     "rescreen",
+    "balance_targets",
+    "audit",
+    "withdraw",
 ]
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -78,7 +94,44 @@ PAPER_DEFAULTS: dict[str, dict[str, int]] = {
 
 
 class StudyConfigError(SmartStudyError, ValueError):
-    """A study cannot be created with these settings (the message names the setting and the value)."""
+    """A study cannot be created with these settings (the message names the setting and the value).
+
+    ``field`` is the setting's name (e.g. ``"trials"``) when one setting is at fault, and
+    ``block`` the index of the block it belongs to in a combined session.
+    """
+
+    def __init__(self, message: str, field: str | None = None, block: int | None = None):
+        super().__init__(message)
+        self.field = field
+        self.block = block
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a session: a design and its trial settings (a single-design study has one)."""
+
+    study_type: str
+    trials: int
+    practice_trials: int
+    plays: int
+    seconds: float
+    slowdown: float
+    variants: tuple[str, ...]
+    sensitivity_share: float
+    control_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["variants"] = list(self.variants)
+        return d
+
+
+def study_blocks(study: Study) -> list[Block]:
+    """The blocks of ``study`` in order: its ``blocks`` column, or one block from its own settings."""
+    if study.blocks:
+        return [Block(**{**b, "variants": tuple(b["variants"])}) for b in study.blocks]
+    return [Block(study.study_type, study.trials, study.practice_trials, study.plays, study.seconds, study.slowdown,
+                  tuple(study.variants), study.sensitivity_share, study.control_share)]  # fmt: skip
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -92,23 +145,60 @@ def batch_files(batch: Batch) -> Any:
     return _load(batch.root, batch.manifest_sha256)
 
 
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_batch_result` did: ``created`` (new rows), ``moved`` (a known batch's folder changed)."""
+
+    batch: Batch
+    created: bool
+    moved: bool
+    stimuli: int
+
+    @property
+    def message(self) -> str:
+        b = self.batch
+        if self.created:
+            return f"imported batch {b.batch_id!r}: {b.n_items} motions, {self.stimuli} videos"
+        if self.moved:
+            return f"batch {b.batch_id!r} was already imported; only its folder changed, to {b.root}"
+        return f"batch {b.batch_id!r} was already imported: nothing changed"
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.batch
+        return {"batch_id": b.batch_id, "root": b.root, "created": self.created, "moved": self.moved,
+                "items": b.n_items, "stimuli": self.stimuli, "variants": b.variants, "dataset": b.dataset,
+                "model": b.model, "strategy": b.strategy}  # fmt: skip
+
+
 def import_batch(root: str | Path, *, decode: bool = True) -> Batch:
+    """Validate the batch at ``root`` and record it; see :func:`import_batch_result`."""
+    return import_batch_result(root, decode=decode).batch
+
+
+def import_batch_result(root: str | Path, *, decode: bool = True) -> ImportResult:
     """Validate the batch at ``root`` (schema, hashes, and with ``decode`` every video) and record it.
 
-    Importing the same batch again returns the existing row (its folder updated if it
-    moved); a different batch with the same id raises :class:`DataError`.
+    Everything is written in one transaction (the batch and all its stimuli, or nothing).
+    Importing the same batch again changes nothing (only its folder, if it moved); a
+    different batch with the same id raises :class:`DataError`; an invalid one
+    :class:`stimuli.batch.BatchError` listing every problem.
     """
     root = Path(root).resolve()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
     sb = check_batch(root, decode=decode)
     sha = file_sha256(root / MANIFEST)
     existing = db.session.execute(select(Batch).where(Batch.batch_id == sb.batch_id)).scalar_one_or_none()
     if existing is not None:
         if existing.manifest_sha256 != sha:
             raise DataError(f"{root}: batch id {sb.batch_id!r} was already imported with a different manifest")
-        if existing.root != str(root):
+        n = db.session.execute(select(func.count()).select_from(Stimulus)
+                               .where(Stimulus.batch_pk == existing.id)).scalar_one()  # fmt: skip
+        moved = existing.root != str(root)
+        if moved:
             existing.root = str(root)
             db.session.commit()
-        return existing
+        return ImportResult(existing, False, moved, n)
     first = sb.items[0]
     prov = sb.provenance
     batch = Batch(batch_id=sb.batch_id, root=str(root), manifest_sha256=sha,
@@ -128,8 +218,12 @@ def import_batch(root: str | Path, *, decode: bool = True) -> Batch:
                                           poster_path=c.poster.path, duration=c.video.duration,
                                           width=c.video.width, height=c.video.height))  # fmt: skip
     db.session.add(batch)
-    db.session.commit()
-    return batch
+    try:
+        db.session.commit()
+    except IntegrityError:  # imported concurrently by someone else: theirs stands
+        db.session.rollback()
+        return import_batch_result(root, decode=False)
+    return ImportResult(batch, True, False, len(batch.stimuli))
 
 
 def _name(d: Mapping[str, Any]) -> str | None:
@@ -162,9 +256,9 @@ def _ablations(sb: Any) -> list[str]:
 
 
 # ---- studies ---------------------------------------------------------------------------------
-def _check(ok: bool, message: str) -> None:
+def _check(ok: bool, message: str, field: str | None = None, block: int | None = None) -> None:
     if not ok:
-        raise StudyConfigError(message)
+        raise StudyConfigError(message, field, block)
 
 
 def _is_num(v: Any) -> bool:
@@ -173,6 +267,60 @@ def _is_num(v: Any) -> bool:
 
 def _is_int(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int)
+
+
+BLOCK_SETTINGS = ("trials", "practice_trials", "plays", "seconds", "slowdown", "variants", "sensitivity_share",
+                  "control_share")  # fmt: skip
+"""Settings a block of a combined session may set for itself (the rest are the study's)."""
+
+
+def _block(batch: Batch, study_type: Any, *, trials: Any, practice_trials: Any, plays: Any, seconds: Any,
+           slowdown: Any, variants: Any, sensitivity_share: Any, control_share: Any,
+           index: int | None = None) -> Block:  # fmt: skip
+    """One block's settings, checked (paper defaults filled in); ``index`` set for a block of a combined session."""
+    where = "" if index is None else f"block {index + 1} ({study_type}): "
+
+    def check(ok: bool, message: str, field: str | None = None) -> None:
+        _check(ok, where + message, field, index)
+
+    check(study_type in design.STUDY_TYPES, f"study_type must be one of {', '.join(design.STUDY_TYPES)}"
+                                            f"{'' if index is not None else ' or ' + design.COMBINED}, "
+                                            f"got {study_type!r}", "study_type")  # fmt: skip
+    defaults = PAPER_DEFAULTS[study_type]
+    trials = defaults["trials"] if trials is None else trials
+    plays = defaults["plays"] if plays is None else plays
+    seconds = batch.clip_seconds if seconds is None else seconds
+    slowdown = 1.0 if slowdown is None else slowdown
+    variants = [design.SMART] if variants is None else variants
+    check(_is_int(trials) and trials >= 1, f"trials must be an integer >= 1, got {trials!r}", "trials")
+    check(_is_int(practice_trials) and practice_trials >= 0,
+          f"practice_trials must be an integer >= 0, got {practice_trials!r}", "practice_trials")  # fmt: skip
+    check(_is_int(plays) and 1 <= plays <= 10, f"plays must be an integer in 1..10, got {plays!r}", "plays")
+    check(_is_num(seconds) and 0 < seconds <= batch.clip_seconds + 1e-6,
+          f"seconds must be > 0 and at most the batch's clip length {batch.clip_seconds:g}, got {seconds!r}",
+          "seconds")  # fmt: skip
+    check(_is_num(slowdown) and 1 / 16 <= slowdown <= 16, f"slowdown must be in 1/16..16, got {slowdown!r}",
+          "slowdown")  # fmt: skip
+    for name, v in (("sensitivity_share", sensitivity_share), ("control_share", control_share)):
+        check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}", name)
+    check(isinstance(variants, (list, tuple)) and bool(variants) and all(isinstance(v, str) for v in variants),
+          f"variants must be a non-empty list of variant names, got {variants!r}", "variants")  # fmt: skip
+    roles = batch.variants
+    for v in variants:
+        check(roles.get(v) == "attack", f"variant {v!r} is not an attacked variant of batch {batch.batch_id!r} "
+                                        f"(attacked: {', '.join(n for n, r in roles.items() if r == 'attack')})",
+              "variants")  # fmt: skip
+    if study_type == design.DECEITFULNESS:
+        check(len(variants) == 1, f"deceitfulness shows one attacked variant, got {list(variants)}", "variants")
+    if study_type == design.NATURALNESS:
+        check(trials % 2 == 0, f"naturalness trials must be even (two per motion), got {trials}", "trials")
+    if study_type == design.INDISTINGUISHABILITY:
+        n_sens, n_ctrl, n_perc = design.split_counts(trials, [sensitivity_share, control_share]) if (
+            sensitivity_share + control_share <= 1) else (0, 0, -1)  # fmt: skip
+        check(n_perc >= 1, f"sensitivity_share {sensitivity_share} and control_share {control_share} of "
+                           f"{trials} trials leave no perceivability trial", "sensitivity_share")  # fmt: skip
+    return Block(study_type, trials, practice_trials, plays, float(seconds), float(slowdown), tuple(variants),
+                 float(sensitivity_share), float(control_share))  # fmt: skip
 
 
 def create_study(
@@ -197,6 +345,8 @@ def create_study(
     completion_code: str | None = None,
     target_participants: int | None = None,
     status: str = "open",
+    prolific_redirect: bool = True,
+    blocks: Sequence[Mapping[str, Any]] | None = None,
 ) -> Study:
     """Create (and commit) a study; bad settings raise :class:`StudyConfigError` naming the setting.
 
@@ -205,64 +355,67 @@ def create_study(
     variant shown in deceitfulness (one) or indistinguishability (one or more),
     default ``["smart"]``; naturalness compares SMART with every ablation the batch's
     naturalness composites hold. Shares, thresholds and rates are fractions in [0, 1].
+
+    ``study_type="combined"``: a session of ``blocks`` run in order, each a mapping with
+    ``study_type`` and any of :data:`BLOCK_SETTINGS` (missing ones: the paper's defaults
+    for that design, else the arguments given here), each with its own instructions.
+    Screening uses the indistinguishability block's trials.
     """
     _check(isinstance(slug, str) and bool(SLUG.match(slug)),
-           f"slug must be lower-case letters, digits and '-' (at most 64), got {slug!r}")  # fmt: skip
-    _check(study_type in design.STUDY_TYPES, f"study_type must be one of {', '.join(design.STUDY_TYPES)}, "
-                                             f"got {study_type!r}")  # fmt: skip
+           f"slug must be lower-case letters, digits and '-' (at most 64), got {slug!r}", "slug")  # fmt: skip
+    _check(study_type in design.DESIGNS, f"study_type must be one of {', '.join(design.DESIGNS)}, "
+                                         f"got {study_type!r}", "study_type")  # fmt: skip
+    _check(title is None or (isinstance(title, str) and len(title) <= 200), "title must be at most 200 characters",
+           "title")  # fmt: skip
     if isinstance(batch, str):
         row = db.session.execute(select(Batch).where(Batch.batch_id == batch)).scalar_one_or_none()
-        _check(row is not None, f"no imported batch with id {batch!r}")
+        _check(row is not None, f"no imported batch with id {batch!r}", "batch")
         batch = row
     assert isinstance(batch, Batch)
     taken = db.session.execute(select(Study.id).where(Study.slug == slug)).first()
-    _check(taken is None, f"a study with slug {slug!r} exists already")
-    defaults = PAPER_DEFAULTS[study_type]
-    trials = defaults["trials"] if trials is None else trials
-    plays = defaults["plays"] if plays is None else plays
-    seconds = batch.clip_seconds if seconds is None else seconds
-    variants = [design.SMART] if variants is None else list(variants)
-    _check(_is_int(trials) and trials >= 1, f"trials must be an integer >= 1, got {trials!r}")
-    _check(_is_int(practice_trials) and practice_trials >= 0,
-           f"practice_trials must be an integer >= 0, got {practice_trials!r}")  # fmt: skip
-    _check(_is_int(plays) and 1 <= plays <= 10, f"plays must be an integer in 1..10, got {plays!r}")
-    _check(_is_num(seconds) and 0 < seconds <= batch.clip_seconds + 1e-6,
-           f"seconds must be > 0 and at most the batch's clip length {batch.clip_seconds:g}, got {seconds!r}")
-    _check(_is_num(slowdown) and 1 / 16 <= slowdown <= 16, f"slowdown must be in 1/16..16, got {slowdown!r}")
-    for name, v in (("sensitivity_share", sensitivity_share), ("control_share", control_share),
-                    ("screening_threshold", screening_threshold)):  # fmt: skip
-        _check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}")
+    _check(taken is None, f"a study with slug {slug!r} exists already", "slug")
+    shared = {"practice_trials": practice_trials, "seconds": seconds, "slowdown": slowdown, "variants": variants,
+              "sensitivity_share": sensitivity_share, "control_share": control_share}  # fmt: skip
+    if study_type == design.COMBINED:
+        _check(blocks is not None and len(blocks) >= 1, "a combined session needs at least one block", "blocks")
+        assert blocks is not None
+        made = []
+        for i, b in enumerate(blocks):
+            unknown = sorted(set(b) - {"study_type", *BLOCK_SETTINGS})
+            _check(not unknown, f"block {i + 1}: unknown setting(s) {', '.join(unknown)}", "blocks", i)
+            settings = {**shared, "trials": None, "plays": None, **{k: v for k, v in b.items() if k != "study_type"}}
+            made.append(_block(batch, b.get("study_type"), index=i, **settings))
+    else:
+        _check(blocks is None, "blocks are for combined sessions only", "blocks")
+        made = [_block(batch, study_type, trials=trials, plays=plays, **shared)]
+    for name, v in (("screening_threshold", screening_threshold),):
+        _check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}", name)
     _check(control_hit_threshold is None or (_is_num(control_hit_threshold) and 0 <= control_hit_threshold <= 1),
-           f"control_hit_threshold must be None or in [0, 1], got {control_hit_threshold!r}")
-    _check(_is_num(stall_limit_s) and stall_limit_s > 0, f"stall_limit_s must be > 0, got {stall_limit_s!r}")
+           f"control_hit_threshold must be None or in [0, 1], got {control_hit_threshold!r}",
+           "control_hit_threshold")  # fmt: skip
+    _check(_is_num(stall_limit_s) and stall_limit_s > 0, f"stall_limit_s must be > 0, got {stall_limit_s!r}",
+           "stall_limit_s")  # fmt: skip
     _check(_is_int(max_attempts) and 1 <= max_attempts <= 10,
-           f"max_attempts must be an integer in 1..10, got {max_attempts!r}")  # fmt: skip
+           f"max_attempts must be an integer in 1..10, got {max_attempts!r}", "max_attempts")  # fmt: skip
     _check(completion_code is None or (isinstance(completion_code, str) and bool(CODE.match(completion_code))),
-           f"completion_code must be letters, digits, '_' or '-', got {completion_code!r}")
+           f"completion_code must be letters, digits, '_' or '-', got {completion_code!r}", "completion_code")
     _check(target_participants is None or (_is_int(target_participants) and target_participants >= 1),
-           f"target_participants must be None or an integer >= 1, got {target_participants!r}")
-    _check(status in ("open", "closed"), f"status must be 'open' or 'closed', got {status!r}")
-    roles = batch.variants
-    for v in variants:
-        _check(roles.get(v) == "attack", f"variant {v!r} is not an attacked variant of batch {batch.batch_id!r} "
-                                         f"(attacked: {', '.join(n for n, r in roles.items() if r == 'attack')})")
-    if study_type == design.DECEITFULNESS:
-        _check(len(variants) == 1, f"deceitfulness shows one attacked variant, got {variants}")
-    if study_type == design.NATURALNESS:
-        _check(trials % 2 == 0, f"naturalness trials must be even (two per motion), got {trials}")
-    if study_type == design.INDISTINGUISHABILITY:
-        n_sens, n_ctrl, n_perc = design.split_counts(trials, [sensitivity_share, control_share]) if (
-            sensitivity_share + control_share <= 1) else (0, 0, -1)  # fmt: skip
-        _check(n_perc >= 1, f"sensitivity_share {sensitivity_share} and control_share {control_share} of "
-                            f"{trials} trials leave no perceivability trial")  # fmt: skip
-    study = Study(slug=slug, title=title or slug, study_type=study_type, batch=batch, status=status, trials=trials,
-                  practice_trials=practice_trials, plays=plays, seconds=float(seconds), slowdown=float(slowdown),
-                  sensitivity_share=float(sensitivity_share), control_share=float(control_share),
+           f"target_participants must be None or an integer >= 1, got {target_participants!r}",
+           "target_participants")  # fmt: skip
+    _check(status in ("open", "closed"), f"status must be 'open' or 'closed', got {status!r}", "status")
+    first = made[0]
+    indist = next((b for b in made if b.study_type == design.INDISTINGUISHABILITY), first)
+    study = Study(slug=slug, title=title or slug, study_type=study_type, batch=batch, status=status,
+                  trials=sum(b.trials for b in made), practice_trials=sum(b.practice_trials for b in made),
+                  plays=first.plays, seconds=first.seconds, slowdown=first.slowdown,
+                  sensitivity_share=indist.sensitivity_share, control_share=indist.control_share,
                   screening_threshold=float(screening_threshold),
                   control_hit_threshold=None if control_hit_threshold is None else float(control_hit_threshold),
-                  stall_limit_s=float(stall_limit_s), max_attempts=max_attempts, variants=variants,
-                  allow_anonymous=allow_anonymous, completion_code=completion_code,
-                  target_participants=target_participants)  # fmt: skip
+                  stall_limit_s=float(stall_limit_s), max_attempts=max_attempts,
+                  variants=list(dict.fromkeys(v for b in made for v in b.variants)),
+                  allow_anonymous=bool(allow_anonymous), completion_code=completion_code,
+                  target_participants=target_participants, prolific_redirect=bool(prolific_redirect),
+                  blocks=[b.to_dict() for b in made] if study_type == design.COMBINED else None)  # fmt: skip
     try:
         plan(study, seed=0, counts={})  # the batch can serve this design
     except ValueError as e:
@@ -274,18 +427,58 @@ def create_study(
     return study
 
 
-def plan(study: Study, seed: int, counts: Mapping[str, int]) -> list[design.TrialSpec]:
-    """The trial sequence of a participant with this seed, given the balance counts."""
+@dataclass(frozen=True)
+class Planned:
+    """One planned trial of a participant's sequence: its block and its :class:`design.TrialSpec`."""
+
+    block: int
+    settings: Block
+    spec: design.TrialSpec
+
+
+def _block_prefix(study: Study, index: int) -> str:
+    """Cells of a combined session's blocks are kept apart by a prefix (``b0:``); none for single designs."""
+    return f"b{index}:" if study.blocks else ""
+
+
+def _plan_block(sb: Any, b: Block, seed: int | str, counts: Mapping[str, int]) -> list[design.TrialSpec]:
+    infos = _item_infos(sb)
+    if b.study_type == design.DECEITFULNESS:
+        return design.design_deceitfulness(infos, b.trials, b.practice_trials, counts, seed, b.variants[0])
+    if b.study_type == design.NATURALNESS:
+        return design.design_naturalness(infos, b.trials, b.practice_trials, counts, seed, _ablations(sb))
+    return design.design_indistinguishability(infos, b.trials, b.practice_trials, counts, seed, list(b.variants),
+                                              _controls(sb), b.sensitivity_share, b.control_share)  # fmt: skip
+
+
+def plan(study: Study, seed: int, counts: Mapping[str, int]) -> list[Planned]:
+    """The trial sequence of a participant with this seed, given the balance counts: block after block."""
+    sb = batch_files(study.batch)
+    out: list[Planned] = []
+    for i, b in enumerate(study_blocks(study)):
+        prefix = _block_prefix(study, i)
+        if prefix:
+            mine = {c[len(prefix) :]: n for c, n in counts.items() if c.startswith(prefix)}
+            specs = _plan_block(sb, b, f"{seed}/b{i}", mine)
+            specs = [replace(s, cell=prefix + s.cell) for s in specs]
+        else:
+            specs = _plan_block(sb, b, seed, counts)
+        out.extend(Planned(i, b, s) for s in specs)
+    return out
+
+
+def balance_targets(study: Study) -> dict[str, float]:
+    """Expected analysed trials per balancing cell for each usable participant (times the target: the goal)."""
     sb = batch_files(study.batch)
     infos = _item_infos(sb)
-    if study.study_type == design.DECEITFULNESS:
-        return design.design_deceitfulness(infos, study.trials, study.practice_trials, counts, seed,
-                                           study.variants[0])  # fmt: skip
-    if study.study_type == design.NATURALNESS:
-        return design.design_naturalness(infos, study.trials, study.practice_trials, counts, seed, _ablations(sb))
-    return design.design_indistinguishability(infos, study.trials, study.practice_trials, counts, seed,
-                                              study.variants, _controls(sb), study.sensitivity_share,
-                                              study.control_share)  # fmt: skip
+    out: dict[str, float] = {}
+    for i, b in enumerate(study_blocks(study)):
+        prefix = _block_prefix(study, i)
+        rates = design.cell_rates(b.study_type, infos, b.trials, variants=b.variants, ablations=_ablations(sb),
+                                  controls=_controls(sb), sensitivity_share=b.sensitivity_share,
+                                  control_share=b.control_share)  # fmt: skip
+        out.update({prefix + c: r for c, r in rates.items()})
+    return out
 
 
 def cell_counts(study: Study) -> dict[str, int]:
@@ -327,27 +520,31 @@ def new_participant(study: Study, platform: str, recruit_id: str, info: Mapping[
 def enrol(p: Participant) -> None:
     """Decide the participant's whole sequence (seeded, balanced) and store it; consent given. Commits."""
     study = p.study
-    specs = plan(study, p.seed, cell_counts(study))
+    planned = plan(study, p.seed, cell_counts(study))
     stimuli = {(s.item_id, s.key): s.id for s in db.session.execute(
         select(Stimulus).where(Stimulus.batch_pk == study.batch_pk)).scalars()}  # fmt: skip
-    for i, s in enumerate(specs):
-        db.session.add(Trial(participant=p, position=i, queue=i, status="pending", attempts=0, block=0,
+    for i, x in enumerate(planned):
+        s, b = x.spec, x.settings
+        db.session.add(Trial(participant=p, position=i, queue=i, status="pending", attempts=0, block=x.block,
                              practice=s.practice, design=s.design, kind=s.kind, cell=s.cell, item_id=s.item_id,
                              stimulus_pk=stimuli[(s.item_id, s.stimulus)], variant=s.variant,
                              left_variant=s.left_variant, right_variant=s.right_variant, true_label=s.true_label,
                              attacked_label=s.attacked_label, label_order=s.label_order,
-                             naturalness_pair=s.naturalness_pair, plays=study.plays, seconds=study.seconds,
-                             slowdown=study.slowdown))  # fmt: skip
+                             naturalness_pair=s.naturalness_pair, plays=b.plays, seconds=b.seconds,
+                             slowdown=b.slowdown))  # fmt: skip
     p.status = "about"
+    p.block = 0
     p.consented_at = utcnow()
     db.session.commit()
 
 
 # ---- the trial queue ---------------------------------------------------------------------------
 def _pending(p: Participant, limit: int = 2) -> list[Trial]:
+    """The next pending trials in presentation order: block by block, then by queue (a failed trial is
+    given again at the end of its block)."""
     return list(db.session.execute(
         select(Trial).where(Trial.participant_pk == p.id, Trial.status == "pending")
-        .order_by(Trial.queue, Trial.position).limit(limit)).scalars())  # fmt: skip
+        .order_by(Trial.block, Trial.queue, Trial.position).limit(limit)).scalars())  # fmt: skip
 
 
 def _open_attempt(trial: Trial) -> Attempt:
@@ -390,10 +587,11 @@ def _options(t: Trial) -> list[dict[str, str]]:
     return [{"value": v, "label": text, "key": str(i + 1)} for i, (v, text) in enumerate(pairs)]
 
 
-def _progress(p: Participant) -> dict[str, int]:
+def _progress(p: Participant, block: int) -> dict[str, int]:
+    """Practice and analysed trials done and in all, within the current block."""
     rows = db.session.execute(
         select(Trial.practice, Trial.status, func.count())
-        .where(Trial.participant_pk == p.id).group_by(Trial.practice, Trial.status)
+        .where(Trial.participant_pk == p.id, Trial.block == block).group_by(Trial.practice, Trial.status)
     ).all()  # fmt: skip
     n = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
     for practice, status, c in rows:
@@ -426,13 +624,19 @@ def _state(p: Participant) -> dict[str, Any]:
         db.session.commit()
         return {"status": "done", "url": url_for("participant.done", slug=p.study.slug)}
     cur = pending[0]
+    if cur.block != p.block:  # a block is over: its instructions first
+        _to_block(p, cur.block)
+        db.session.commit()
+        return {"status": "redirect", "url": url_for("participant.instructions", slug=p.study.slug)}
+    if len(pending) > 1 and pending[1].block != cur.block:
+        pending = pending[:1]  # nothing to preload from the next block
     att = _open_attempt(cur)
     att.served += 1
     if att.shown_at is None:
         att.shown_at = utcnow()
     nxt = _open_attempt(pending[1]) if len(pending) > 1 else None
     db.session.flush()
-    prog = _progress(p)
+    prog = _progress(p, cur.block)
     state: dict[str, Any] = {
         "status": "trial",
         "attempt": att.ref,
@@ -481,6 +685,22 @@ def _same(r: Response, data: Mapping[str, Any]) -> bool:
     return r.idempotency_key == data["key"] and r.choice == data.get("answer")
 
 
+_ATTEMPT_AND_ANSWER = (
+    select(Attempt.id, Attempt.participant_pk, Attempt.trial_pk, Attempt.number, Attempt.served, Attempt.shown_at,
+           Attempt.closed, Response.idempotency_key, Response.choice, Response.result)
+    .outerjoin(Response, Response.attempt_pk == Attempt.id)
+)  # fmt: skip
+
+
+def _stored(attempt_pk: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409."""
+    row = db.session.execute(select(Response.idempotency_key, Response.choice, Response.result)
+                             .where(Response.attempt_pk == attempt_pk)).first()  # fmt: skip
+    if row is not None and row.idempotency_key == data["key"] and row.choice == data.get("answer"):
+        return row.result
+    raise AnswerRejected(409, "this trial has already been answered")
+
+
 def record_answer(p: Participant, data: Mapping[str, Any]) -> dict[str, Any]:
     """Store one answer (``data``: validated payload) in its own transaction; returns the stored result.
 
@@ -488,21 +708,31 @@ def record_answer(p: Participant, data: Mapping[str, Any]) -> dict[str, Any]:
     different answer to an answered attempt, an attempt that is not the current one, or
     one of a finished participant raises :class:`AnswerRejected` (409); an unknown
     attempt, or another participant's, 404.
+
+    The path of a valid answer is kept short (it is what every participant does every few
+    seconds): one read of the attempt with any answer already stored, one of the next two
+    pending trials, then three small updates and the insert, committed together.
+    Concurrent duplicates are settled by the database: the unique ``response.attempt_pk``
+    and a guarded ``pending -> done`` update of the trial; the loser rolls back and
+    answers with what the winner stored.
     """
-    att = db.session.execute(select(Attempt).where(Attempt.ref == data["attempt"])).scalar_one_or_none()
+    att = db.session.execute(_ATTEMPT_AND_ANSWER.where(Attempt.ref == data["attempt"])).first()
     if att is None or att.participant_pk != p.id:
         raise AnswerRejected(404, "no such trial")
-    existing = db.session.execute(select(Response).where(Response.attempt_pk == att.id)).scalar_one_or_none()
-    if existing is not None:
-        if _same(existing, data):
-            return existing.result
+    if att.idempotency_key is not None:
+        if att.idempotency_key == data["key"] and att.choice == data.get("answer"):
+            return att.result
         raise AnswerRejected(409, "this trial has already been answered")
     if p.status != "trials":
+        if db.session.execute(select(Response.id).where(Response.attempt_pk == att.id)).first() is not None:
+            return _stored(att.id, data)  # the last answer, stored meanwhile by a concurrent duplicate
         raise AnswerRejected(409, "the study is not at the trials stage")
-    pending = _pending(p, 1)
-    trial = att.trial
-    if not pending or pending[0].id != trial.id or att.closed:
+    pending = _pending(p, 2)
+    if not pending or pending[0].id != att.trial_pk or att.closed:
+        if db.session.execute(select(Response.id).where(Response.attempt_pk == att.id)).first() is not None:
+            return _stored(att.id, data)  # answered meanwhile (a concurrent duplicate of this very answer?)
         raise AnswerRejected(409, "not the current trial")
+    trial = pending[0]
     failed = bool(data.get("playback_failed"))
     choice = None if failed else data.get("answer")
     if not failed:
@@ -511,22 +741,58 @@ def record_answer(p: Participant, data: Mapping[str, Any]) -> dict[str, Any]:
         answer = _decode(trial, choice)
         if data.get("rt_ms") is None:
             raise AnswerRejected(400, "rt_ms missing")
-    else:
-        answer = None
-    att_id = att.id
     try:
-        return _store(p, trial, att, data, failed, choice, answer)
+        if failed:
+            return _store(p, trial, db.session.get(Attempt, att.id), data)
+        return _store_answer(p, trial, pending[1] if len(pending) > 1 else None, att, data, choice, answer)
     except IntegrityError:  # a concurrent request stored this attempt first
         db.session.rollback()
-        existing = db.session.execute(select(Response).where(Response.attempt_pk == att_id)).scalar_one_or_none()
-        if existing is not None and _same(existing, data):
-            return existing.result
-        raise AnswerRejected(409, "this trial has already been answered") from None
+        return _stored(att.id, data)
 
 
-def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any], failed: bool, choice: str | None,
-           answer: str | None) -> dict[str, Any]:  # fmt: skip
-    """Write the answer, move the queue on, complete the participant after the last trial; commit."""
+# The writes of a valid answer, built once (Core statements on the tables: no per-request statement building).
+_T, _A, _M, _R = Trial.__table__, Attempt.__table__, MediaToken.__table__, Response.__table__
+_TRIAL_DONE = update(_T).where(_T.c.id == bindparam("t"), _T.c.status == "pending").values(status="done")
+_ATTEMPT_CLOSED = update(_A).where(_A.c.id == bindparam("a")).values(closed=True)
+_TOKENS_REVOKED = update(_M).where(_M.c.attempt_pk == bindparam("a")).values(revoked=True)
+_INSERT_ANSWER = insert(_R)
+
+
+def _store_answer(p: Participant, trial: Trial, following: Trial | None, att: Any, data: Mapping[str, Any],
+                  choice: str, answer: str) -> dict[str, Any]:  # fmt: skip
+    """A valid answer: the trial done, the attempt closed, its media revoked, the answer stored; commit.
+
+    Everything is computed before the first write, so the write transaction (SQLite: the
+    one writer at a time) is as short as it can be.
+    """
+    done = following is None
+    result = {"stored": True, "valid": True, "retry": False, "done": done,
+              "redirect": url_for("participant.done", slug=p.study.slug) if done else None}  # fmt: skip
+    events = list(data.get("events") or [])
+    events.append({"type": "server-served", "n": att.served})
+    row = {"participant_pk": p.id, "trial_pk": trial.id, "attempt": att.number, "attempt_pk": att.id,
+           "idempotency_key": data["key"], "choice": choice, "answer": answer, "valid": True,
+           "playback_failed": False, "failure_reason": None, "response_time_ms": float(data["rt_ms"]),
+           "events": events, "client": dict(data.get("client") or {}), "shown_at": att.shown_at,
+           "answered_at": utcnow(), "result": result}  # fmt: skip
+    conn = db.session.connection()
+    if conn.execute(_TRIAL_DONE, {"t": trial.id}).rowcount != 1:
+        db.session.rollback()  # someone else answered it (PostgreSQL waited for them, then saw it done)
+        return _stored(att.id, data)
+    conn.execute(_ATTEMPT_CLOSED, {"a": att.id})
+    conn.execute(_TOKENS_REVOKED, {"a": att.id})
+    conn.execute(_INSERT_ANSWER, row)
+    if done:
+        complete(p)  # (screening reads the answers just written, in this transaction)
+    elif following.block != p.block:
+        _to_block(p, following.block)
+    db.session.commit()
+    return result
+
+
+def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A playback failure: recorded (not valid), the trial given again later or given up; commit."""
+    failed, choice, answer = True, None, None
     study = p.study
     retry = failed and not trial.practice and trial.attempts < study.max_attempts
     if not failed:
@@ -548,25 +814,35 @@ def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any], 
                     result={})  # fmt: skip
     db.session.add(resp)
     db.session.flush()
-    done = not _pending(p, 1)
+    following = _pending(p, 1)
+    done = not following
     if done:
         complete(p)
+    elif following[0].block != p.block:
+        _to_block(p, following[0].block)
     resp.result = {"stored": True, "valid": not failed, "retry": retry, "done": done,
                    "redirect": url_for("participant.done", slug=study.slug) if done else None}  # fmt: skip
     db.session.commit()
     return resp.result
 
 
+def _to_block(p: Participant, block: int) -> None:
+    """Move the participant on to ``block``: its instructions come next (in the caller's transaction)."""
+    p.block = block
+    p.status = "instructions"
+
+
 # ---- completion and screening ------------------------------------------------------------------
 def _screen(p: Participant) -> None:
     study = p.study
-    if study.study_type != design.INDISTINGUISHABILITY:
+    if all(b.study_type != design.INDISTINGUISHABILITY for b in study_blocks(study)):
         p.excluded, p.exclusion_reason, p.screening = False, None, {}
         return
     rows = db.session.execute(
         select(Trial.kind, Response.answer)
         .join(Response, Response.trial_pk == Trial.id)
-        .where(Trial.participant_pk == p.id, Trial.practice.is_(False), Response.valid.is_(True))
+        .where(Trial.participant_pk == p.id, Trial.practice.is_(False), Response.valid.is_(True),
+               Trial.design == design.INDISTINGUISHABILITY)
     ).all()  # fmt: skip
     s = screen([Answer(kind, ans == "changed") for kind, ans in rows], study.screening_threshold,
                study.control_hit_threshold)  # fmt: skip
@@ -590,3 +866,33 @@ def rescreen(study: Study) -> dict[str, int]:
         excluded += p.excluded
     db.session.commit()
     return {"completed": n, "excluded": excluded, "analysed": n - excluded}
+
+
+# ---- researchers' changes: withdrawal, the audit log ---------------------------------------------
+def audit(actor: str, action: str, study: str | None = None, **detail: Any) -> AuditEvent:
+    """Add an audit event to the current transaction (the caller commits) and log it."""
+    event = AuditEvent(at=utcnow(), actor=actor[:254], action=action[:32], study=study, detail=detail)
+    db.session.add(event)
+    current_app.logger.info("audit: %s %s %s %s", actor, action, study or "-", detail)
+    return event
+
+
+def withdraw(p: Participant, actor: str) -> dict[str, Any]:
+    """Delete every record of participant ``p`` (answers, trials, attempts, media tokens, the participation).
+
+    One transaction, with an audit event that keeps the opaque participant id and the
+    counts but nothing about the person (no recruiting id). Balance counts follow at
+    once: they are computed from what is stored. Returns what was deleted.
+    """
+    study = p.study
+    pk = p.id
+    info = {"participant": p.public_id, "platform": p.platform, "status": p.status}
+    counts = {}
+    for name, model in (("media_tokens", MediaToken), ("responses", Response), ("attempts", Attempt),
+                        ("trials", Trial)):  # fmt: skip
+        counts[name] = db.session.execute(delete(model).where(model.participant_pk == pk)).rowcount
+    db.session.execute(delete(Participant).where(Participant.id == pk))
+    audit(actor, "withdraw", study.slug, **info, **{k: counts[k] for k in ("responses", "trials")})
+    db.session.commit()
+    db.session.expire_all()
+    return {**info, "study": study.slug, **counts}

@@ -10,6 +10,8 @@
   participant (entry, consent, about you, instructions, trials), flaskr's
   ``AuthActions`` style; ``trial()`` looks the current trial up in the database (the
   answer key) so a test can answer as a given kind of participant would.
+* :class:`ResearcherActions` - signs a test client in to ``/admin`` and sends its forms
+  (``make_test_app(..., researcher=True)`` creates the account :data:`RESEARCHER`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import atexit
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,10 @@ from .models import Participant
 from .models import Trial
 
 __all__ = ["FIXTURE_ACTIONS", "fixture_batch", "build_fixture_batch", "make_test_app", "ParticipantActions",
-           "csrf_token"]
+           "ResearcherActions", "RESEARCHER", "csrf_token"]
+
+RESEARCHER = ("researcher@example.org", "correct-horse-battery")
+"""The researcher account ``make_test_app(..., researcher=True)`` creates: (email, password)."""
 
 FIXTURE_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack")
 """True classes of the fixture items (in order); every attack on them yields 'jog', except l2-bone on the third."""
@@ -89,20 +95,22 @@ def fixture_batch(n_items: int = 3) -> Path:
 
 
 def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[str, Any]]] = (), *,
-                  config: dict[str, Any] | None = None, n_items: int = 3,
-                  batch: str | Path | None = None) -> Flask:  # fmt: skip
+                  config: dict[str, Any] | None = None, n_items: int = 3, batch: str | Path | None = None,
+                  with_batch: bool = True, researcher: bool = False) -> Flask:  # fmt: skip
     """A testing app on a fresh SQLite file, a batch imported (default: the fixture batch) and these studies.
 
-    ``studies``: ``(slug, study type, create_study settings)``. The database is built
-    once per distinct set-up and copied for every later call (tests stay fast).
+    ``studies``: ``(slug, study type, create_study settings)``; ``with_batch=False``: no
+    batch imported (and so no study); ``researcher``: the account :data:`RESEARCHER`
+    exists. The database is built once per distinct set-up and copied for every later
+    call (tests stay fast).
     """
     from . import create_app
 
     studies = [(slug, kind, dict(settings)) for slug, kind, settings in studies]
-    batch_dir = fixture_batch(n_items) if batch is None else Path(batch)
-    key = repr((studies, str(batch_dir)))
+    batch_dir = fixture_batch(n_items) if batch is None and with_batch else (Path(batch) if batch else None)
+    key = repr((studies, str(batch_dir), researcher))
     if key not in _TEMPLATES:
-        _TEMPLATES[key] = _build_template(batch_dir, studies)
+        _TEMPLATES[key] = _build_template(batch_dir, studies, researcher)
     shutil.copyfile(_TEMPLATES[key], db_path)
     return create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", **(config or {})})
 
@@ -110,10 +118,14 @@ def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[st
 _TEMPLATES: dict[str, Path] = {}
 
 
-def _build_template(batch_dir: Path, studies: list[tuple[str, str, dict[str, Any]]]) -> Path:
+def _build_template(batch_dir: Path | None, studies: list[tuple[str, str, dict[str, Any]]],
+                    researcher: bool) -> Path:  # fmt: skip
+    from flask_migrate import stamp
     from sqlalchemy import text
 
+    from . import MIGRATIONS
     from . import create_app
+    from .accounts import create_researcher
     from .studies import create_study
     from .studies import import_batch
 
@@ -123,11 +135,16 @@ def _build_template(batch_dir: Path, studies: list[tuple[str, str, dict[str, Any
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
     with app.app_context():
         db.create_all()
-        row = import_batch(batch_dir, decode=False)
-        for slug, study_type, settings in studies:
-            create_study(slug, row, study_type, **settings)
+        stamp(directory=str(MIGRATIONS))  # at the newest migration, as `flask db upgrade` would leave it
+        if batch_dir is not None:
+            row = import_batch(batch_dir, decode=False)
+            for slug, study_type, settings in studies:
+                create_study(slug, row, study_type, **settings)
+        if researcher:
+            create_researcher(*RESEARCHER)
         db.session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
         db.session.commit()
+        db.session.remove()
         db.engine.dispose()
     return path
 
@@ -193,6 +210,55 @@ class ParticipantActions:
         headers = {"X-CSRFToken": self.csrf()} if csrf else {}
         return self.client.post(f"{self.base}/api/answer", json=body, headers=headers)
 
+    def post_at_once(self, bodies: list[dict[str, Any]]) -> list[Any]:
+        """POST these answer bodies at the same moment, each from its own client sharing this session (a
+        double-click, a retry racing the original); the responses, in the order of ``bodies``."""
+        token = self.csrf()
+        cookie = self.client.get_cookie("session")
+        assert cookie is not None, "join the study first"
+        clients = [self.client.application.test_client() for _ in bodies]
+        for c in clients:
+            c.set_cookie("session", cookie.value)
+        barrier = threading.Barrier(len(bodies))
+        results: list[Any] = [None] * len(bodies)
+
+        def post(i: int) -> None:
+            barrier.wait()
+            results[i] = clients[i].post(f"{self.base}/api/answer", json=bodies[i], headers={"X-CSRFToken": token})
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    def race_duplicate_answers(self, identical_rounds: int = 1) -> None:
+        """Answer the next trials with two POSTs at once: ``identical_rounds`` trials the same answer with the same
+        key (both get the same 200 body), then one trial two different answers (one 200, one 409). Every one of
+        these trials must store exactly one answer."""
+        from sqlalchemy import func
+
+        from .models import Response
+
+        for round_ in range(identical_rounds + 1):
+            s = self.state()
+            same = round_ < identical_rounds
+            key = uuid.uuid4().hex
+            bodies = [{"attempt": s["attempt"], "key": key if same else f"{key}-{i}",
+                       "answer": "unchanged" if same else ("changed", "unchanged")[i], "rt_ms": 500.0,
+                       "playback_failed": False, "events": []} for i in range(2)]  # fmt: skip
+            results = self.post_at_once(bodies)
+            codes = sorted(r.status_code for r in results)
+            assert codes == ([200, 200] if same else [200, 409]), codes
+            if same:
+                assert results[0].get_data() == results[1].get_data()
+            with self.client.application.app_context():
+                att = db.session.execute(select(Attempt).where(Attempt.ref == s["attempt"])).scalar_one()
+                stored = db.session.execute(select(func.count()).select_from(Response)
+                                            .where(Response.attempt_pk == att.id)).scalar_one()  # fmt: skip
+            assert stored == 1
+
     def answer(self, state: dict[str, Any], answer: str | None, *, key: str | None = None, rt_ms: float = 900.0,
                failed: bool = False, reason: str | None = None) -> Any:  # fmt: skip
         body = {"attempt": state["attempt"], "key": key or uuid.uuid4().hex, "answer": None if failed else answer,
@@ -225,3 +291,54 @@ class ParticipantActions:
             assert r.status_code == 200, r.get_data(as_text=True)
             results.append(r.get_json())
         raise AssertionError("the study did not end")
+
+
+class ResearcherActions:
+    """A researcher driving ``client`` through ``/admin`` (flaskr's ``AuthActions``)."""
+
+    def __init__(self, client: FlaskClient, email: str = RESEARCHER[0], password: str = RESEARCHER[1]):
+        self.client = client
+        self.email = email
+        self.password = password
+
+    def csrf(self, page: str = "/admin/login") -> str:
+        return csrf_token(self.client.get(page, follow_redirects=True).get_data(as_text=True))
+
+    def login(self, email: str | None = None, password: str | None = None, next: str | None = None) -> Any:
+        token = self.csrf("/admin/login")
+        url = "/admin/login" + (f"?next={next}" if next else "")
+        return self.client.post(url, data={"csrf_token": token, "email": email or self.email,
+                                           "password": self.password if password is None else password})
+
+    def logout(self) -> Any:
+        return self.client.post("/admin/logout", data={"csrf_token": self.csrf("/admin/")})
+
+    def post(self, path: str, data: dict[str, Any], page: str | None = None) -> Any:
+        """POST a form to ``path`` with the CSRF token of ``page`` (default: ``path`` itself, or /admin/)."""
+        token = self.csrf(page or (path if not path.endswith(("/status", "/logout")) else "/admin/"))
+        return self.client.post(path, data={"csrf_token": token, **data})
+
+    def study_form(self, **fields: Any) -> dict[str, Any]:
+        """The new-study form's defaults (as the page fills them in), with ``fields`` changed."""
+        html = self.client.get("/admin/studies/new").get_data(as_text=True)
+        values: dict[str, Any] = {}
+        for m in re.finditer(r'<input([^>]*)>', html):
+            attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', m.group(1)))
+            name, kind = attrs.get("name"), attrs.get("type", "text")
+            if not name or name == "csrf_token" or kind == "submit":
+                continue
+            if kind == "checkbox":
+                if "checked" in m.group(1):
+                    values[name] = "y"
+            else:
+                values[name] = attrs.get("value", "")
+        for m in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
+            chosen = re.search(r'<option selected value="([^"]*)"', m.group(2)) or re.search(
+                r'<option value="([^"]*)"', m.group(2))
+            values[m.group(1)] = chosen.group(1) if chosen else ""
+        for k, v in fields.items():
+            if v is None or v is False:
+                values.pop(k, None)
+            else:
+                values[k] = "y" if v is True else v
+        return values

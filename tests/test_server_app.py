@@ -72,9 +72,11 @@ def test_default_database_is_sqlite_in_wal_mode_under_the_data_root(clean_env, t
     other = tmp_path / "elsewhere.sqlite3"
     clean_env.setenv("DATABASE_URL", f"sqlite:///{other}")
     assert create_app().config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{other}"
-    # (the old scheme some hosts hand out is renamed; not connected here: no PostgreSQL driver needed)
-    assert _database_url(SimpleNamespace(config={"SQLALCHEMY_DATABASE_URI": "postgres://u:p@db.example/study"})) \
-        == "postgresql://u:p@db.example/study"
+    # PostgreSQL goes through psycopg 3, whichever scheme the host hands out (not connected here)
+    for given in ("postgres://u:p@db.example/study", "postgresql://u:p@db.example/study",
+                  "postgresql+psycopg://u:p@db.example/study"):  # fmt: skip
+        assert _database_url(SimpleNamespace(config={"SQLALCHEMY_DATABASE_URI": given})) \
+            == "postgresql+psycopg://u:p@db.example/study"
 
 
 # ---- migrations --------------------------------------------------------------------------------------

@@ -8,10 +8,8 @@ playback failures given again, screening, balance counts and the export rows.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
-from typing import Any
 
 import pytest
 from sqlalchemy import func
@@ -223,42 +221,7 @@ def test_a_retried_answer_is_stored_once_and_a_different_one_refused(app):
 
 def test_concurrent_duplicate_posts_store_one_row(app):
     pa = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="race")
-    token = pa.csrf()
-    cookie = pa.client.get_cookie("session").value
-    for round_ in range(3):
-        s = pa.state()
-        same = round_ < 2  # two rounds of identical retries, one of two different answers
-        bodies = [{"attempt": s["attempt"], "key": "k" * 20 + str(round_) + ("" if same else str(i)),
-                   "answer": "unchanged" if same else ("changed", "unchanged")[i], "rt_ms": 500.0,
-                   "playback_failed": False, "events": []} for i in range(2)]  # fmt: skip
-        clients = []
-        for _ in range(2):
-            c = app.test_client()
-            c.set_cookie("session", cookie)
-            clients.append(c)
-        barrier = threading.Barrier(2)
-        results: list = [None, None]
-
-        def post(i: int, client: Any, body: dict[str, Any], barrier: threading.Barrier = barrier,
-                 results: list = results) -> None:  # fmt: skip
-            barrier.wait()
-            results[i] = client.post("/s/ind/api/answer", json=body, headers={"X-CSRFToken": token})
-
-        threads = [threading.Thread(target=post, args=(i, clients[i], bodies[i])) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        codes = sorted(r.status_code for r in results)
-        if same:
-            assert codes == [200, 200] and results[0].get_data() == results[1].get_data()
-        else:
-            assert codes == [200, 409]
-        with app.app_context():
-            att = db.session.execute(select(Attempt).where(Attempt.ref == s["attempt"])).scalar_one()
-            n = db.session.execute(select(func.count()).select_from(Response)
-                                   .where(Response.attempt_pk == att.id)).scalar_one()  # fmt: skip
-        assert n == 1
+    pa.race_duplicate_answers(identical_rounds=2)
 
 
 def test_answers_to_trials_not_yours_or_not_current_are_refused(app):

@@ -1,7 +1,9 @@
 """Browser tests: real Chromium (Debian's ``/usr/bin/chromium``) through Playwright, against a live server.
 
 The server is the app on a temporary SQLite file and the fixture batch (real H.264
-clips, 1 s at 10 fps), served by werkzeug in a thread. Without Chromium these tests
+clips, 1 s at 10 fps), served by werkzeug in a thread. ``admin_server`` is the same
+with no batch imported yet, a researcher account (:data:`study_server.testing.RESEARCHER`)
+and the fixture batch's folder allowed for import. Without Chromium these tests
 skip on a developer machine and FAIL under ``CI=true`` (CI installs it with
 ``apt-get install chromium``). ``$CHROMIUM`` overrides the browser's path.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -30,6 +33,7 @@ from werkzeug.serving import make_server
 
 from study_server.extensions import db
 from study_server.models import MediaToken
+from study_server.testing import fixture_batch
 from study_server.testing import make_test_app
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -44,6 +48,9 @@ E2E_STUDIES = [
                                      "control_share": 0.2, "slowdown": 1.5}),
     ("flaky", "indistinguishability", {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34,
                                        "control_share": 0.0, "stall_limit_s": 4.0}),
+    ("combo", "combined", {"practice_trials": 0, "completion_code": "COMBO-DONE", "blocks": [
+        {"study_type": "deceitfulness", "trials": 1}, {"study_type": "naturalness", "trials": 2},
+        {"study_type": "indistinguishability", "trials": 2, "sensitivity_share": 0.5, "control_share": 0.0}]}),
 ]  # fmt: skip
 
 
@@ -98,11 +105,9 @@ class _FaultyMedia:
         return self.wsgi(environ, start_response)
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    app = make_test_app(tmp_path / "e2e.sqlite3", E2E_STUDIES)
-    faults = Faults()
-    app.wsgi_app = _FaultyMedia(app, faults)  # type: ignore[method-assign]
+@contextmanager
+def _serving(app: Any, faults: Faults) -> Iterator[LiveServer]:
+    """``app`` served by werkzeug in a thread on a free port, until the block ends."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -113,6 +118,24 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    app = make_test_app(tmp_path / "e2e.sqlite3", E2E_STUDIES)
+    faults = Faults()
+    app.wsgi_app = _FaultyMedia(app, faults)  # type: ignore[method-assign]
+    with _serving(app, faults) as live:
+        yield live
+
+
+@pytest.fixture
+def admin_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """An empty study server (no batch yet) with a researcher account; the dashboard refreshes every 0.5 s."""
+    app = make_test_app(tmp_path / "admin.sqlite3", with_batch=False, researcher=True,
+                        config={"BATCH_ROOTS": [str(fixture_batch().parent)], "ADMIN_REFRESH_MS": 500})  # fmt: skip
+    with _serving(app, Faults()) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,135 @@
+"""The figures of a study's live dashboard (and of ``flask --app study_server summary SLUG --json``).
+
+Counts, CONSORT-style: entered (every participation record), declined consent, started
+(reached the trials), in progress, completed, excluded by screening (with the reasons),
+analysed (completed and not excluded). Then the median time from the first trial to
+completion, playback failures, and per condition the analysed trials against the
+balance target (expected trials per usable participant times the target number of
+participants; see :func:`study_server.studies.balance_targets`).
+
+A handful of grouped queries per call, whatever the number of participants.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy import select
+
+from .design import condition_of
+from .extensions import db
+from .models import Participant
+from .models import Response
+from .models import Study
+from .models import Trial
+from .models import utcnow
+from .studies import balance_targets
+from .studies import cell_counts
+from .studies import study_blocks
+
+__all__ = ["summary", "participant_counts"]
+
+
+def participant_counts(study: Study) -> dict[str, int]:
+    rows = db.session.execute(
+        select(Participant.status, Participant.excluded, Participant.started_at.is_not(None), func.count())
+        .where(Participant.study_pk == study.id)
+        .group_by(Participant.status, Participant.excluded, Participant.started_at.is_not(None))
+    ).all()  # fmt: skip
+    n = dict.fromkeys(("entered", "declined", "started", "in_progress", "completed", "excluded", "analysed"), 0)
+    for status, excluded, started, k in rows:
+        n["entered"] += k
+        n["declined"] += k if status == "declined" else 0
+        n["started"] += k if started else 0
+        if status == "completed":
+            n["completed"] += k
+            n["excluded" if excluded else "analysed"] += k
+        elif started:
+            n["in_progress"] += k
+    return n
+
+
+def _exclusions(study: Study) -> list[dict[str, Any]]:
+    rows = db.session.execute(
+        select(Participant.exclusion_reason, func.count())
+        .where(Participant.study_pk == study.id, Participant.status == "completed", Participant.excluded.is_(True))
+        .group_by(Participant.exclusion_reason).order_by(func.count().desc())
+    ).all()  # fmt: skip
+    return [{"reason": reason or "(no reason recorded)", "participants": k} for reason, k in rows]
+
+
+def _median_duration(study: Study) -> float | None:
+    rows = db.session.execute(
+        select(Participant.started_at, Participant.completed_at)
+        .where(Participant.study_pk == study.id, Participant.status == "completed",
+               Participant.started_at.is_not(None), Participant.completed_at.is_not(None))
+    ).all()  # fmt: skip
+    durations = [(done - start).total_seconds() for start, done in rows]
+    return round(statistics.median(durations), 1) if durations else None
+
+
+def _playback(study: Study) -> dict[str, Any]:
+    rows = db.session.execute(
+        select(Response.failure_reason, func.count(), func.count(func.distinct(Response.participant_pk)))
+        .join(Participant, Participant.id == Response.participant_pk)
+        .where(Participant.study_pk == study.id, Response.playback_failed.is_(True))
+        .group_by(Response.failure_reason)
+    ).all()  # fmt: skip
+    people = db.session.execute(
+        select(func.count(func.distinct(Response.participant_pk)))
+        .join(Participant, Participant.id == Response.participant_pk)
+        .where(Participant.study_pk == study.id, Response.playback_failed.is_(True))
+    ).scalar_one()  # fmt: skip
+    given_up = db.session.execute(
+        select(func.count()).select_from(Trial).join(Participant, Participant.id == Trial.participant_pk)
+        .where(Participant.study_pk == study.id, Trial.status == "failed")
+    ).scalar_one()  # fmt: skip
+    return {"failures": sum(r[1] for r in rows), "participants": people, "trials_given_up": given_up,
+            "reasons": {reason or "playback": k for reason, k, _ in rows}}  # fmt: skip
+
+
+def _conditions(study: Study) -> list[dict[str, Any]]:
+    counts = cell_counts(study)
+    rates = balance_targets(study)
+    target_n = study.target_participants
+    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"cells": [], "rate": 0.0})
+    for cell in sorted(set(rates) | set(counts)):
+        g = groups[condition_of(cell)]
+        g["cells"].append(counts.get(cell, 0))
+        g["rate"] += rates.get(cell, 0.0)
+    out = []
+    for name, g in groups.items():
+        cells = g["cells"]
+        rate = g["rate"]
+        out.append({
+            "condition": name, "trials": sum(cells), "cells": len(cells), "min_per_cell": min(cells),
+            "max_per_cell": max(cells), "per_participant": round(rate, 3),
+            "target": None if target_n is None else round(rate * target_n, 1),
+            "target_per_cell": None if target_n is None else round(rate * target_n / len(cells), 2),
+        })  # fmt: skip
+    return out
+
+
+def summary(study: Study) -> dict[str, Any]:
+    """Every figure of the dashboard, as plain JSON-able data."""
+    n = participant_counts(study)
+    target = study.target_participants
+    return {
+        "study": study.slug,
+        "title": study.title,
+        "study_type": study.study_type,
+        "blocks": [b.study_type for b in study_blocks(study)],
+        "status": study.status,
+        "batch_id": study.batch.batch_id,
+        "target_participants": target,
+        "participants": n,
+        "progress": None if not target else round(n["analysed"] / target, 4),
+        "exclusions": _exclusions(study),
+        "median_duration_s": _median_duration(study),
+        "playback": _playback(study),
+        "conditions": _conditions(study),
+        "updated_at": utcnow().isoformat(timespec="seconds") + "Z",
+    }

@@ -1,0 +1,213 @@
+"""The researcher's side in real Chromium: sign in, import the batch, create a combined study (closed), open
+it, watch a participant complete it on the live dashboard, download the export, withdraw the participant, sign
+out; then the downloaded export goes through ``analysis report``. And a combined session (three blocks, each
+after its own instructions) taken by a participant."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stimuli.responses import read_responses
+from study_server.testing import RESEARCHER
+from study_server.testing import fixture_batch
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - CI installs it
+    if os.environ.get("CI", "").lower() == "true":
+        raise
+    pytest.skip("the playwright package is not installed", allow_module_level=True)
+
+from test_e2e_sessions import answer_one  # noqa: E402  (the e2e folder is on sys.path)
+from test_e2e_sessions import click_continue  # noqa: E402
+from test_e2e_sessions import click_first  # noqa: E402
+from test_e2e_sessions import intro_by_mouse  # noqa: E402
+from test_e2e_sessions import run  # noqa: E402
+from test_e2e_sessions import stored  # noqa: E402
+
+def flash(page: Any) -> str:
+    return page.locator(".flash").first.inner_text()
+
+
+def click_unchanged(page: Any) -> None:
+    page.locator('#answers button[data-value="unchanged"]').click()
+
+
+def next_block(page: Any, part: int) -> None:
+    page.wait_for_url("**/instructions")
+    expect(page.locator("h1")).to_have_text(f"Instructions: part {part} of 3")
+    page.get_by_role("button", name="Start").click()
+
+
+def take_the_combined_study(page: Any, url: str) -> None:
+    """A careful participant: the first label and the left clip, then 'unchanged' to every pair (which passes
+    the sensitivity screen: the original | original pair is judged unchanged)."""
+    intro_by_mouse(page, url)  # deceitfulness
+    assert [answer_one(page, click_first, click_continue) for _ in range(2)] == ["Trial 1 of 2", "Trial 2 of 2"]
+    next_block(page, 2)  # naturalness
+    assert [answer_one(page, click_first, click_continue) for _ in range(2)] == ["Trial 1 of 2", "Trial 2 of 2"]
+    next_block(page, 3)  # indistinguishability
+    assert run(page, click_unchanged, click_continue) == [f"Trial {i} of 3" for i in (1, 2, 3)]
+    assert "E2E-ADMIN" in page.locator("main").inner_text()
+
+
+def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_server, page, browser, tmp_path):
+    base = admin_server.url
+    # every admin page needs the sign-in
+    page.goto(f"{base}/admin/studies/new")
+    page.wait_for_url(re.compile(r".*/admin/login\?next=.*"))
+    page.get_by_label("Email").fill(RESEARCHER[0])
+    page.get_by_label("Password").fill("a-wrong-password")
+    page.get_by_role("button", name="Sign in").click()
+    assert flash(page) == "Email or password is wrong."
+    page.get_by_label("Password").fill(RESEARCHER[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/admin/studies/new")
+    assert "Import a stimulus batch" in page.locator("main").inner_text()
+
+    # import the batch (every video decoded), then again: nothing changes
+    page.get_by_role("link", name="Batches").click()
+    batch = str(fixture_batch())
+    expect(page.locator("main")).to_contain_text(batch)
+    page.get_by_label("Batch folder on the server").fill(batch)
+    expect(page.get_by_label("Decode every video while checking")).to_be_checked()
+    page.locator("#import-form").get_by_role("button", name="Import").click()
+    assert flash(page).startswith("Imported batch 'batch-")
+    page.get_by_label("Batch folder on the server").fill(batch)
+    page.locator("#import-form").get_by_role("button", name="Import").click()
+    assert flash(page).endswith("was already imported: nothing changed.")
+
+    # create a combined session, closed: a mistake first, named on its field
+    page.get_by_role("link", name="New study", exact=True).click()
+    expect(page.get_by_label("Naturalness trials (two per motion)")).to_be_hidden()  # other designs' fields hide
+    page.get_by_label("Design", exact=True).select_option(label="Combined session: the designs in blocks")
+    expect(page.get_by_label("Naturalness trials (two per motion)")).to_be_visible()
+    page.get_by_label("Study link name").fill("e2e-admin")
+    expect(page.get_by_label("Blocks of a combined session")).to_have_value(
+        "deceitfulness,naturalness,indistinguishability")
+    page.get_by_label("Deceitfulness trials").fill("2")
+    page.get_by_label("Naturalness trials (two per motion)").fill("2")
+    page.get_by_label("Indistinguishability trials").fill("3")
+    page.get_by_label("Share of sensitivity trials").fill("0.34")
+    page.get_by_label("Share of positive-control trials").fill("0")
+    page.get_by_label("Practice trials (per block)").fill("0")
+    page.get_by_label("Target number of analysed participants").fill("2")
+    page.get_by_label("Status", exact=True).select_option("closed")
+    page.get_by_label("Completion code").fill("bad code")
+    page.get_by_role("button", name="Create the study").click()
+    assert flash(page).startswith("The study was not created")
+    expect(page.locator("#completion_code-error")).to_contain_text("letters, digits")
+    expect(page.get_by_label("Completion code")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Completion code").fill("E2E-ADMIN")
+    page.get_by_role("button", name="Create the study").click()
+    page.wait_for_url("**/admin/studies/e2e-admin")
+    expect(page.locator("main")).to_contain_text(
+        "1. deceitfulness (2 trials), 2. naturalness (2 trials), 3. indistinguishability (3 trials)")
+    expect(page.locator('[data-live="status"]')).to_have_text("closed")
+    expect(page.locator('[data-live="participants.completed"]')).to_have_text("0")
+
+    # closed: participants are turned away; opened from the dashboard, they get in
+    entry = f"{base}/s/e2e-admin?PROLIFIC_PID=e2e-admin-p1&STUDY_ID=s&SESSION_ID=x"
+    context = browser.new_context()
+    try:
+        participant = context.new_page()
+        participant.goto(entry)
+        expect(participant.locator("main")).to_contain_text("This study is not taking new participants")
+        page.get_by_role("button", name="Open to new participants").click()
+        expect(page.locator('[data-live="status"]')).to_have_text("open")
+        expect(page.get_by_role("button", name="Close to new participants")).to_be_visible()
+        # the participant takes it in another browser while the dashboard stays open
+        take_the_combined_study(participant, entry)
+    finally:
+        context.close()
+    p, rows = stored(admin_server, "e2e-admin-p1")
+    assert p.status == "completed" and not p.excluded and len(rows) == 7
+    expect(page.locator('[data-live="participants.completed"]')).to_have_text("1", timeout=10_000)  # auto-refresh
+    expect(page.locator('[data-live="participants.started"]')).to_have_text("1")
+    expect(page.locator('[data-live="participants.analysed"]')).to_have_text("1")
+    expect(page.locator("#conditions tbody")).to_contain_text("sensitivity")
+
+    # download the export
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download responses (CSV)").click()
+    csv_path = tmp_path / "e2e-admin.csv"
+    info.value.save_as(csv_path)
+    back = read_responses(csv_path)
+    assert len(back) == 7 and {r["participant"] for r in back} == {p.public_id}
+    assert all(r["study"] == "e2e-admin" and r["participant_completed"] and r["valid"] for r in back)
+    assert [r["study_type"] for r in back].count("naturalness") == 2
+
+    # withdraw the participant, after typing the id
+    page.get_by_role("link", name="Participants", exact=True).click()
+    page.get_by_role("link", name="Withdraw…").click()
+    page.get_by_label("Type the participant id to confirm").fill("not-the-id")
+    page.get_by_role("button", name="Delete this participant's data").click()
+    expect(page.locator("#confirm-error")).to_contain_text(f"Type {p.public_id} exactly")
+    page.get_by_label("Type the participant id to confirm").fill(p.public_id)
+    page.get_by_role("button", name="Delete this participant's data").click()
+    assert flash(page) == f"Participant {p.public_id} withdrawn: 7 answers and 7 trials deleted."
+    page.get_by_role("link", name="e2e-admin").first.click()
+    expect(page.locator('[data-live="participants.completed"]')).to_have_text("0")
+
+    # sign out: the pages are closed again
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{base}/admin/")
+    page.wait_for_url(re.compile(r".*/admin/login\?next=.*"))
+    assert page.js_errors == []
+
+    # the downloaded export reads back into `analysis report`: every perceptual section filled
+    check_report_of_the_export(csv_path, tmp_path / "report")
+
+
+def check_report_of_the_export(csv_path: Path, out: Path) -> None:
+    exe = Path(sys.executable).with_name("analysis")
+    r = subprocess.run([str(exe), "report", "--responses", str(csv_path), "--batch", str(fixture_batch()),
+                        "--out", str(out), "--json", "--no-glmm", "--bootstrap", "50"],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    one = {"recruited": 1, "started": 1, "completed": 1, "excluded": 0, "analysed": 1}
+    assert summary["counts"] == {f"{kind}:e2e-admin": one for kind in
+                                 ("deceitfulness", "naturalness", "indistinguishability")}  # fmt: skip
+    assert summary["deceitfulness"]["overall"]["n"] == 2
+    ind = summary["indistinguishability"]
+    assert ind["overall"]["n"] == 2 and ind["overall"]["share"] == 1.0  # both attacked pairs judged unchanged
+    assert ind["screening"]["always_unchanged"] == 1 and ind["screening"]["server_excluded"] == 0
+    assert summary["naturalness"]["order_bt"]  # the methods the one motion's two trials compared
+    md = (out / "report.md").read_text()
+    for heading in ("Participants and trials", "Deceitfulness", "Naturalness", "Indistinguishability"):
+        assert f"## {heading}" in md
+    assert "No deceitfulness responses" not in md and "No naturalness responses" not in md
+    assert "Attacked clips judged unchanged: 100" in md
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "e2e-admin" in html
+
+
+def test_a_combined_session_in_the_browser(live_server, page):
+    intro_by_mouse(page, f"{live_server.url}/s/combo?PROLIFIC_PID=e2e-combo")
+    assert [answer_one(page, click_first, click_continue)] == ["Trial 1 of 1"]
+    page.wait_for_url("**/instructions")  # block 1 over: the next block's instructions
+    expect(page.locator("h1")).to_have_text("Instructions: part 2 of 3")
+    assert "more natural" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Start").click()
+    assert [answer_one(page, click_first, click_continue) for _ in range(2)] == ["Trial 1 of 2", "Trial 2 of 2"]
+    page.wait_for_url("**/instructions")
+    expect(page.locator("h1")).to_have_text("Instructions: part 3 of 3")
+    page.get_by_role("button", name="Start").click()
+    expect(page.locator("#captions span").first).to_have_text("Original")
+    assert run(page, click_first, click_continue) == ["Trial 1 of 2", "Trial 2 of 2"]
+    assert "COMBO-DONE" in page.locator("main").inner_text()
+    p, rows = stored(live_server, "e2e-combo")
+    assert p.status == "completed" and [(t.block, t.design) for t, _ in rows] == [
+        (0, "deceitfulness"), (1, "naturalness"), (1, "naturalness"), (2, "indistinguishability"),
+        (2, "indistinguishability")]  # fmt: skip
+    assert all(r.valid for _, r in rows) and len({t.id for t, _ in rows}) == 5
+    assert page.js_errors == []
