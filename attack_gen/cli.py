@@ -19,7 +19,7 @@ from stimuli.paths import data_root
 from . import __version__
 from .attack.commands import commands as attack_commands
 from .batch_commands import validate_batch
-from .cliutil import emit as _emit, log as _log, user_errors
+from stimuli.cliutil import emit as _emit, log as _log, user_errors
 
 
 def default_dataset_path() -> Path:

@@ -312,7 +312,8 @@ def test_transfer_gives_every_ordered_pair_and_reuses_the_attacks(ws, tmp_path: 
     clean = predict(model, r["original"]).argmax(1) == r["true_label"]
     fooled = predict(model, r["adversarial"]).argmax(1) != r["true_label"]
     assert cell["eligible"] == int((ok & clean).sum()) and cell["fooled"] == int((ok & clean & fooled).sum())
-    assert json.loads((tmp_path / "transfer.AB.l2.json").read_text())["matrix"] == m
+    saved = json.loads((tmp_path / "transfer.AB.l2.json").read_text())
+    assert saved["matrix"] == m and (saved["format"], saved["version"]) == ("smart-study-transfer", 1)
     # a second run reuses both attack results
     code, stdout, _ = _run(transfer, args)
     assert code == 0

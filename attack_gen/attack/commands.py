@@ -19,7 +19,7 @@ import numpy as np
 from stimuli.errors import DataError
 from stimuli.fileio import atomic_write_bytes, file_sha256
 
-from ..cliutil import emit as _emit, json_default as _json_default, user_errors as _user_errors
+from stimuli.cliutil import emit as _emit, json_default as _json_default, user_errors as _user_errors
 from .engine import DEFAULT_LR, DEFAULT_TEMPERATURE, PRECONDITIONERS, AttackConfig, AttackError, ClipResult, attack as run_engine, resolve_targets
 from .losses import LOSSES
 from .results import (
@@ -392,6 +392,8 @@ def transfer(checkpoints: Sequence[Path], clip_paths: Sequence[Path], out_dir: P
                 matrix[s_name][t_name] = _transfer_cell(strat, t_model, result)
         del t_model
     payload = {
+        "format": "smart-study-transfer",
+        "version": 1,
         "strategy": config.strategy,
         "label": config.label,
         "loss": config.loss,

@@ -44,7 +44,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write
+from stimuli.fileio import atomic_write, json_default as _json_default
 
 from .engine import ClipResult
 
@@ -186,16 +186,6 @@ class AttackResult:
     @property
     def dirty(self) -> bool:
         return self._dirty
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def load_result(path: str | Path) -> AttackResult:

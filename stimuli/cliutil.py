@@ -1,16 +1,15 @@
-"""Helpers every ``attack-gen`` command shares: one-line errors, ``--json`` output, logs."""
+"""Helpers every command line (``attack-gen``, ``analysis``) shares: one-line errors, ``--json`` output, logs."""
 
 from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import click
-import numpy as np
 
-from stimuli.errors import SmartStudyError
+from .errors import SmartStudyError
+from .fileio import json_default
 
 __all__ = ["user_errors", "json_default", "emit", "log"]
 
@@ -28,16 +27,6 @@ def user_errors(fn: F) -> F:
             raise click.ClickException(str(exc).replace("\n", " ")) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
