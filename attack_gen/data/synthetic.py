@@ -7,36 +7,55 @@ person's left is +X).
 
 How a clip is made
 ------------------
-1. **A body.** A rest skeleton (:data:`REST_OFFSETS`, each joint's offset from its
-   parent, for an adult of about 1.75 m) is scaled uniformly (0.85-1.15) and per bone
-   group (about +-3 %, the same on both sides). A named subject (``"s01"``...) always
-   gets the same body, drawn from its name, so a cross-subject split is meaningful;
-   ``subject=None`` draws a fresh body from the clip's seed.
-2. **Joint-angle curves.** Each action writes smooth periodic (walk, jog, waves,
-   squat, jumping jack, clap) or repeated one-shot (kick, punch, bow) curves for a
-   fixed set of anatomical channels (:data:`CHANNELS`, degrees), modulated per clip by
-   tempo, amplitude and phase; smooth low-frequency noise (a few random sinusoids of
-   0.15-1.2 Hz per channel) is added to the angles, never to positions.
-3. **Forward kinematics** (vectorised over frames) turns the local rotations into
+1. **A subject.** A rest skeleton (:data:`REST_OFFSETS`, each joint's offset from its
+   parent, for an adult of about 1.75 m) is scaled uniformly (:data:`SCALE_RANGE`) and per
+   bone group (about +-3 %, the same on both sides). A named subject (``"s01"``...) also
+   has habits (:func:`subject_style`): a tempo and an amplitude factor, how much the arms
+   swing and the trunk turns in locomotion, :data:`STYLE_KNOBS` style knobs that each
+   action reads its own way (how high a waving hand is held, how far a kick is
+   chambered...) and a habitual posture (slouch, head carriage, toe-out...). Both are
+   drawn from the subject's name alone, so a cross-subject split is meaningful and the
+   test subjects move in ways the training subjects do not; ``subject=None`` draws them
+   from the clip's seed.
+2. **Joint-angle curves.** Each action writes smooth periodic (walk, sneak, jog, waves,
+   squat, jumping jack, clap) or repeated one-shot (kicks, punch, elbow strike, bow)
+   curves for a fixed set of anatomical channels (:data:`CHANNELS`, degrees), modulated
+   per clip by tempo, amplitude and phase, with the pace and the size of the repetitions
+   drifting within the clip (a slow time warp and amplitude modulation, about 6 %).
+3. **Noise, as in captured data.** Slow drift (a few sinusoids of 0.15-1.2 Hz per
+   channel, 1-4 degrees RMS) and fast jitter (many sinusoids of 3-14 Hz, a few hundredths
+   of a degree RMS, sized from the residuals of real HDM05 windows) are added to the
+   angles, never to positions, so bone lengths stay exact.
+4. **Forward kinematics** (vectorised over frames) turns the local rotations into
    positions, so every bone keeps exactly its length in every frame.
-4. **Ground contact.** Each foot touches the ground through a heel point (below the
+5. **Ground contact.** Each foot touches the ground through a heel point (below the
    ankle) and a toe point (below the toe joint). The root height puts the lowest of
    these at y = 0 in every frame, plus a lift in the jumping actions (jog, jumping
    jack). The root moves horizontally so that the supporting point (the lowest one,
    softly weighted) does not slide, and keeps the clip's mean ground velocity while
-   airborne: walking and jogging therefore travel forward along the facing direction
-   (about 0.8-1.35 m/s and 2-3.3 m/s) with planted feet, and a squat or a bow shifts
-   the hips back over the feet. Each clip is centred horizontally (the root's mean x and
-   z over the clip are 0), which also keeps float32 coordinates small.
+   airborne: walking, sneaking and jogging therefore travel forward along the facing
+   direction with planted feet, and a squat or a bow shifts the hips back over the feet.
+   Each clip is centred horizontally (the root's mean x and z over the clip are 0), which
+   also keeps float32 coordinates small.
+
+Confusable classes
+------------------
+Real action sets contain classes that differ in a detail (HDM05's kick-left and
+kick-right). :data:`CONFUSABLE_PAIRS` lists the synthetic ones: walk / sneak (a crouched,
+slower gait), wave right / wave left, kick right / kick left, punch / elbow strike. They
+keep a recognizer from reaching 100 % through a single gross cue, so its decision
+boundaries, like those of a model trained on captured data, lie within reach of an
+imperceptible perturbation.
 
 Per-clip variation (all from the seed)
 --------------------------------------
-Body: :data:`SCALE_RANGE` x per-group factors (:data:`PROPORTION_SD`), fixed per
-subject. Tempo: :data:`TEMPO_RANGE` x the action's base frequency. Amplitude:
-:data:`AMPLITUDE_RANGE` x the main excursions. Phase: uniform over the cycle (for the
-arm raises of the waves, a start time in -0.8..0.4 s). Facing: +Z turned by up to
-:data:`FACING_JITTER_DEG`. Angle noise: :data:`NOISE_SD_SCALE_RANGE` x 1-4 degrees RMS
-per channel. Everything sampled is recorded in ``meta["params"]``.
+Body and habits of the subject (above). Tempo: :data:`TEMPO_RANGE` x the subject's x the
+action's base frequency. Amplitude: :data:`AMPLITUDE_RANGE` x the subject's. Style: the
+subject's knobs and posture, varied a little per clip. Phase: uniform over the cycle (for
+the arm raises of the waves, a start time in -0.8..0.4 s). Facing: +Z turned by up to
+:data:`FACING_JITTER_DEG`. Noise: :data:`NOISE_SD_SCALE_RANGE` on the drift and
+:data:`JITTER_SCALE_RANGE` on the jitter. Everything sampled is recorded in
+``meta["params"]``.
 
 Conventions and quirks
 ----------------------
@@ -67,6 +86,7 @@ from stimuli.motion import Motion
 
 __all__ = [
     "ACTIONS",
+    "CONFUSABLE_PAIRS",
     "CHANNELS",
     "REST_OFFSETS",
     "SCALE_RANGE",
@@ -76,34 +96,53 @@ __all__ = [
     "generate_motion",
     "generate_dataset",
     "subject_body",
+    "subject_style",
 ]
 
 ACTIONS: tuple[str, ...] = (
     "walk",
+    "sneak",
     "jog",
     "wave_right",
+    "wave_left",
     "wave_both",
     "squat",
     "jumping_jack",
     "kick_right",
+    "kick_left",
     "punch_right",
+    "elbow_strike_right",
     "bow",
     "clap",
 )
+
+CONFUSABLE_PAIRS: tuple[tuple[str, str], ...] = (
+    ("walk", "sneak"),
+    ("wave_right", "wave_left"),
+    ("kick_right", "kick_left"),
+    ("punch_right", "elbow_strike_right"),
+)
+"""Classes that share most of their motion and differ in a detail (the side, the strike,
+the posture), as HDM05's kick-left/kick-right or grab/deposit do."""
 
 SCALE_RANGE = (0.85, 1.15)
 """Uniform body scale of a subject (or of a subject-less clip)."""
 PROPORTION_SD = 0.03
 """Standard deviation of the per-bone-group length factors (clipped to +-2.5 SD)."""
-TEMPO_RANGE = (0.8, 1.25)
-"""Factor on the action's base frequency."""
-AMPLITUDE_RANGE = (0.8, 1.2)
-"""Factor on the action's main joint-angle excursions."""
+TEMPO_RANGE = (0.85, 1.18)
+"""Per-clip factor on the action's base frequency (times the subject's own tempo)."""
+SUBJECT_TEMPO_RANGE = (0.9, 1.1)
+"""A subject's habitual tempo factor."""
+AMPLITUDE_RANGE = (0.85, 1.15)
+"""Per-clip factor on the action's main joint-angle excursions (times the subject's)."""
+SUBJECT_AMPLITUDE_RANGE = (0.88, 1.12)
+"""A subject's habitual amplitude factor."""
 FACING_JITTER_DEG = 12.0
 """The facing direction is +Z rotated about Y by a uniform angle in +-this."""
 NOISE_SD_SCALE_RANGE = (0.7, 1.3)
 """Factor on the per-channel angle-noise standard deviations (:data:`_NOISE_SD`)."""
-
+STYLE_KNOBS = 4
+"""Number of style knobs (each in -1..1) that every action maps onto its own choices."""
 _L, _R = 1.0, -1.0  # side signs: left is +X
 
 # --------------------------------------------------------------------------- body
@@ -245,9 +284,23 @@ _REST_POSE = {"l_shoulder_abd": 7.0, "r_shoulder_abd": 7.0, "l_elbow": 8.0, "r_e
               "l_knee": 3.0, "r_knee": 3.0, "l_hip_flex": 1.5, "r_hip_flex": 1.5,
               "l_ankle": 1.5, "r_ankle": 1.5}
 
-# noise standard deviation per channel kind (degrees)
+# slow noise standard deviation per channel kind (degrees)
 _NOISE_SD = {"pelvis": 1.0, "spine": 1.0, "chest": 1.0, "neck": 1.0, "hip": 1.5, "knee": 1.5,
              "ankle": 1.0, "shoulder": 2.0, "elbow": 3.0, "wrist": 4.0}
+
+# fast jitter (degrees RMS per channel kind), measured against real capture: the median
+# residual of the joints from a 5-frame quadratic fit in HDM05 (30 fps) windows
+_JITTER_SD = {"pelvis": 0.04, "spine": 0.018, "chest": 0.018, "neck": 0.03, "hip": 0.02, "knee": 0.012,
+              "ankle": 0.1, "shoulder": 0.03, "elbow": 0.025, "wrist": 0.03}
+_JITTER_BAND_HZ = (3.0, 14.0)
+_JITTER_WAVES = 10
+
+# habitual posture of a subject: standard deviation (degrees) of the offset per channel
+# (limb channels: the same on both sides plus an asymmetric part of 40 %)
+_POSTURE_SD = {"pelvis_pitch": 2.0, "spine_pitch": 3.0, "chest_pitch": 2.0, "neck_pitch": 4.0,
+               "neck_roll": 1.5, "chest_roll": 1.0, "hip_abd": 1.5, "hip_rot": 5.0, "knee": 2.0,
+               "shoulder_flex": 3.0, "shoulder_abd": 3.0, "shoulder_rot": 5.0, "elbow": 5.0, "wrist": 5.0}
+_CLIP_POSTURE_SD = 1.0  # per-clip wobble of the posture (degrees, every channel above)
 
 
 def _noise_kind(channel: str) -> str:
@@ -255,15 +308,100 @@ def _noise_kind(channel: str) -> str:
     return part[1] if part[0] in ("l", "r") else part[0]
 
 
-def _smooth_noise(t: np.ndarray, rng: np.random.Generator, sd: np.ndarray) -> np.ndarray:
-    """``(len(sd), T)`` smooth noise: per channel, 3 sinusoids of 0.15-1.2 Hz, RMS ``sd``."""
+def _waves(t: np.ndarray, rng: np.random.Generator, sd: np.ndarray, band: tuple[float, float], k: int) -> np.ndarray:
+    """``(len(sd), T)``: per channel, ``k`` sinusoids with frequencies in ``band`` (Hz), RMS ``sd``.
+
+    A function of continuous time (any frame rate samples the same curve) whose random
+    draws do not depend on the number of frames.
+    """
     n = len(sd)
-    freq = rng.uniform(0.15, 1.2, (n, 3))
-    phase = rng.uniform(0.0, 2 * np.pi, (n, 3))
-    amp = rng.rayleigh(1.0, (n, 3))
+    freq = rng.uniform(band[0], band[1], (n, k))
+    phase = rng.uniform(0.0, 2 * np.pi, (n, k))
+    amp = rng.rayleigh(1.0, (n, k))
     amp *= np.sqrt(2.0) / np.linalg.norm(amp, axis=1, keepdims=True)  # RMS of the sum = 1
-    waves = np.sin(2 * np.pi * freq[..., None] * t + phase[..., None])  # (n, 3, T)
+    waves = np.sin(2 * np.pi * freq[..., None] * t + phase[..., None])  # (n, k, T)
     return sd[:, None] * np.einsum("nk,nkt->nt", amp, waves)
+
+
+def _smooth_noise(t: np.ndarray, rng: np.random.Generator, sd: np.ndarray) -> np.ndarray:
+    """Slow drift: per channel, 3 sinusoids of 0.15-1.2 Hz, RMS ``sd``."""
+    return _waves(t, rng, sd, (0.15, 1.2), 3)
+
+
+def _jitter(t: np.ndarray, rng: np.random.Generator, sd: np.ndarray) -> np.ndarray:
+    """Fast jitter as in optical motion capture: per channel, many sinusoids of 3-14 Hz."""
+    return _waves(t, rng, sd, _JITTER_BAND_HZ, _JITTER_WAVES)
+
+
+# ------------------------------------------------------------------------ style
+
+def _lerp(lo: float, hi: float, knob: float) -> float:
+    """``lo`` at knob -1, ``hi`` at knob +1."""
+    return lo + (hi - lo) * 0.5 * (knob + 1.0)
+
+
+def _style_from_rng(rng: np.random.Generator) -> dict[str, Any]:
+    posture: dict[str, float] = {}
+    for name, sd in _POSTURE_SD.items():
+        if name in ("pelvis_pitch", "spine_pitch", "chest_pitch", "neck_pitch", "neck_roll", "chest_roll"):
+            posture[name] = float(rng.normal(0.0, sd))
+        else:
+            common, odd = rng.normal(0.0, sd, 1)[0], rng.normal(0.0, 0.4 * sd, 2)
+            posture["l_" + name], posture["r_" + name] = float(common + odd[0]), float(common + odd[1])
+    return {
+        "tempo": float(rng.uniform(*SUBJECT_TEMPO_RANGE)),
+        "amplitude": float(rng.uniform(*SUBJECT_AMPLITUDE_RANGE)),
+        "arm_swing": float(rng.uniform(0.45, 1.5)),
+        "trunk": float(rng.uniform(0.5, 1.6)),
+        "knobs": [float(v) for v in rng.uniform(-1.0, 1.0, STYLE_KNOBS)],
+        "posture": posture,
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _subject_style(subject: str) -> dict[str, Any]:
+    return _style_from_rng(np.random.default_rng([0x57F1E, zlib.crc32(subject.encode("utf-8"))]))
+
+
+def subject_style(subject: str) -> dict[str, Any]:
+    """The habits of a named subject, drawn from the name alone (as :func:`subject_body`).
+
+    ``tempo`` and ``amplitude`` (factors on every action's), ``arm_swing`` and ``trunk``
+    (factors on the arm swing and the trunk's rotations in locomotion), ``knobs``
+    (:data:`STYLE_KNOBS` values in -1..1 that each action reads its way: how high the
+    waving hand is held, how far a kick is chambered, how the arms are held in a squat...)
+    and ``posture`` (habitual offsets in degrees per channel: slouch, head carriage,
+    toe-out, carrying angle of the elbows...).
+    """
+    style = _subject_style(subject)
+    return {**style, "knobs": list(style["knobs"]), "posture": dict(style["posture"])}
+
+
+def _clip_style(style: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """One clip's style: the subject's habits, varied a little."""
+    knobs = np.clip(0.75 * np.asarray(style["knobs"]) + rng.normal(0.0, 0.35, STYLE_KNOBS), -1.0, 1.0)
+    posture = {c: v + float(rng.normal(0.0, _CLIP_POSTURE_SD)) for c, v in style["posture"].items()}
+    return {"arm_swing": style["arm_swing"] * float(rng.uniform(0.85, 1.15)),
+            "trunk": style["trunk"] * float(rng.uniform(0.85, 1.15)),
+            "knobs": [float(v) for v in knobs], "posture": posture}
+
+
+def _warp(t: np.ndarray, rng: np.random.Generator, depth: float) -> tuple[np.ndarray, list[float]]:
+    """A time warp ``t + w(t)``: the pace drifts by about +-``depth`` (relative) at 0.1-0.4 Hz."""
+    freq = rng.uniform(0.1, 0.4, 2)
+    phase = rng.uniform(0.0, 2 * np.pi, 2)
+    dev = depth * rng.uniform(0.4, 1.0, 2) / np.sqrt(2.0)
+    w = sum(d / (2 * np.pi * g) * np.sin(2 * np.pi * g * t + p) for d, g, p in zip(dev, freq, phase))
+    return t + w, [float(v) for v in dev]
+
+
+def _drift(t: np.ndarray, rng: np.random.Generator, depth: float) -> np.ndarray:
+    """A slow relative modulation ``1 + m(t)``, ``|m| <= depth``: repetitions differ in size."""
+    freq = rng.uniform(0.15, 0.6, 2)
+    phase = rng.uniform(0.0, 2 * np.pi, 2)
+    w = rng.uniform(0.3, 1.0, 2)
+    w = depth * w / w.sum()
+    return 1.0 + sum(k * np.sin(2 * np.pi * g * t + p) for k, g, p in zip(w, freq, phase))
 
 
 # ------------------------------------------------------------------ action curves
@@ -344,16 +482,20 @@ _JOG = {
 }
 
 
-def _gait(t, f, a, ph, ch, curves, hip_amp, arm_amp):
-    """Both legs half a cycle apart; each arm swings with the opposite leg."""
+def _gait(t, f, a, ph, ch, curves, hip_amp, arm_amp, hip_off=0.0, knee_off=0.0):
+    """Both legs half a cycle apart; each arm swings with the opposite leg.
+
+    ``hip_off`` and ``knee_off`` (degrees) bend the legs throughout (a crouch); the
+    foot still rolls over the ground as in the upright gait.
+    """
     base = f * t + ph / (2 * np.pi)
     for s, o, shift in (("l", "r", 0.0), ("r", "l", 0.5)):
         c = np.mod(base + shift, 1.0)
-        hip = hip_amp * a * curves["hip"](c)
-        knee = a * curves["knee"](c)
+        stance = np.clip(curves["stance"](c), 0.0, 1.0)
+        hip = hip_off + hip_amp * a * curves["hip"](c)
+        knee = knee_off * (0.5 + 0.5 * stance) + a * curves["knee"](c)  # no extra heel lift in swing
         ch[f"{s}_hip_flex"], ch[f"{s}_knee"] = hip, knee
         # the foot keeps its pitch in stance and a natural ankle angle in swing
-        stance = np.clip(curves["stance"](c), 0.0, 1.0)
         ch[f"{s}_ankle"] = stance * (curves["pitch"](c) + hip - knee) + (1.0 - stance) * curves["ankle"](c)
         ch[f"{s}_hip_abd"] = 2.0 + 0 * t
         arm = curves["hip"](np.mod(c - 0.04, 1.0))  # a little behind the leg
@@ -362,34 +504,58 @@ def _gait(t, f, a, ph, ch, curves, hip_amp, arm_amp):
 
 
 def _walk(t, f, a, ph, ch, ctx):
-    c = _gait(t, f, a, ph, ch, _WALK, 21.0, 17.0)
+    k, st = ctx["knobs"], ctx["style"]
+    soft = _lerp(0.0, 7.0, k[1])  # knees kept a little bent, or not
+    c = _gait(t, f, a, ph, ch, _WALK, 21.0, 17.0 * st["arm_swing"], hip_off=0.5 * soft, knee_off=soft)
+    elbow = _lerp(6.0, 30.0, k[0])
     for s in ("l", "r"):
         ch[f"{s}_shoulder_flex"] += 3.0
-        ch[f"{s}_elbow"] = 14.0 + 0.6 * np.maximum(ch[f"{s}_shoulder_flex"], 0.0)
-        ch[f"{s}_shoulder_abd"] = 7.0 + 0 * t
+        ch[f"{s}_elbow"] = elbow + 0.6 * np.maximum(ch[f"{s}_shoulder_flex"], 0.0)
+        ch[f"{s}_shoulder_abd"] = _lerp(5.0, 12.0, k[2]) + 0 * t
     swing = np.sin(2 * np.pi * c)
-    ch["pelvis_yaw"] = -5.0 * a * swing
-    ch["chest_yaw"] = 6.0 * a * swing
-    ch["pelvis_roll"] = 2.0 * np.sin(4 * np.pi * c)
-    ch["spine_pitch"] = 3.0 + 0 * t
+    ch["pelvis_yaw"] = -5.0 * st["trunk"] * a * swing
+    ch["chest_yaw"] = 6.0 * st["trunk"] * a * swing
+    ch["pelvis_roll"] = 2.0 * st["trunk"] * np.sin(4 * np.pi * c)
+    ch["spine_pitch"] = _lerp(0.0, 6.0, k[3]) + 0 * t
+    return np.zeros_like(t)
+
+
+def _sneak(t, f, a, ph, ch, ctx):
+    """Creeping: a slow walk on bent knees, the trunk leaning forward, the arms held bent."""
+    k, st = ctx["knobs"], ctx["style"]
+    crouch = _lerp(0.65, 1.0, k[0])
+    c = _gait(t, f, a, ph, ch, _WALK, 24.0, 6.0 * st["arm_swing"], hip_off=24.0 * crouch, knee_off=34.0 * crouch)
+    for s in ("l", "r"):
+        ch[f"{s}_shoulder_flex"] += _lerp(10.0, 40.0, k[1])
+        ch[f"{s}_elbow"] = _lerp(45.0, 95.0, k[2]) + 0 * t
+        ch[f"{s}_shoulder_abd"] = _lerp(10.0, 25.0, k[3]) + 0 * t
+        ch[f"{s}_shoulder_rot"] = -10.0 + 0 * t
+    swing = np.sin(2 * np.pi * c)
+    ch["pelvis_yaw"] = -4.0 * st["trunk"] * a * swing
+    ch["chest_yaw"] = 3.0 * st["trunk"] * a * swing
+    ch["pelvis_pitch"] = 16.0 * crouch + 0 * t
+    ch["spine_pitch"] = 6.0 + 0 * t
+    ch["neck_pitch"] = -14.0 * crouch + 0 * t  # looking ahead
     return np.zeros_like(t)
 
 
 def _jog(t, f, a, ph, ch, ctx):
+    k, st = ctx["knobs"], ctx["style"]
     a = 1.0 + 0.5 * (a - 1.0)  # half the usual amplitude range: the speed also grows with tempo
-    c = _gait(t, f, a, ph, ch, _JOG, 26.0, 30.0)
+    c = _gait(t, f, a, ph, ch, _JOG, 26.0, 30.0 * (0.6 + 0.4 * st["arm_swing"]))
+    elbow = _lerp(70.0, 100.0, k[0])
     for s in ("l", "r"):
         ch[f"{s}_hip_flex"] += 6.0
         ch[f"{s}_ankle"] += 6.0
         ch[f"{s}_shoulder_flex"] += 8.0
-        ch[f"{s}_elbow"] = 85.0 + 0.4 * ch[f"{s}_shoulder_flex"]
-        ch[f"{s}_shoulder_abd"] = 12.0 + 0 * t
+        ch[f"{s}_elbow"] = elbow + 0.4 * ch[f"{s}_shoulder_flex"]
+        ch[f"{s}_shoulder_abd"] = _lerp(8.0, 18.0, k[2]) + 0 * t
         ch[f"{s}_shoulder_rot"] = -15.0 + 0 * t
     swing = np.sin(2 * np.pi * c)
-    ch["pelvis_pitch"] = 6.0 + 0 * t
+    ch["pelvis_pitch"] = _lerp(3.0, 10.0, k[1]) + 0 * t
     ch["spine_pitch"] = 4.0 + 0 * t
-    ch["pelvis_yaw"] = -7.0 * a * swing
-    ch["chest_yaw"] = 9.0 * a * swing
+    ch["pelvis_yaw"] = -7.0 * st["trunk"] * a * swing
+    ch["chest_yaw"] = 9.0 * st["trunk"] * a * swing
     # a short flight after each toe-off (c in 0.35-0.5 for either leg)
     lift = np.zeros_like(t)
     for shift in (0.0, 0.5):
@@ -403,147 +569,196 @@ def _raise_envelope(t, rng_t0):
 
 
 def _wave_right(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
     env = _raise_envelope(t, ctx["raise_start_s"])
-    phi = 2 * np.pi * 2.0 * f * t + ph
-    ch["r_shoulder_abd"] = 7.0 + env * 83.0 * a
-    ch["r_shoulder_flex"] = env * 15.0
+    phi = 2 * np.pi * _lerp(1.6, 2.4, k[3]) * f * t + ph
+    ch["r_shoulder_abd"] = 7.0 + env * _lerp(62.0, 98.0, k[0]) * a
+    ch["r_shoulder_flex"] = env * _lerp(0.0, 30.0, k[2])
     ch["r_shoulder_rot"] = env * 85.0
-    ch["r_elbow"] = 8.0 + env * (80.0 + 28.0 * a * np.sin(phi))
+    ch["r_elbow"] = 8.0 + env * (_lerp(60.0, 100.0, k[1]) + 28.0 * a * np.sin(phi))
     ch["r_wrist"] = env * 12.0 * np.sin(phi - 0.6)
     ch["chest_roll"] = env * 3.0
     return np.zeros_like(t)
 
 
 def _wave_both(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
     env = _raise_envelope(t, ctx["raise_start_s"])
     phi = 2 * np.pi * 1.1 * f * t + ph
-    sway = 18.0 * a * np.sin(phi)
-    up = np.minimum(150.0 * a, 158.0)
+    sway = _lerp(12.0, 24.0, k[1]) * a * np.sin(phi)
+    up = np.minimum(_lerp(125.0, 155.0, k[0]) * a, 160.0)
     for s, sg in (("l", -1.0), ("r", 1.0)):
         ch[f"{s}_shoulder_abd"] = 7.0 + env * (up + sg * sway)
         ch[f"{s}_shoulder_rot"] = env * 60.0
-        ch[f"{s}_shoulder_flex"] = env * 10.0
-        ch[f"{s}_elbow"] = 8.0 + env * (14.0 + 10.0 * np.sin(2 * phi))
+        ch[f"{s}_shoulder_flex"] = env * _lerp(0.0, 20.0, k[3])
+        ch[f"{s}_elbow"] = 8.0 + env * (_lerp(5.0, 30.0, k[2]) + 10.0 * np.sin(2 * phi))
         ch[f"{s}_wrist"] = env * 20.0 * np.sin(2 * phi)
     ch["chest_roll"] = env * 4.0 * a * np.sin(phi)
     return np.zeros_like(t)
 
 
 def _squat(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
     d = 0.5 - 0.5 * np.cos(2 * np.pi * f * t + ph)
     d = _smoothstep(d)
-    depth = min(a, 1.1)
+    depth = np.minimum(a, 1.1)
+    arms, elbow = _lerp(30.0, 90.0, k[0]), _lerp(0.0, 60.0, k[1])
     for s in ("l", "r"):
         hip = 3.0 + 92.0 * depth * d
         knee = 4.0 + 118.0 * depth * d
         ch[f"{s}_hip_flex"], ch[f"{s}_knee"] = hip, knee
         ch[f"{s}_ankle"] = _flat_ankle(hip, knee, lo=-45.0)
-        ch[f"{s}_hip_abd"] = 6.0 + 6.0 * d
-        ch[f"{s}_hip_rot"] = 8.0 + 0 * t
-        ch[f"{s}_shoulder_flex"] = 4.0 + 80.0 * d
+        ch[f"{s}_hip_abd"] = _lerp(3.0, 12.0, k[2]) + 6.0 * d
+        ch[f"{s}_hip_rot"] = _lerp(0.0, 18.0, k[2]) + 0 * t
+        ch[f"{s}_shoulder_flex"] = 4.0 + arms * d
         ch[f"{s}_shoulder_abd"] = 7.0 + 0 * t
-        ch[f"{s}_elbow"] = 8.0 + 0 * t
-    ch["pelvis_pitch"] = 32.0 * depth * d
+        ch[f"{s}_elbow"] = 8.0 + elbow * d
+    ch["pelvis_pitch"] = _lerp(26.0, 38.0, k[3]) * depth * d
     ch["spine_pitch"] = 6.0 * d
     ch["neck_pitch"] = -8.0 * d
     return np.zeros_like(t)
 
 
 def _jumping_jack(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
     phi = 2 * np.pi * f * t + ph
     o = _smoothstep(0.5 - 0.5 * np.cos(phi))
     land = np.cos(phi) ** 2
     air = np.sin(phi) ** 2
+    up = np.minimum(_lerp(130.0, 160.0, k[0]) * a, 165.0)
     for s in ("l", "r"):
-        ch[f"{s}_shoulder_abd"] = 8.0 + min(150.0 * a, 160.0) * o
+        ch[f"{s}_shoulder_abd"] = 8.0 + up * o
         ch[f"{s}_shoulder_rot"] = 70.0 * o
-        ch[f"{s}_elbow"] = 10.0 + 0 * t
-        ch[f"{s}_hip_abd"] = 2.0 + 16.0 * a * o
+        ch[f"{s}_elbow"] = _lerp(3.0, 25.0, k[1]) + 0 * t
+        ch[f"{s}_hip_abd"] = 2.0 + _lerp(12.0, 20.0, k[2]) * a * o
         knee = 6.0 + 24.0 * land
         hip = 3.0 + 12.0 * land
         ch[f"{s}_knee"], ch[f"{s}_hip_flex"] = knee, hip
         ch[f"{s}_ankle"] = _flat_ankle(hip, knee) + 28.0 * air
     ch["pelvis_pitch"] = 4.0 * land
-    return 0.09 * a * air
+    return _lerp(0.06, 0.12, k[3]) * a * air
 
 
 def _kick_right(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
     p, u = _pulse(2 * np.pi * f * t + ph, 0.55)
-    ch["r_hip_flex"] = 3.0 + 82.0 * a * p
-    ch["r_knee"] = 5.0 + 80.0 * np.sin(2 * np.pi * u) ** 2 * (u > 0) + 4.0 * (1 - p)
+    a = np.minimum(a, 1.2)
+    chamber = _lerp(40.0, 95.0, k[0])  # how far the knee bends before and after the kick
+    ch["r_hip_flex"] = 3.0 + _lerp(62.0, 82.0, k[1]) * a * p
+    ch["r_knee"] = 5.0 + chamber * np.sin(2 * np.pi * u) ** 2 * (u > 0) + 4.0 * (1 - p)
     ch["r_ankle"] = 1.5 + 22.0 * p
     ch["l_knee"] = 8.0 + 10.0 * p
     ch["l_hip_flex"] = 4.0 + 6.0 * p
     ch["l_ankle"] = _flat_ankle(ch["l_hip_flex"], ch["l_knee"])
     ch["pelvis_pitch"] = -10.0 * a * p
     ch["chest_pitch"] = -4.0 * p
+    guard = _lerp(0.0, 1.0, k[2])  # arms loose, or up like a fighter's
     for s in ("l", "r"):
         ch[f"{s}_shoulder_abd"] = 10.0 + 30.0 * p
-        ch[f"{s}_shoulder_flex"] = 5.0 + 15.0 * p
-        ch[f"{s}_elbow"] = 20.0 + 30.0 * p
-    return np.zeros_like(t)
-
-
-def _punch_right(t, f, a, ph, ch, ctx):
-    p, _ = _pulse(2 * np.pi * f * t + ph, 0.5)
-    for s in ("l", "r"):  # guard: fists in front of the chin
-        ch[f"{s}_shoulder_flex"] = 45.0 + 0 * t
-        ch[f"{s}_shoulder_abd"] = 20.0 + 0 * t
-        ch[f"{s}_shoulder_rot"] = GUARD_ROT + 0 * t
-        ch[f"{s}_elbow"] = 115.0 + 0 * t
-        ch[f"{s}_wrist"] = -5.0 + 0 * t
-    ch["r_shoulder_flex"] = 45.0 + 38.0 * a * p
-    ch["r_shoulder_abd"] = 20.0 - 12.0 * p
-    ch["r_shoulder_rot"] = GUARD_ROT * (1 - p) - 10 * p
-    ch["r_elbow"] = 115.0 - 108.0 * p
-    ch["l_elbow"] = 115.0 + 10.0 * p
-    ch["chest_yaw"] = 14.0 * a * p
-    ch["spine_yaw"] = 8.0 * a * p
-    ch["pelvis_yaw"] = 6.0 * p
-    ch["spine_pitch"] = 4.0 + 4.0 * p
-    # staggered stance: left foot forward
-    ch["l_hip_flex"], ch["r_hip_flex"] = 14.0 + 0 * t, -6.0 + 0 * t
-    ch["l_knee"], ch["r_knee"] = 14.0 + 4.0 * p, 8.0 + 0 * t
-    ch["l_hip_abd"], ch["r_hip_abd"] = 4.0 + 0 * t, 4.0 + 0 * t
-    ch["r_hip_rot"] = 15.0 + 0 * t
-    for s in ("l", "r"):
-        ch[f"{s}_ankle"] = _flat_ankle(ch[f"{s}_hip_flex"], ch[f"{s}_knee"])
-    return np.zeros_like(t)
-
-
-def _bow(t, f, a, ph, ch, ctx):
-    p, _ = _pulse(2 * np.pi * f * t + ph, 0.7)
-    ch["pelvis_pitch"] = 38.0 * a * p
-    ch["spine_pitch"] = 12.0 * a * p
-    ch["chest_pitch"] = 8.0 * a * p
-    ch["neck_pitch"] = 4.0 * p
-    trunk = 62.0 * a * p
-    for s in ("l", "r"):
-        ch[f"{s}_hip_flex"] = 2.0 + 6.0 * p
-        ch[f"{s}_knee"] = 3.0 + 6.0 * p
-        ch[f"{s}_ankle"] = _flat_ankle(ch[f"{s}_hip_flex"], ch[f"{s}_knee"])
-        ch[f"{s}_shoulder_flex"] = 0.45 * trunk
-        ch[f"{s}_shoulder_abd"] = 5.0 + 0 * t
-        ch[f"{s}_elbow"] = 8.0 + 0 * t
+        ch[f"{s}_shoulder_flex"] = 5.0 + 30.0 * guard + 15.0 * p
+        ch[f"{s}_elbow"] = 20.0 + 60.0 * guard + 30.0 * p
     return np.zeros_like(t)
 
 
 GUARD_ROT = -20.0
 
-_CLAP_ARMS = {"shoulder_flex": 50.0, "shoulder_rot": -5.0, "elbow": 67.0, "wrist": -15.0}
+
+def _guard_stance(t, ch, k) -> tuple[float, float]:
+    """Fists in front of the chin, left foot forward; returns the guard's (shoulder flex, elbow)."""
+    flex, elbow = _lerp(35.0, 55.0, k[0]), _lerp(105.0, 125.0, k[0])
+    for s in ("l", "r"):
+        ch[f"{s}_shoulder_flex"] = flex + 0 * t
+        ch[f"{s}_shoulder_abd"] = 20.0 + 0 * t
+        ch[f"{s}_shoulder_rot"] = GUARD_ROT + 0 * t
+        ch[f"{s}_elbow"] = elbow + 0 * t
+        ch[f"{s}_wrist"] = -5.0 + 0 * t
+    ch["l_hip_flex"], ch["r_hip_flex"] = _lerp(8.0, 18.0, k[3]) + 0 * t, -_lerp(3.0, 9.0, k[3]) + 0 * t
+    ch["l_knee"], ch["r_knee"] = 14.0 + 0 * t, 8.0 + 0 * t
+    ch["l_hip_abd"], ch["r_hip_abd"] = 4.0 + 0 * t, 4.0 + 0 * t
+    ch["r_hip_rot"] = 15.0 + 0 * t
+    return flex, elbow
+
+
+def _flat_feet(ch):
+    for s in ("l", "r"):
+        ch[f"{s}_ankle"] = _flat_ankle(ch[f"{s}_hip_flex"], ch[f"{s}_knee"])
+
+
+def _punch_right(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
+    p, _ = _pulse(2 * np.pi * f * t + ph, 0.5)
+    flex, elbow = _guard_stance(t, ch, k)
+    a = np.minimum(a, 1.2)
+    ch["r_shoulder_flex"] = flex + (_lerp(72.0, 92.0, k[1]) - flex) * a * p
+    ch["r_shoulder_abd"] = 20.0 - 12.0 * p
+    ch["r_shoulder_rot"] = GUARD_ROT * (1 - p) - 10 * p
+    ch["r_elbow"] = elbow - (elbow - 7.0) * p
+    ch["l_elbow"] = elbow + 10.0 * p
+    twist = _lerp(10.0, 18.0, k[2])
+    ch["chest_yaw"] = twist * a * p
+    ch["spine_yaw"] = 0.6 * twist * a * p
+    ch["pelvis_yaw"] = 6.0 * p
+    ch["spine_pitch"] = 4.0 + 4.0 * p
+    ch["l_knee"] = ch["l_knee"] + 4.0 * p
+    _flat_feet(ch)
+    return np.zeros_like(t)
+
+
+def _elbow_strike_right(t, f, a, ph, ch, ctx):
+    """The punch's guard and footwork, but the right elbow swings round at shoulder height."""
+    k = ctx["knobs"]
+    p, _ = _pulse(2 * np.pi * f * t + ph, 0.45)
+    flex, elbow = _guard_stance(t, ch, k)
+    a = np.minimum(a, 1.2)
+    ch["r_shoulder_flex"] = flex + (_lerp(50.0, 70.0, k[1]) - flex) * p
+    ch["r_shoulder_abd"] = 20.0 + _lerp(45.0, 65.0, k[1]) * a * p
+    ch["r_shoulder_rot"] = GUARD_ROT * (1 - p) + 10.0 * p
+    ch["r_elbow"] = elbow + (140.0 - elbow) * p
+    ch["l_elbow"] = elbow + 10.0 * p
+    twist = _lerp(16.0, 26.0, k[2])
+    ch["chest_yaw"] = twist * a * p
+    ch["spine_yaw"] = 0.6 * twist * a * p
+    ch["pelvis_yaw"] = 8.0 * p
+    ch["spine_pitch"] = 4.0 + 3.0 * p
+    ch["l_knee"] = ch["l_knee"] + 4.0 * p
+    _flat_feet(ch)
+    return np.zeros_like(t)
+
+
+def _bow(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
+    p, _ = _pulse(2 * np.pi * f * t + ph, 0.7)
+    a = np.minimum(a, 1.15)
+    ch["pelvis_pitch"] = 38.0 * a * p
+    ch["spine_pitch"] = 12.0 * a * p
+    ch["chest_pitch"] = 8.0 * a * p
+    ch["neck_pitch"] = _lerp(0.0, 12.0, k[2]) * p
+    trunk = 62.0 * a * p
+    arms = _lerp(0.4, 0.95, k[0])  # hands slide down the thighs, or the arms hang
+    for s in ("l", "r"):
+        ch[f"{s}_hip_flex"] = 2.0 + 6.0 * p
+        ch[f"{s}_knee"] = 3.0 + _lerp(3.0, 12.0, k[1]) * p
+        ch[f"{s}_ankle"] = _flat_ankle(ch[f"{s}_hip_flex"], ch[f"{s}_knee"])
+        ch[f"{s}_shoulder_flex"] = arms * trunk
+        ch[f"{s}_shoulder_abd"] = 5.0 + 0 * t
+        ch[f"{s}_elbow"] = _lerp(5.0, 25.0, k[3]) + 0 * t
+    return np.zeros_like(t)
+
+
 _CLAP_GAP = 0.06  # distance across between the hands when they meet (scale 1)
 
 
-def _clap_adduction(body: dict[str, Any]) -> float:
+def _clap_adduction(body: dict[str, Any], arms: dict[str, float]) -> float:
     """The shoulder abduction (degrees) at which this body's hands are ``_CLAP_GAP`` apart.
 
-    The gap is the smaller of the wrist-to-wrist and index-to-index distances across.
+    ``arms`` holds the other arm channels (both sides). The gap is the smaller of the
+    wrist-to-wrist and index-to-index distances across.
     """
     grid = np.linspace(-40.0, 20.0, 61)
     ch = {c: np.full(grid.size, _REST_POSE.get(c, 0.0)) for c in CHANNELS}
     for s in ("l", "r"):
-        for k, v in _CLAP_ARMS.items():
-            ch[f"{s}_{k}"] = np.full(grid.size, v)
+        for name, v in arms.items():
+            ch[f"{s}_{name}"] = np.full(grid.size, v)
         ch[f"{s}_shoulder_abd"] = grid
     pos = _forward_kinematics(body["offsets"], ch, 0.0, grid.size)
     gap = np.minimum(pos[:, 17, 0] - pos[:, 22, 0], pos[:, 18, 0] - pos[:, 23, 0])  # grows with abduction
@@ -551,36 +766,73 @@ def _clap_adduction(body: dict[str, Any]) -> float:
 
 
 def _clap(t, f, a, ph, ch, ctx):
+    k = ctx["knobs"]
     phi = 2 * np.pi * 2.0 * f * t + ph
     c = _smoothstep(0.5 - 0.5 * np.cos(phi))  # 1: hands together
-    closed = _clap_adduction(ctx["body"])
+    arms = {"shoulder_flex": _lerp(38.0, 65.0, k[0]), "shoulder_rot": -5.0,
+            "elbow": _lerp(58.0, 78.0, k[1]), "wrist": -15.0}
+    closed = _clap_adduction(ctx["body"], arms)
     ctx["clap_adduction_deg"] = closed
     gains = ctx.setdefault("noise_gain", {})
     for s in ("l", "r"):
-        ch[f"{s}_shoulder_flex"] = _CLAP_ARMS["shoulder_flex"] + 0 * t
-        ch[f"{s}_shoulder_abd"] = closed + (20.0 * a + 8.0) * (1.0 - c)
-        ch[f"{s}_shoulder_rot"] = _CLAP_ARMS["shoulder_rot"] + 0 * t
-        ch[f"{s}_elbow"] = _CLAP_ARMS["elbow"] - 12.0 * (1.0 - c)
-        ch[f"{s}_wrist"] = _CLAP_ARMS["wrist"] + 0 * t
+        ch[f"{s}_shoulder_flex"] = arms["shoulder_flex"] + 0 * t
+        ch[f"{s}_shoulder_abd"] = closed + (_lerp(14.0, 28.0, k[2]) * a + 8.0) * (1.0 - c)
+        ch[f"{s}_shoulder_rot"] = arms["shoulder_rot"] + 0 * t
+        ch[f"{s}_elbow"] = arms["elbow"] - 12.0 * (1.0 - c)
+        ch[f"{s}_wrist"] = arms["wrist"] + 0 * t
         # the hands must meet, not miss or pass through each other: mirrored, smaller
-        # arm noise, and none on the adduction at the moment of the clap
+        # arm noise (posture and jitter included), none on the adduction at the clap
         gains[f"{s}_shoulder_abd"] = 0.6 * (1.0 - c)
-        for k in ("shoulder_flex", "shoulder_rot", "elbow", "wrist"):
-            gains[f"{s}_{k}"] = 0.3
+        for name in ("shoulder_flex", "shoulder_rot", "elbow", "wrist"):
+            gains[f"{s}_{name}"] = 0.3
     ctx["mirror_noise"] = ("shoulder_flex", "shoulder_abd", "shoulder_rot", "elbow", "wrist")
     return np.zeros_like(t)
+
+
+# ---------------------------------------------------------------- mirrored actions
+
+_MIRROR_NEGATE = frozenset(f"{k}_{r}" for k in ("pelvis", "spine", "chest", "neck") for r in ("roll", "yaw"))
+
+
+def _other_side(channel: str) -> str:
+    if channel.startswith("l_"):
+        return "r_" + channel[2:]
+    if channel.startswith("r_"):
+        return "l_" + channel[2:]
+    return channel
+
+
+def _mirrored(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """The action ``fn`` done with the other side: left and right channels swap, and the
+    trunk's rolls and turns change sign."""
+
+    def action(t, f, a, ph, ch, ctx):
+        flight = fn(t, f, a, ph, ch, ctx)
+        old = dict(ch)
+        for c in CHANNELS:
+            src = old[_other_side(c)]
+            ch[c] = -src if c in _MIRROR_NEGATE else src
+        if "noise_gain" in ctx:
+            ctx["noise_gain"] = {_other_side(c): g for c, g in ctx["noise_gain"].items()}
+        return flight
+
+    return action
 
 
 # base frequency (Hz) of each action and whether its start is an arm raise
 _ACTION_SPECS: dict[str, tuple[Callable[..., np.ndarray], float, bool]] = {
     "walk": (_walk, 0.9, False),
+    "sneak": (_sneak, 0.55, False),
     "jog": (_jog, 1.35, False),
     "wave_right": (_wave_right, 1.0, True),
+    "wave_left": (_mirrored(_wave_right), 1.0, True),
     "wave_both": (_wave_both, 1.0, True),
     "squat": (_squat, 0.4, False),
     "jumping_jack": (_jumping_jack, 0.85, False),
     "kick_right": (_kick_right, 0.6, False),
+    "kick_left": (_mirrored(_kick_right), 0.6, False),
     "punch_right": (_punch_right, 0.85, False),
+    "elbow_strike_right": (_elbow_strike_right, 0.85, False),
     "bow": (_bow, 0.38, False),
     "clap": (_clap, 1.1, False),
 }
@@ -694,6 +946,12 @@ def _place(pos: np.ndarray, body: dict[str, Any], flight: np.ndarray) -> np.ndar
 
 # ------------------------------------------------------------------------ API
 
+_WARP_DEPTH = 0.06  # relative drift of the pace within a clip
+_DRIFT_DEPTH = 0.06  # relative drift of the amplitude from one repetition to the next
+JITTER_SCALE_RANGE = (0.7, 1.4)
+"""Per-clip factor on the jitter (capture sessions differ in their noise)."""
+
+
 def _rng(seed: int | np.random.Generator) -> tuple[np.random.Generator, int | None]:
     if isinstance(seed, np.random.Generator):
         return seed, None
@@ -712,9 +970,10 @@ def generate_motion(
 ) -> Motion:
     """One seeded synthetic clip of ``action`` (one of :data:`ACTIONS`) on the standard skeleton.
 
-    ``subject`` fixes the body (see :func:`subject_body`); ``None`` draws one from the
-    seed. ``meta`` holds ``source``/``format`` ``"synthetic"``, ``action``, ``subject``,
-    ``seed`` (``None`` when a Generator was given) and the sampled ``params``.
+    ``subject`` fixes the body and the habits (see :func:`subject_body`,
+    :func:`subject_style`); ``None`` draws both from the seed. ``meta`` holds
+    ``source``/``format`` ``"synthetic"``, ``action``, ``subject``, ``seed`` (``None``
+    when a Generator was given) and the sampled ``params``.
     """
     try:
         fn, base_freq, raises = _ACTION_SPECS[action]
@@ -730,28 +989,44 @@ def generate_motion(
     T = int(num_frames)
     t = np.arange(T) / float(fps)
 
-    body = _subject_body(subject) if subject is not None else _body_from_rng(rng)
-    tempo = float(rng.uniform(*TEMPO_RANGE))
-    amp = float(rng.uniform(*AMPLITUDE_RANGE))
+    if subject is not None:
+        body, habits = _subject_body(subject), _subject_style(subject)
+    else:
+        body = _body_from_rng(rng)
+        habits = _style_from_rng(rng)
+    style = _clip_style(habits, rng)
+    tempo = habits["tempo"] * float(rng.uniform(*TEMPO_RANGE))
+    amp = habits["amplitude"] * float(rng.uniform(*AMPLITUDE_RANGE))
     phase = float(rng.uniform(0.0, 2 * np.pi))
     facing = float(rng.uniform(-FACING_JITTER_DEG, FACING_JITTER_DEG))
     noise_scale = float(rng.uniform(*NOISE_SD_SCALE_RANGE))
+    jitter_scale = float(rng.uniform(*JITTER_SCALE_RANGE))
     freq = base_freq * tempo
+    warped, warp_dev = _warp(t, rng, _WARP_DEPTH)
+    amp_t = amp * _drift(t, rng, _DRIFT_DEPTH)
     params: dict[str, Any] = {
         "scale": body["scale"], "proportions": dict(body["proportions"]),
         "tempo": tempo, "frequency_hz": freq, "amplitude": amp, "phase_rad": phase,
-        "facing_deg": facing, "noise_scale": noise_scale,
+        "facing_deg": facing, "noise_scale": noise_scale, "jitter_scale": jitter_scale,
+        "pace_drift": warp_dev, "style": style,
     }
 
     ch = {c: np.full(T, _REST_POSE.get(c, 0.0)) for c in CHANNELS}
-    ctx: dict[str, Any] = {"body": body}
+    ctx: dict[str, Any] = {"body": body, "style": style, "knobs": np.asarray(style["knobs"])}
     if raises:
         ctx["raise_start_s"] = float(rng.uniform(-0.8, 0.4))  # negative: already raised
-    flight = fn(t, freq, amp, phase, ch, ctx)
-    params.update({k: v for k, v in ctx.items() if k not in ("body", "noise_gain", "mirror_noise")})
+    flight = fn(warped, freq, amp_t, phase, ch, ctx)
+    params.update({k: v for k, v in ctx.items() if k not in ("body", "style", "knobs", "noise_gain", "mirror_noise")})
 
-    sd = np.array([_NOISE_SD[_noise_kind(c)] for c in CHANNELS]) * noise_scale
+    kinds = [_noise_kind(c) for c in CHANNELS]
+    sd = np.array([_NOISE_SD[k] for k in kinds]) * noise_scale
     noise = _smooth_noise(t, rng, sd)
+    noise += _jitter(t, rng, np.array([_JITTER_SD[k] for k in kinds]) * jitter_scale)
+    # the habitual posture; a bent knee is matched at the ankle so the foot stays level
+    posture = dict(style["posture"])
+    for s in ("l", "r"):
+        posture[f"{s}_ankle"] = posture.get(f"{s}_ankle", 0.0) + posture.get(f"{s}_knee", 0.0)
+    noise += np.array([posture.get(c, 0.0) for c in CHANNELS])[:, None]
     for c, gain in ctx.get("noise_gain", {}).items():
         noise[CHANNELS.index(c)] *= gain
     for c in ctx.get("mirror_noise", ()):  # the right side copies the left side's noise
