@@ -321,15 +321,16 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 
 @cli.command()
 @click.option("--demo", is_flag=True, help="The embedded default (also when no data, model or clips are given): "
-              "synthetic dataset, small ST-GCN, 20 motions, written to <data root>/batches/demo.")
+              "synthetic dataset, small HRNN (6 epochs, 1 torch thread unless --threads), 20 motions, "
+              "360x360 at 20 fps, written to <data root>/batches/demo.")
 @click.option("--out", type=click.Path(path_type=Path), help="Batch folder to create (must not exist).")
 @click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="Trained model (default: train the small one).")
 @click.option("--clips", "clips_path", type=click.Path(path_type=Path),
               help="Attack set from `attack-gen collect` (default: collected from the dataset's test part).")
-@click.option("--model", "model_name", default="stgcn", show_default=True, help="Model to train when no checkpoint.")
+@click.option("--model", "model_name", help="Model to train when no checkpoint (default: stgcn; demo: hrnn).")
 @click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True)
-@click.option("--epochs", type=int, default=15, show_default=True, help="Training epochs when no checkpoint.")
+@click.option("--epochs", type=int, help="Training epochs when no checkpoint (default: 15; demo: 6).")
 @click.option("--motions", type=int, default=20, show_default=True, help="Motions in the batch.")
 @click.option("--strategy", type=click.Choice(["ab", "abn", "sa"]), default="ab", show_default=True)
 @click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N.")
@@ -337,9 +338,9 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--iterations", type=int, default=300, show_default=True)
 @click.option("--lr", type=float, help="Adam learning rate (default: the engine's).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--width", type=int, help="Video width in pixels (default 480).")
-@click.option("--height", type=int, help="Video height in pixels (default 480).")
-@click.option("--fps", type=float, help="Video frame rate (default 30; demo 25).")
+@click.option("--width", type=int, help="Video width in pixels (default 480; demo 360).")
+@click.option("--height", type=int, help="Video height in pixels (default 480; demo 360).")
+@click.option("--fps", type=float, help="Video frame rate (default 30; demo 20).")
 @click.option("--duration", type=float, help="Seconds per video (default 6).")
 @click.option("--slowdown", type=float, help="Play the motion this many times slower (default 1).")
 @click.option("--fill", type=click.Choice(["loop", "hold"]), help="Short motions loop (default) or hold the last pose.")
@@ -350,7 +351,7 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path | None, clips_path: Path | None,
-          model_name: str, size: str, epochs: int, motions: int, strategy: str, top_n: int, losses: str,
+          model_name: str | None, size: str, epochs: int | None, motions: int, strategy: str, top_n: int, losses: str,
           iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
           duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
           workers: int | None, device: str | None, as_json: bool) -> None:
@@ -364,6 +365,13 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
     from stimuli.batch import load_batch
 
     demo = demo or not (dataset or checkpoint or clips_path)
+    model_name = model_name or ("hrnn" if demo else "stgcn")
+    epochs = epochs or (6 if demo else 15)
+    if demo and not click.get_current_context().find_root().params.get("threads"):
+        import torch
+
+        # one thread: on a shared 2-core machine two torch threads were 3-5x slower (OpenMP waits)
+        torch.set_num_threads(1)
     out = out or data_root() / "batches" / ("demo" if demo else "batch")
     if demo and out.is_dir() and (out / "manifest.json").is_file():
         b = load_batch(out)

@@ -101,3 +101,30 @@ def test_batch_refuses_bad_arguments(hdm05, tmp_path: Path) -> None:
                                    "--out", str(tmp_path / "b")])
     assert res.exit_code == 1 and "clip file not found" in res.output
     assert not (tmp_path / "b").exists()
+
+
+def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the README's main job, shrunk (3 motions, 1 epoch, 1 s of 64 px video): dataset built,
+    # the demo's HRNN trained, clips collected, AB with SMART and every ablation, rendered
+    monkeypatch.setenv("SMART_STUDY_DATA", str(tmp_path / "root"))
+    args = ["batch", "--demo", "--motions", "3", "--epochs", "1", "--width", "64", "--height", "64",
+            "--fps", "10", "--duration", "1", "--workers", "1", "--json"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    out = tmp_path / "root" / "batches" / "demo"
+    assert summary["out"] == str(out) and summary["items"] == 3
+    assert summary["variants"] == ["original", "smart", "l2", "l2-acc", "l2-bone", "control"]
+    batch = check_batch(out)
+    assert batch.provenance.model["name"] == "hrnn" and (tmp_path / "root" / "datasets" / "synthetic.npz").is_file()
+    for item in batch.items:
+        for name in ("smart", "l2", "l2-acc", "l2-bone"):
+            assert item.variant(name).success is True
+    # only the indistinguishability composites the demo study uses
+    rights = {c.right for it in batch.items for c in it.composites if c.left == "original"}
+    assert rights == {"original", "smart", "control"}
+    info = probe_video(out / batch.items[0].variant("smart").video.path)
+    assert (info["width"], info["height"], info["frames"]) == (64, 64, 10)
+    # a second demo run reuses the batch
+    again = CliRunner().invoke(cli, ["batch", "--demo", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout) == {**json.loads(again.stdout), "reused": True, "items": 3}
