@@ -321,14 +321,14 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 
 @cli.command()
 @click.option("--demo", is_flag=True, help="The embedded default (also when no data, model or clips are given): "
-              "synthetic dataset, small HRNN (6 epochs, 1 torch thread unless --threads), 20 motions, "
+              "synthetic dataset, small ST-GCN (6 epochs, 1 torch thread unless --threads), 20 motions, "
               "360x360 at 20 fps, written to <data root>/batches/demo.")
 @click.option("--out", type=click.Path(path_type=Path), help="Batch folder to create (must not exist).")
 @click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="Trained model (default: train the small one).")
 @click.option("--clips", "clips_path", type=click.Path(path_type=Path),
               help="Attack set from `attack-gen collect` (default: collected from the dataset's test part).")
-@click.option("--model", "model_name", help="Model to train when no checkpoint (default: stgcn; demo: hrnn).")
+@click.option("--model", "model_name", default="stgcn", show_default=True, help="Model to train when no checkpoint.")
 @click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True)
 @click.option("--epochs", type=int, help="Training epochs when no checkpoint (default: 15; demo: 6).")
 @click.option("--motions", type=int, default=20, show_default=True, help="Motions in the batch.")
@@ -351,7 +351,7 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path | None, clips_path: Path | None,
-          model_name: str | None, size: str, epochs: int | None, motions: int, strategy: str, top_n: int, losses: str,
+          model_name: str, size: str, epochs: int | None, motions: int, strategy: str, top_n: int, losses: str,
           iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
           duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
           workers: int | None, device: str | None, as_json: bool) -> None:
@@ -365,7 +365,6 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
     from stimuli.batch import load_batch
 
     demo = demo or not (dataset or checkpoint or clips_path)
-    model_name = model_name or ("hrnn" if demo else "stgcn")
     epochs = epochs or (6 if demo else 15)
     if demo and not click.get_current_context().find_root().params.get("threads"):
         import torch

