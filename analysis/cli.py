@@ -6,33 +6,16 @@ Heavy libraries (pandas, statsmodels, matplotlib) are imported when a command ru
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Sequence
 
 import click
 
-from stimuli.errors import SmartStudyError
+from stimuli.cliutil import user_errors as _user_errors
 
 from . import __version__
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(fn: F) -> F:
-    """Report user-facing errors as one line and exit 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SmartStudyError as exc:
-            raise click.ClickException(str(exc).replace("\n", " ")) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 @click.group()
 @click.version_option(__version__, prog_name="analysis")
