@@ -35,7 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attack_gen.attack import AttackConfig, attack  # noqa: E402
 from attack_gen.attack.engine import resolve_targets  # noqa: E402
-from attack_gen.attack.losses import bone_lengths, joint_weights, perceptual_loss, perceptual_terms  # noqa: E402
+from attack_gen.attack.losses import (  # noqa: E402
+    apply_in_time,
+    bone_lengths,
+    dynamics_preconditioner,
+    joint_weights,
+    perceptual_loss,
+    perceptual_terms,
+)
 from attack_gen.recognizer import Recognizer  # noqa: E402
 
 
@@ -46,10 +53,17 @@ def _sync(device: torch.device) -> None:
 
 def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.ndarray, fps: float,
                   cfg: AttackConfig) -> list[tuple[str, int]]:
-    """The reference loop: one clip, ``torch.optim.Adam``, early stop. Returns (status, iterations) per clip."""
+    """The reference loop: one clip, ``torch.optim.Adam``, early stop. Returns (status, iterations) per clip.
+
+    The same optimisation as the engine: Adam on ``u`` with ``z = z0 + P u`` when the config
+    preconditions, and the class loss on ``logits / temperature``.
+    """
     device = model.mean.device
     strategy = cfg.build_strategy()
     weights = cfg.term_weights()
+    precond = (dynamics_preconditioner(x.shape[1], fps, weights, device=device)
+               if cfg.precondition == "dynamics" else None)
+    temperature = float(cfg.temperature or 1.0)
     gamma = joint_weights(spine=cfg.gamma_spine, other=cfg.gamma_other, device=device)
     offset = model.mean / model.std
     out = []
@@ -60,12 +74,13 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
         z0 = model.normalise(q)
         g0 = z0 + offset
         bl0 = bone_lengths(g0)
-        z = z0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+        u = (z0.clone() if precond is None else torch.zeros_like(z0)).requires_grad_(True)
+        opt = torch.optim.Adam([u], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
         t = torch.as_tensor(y[i : i + 1], device=device)
         ctx = ClassContext(t, t, torch.zeros(1, 1, device=device), torch.as_tensor(targets[i : i + 1], device=device))
         status, step = "failed", cfg.iterations
         for k in range(cfg.iterations + 1):
+            z = u if precond is None else z0 + apply_in_time(precond, u)
             logits = model(z)
             if k == 0:
                 ctx.original = logits.argmax(-1).detach()
@@ -78,7 +93,8 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
             if k == cfg.iterations:
                 break
             lp = perceptual_loss(perceptual_terms(g0, z + offset, fps, gamma=gamma, bone_reference=bl0), weights)
-            loss = cfg.class_weight * strategy.class_loss(logits, ctx) + (1 - cfg.class_weight) * lp
+            lc = strategy.class_loss(logits / temperature, ctx)
+            loss = cfg.class_weight * lc + (1 - cfg.class_weight) * lp
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
