@@ -31,7 +31,9 @@ include the outage) are reported apart.
 Requests go through Python's ``http.client`` from ``--concurrency`` threads, each
 with a keep-alive connection; the client shares the machine's cores with the server, so
 both throughputs are lower than on a machine of their own (the load average before and
-after is printed). Goals (issue 6): answer path >= 0.5 x bare throughput, p99 < 100 ms,
+after is printed). The CPU time the server's processes and this client spent in the bare
+and the answer phases is given per request (server: Linux only): it tells a path that
+burns CPU from one that waits (the disk's fsync, the one SQLite writer at a time). Goals (issue 6): answer path >= 0.5 x bare throughput, p99 < 100 ms,
 0 lost, 0 duplicated, also across the kill.
 """
 
@@ -109,6 +111,22 @@ class Server:
             finally:
                 c.close()
         raise RuntimeError(f"gunicorn did not answer within {timeout} s; see {self.log}")
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user and system) gunicorn's master and workers have used so far; None without Linux /proc."""
+        if self.proc is None or not Path("/proc/self/stat").is_file():
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if pid == self.proc.pid or ppid == self.proc.pid:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
 
     def kill(self) -> None:
         """SIGKILL to the master and every worker at once, as a crash would."""
@@ -291,11 +309,35 @@ def pmap(pool: ThreadPoolExecutor, fn: Callable[..., Any], *iterables: Any) -> t
     return out, time.perf_counter() - t0
 
 
-def stats(latencies: list[float], wall: float) -> dict[str, Any]:
+class CPU:
+    """CPU seconds spent by the server (all its processes) and by this client during the measured phases."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.server_s: float | None = 0.0
+        self.client_s = 0.0
+
+    def measure(self, work: Callable[[], Any]) -> Any:
+        s0, c0 = self.server.cpu_seconds(), time.process_time()
+        out = work()
+        s1, c1 = self.server.cpu_seconds(), time.process_time()
+        self.client_s += c1 - c0
+        self.server_s = None if s0 is None or s1 is None or self.server_s is None else self.server_s + s1 - s0
+        return out
+
+    def per_request_ms(self, n: int) -> dict[str, float | None]:
+        return {"server_cpu_ms": None if self.server_s is None else round(1000 * self.server_s / n, 3),
+                "client_cpu_ms": round(1000 * self.client_s / n, 3)}  # fmt: skip
+
+
+def stats(latencies: list[float], wall: float, cpu: CPU | None = None) -> dict[str, Any]:
     qs = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
-    return {"requests": len(latencies), "seconds": round(wall, 3), "throughput_per_s": round(len(latencies) / wall, 1),
-            "p50_ms": round(qs[49] * 1000, 2), "p99_ms": round(qs[98] * 1000, 2),
-            "max_ms": round(max(latencies) * 1000, 2)}  # fmt: skip
+    out = {"requests": len(latencies), "seconds": round(wall, 3), "throughput_per_s": round(len(latencies) / wall, 1),
+           "p50_ms": round(qs[49] * 1000, 2), "p99_ms": round(qs[98] * 1000, 2),
+           "max_ms": round(max(latencies) * 1000, 2)}  # fmt: skip
+    if cpu is not None:
+        out.update(cpu.per_request_ms(len(latencies)))
+    return out
 
 
 # ---- checking the database -----------------------------------------------------------------------
@@ -343,7 +385,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _, t_enrol = pmap(pool, lambda p: enrol(client, p), people)
             n_answers = len(people) * args.trials
             print(f"bare: {n_answers} x GET /healthz ...", file=sys.stderr)
-            bare_lat, t_bare = pmap(pool, lambda _: healthz(client), range(n_answers))
+            bare_cpu, answer_cpu = CPU(server), CPU(server)
+            bare_lat, t_bare = bare_cpu.measure(lambda: pmap(pool, lambda _: healthz(client), range(n_answers)))
             answer_lat: list[float] = []
             kill_lat: list[float] = []
             t_answers = t_kill_round = 0.0
@@ -385,7 +428,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     kill_lat += [dt for dt, _ in res]
                     t_kill_round += wall
                 else:
-                    res, wall = pmap(pool, lambda p, i: answer(client, p, i), people, range(len(people)))
+                    res, wall = answer_cpu.measure(
+                        lambda: pmap(pool, lambda p, i: answer(client, p, i), people, range(len(people))))
                     answer_lat += [dt for dt, _ in res]
                     t_answers += wall
                 retries += sum(t - 1 for _, t in res)
@@ -393,8 +437,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         load_after = os.getloadavg()
         server.stop()
         integrity = check(url, people, args.trials)
-        bare = stats(bare_lat, t_bare)
-        answers = stats(answer_lat, t_answers)
+        bare = stats(bare_lat, t_bare, bare_cpu)
+        answers = stats(answer_lat, t_answers, answer_cpu)
         result: dict[str, Any] = {
             "participants": len(people), "trials": args.trials, "concurrency": args.concurrency,
             "gunicorn": {"workers": args.workers, "threads": args.threads, "starts": server.starts},
@@ -430,6 +474,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     b, a = r["bare"], r["answer"]
+
+    def cpu(x: dict[str, Any]) -> str:
+        server = "?" if x.get("server_cpu_ms") is None else f"{x['server_cpu_ms']:.2f}"
+        return f"   CPU/request: server {server} ms, client {x['client_cpu_ms']:.2f} ms"
     lines = [
         f"{r['participants']} participants x {r['trials']} trials, {r['concurrency']} client threads; gunicorn "
         f"{r['gunicorn']['workers']} workers x {r['gunicorn']['threads']} threads on {r['database']} "
@@ -437,9 +485,9 @@ def report(r: dict[str, Any]) -> str:
         f"{r['cpus']} CPUs, load {r['load_before'][0]} before, {r['load_after'][0]} after",
         f"enrol:   {r['enrol']['participants']} participants in {r['enrol']['seconds']} s (5 requests each)",
         f"bare:    {b['requests']} GET /healthz    {b['throughput_per_s']:8.1f}/s  p50 {b['p50_ms']:6.2f} ms  "
-        f"p99 {b['p99_ms']:6.2f} ms",
+        f"p99 {b['p99_ms']:6.2f} ms" + cpu(b),
         f"answer:  {a['requests']} POST answer      {a['throughput_per_s']:8.1f}/s  p50 {a['p50_ms']:6.2f} ms  "
-        f"p99 {a['p99_ms']:6.2f} ms   ({r['answer_vs_bare']:.2f} x bare)",
+        f"p99 {a['p99_ms']:6.2f} ms   ({r['answer_vs_bare']:.2f} x bare)" + cpu(a),
     ]  # fmt: skip
     if "kill" in r:
         k = r["kill"]
