@@ -16,8 +16,8 @@ from .extensions import db
 from .models import Participant
 from .models import Study
 
-__all__ = ["get_study", "session_participant", "study_and_participant", "session_holds", "bind", "stage_url",
-           "STAGES"]
+__all__ = ["get_study", "session_public_id", "session_participant", "study_and_participant", "session_holds", "bind",
+           "stage_url", "STAGES"]
 
 STAGES = {
     "consent": "participant.consent",
@@ -38,11 +38,17 @@ def get_study(slug: str) -> Study:
     return study
 
 
+def session_public_id(slug: str) -> str | None:
+    """The public id of the participant this browser's session names for study ``slug`` (no database read)."""
+    ids = session.get("p")
+    public_id = ids.get(slug) if isinstance(ids, dict) else None
+    return public_id if isinstance(public_id, str) else None
+
+
 def session_participant(study: Study) -> Participant | None:
     """The participant this browser's session holds for ``study`` (None if none)."""
-    ids = session.get("p")
-    public_id = ids.get(study.slug) if isinstance(ids, dict) else None
-    if not isinstance(public_id, str):
+    public_id = session_public_id(study.slug)
+    if public_id is None:
         return None
     return db.session.execute(
         select(Participant).where(Participant.public_id == public_id, Participant.study_pk == study.id)
@@ -51,9 +57,8 @@ def session_participant(study: Study) -> Participant | None:
 
 def study_and_participant(slug: str) -> tuple[Study, Participant | None]:
     """The study (404 if none) and this browser's participant in it, in one query when there is one."""
-    ids = session.get("p")
-    public_id = ids.get(slug) if isinstance(ids, dict) else None
-    if isinstance(public_id, str):
+    public_id = session_public_id(slug)
+    if public_id is not None:
         row = db.session.execute(
             select(Study, Participant).join(Participant, Participant.study_pk == Study.id)
             .where(Study.slug == slug, Participant.public_id == public_id)

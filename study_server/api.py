@@ -27,6 +27,7 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 
+from .access import session_public_id
 from .access import stage_url
 from .access import study_and_participant
 from .studies import AnswerRejected
@@ -115,14 +116,21 @@ def state(slug: str) -> Any:
 
 @bp.post("/answer")
 def answer(slug: str) -> Any:
-    """Store one answer (see the module docstring for the protocol)."""
-    study, p = study_and_participant(slug)
-    if p is None:
-        return _no_session()
+    """Store one answer (see the module docstring for the protocol).
+
+    The attempt is read together with its participant and study and checked against the
+    session cookie; the participant is looked up on its own only when something is wrong,
+    to tell a session without a participant (403) from a bad answer (400, 404).
+    """
+    public_id = session_public_id(slug)
     payload = _payload(request.get_json(silent=True))
-    if payload is None:
+    if public_id is None or payload is None:
+        if study_and_participant(slug)[1] is None:
+            return _no_session()
         return jsonify(error="malformed answer"), 400
     try:
-        return jsonify(record_answer(p, payload))
+        return jsonify(record_answer(slug, public_id, payload))
     except AnswerRejected as e:
+        if e.status == 404 and study_and_participant(slug)[1] is None:
+            return _no_session()
         return jsonify(error=e.message), e.status

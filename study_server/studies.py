@@ -35,6 +35,7 @@ from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from stimuli.batch import MANIFEST
@@ -57,6 +58,7 @@ from .models import Study
 from .models import Trial
 from .models import utcnow
 from .screening import Answer
+from .screening import Screening
 from .screening import screen
 
 __all__ = [
@@ -578,7 +580,7 @@ _PROMPTS = {
 }
 
 
-def _options(t: Trial) -> list[dict[str, str]]:
+def _options(t: Trial | Row[Any]) -> list[dict[str, str]]:
     if t.design == design.DECEITFULNESS:
         labels = {"true": t.true_label, "attacked": t.attacked_label or ""}
         pairs = [(str(i + 1), labels[k]) for i, k in enumerate((t.label_order or "true,attacked").split(","))]
@@ -671,7 +673,7 @@ class AnswerRejected(Exception):
         self.message = message
 
 
-def _decode(t: Trial, choice: str) -> str:
+def _decode(t: Trial | Row[Any], choice: str) -> str:
     values = [o["value"] for o in _options(t)]
     if choice not in values:
         raise AnswerRejected(400, f"answer must be one of {', '.join(values)}")
@@ -681,111 +683,122 @@ def _decode(t: Trial, choice: str) -> str:
     return choice
 
 
-def _same(r: Response, data: Mapping[str, Any]) -> bool:
-    return r.idempotency_key == data["key"] and r.choice == data.get("answer")
-
-
-_ATTEMPT_AND_ANSWER = (
-    select(Attempt.id, Attempt.participant_pk, Attempt.trial_pk, Attempt.number, Attempt.served, Attempt.shown_at,
-           Attempt.closed, Response.idempotency_key, Response.choice, Response.result)
-    .outerjoin(Response, Response.attempt_pk == Attempt.id)
+# The statements of the answer path, built once: Core on the tables, so a request neither builds a statement nor
+# loads an ORM object (what the answer path spent most of its time on).
+_S, _P, _T, _A, _M, _R = (m.__table__ for m in (Study, Participant, Trial, Attempt, MediaToken, Response))
+_ANSWER_CONTEXT = (
+    select(_A.c.id, _A.c.participant_pk, _A.c.trial_pk, _A.c.number, _A.c.served, _A.c.shown_at, _A.c.closed,
+           _P.c.public_id, _P.c.status.label("participant_status"), _P.c.block.label("participant_block"),
+           _P.c.study_pk, _S.c.slug, _T.c.design, _T.c.true_label, _T.c.attacked_label, _T.c.label_order,
+           _R.c.idempotency_key, _R.c.choice, _R.c.result)
+    .select_from(_A.join(_P, _P.c.id == _A.c.participant_pk).join(_S, _S.c.id == _P.c.study_pk)
+                 .join(_T, _T.c.id == _A.c.trial_pk).outerjoin(_R, _R.c.attempt_pk == _A.c.id))
+    .where(_A.c.ref == bindparam("ref"))
 )  # fmt: skip
+"""An attempt by its reference, with its participant, study, trial (the answer key) and any answer stored."""
+_NEXT_PENDING = (
+    select(_T.c.id, _T.c.block).where(_T.c.participant_pk == bindparam("p"), _T.c.status == "pending")
+    .order_by(_T.c.block, _T.c.queue, _T.c.position).limit(2)
+)  # fmt: skip
+"""The participant's next two pending trials (as :func:`_pending`)."""
+_STORED = select(_R.c.idempotency_key, _R.c.choice, _R.c.result).where(_R.c.attempt_pk == bindparam("a"))
+_TRIAL_DONE = update(_T).where(_T.c.id == bindparam("t"), _T.c.status == "pending").values(status="done")
+_ATTEMPT_CLOSED = update(_A).where(_A.c.id == bindparam("a")).values(closed=True)
+_TOKENS_REVOKED = update(_M).where(_M.c.attempt_pk == bindparam("a")).values(revoked=True)
+_INSERT_ANSWER = insert(_R)
+_TO_BLOCK = update(_P).where(_P.c.id == bindparam("p")).values(block=bindparam("to_block"), status="instructions")
 
 
-def _stored(attempt_pk: int, data: Mapping[str, Any]) -> dict[str, Any]:
-    """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409."""
-    row = db.session.execute(select(Response.idempotency_key, Response.choice, Response.result)
-                             .where(Response.attempt_pk == attempt_pk)).first()  # fmt: skip
-    if row is not None and row.idempotency_key == data["key"] and row.choice == data.get("answer"):
+def _stored(attempt_pk: int, data: Mapping[str, Any], missing: str = "this trial has already been answered",
+            ) -> dict[str, Any]:  # fmt: skip
+    """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409.
+
+    ``missing`` is the 409's message when no answer is stored for the attempt at all.
+    """
+    row = db.session.execute(_STORED, {"a": attempt_pk}).first()
+    if row is None:
+        raise AnswerRejected(409, missing)
+    if row.idempotency_key == data["key"] and row.choice == data.get("answer"):
         return row.result
     raise AnswerRejected(409, "this trial has already been answered")
 
 
-def record_answer(p: Participant, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Store one answer (``data``: validated payload) in its own transaction; returns the stored result.
+def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Store one answer (``data``: validated payload) of participant ``public_id`` of study ``slug``.
 
-    A retry (same attempt, same key and answer) returns the stored result again; a
-    different answer to an answered attempt, an attempt that is not the current one, or
-    one of a finished participant raises :class:`AnswerRejected` (409); an unknown
-    attempt, or another participant's, 404.
+    The answer is stored in its own transaction; returns the stored result. A retry (same
+    attempt, same key and answer) returns the stored result again; a different answer to
+    an answered attempt, an attempt that is not the current one, or one of a participant
+    not at the trials stage raises :class:`AnswerRejected` (409); an unknown attempt, or
+    one that is not this participant's in this study, 404 (the caller tells apart a
+    session without a participant).
 
     The path of a valid answer is kept short (it is what every participant does every few
-    seconds): one read of the attempt with any answer already stored, one of the next two
-    pending trials, then three small updates and the insert, committed together.
-    Concurrent duplicates are settled by the database: the unique ``response.attempt_pk``
-    and a guarded ``pending -> done`` update of the trial; the loser rolls back and
-    answers with what the winner stored.
+    seconds): one read of the attempt with its participant, study, trial and any answer
+    already stored, one of the next two pending trials, then three small updates and the
+    insert, committed together; prepared Core statements, no ORM objects (except to
+    complete the participant after their last answer). Concurrent duplicates are settled
+    by the database: the unique ``response.attempt_pk`` and a guarded ``pending -> done``
+    update of the trial; the loser rolls back and answers with what the winner stored.
     """
-    att = db.session.execute(_ATTEMPT_AND_ANSWER.where(Attempt.ref == data["attempt"])).first()
-    if att is None or att.participant_pk != p.id:
+    conn = db.session.connection()
+    att = conn.execute(_ANSWER_CONTEXT, {"ref": data["attempt"]}).first()
+    if att is None or att.public_id != public_id or att.slug != slug:
         raise AnswerRejected(404, "no such trial")
     if att.idempotency_key is not None:
         if att.idempotency_key == data["key"] and att.choice == data.get("answer"):
             return att.result
         raise AnswerRejected(409, "this trial has already been answered")
-    if p.status != "trials":
-        if db.session.execute(select(Response.id).where(Response.attempt_pk == att.id)).first() is not None:
-            return _stored(att.id, data)  # the last answer, stored meanwhile by a concurrent duplicate
+    if att.participant_status != "trials":  # (read with the attempt's answer: none was stored then)
         raise AnswerRejected(409, "the study is not at the trials stage")
-    pending = _pending(p, 2)
+    pending = conn.execute(_NEXT_PENDING, {"p": att.participant_pk}).all()
     if not pending or pending[0].id != att.trial_pk or att.closed:
-        if db.session.execute(select(Response.id).where(Response.attempt_pk == att.id)).first() is not None:
-            return _stored(att.id, data)  # answered meanwhile (a concurrent duplicate of this very answer?)
-        raise AnswerRejected(409, "not the current trial")
-    trial = pending[0]
-    failed = bool(data.get("playback_failed"))
-    choice = None if failed else data.get("answer")
-    if not failed:
+        return _stored(att.id, data, "not the current trial")  # (a concurrent duplicate of this very answer?)
+    try:
+        if data.get("playback_failed"):
+            return _store(db.session.get_one(Participant, att.participant_pk),
+                          db.session.get_one(Trial, att.trial_pk), db.session.get_one(Attempt, att.id), data)
+        choice = data.get("answer")
         if not isinstance(choice, str):
             raise AnswerRejected(400, "answer missing")
-        answer = _decode(trial, choice)
+        answer = _decode(att, choice)
         if data.get("rt_ms") is None:
             raise AnswerRejected(400, "rt_ms missing")
-    try:
-        if failed:
-            return _store(p, trial, db.session.get(Attempt, att.id), data)
-        return _store_answer(p, trial, pending[1] if len(pending) > 1 else None, att, data, choice, answer)
+        return _store_answer(att, pending[1] if len(pending) > 1 else None, data, choice, answer)
     except IntegrityError:  # a concurrent request stored this attempt first
         db.session.rollback()
         return _stored(att.id, data)
 
 
-# The writes of a valid answer, built once (Core statements on the tables: no per-request statement building).
-_T, _A, _M, _R = Trial.__table__, Attempt.__table__, MediaToken.__table__, Response.__table__
-_TRIAL_DONE = update(_T).where(_T.c.id == bindparam("t"), _T.c.status == "pending").values(status="done")
-_ATTEMPT_CLOSED = update(_A).where(_A.c.id == bindparam("a")).values(closed=True)
-_TOKENS_REVOKED = update(_M).where(_M.c.attempt_pk == bindparam("a")).values(revoked=True)
-_INSERT_ANSWER = insert(_R)
-
-
-def _store_answer(p: Participant, trial: Trial, following: Trial | None, att: Any, data: Mapping[str, Any],
-                  choice: str, answer: str) -> dict[str, Any]:  # fmt: skip
-    """A valid answer: the trial done, the attempt closed, its media revoked, the answer stored; commit.
+def _store_answer(att: Row[Any], following: Row[Any] | None, data: Mapping[str, Any], choice: str,
+                  answer: str) -> dict[str, Any]:  # fmt: skip
+    """A valid answer to ``att`` (a row of :data:`_ANSWER_CONTEXT`): the trial done, the attempt closed, its media
+    revoked, the answer stored; commit.
 
     Everything is computed before the first write, so the write transaction (SQLite: the
     one writer at a time) is as short as it can be.
     """
     done = following is None
     result = {"stored": True, "valid": True, "retry": False, "done": done,
-              "redirect": url_for("participant.done", slug=p.study.slug) if done else None}  # fmt: skip
+              "redirect": url_for("participant.done", slug=att.slug) if done else None}  # fmt: skip
     events = list(data.get("events") or [])
     events.append({"type": "server-served", "n": att.served})
-    row = {"participant_pk": p.id, "trial_pk": trial.id, "attempt": att.number, "attempt_pk": att.id,
-           "idempotency_key": data["key"], "choice": choice, "answer": answer, "valid": True,
+    row = {"participant_pk": att.participant_pk, "trial_pk": att.trial_pk, "attempt": att.number,
+           "attempt_pk": att.id, "idempotency_key": data["key"], "choice": choice, "answer": answer, "valid": True,
            "playback_failed": False, "failure_reason": None, "response_time_ms": float(data["rt_ms"]),
            "events": events, "client": dict(data.get("client") or {}), "shown_at": att.shown_at,
            "answered_at": utcnow(), "result": result}  # fmt: skip
     conn = db.session.connection()
-    if conn.execute(_TRIAL_DONE, {"t": trial.id}).rowcount != 1:
+    if conn.execute(_TRIAL_DONE, {"t": att.trial_pk}).rowcount != 1:
         db.session.rollback()  # someone else answered it (PostgreSQL waited for them, then saw it done)
         return _stored(att.id, data)
     conn.execute(_ATTEMPT_CLOSED, {"a": att.id})
     conn.execute(_TOKENS_REVOKED, {"a": att.id})
     conn.execute(_INSERT_ANSWER, row)
     if done:
-        complete(p)  # (screening reads the answers just written, in this transaction)
-    elif following.block != p.block:
-        _to_block(p, following.block)
+        _complete(att.participant_pk, att.study_pk)  # (screening reads the answers just written)
+    elif following.block != att.participant_block:
+        conn.execute(_TO_BLOCK, {"p": att.participant_pk, "to_block": following.block})
     db.session.commit()
     return result
 
@@ -833,19 +846,36 @@ def _to_block(p: Participant, block: int) -> None:
 
 
 # ---- completion and screening ------------------------------------------------------------------
+_SCREENED_ANSWERS = (
+    select(_T.c.kind, _R.c.answer).select_from(_T.join(_R, _R.c.trial_pk == _T.c.id))
+    .where(_T.c.participant_pk == bindparam("p"), _T.c.practice.is_(False), _R.c.valid.is_(True),
+           _T.c.design == design.INDISTINGUISHABILITY)
+)  # fmt: skip
+_SCREENING_SETTINGS = (
+    select(_S.c.study_type, _S.c.blocks, _S.c.screening_threshold, _S.c.control_hit_threshold)
+    .where(_S.c.id == bindparam("s"))
+)  # fmt: skip
+_COMPLETED = update(_P).where(_P.c.id == bindparam("p")).values(
+    status="completed", completed_at=bindparam("at"), excluded=bindparam("is_excluded"),
+    exclusion_reason=bindparam("reason"), screening=bindparam("stats"))  # fmt: skip
+
+
+def _screening(participant_pk: int, study: Study | Row[Any]) -> Screening:
+    """Screen a participant on the answers stored so far (in the caller's transaction) with ``study``'s settings.
+
+    ``study``: a :class:`Study`, or a row of :data:`_SCREENING_SETTINGS`. Studies without
+    indistinguishability trials screen nobody out.
+    """
+    blocks = study.blocks or [{"study_type": study.study_type}]
+    if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
+        return Screening(False, None, {})
+    rows = db.session.connection().execute(_SCREENED_ANSWERS, {"p": participant_pk}).all()
+    return screen([Answer(kind, ans == "changed") for kind, ans in rows], study.screening_threshold,
+                  study.control_hit_threshold)  # fmt: skip
+
+
 def _screen(p: Participant) -> None:
-    study = p.study
-    if all(b.study_type != design.INDISTINGUISHABILITY for b in study_blocks(study)):
-        p.excluded, p.exclusion_reason, p.screening = False, None, {}
-        return
-    rows = db.session.execute(
-        select(Trial.kind, Response.answer)
-        .join(Response, Response.trial_pk == Trial.id)
-        .where(Trial.participant_pk == p.id, Trial.practice.is_(False), Response.valid.is_(True),
-               Trial.design == design.INDISTINGUISHABILITY)
-    ).all()  # fmt: skip
-    s = screen([Answer(kind, ans == "changed") for kind, ans in rows], study.screening_threshold,
-               study.control_hit_threshold)  # fmt: skip
+    s = _screening(p.id, p.study)
     p.excluded, p.exclusion_reason, p.screening = s.excluded, s.reason, s.stats
 
 
@@ -854,6 +884,14 @@ def complete(p: Participant) -> None:
     p.status = "completed"
     p.completed_at = utcnow()
     _screen(p)
+
+
+def _complete(participant_pk: int, study_pk: int) -> None:
+    """:func:`complete` for the answer path: on the participant's row, no ORM object loaded."""
+    conn = db.session.connection()
+    s = _screening(participant_pk, conn.execute(_SCREENING_SETTINGS, {"s": study_pk}).one())
+    conn.execute(_COMPLETED, {"p": participant_pk, "at": utcnow(), "is_excluded": s.excluded, "reason": s.reason,
+                              "stats": s.stats})  # fmt: skip
 
 
 def rescreen(study: Study) -> dict[str, int]:
