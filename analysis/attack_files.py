@@ -25,7 +25,6 @@ one-line :class:`stimuli.errors.DataError` naming the file and field.
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from stimuli.errors import DataError
+from stimuli.fileio import read_npz
 
 from .paper import paper_strategy
 
@@ -95,20 +95,15 @@ def _get(d: Any, dotted: str) -> Any:
 def read_attack_result(path: str | Path) -> AttackRun:
     """Read and check one ``.npz`` attack result (see the module docstring for the fields used)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: attack result not found")
+    z = read_npz(path, "attack result", ("record",))
     try:
-        with np.load(path, allow_pickle=False) as z:
-            names = set(z.files)
-            if "record" not in names:
-                raise DataError(f"{path}: not a smart-study attack result (no 'record')")
-            record = json.loads(str(z["record"]))
-            missing = [k for k in _REQUIRED_ARRAYS if k not in names]
-            if missing:
-                raise DataError(f"{path}: attack result lacks array(s) {', '.join(missing)}")
-            arrays = {k: z[k] for k in (*_REQUIRED_ARRAYS, *_OPTIONAL_ARRAYS) if k in names}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        record = json.loads(str(z["record"]))
+    except ValueError as e:
         raise DataError(f"{path}: cannot read attack result ({e})") from None
+    missing = [k for k in _REQUIRED_ARRAYS if k not in z]
+    if missing:
+        raise DataError(f"{path}: attack result lacks array(s) {', '.join(missing)}")
+    arrays = {k: z[k] for k in (*_REQUIRED_ARRAYS, *_OPTIONAL_ARRAYS) if k in z}
     if not isinstance(record, dict) or record.get("format") != RESULT_FORMAT:
         fmt = record.get("format") if isinstance(record, dict) else None
         raise DataError(f"{path}: not a smart-study attack result (record format {fmt!r})")

@@ -6,11 +6,12 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable
+import zipfile
+from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_npz", "file_sha256", "json_default"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_npz", "file_sha256", "json_default", "read_npz"]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
@@ -60,3 +61,33 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_npz(path: str | Path, what: str, required: Sequence[str] = (), *,
+             only_required: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file (no pickles; all, or only ``required``), or a one-line :class:`DataError`.
+
+    ``what`` names the file in the messages: ``"<path>: <what> not found"``, ``"<path>: not
+    a smart-study <what> (missing a, b)"`` when a ``required`` array is absent, and
+    ``"<path>: cannot read <what> (<reason>)"`` for a damaged or foreign file.
+    """
+    from .errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        # our own handle: np.load leaves its file open when the archive is damaged
+        with open(path, "rb") as fh:
+            z = np.load(fh, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+                raise DataError(f"{path}: cannot read {what} (a single .npy array, not an .npz archive)")
+            with z:
+                missing = [k for k in required if k not in z.files]
+                if missing:
+                    raise DataError(f"{path}: not a smart-study {what} (missing {', '.join(missing)})")
+                return {k: z[k] for k in (required if only_required else z.files)}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read {what} ({exc})") from None

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import subprocess
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write, json_default as _json_default
+from stimuli.fileio import atomic_write, json_default as _json_default, read_npz
 
 from .engine import ClipResult
 
@@ -191,15 +190,10 @@ class AttackResult:
 def load_result(path: str | Path) -> AttackResult:
     """Read a result file; a missing, foreign or damaged file is a one-line :class:`DataError`."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: attack result not found")
+    arrays = read_npz(path, "attack result", ("record",))
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "record" not in z.files:
-                raise DataError(f"{path}: not a smart-study attack result (no record)")
-            arrays = {k: z[k] for k in z.files}
         record = json.loads(str(arrays.pop("record")))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except ValueError as exc:
         raise DataError(f"{path}: cannot read attack result ({exc})") from None
     if record.get("format") != RESULT_FORMAT:
         raise DataError(f"{path}: not a smart-study attack result (format {record.get('format')!r})")

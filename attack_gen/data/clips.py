@@ -10,7 +10,6 @@ SHA-256, the model name). Written atomically.
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write_npz
+from stimuli.fileio import atomic_write_npz, read_npz
 from stimuli.motion import check_motion
 
 
@@ -71,17 +70,11 @@ def save_clips(clips: ClipSet, path: str | Path) -> Path:
 
 def load_clips(path: str | Path) -> ClipSet:
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: clip file not found")
+    arrays = read_npz(path, "clip file", _KEYS, only_required=True)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: not a smart-study clip set (missing {', '.join(missing)})")
-            arrays = {k: z[k] for k in _KEYS}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read clip set ({exc})") from None
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read clip file ({exc})") from None
     if meta.get("format") != CLIPS_FORMAT:
         raise DataError(f"{path}: not a smart-study clip set (meta.format = {meta.get('format')!r})")
     try:

@@ -19,7 +19,6 @@ an interrupted ``prepare`` never leaves a half-written dataset behind.
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write_npz
+from stimuli.fileio import atomic_write_npz, read_npz
 from stimuli.motion import check_motion
 
 __all__ = ["Dataset", "FORMAT_VERSION", "save_dataset", "load_dataset", "TRAIN", "TEST"]
@@ -132,16 +131,7 @@ def save_dataset(dataset: Dataset, path: str | Path) -> Path:
 def load_dataset(path: str | Path) -> Dataset:
     """Read a dataset file; a missing, foreign or corrupt file raises :class:`DataError`."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: dataset file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: not a smart-study dataset (missing {', '.join(missing)})")
-            arrays = {k: z[k] for k in _KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read dataset file ({exc})") from None
+    arrays = read_npz(path, "dataset file", _KEYS, only_required=True)
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except json.JSONDecodeError as exc:
