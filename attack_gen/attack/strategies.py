@@ -8,7 +8,10 @@ Each ``Lc`` is written so that *minimising* ``L = w Lc + (1 - w) Lp`` attacks:
   gradient is exactly zero at the start ``q^ = q``, since d CE(p0, softmax(l)) / dl =
   softmax(l) - p0, so the first Adam steps would follow rounding noise.)
 - ``abn`` Anything-but-N: ``Lc = -Entropy(Phi(q^))``; success (and stop) once the true
-  label is no longer among the top N classes.
+  label is no longer among the top N classes. An option (not the paper):
+  ``Lc = KL(u_rest || Phi(q^))`` with ``u_rest`` uniform over the other ``K - 1`` classes.
+  Entropy is already largest at the uniform distribution, where the true label is still
+  tied with the others; ``u_rest`` instead pushes the true label's probability to zero.
 - ``sa``  Specified: ``Lc = CE(Phi(q^), target)``; success when the target is predicted.
   A random target is drawn per clip from a seeded generator among the classes other
   than the true one (:func:`random_targets`).
