@@ -35,6 +35,7 @@ from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -686,21 +687,28 @@ def _decode(t: Trial | Row[Any], choice: str) -> str:
 # The statements of the answer path, built once: Core on the tables, so a request neither builds a statement nor
 # loads an ORM object (what the answer path spent most of its time on).
 _S, _P, _T, _A, _M, _R = (m.__table__ for m in (Study, Participant, Trial, Attempt, MediaToken, Response))
+_Q = _T.alias("queued")
+
+
+def _queued(column: Any, place: int) -> Any:
+    """The attempt's participant's pending trial at ``place`` in presentation order (as :func:`_pending`): its
+    ``column``, NULL if there is none (a correlated subquery of :data:`_ANSWER_CONTEXT`)."""
+    return (select(column).where(_Q.c.participant_pk == _A.c.participant_pk, _Q.c.status == "pending")
+            .order_by(_Q.c.block, _Q.c.queue, _Q.c.position).limit(1).offset(place).scalar_subquery())  # fmt: skip
+
+
 _ANSWER_CONTEXT = (
     select(_A.c.id, _A.c.participant_pk, _A.c.trial_pk, _A.c.number, _A.c.served, _A.c.shown_at, _A.c.closed,
            _P.c.public_id, _P.c.status.label("participant_status"), _P.c.block.label("participant_block"),
            _P.c.study_pk, _S.c.slug, _T.c.design, _T.c.true_label, _T.c.attacked_label, _T.c.label_order,
-           _R.c.idempotency_key, _R.c.choice, _R.c.result)
+           _R.c.idempotency_key, _R.c.choice, _R.c.result,
+           _queued(_Q.c.id, 0).label("current_trial_pk"), _queued(_Q.c.block, 1).label("next_block"))
     .select_from(_A.join(_P, _P.c.id == _A.c.participant_pk).join(_S, _S.c.id == _P.c.study_pk)
                  .join(_T, _T.c.id == _A.c.trial_pk).outerjoin(_R, _R.c.attempt_pk == _A.c.id))
     .where(_A.c.ref == bindparam("ref"))
 )  # fmt: skip
-"""An attempt by its reference, with its participant, study, trial (the answer key) and any answer stored."""
-_NEXT_PENDING = (
-    select(_T.c.id, _T.c.block).where(_T.c.participant_pk == bindparam("p"), _T.c.status == "pending")
-    .order_by(_T.c.block, _T.c.queue, _T.c.position).limit(2)
-)  # fmt: skip
-"""The participant's next two pending trials (as :func:`_pending`)."""
+"""An attempt by its reference, with its participant, study, trial (the answer key), any answer stored, the
+participant's current trial and the block of the one after it (NULL: none after it), all in one snapshot."""
 _STORED = select(_R.c.idempotency_key, _R.c.choice, _R.c.result).where(_R.c.attempt_pk == bindparam("a"))
 _TRIAL_DONE = update(_T).where(_T.c.id == bindparam("t"), _T.c.status == "pending").values(status="done")
 _ATTEMPT_CLOSED = update(_A).where(_A.c.id == bindparam("a")).values(closed=True)
@@ -709,13 +717,13 @@ _INSERT_ANSWER = insert(_R)
 _TO_BLOCK = update(_P).where(_P.c.id == bindparam("p")).values(block=bindparam("to_block"), status="instructions")
 
 
-def _stored(attempt_pk: int, data: Mapping[str, Any], missing: str = "this trial has already been answered",
-            ) -> dict[str, Any]:  # fmt: skip
+def _stored(conn: Connection, attempt_pk: int, data: Mapping[str, Any],
+            missing: str = "this trial has already been answered") -> dict[str, Any]:  # fmt: skip
     """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409.
 
     ``missing`` is the 409's message when no answer is stored for the attempt at all.
     """
-    row = db.session.execute(_STORED, {"a": attempt_pk}).first()
+    row = conn.execute(_STORED, {"a": attempt_pk}).first()
     if row is None:
         raise AnswerRejected(409, missing)
     if row.idempotency_key == data["key"] and row.choice == data.get("answer"):
@@ -734,43 +742,47 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
     session without a participant).
 
     The path of a valid answer is kept short (it is what every participant does every few
-    seconds): one read of the attempt with its participant, study, trial and any answer
-    already stored, one of the next two pending trials, then three small updates and the
-    insert, committed together; prepared Core statements, no ORM objects (except to
-    complete the participant after their last answer). Concurrent duplicates are settled
-    by the database: the unique ``response.attempt_pk`` and a guarded ``pending -> done``
-    update of the trial; the loser rolls back and answers with what the winner stored.
+    seconds): on a connection of its own (not the ORM session), one read of the attempt
+    with its participant, study, trial, any answer already stored and the participant's
+    next two pending trials, then three small updates and the insert, committed together;
+    prepared Core statements, no ORM objects. Concurrent duplicates are settled by the database:
+    the unique ``response.attempt_pk`` and a guarded ``pending -> done`` update of the
+    trial; the loser rolls back and answers with what the winner stored. A playback
+    failure (rare) goes through the ORM session instead.
     """
-    conn = db.session.connection()
-    att = conn.execute(_ANSWER_CONTEXT, {"ref": data["attempt"]}).first()
-    if att is None or att.public_id != public_id or att.slug != slug:
-        raise AnswerRejected(404, "no such trial")
-    if att.idempotency_key is not None:
-        if att.idempotency_key == data["key"] and att.choice == data.get("answer"):
-            return att.result
-        raise AnswerRejected(409, "this trial has already been answered")
-    if att.participant_status != "trials":  # (read with the attempt's answer: none was stored then)
-        raise AnswerRejected(409, "the study is not at the trials stage")
-    pending = conn.execute(_NEXT_PENDING, {"p": att.participant_pk}).all()
-    if not pending or pending[0].id != att.trial_pk or att.closed:
-        return _stored(att.id, data, "not the current trial")  # (a concurrent duplicate of this very answer?)
+    with db.engine.connect() as conn:
+        att = conn.execute(_ANSWER_CONTEXT, {"ref": data["attempt"]}).first()
+        if att is None or att.public_id != public_id or att.slug != slug:
+            raise AnswerRejected(404, "no such trial")
+        if att.idempotency_key is not None:
+            if att.idempotency_key == data["key"] and att.choice == data.get("answer"):
+                return att.result
+            raise AnswerRejected(409, "this trial has already been answered")
+        if att.participant_status != "trials":  # (read with the attempt's answer: none was stored then)
+            raise AnswerRejected(409, "the study is not at the trials stage")
+        if att.current_trial_pk != att.trial_pk or att.closed:
+            return _stored(conn, att.id, data, "not the current trial")  # (a concurrent duplicate of this answer?)
+        if not data.get("playback_failed"):
+            choice = data.get("answer")
+            if not isinstance(choice, str):
+                raise AnswerRejected(400, "answer missing")
+            answer = _decode(att, choice)
+            if data.get("rt_ms") is None:
+                raise AnswerRejected(400, "rt_ms missing")
+            try:
+                return _store_answer(conn, att, data, choice, answer)
+            except IntegrityError:  # a concurrent request stored this attempt first
+                conn.rollback()
+                return _stored(conn, att.id, data)
     try:
-        if data.get("playback_failed"):
-            return _store(db.session.get_one(Participant, att.participant_pk),
-                          db.session.get_one(Trial, att.trial_pk), db.session.get_one(Attempt, att.id), data)
-        choice = data.get("answer")
-        if not isinstance(choice, str):
-            raise AnswerRejected(400, "answer missing")
-        answer = _decode(att, choice)
-        if data.get("rt_ms") is None:
-            raise AnswerRejected(400, "rt_ms missing")
-        return _store_answer(att, pending[1] if len(pending) > 1 else None, data, choice, answer)
-    except IntegrityError:  # a concurrent request stored this attempt first
+        return _store(db.session.get_one(Participant, att.participant_pk), db.session.get_one(Trial, att.trial_pk),
+                      db.session.get_one(Attempt, att.id), data)  # fmt: skip
+    except IntegrityError:
         db.session.rollback()
-        return _stored(att.id, data)
+        return _stored(db.session.connection(), att.id, data)
 
 
-def _store_answer(att: Row[Any], following: Row[Any] | None, data: Mapping[str, Any], choice: str,
+def _store_answer(conn: Connection, att: Row[Any], data: Mapping[str, Any], choice: str,
                   answer: str) -> dict[str, Any]:  # fmt: skip
     """A valid answer to ``att`` (a row of :data:`_ANSWER_CONTEXT`): the trial done, the attempt closed, its media
     revoked, the answer stored; commit.
@@ -778,7 +790,7 @@ def _store_answer(att: Row[Any], following: Row[Any] | None, data: Mapping[str, 
     Everything is computed before the first write, so the write transaction (SQLite: the
     one writer at a time) is as short as it can be.
     """
-    done = following is None
+    done = att.next_block is None
     result = {"stored": True, "valid": True, "retry": False, "done": done,
               "redirect": url_for("participant.done", slug=att.slug) if done else None}  # fmt: skip
     events = list(data.get("events") or [])
@@ -788,18 +800,17 @@ def _store_answer(att: Row[Any], following: Row[Any] | None, data: Mapping[str, 
            "playback_failed": False, "failure_reason": None, "response_time_ms": float(data["rt_ms"]),
            "events": events, "client": dict(data.get("client") or {}), "shown_at": att.shown_at,
            "answered_at": utcnow(), "result": result}  # fmt: skip
-    conn = db.session.connection()
     if conn.execute(_TRIAL_DONE, {"t": att.trial_pk}).rowcount != 1:
-        db.session.rollback()  # someone else answered it (PostgreSQL waited for them, then saw it done)
-        return _stored(att.id, data)
+        conn.rollback()  # someone else answered it (PostgreSQL waited for them, then saw it done)
+        return _stored(conn, att.id, data)
     conn.execute(_ATTEMPT_CLOSED, {"a": att.id})
     conn.execute(_TOKENS_REVOKED, {"a": att.id})
     conn.execute(_INSERT_ANSWER, row)
     if done:
-        _complete(att.participant_pk, att.study_pk)  # (screening reads the answers just written)
-    elif following.block != att.participant_block:
-        conn.execute(_TO_BLOCK, {"p": att.participant_pk, "to_block": following.block})
-    db.session.commit()
+        _complete(conn, att.participant_pk, att.study_pk)  # (screening reads the answers just written)
+    elif att.next_block != att.participant_block:
+        conn.execute(_TO_BLOCK, {"p": att.participant_pk, "to_block": att.next_block})
+    conn.commit()
     return result
 
 
@@ -860,8 +871,8 @@ _COMPLETED = update(_P).where(_P.c.id == bindparam("p")).values(
     exclusion_reason=bindparam("reason"), screening=bindparam("stats"))  # fmt: skip
 
 
-def _screening(participant_pk: int, study: Study | Row[Any]) -> Screening:
-    """Screen a participant on the answers stored so far (in the caller's transaction) with ``study``'s settings.
+def _screening(conn: Connection, participant_pk: int, study: Study | Row[Any]) -> Screening:
+    """Screen a participant on the answers stored so far (in ``conn``'s transaction) with ``study``'s settings.
 
     ``study``: a :class:`Study`, or a row of :data:`_SCREENING_SETTINGS`. Studies without
     indistinguishability trials screen nobody out.
@@ -869,13 +880,13 @@ def _screening(participant_pk: int, study: Study | Row[Any]) -> Screening:
     blocks = study.blocks or [{"study_type": study.study_type}]
     if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
         return Screening(False, None, {})
-    rows = db.session.connection().execute(_SCREENED_ANSWERS, {"p": participant_pk}).all()
+    rows = conn.execute(_SCREENED_ANSWERS, {"p": participant_pk}).all()
     return screen([Answer(kind, ans == "changed") for kind, ans in rows], study.screening_threshold,
                   study.control_hit_threshold)  # fmt: skip
 
 
 def _screen(p: Participant) -> None:
-    s = _screening(p.id, p.study)
+    s = _screening(db.session.connection(), p.id, p.study)
     p.excluded, p.exclusion_reason, p.screening = s.excluded, s.reason, s.stats
 
 
@@ -886,10 +897,9 @@ def complete(p: Participant) -> None:
     _screen(p)
 
 
-def _complete(participant_pk: int, study_pk: int) -> None:
-    """:func:`complete` for the answer path: on the participant's row, no ORM object loaded."""
-    conn = db.session.connection()
-    s = _screening(participant_pk, conn.execute(_SCREENING_SETTINGS, {"s": study_pk}).one())
+def _complete(conn: Connection, participant_pk: int, study_pk: int) -> None:
+    """:func:`complete` for the answer path: on the participant's row (in ``conn``'s transaction), no ORM object."""
+    s = _screening(conn, participant_pk, conn.execute(_SCREENING_SETTINGS, {"s": study_pk}).one())
     conn.execute(_COMPLETED, {"p": participant_pk, "at": utcnow(), "is_excluded": s.excluded, "reason": s.reason,
                               "stats": s.stats})  # fmt: skip
 
