@@ -745,10 +745,10 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
     seconds): on a connection of its own (not the ORM session), one read of the attempt
     with its participant, study, trial, any answer already stored and the participant's
     next two pending trials, then three small updates and the insert, committed together;
-    prepared Core statements, no ORM objects. Concurrent duplicates are settled by the database:
-    the unique ``response.attempt_pk`` and a guarded ``pending -> done`` update of the
-    trial; the loser rolls back and answers with what the winner stored. A playback
-    failure (rare) goes through the ORM session instead.
+    prepared Core statements, no ORM objects. Concurrent duplicates are settled by the
+    database: the unique ``response.attempt_pk`` and a guarded ``pending -> done`` update
+    of the trial; the loser rolls back and answers with what the winner stored. A playback
+    failure (rare) is stored through the ORM session instead.
     """
     with db.engine.connect() as conn:
         att = conn.execute(_ANSWER_CONTEXT, {"ref": data["attempt"]}).first()
@@ -774,7 +774,7 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
             except IntegrityError:  # a concurrent request stored this attempt first
                 conn.rollback()
                 return _stored(conn, att.id, data)
-    try:
+    try:  # a playback failure: on the ORM objects, in the session's own transaction
         return _store(db.session.get_one(Participant, att.participant_pk), db.session.get_one(Trial, att.trial_pk),
                       db.session.get_one(Attempt, att.id), data)  # fmt: skip
     except IntegrityError:

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -217,6 +218,30 @@ def test_a_retried_answer_is_stored_once_and_a_different_one_refused(app):
     same_key_other_answer = pa.answer(s, "2", key=key)
     assert same_key_other_answer.status_code == 409
     assert count(app, Response) == 1
+
+
+def test_an_answer_is_one_read_and_four_writes(app):
+    """The answer path stays short: one read of the attempt with all it is checked against, then the trial done,
+    the attempt closed, its media revoked and the answer inserted; the last answer also completes and screens."""
+    pa = actions(app, "ind").join(PROLIFIC_PID="lean")
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement.split(None, 1)[0])
+
+    per_answer = []
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        while (s := pa.state())["status"] == "trial":
+            statements.clear()
+            assert pa.answer(s, first_option(None, s)).status_code == 200
+            per_answer.append(list(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    answer = ["SELECT", "UPDATE", "UPDATE", "UPDATE", "INSERT"]
+    assert per_answer == [answer] * 5 + [answer + ["SELECT", "SELECT", "UPDATE"]]
 
 
 def test_concurrent_duplicate_posts_store_one_row(app):
