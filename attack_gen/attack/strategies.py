@@ -22,6 +22,7 @@ labels and the ``(N, K)`` original distribution.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -67,22 +68,24 @@ class ClassContext:
         return ClassContext(*(torch.cat([getattr(p, f) for p in parts]) for f in fields))
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class: ``class_loss`` ``(N,)`` to minimise and ``success`` ``(N,)`` bool."""
 
     name = ""
     needs_target = False
 
     @property
+    @abc.abstractmethod
     def label(self) -> str:
         """The column name in the paper's tables (AB, AB3, AB5, SA)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def class_loss(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
-        raise NotImplementedError
+        """``(N,)``: the class loss of each clip, to minimise."""
 
+    @abc.abstractmethod
     def success(self, logits: torch.Tensor, ctx: ClassContext) -> torch.Tensor:
-        raise NotImplementedError
+        """``(N,)`` bool: which clips the attack has fooled."""
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "label": self.label}
