@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from stimuli.errors import DataError
+from stimuli.fileio import json_default
 from stimuli.responses import COLUMN_NAMES, COLUMNS, STUDY_TYPES, read_responses
 
 __all__ = [
@@ -345,15 +346,6 @@ def describe_inputs(df: pd.DataFrame) -> dict[str, Any]:
 def dumps(obj: Any) -> str:
     """JSON with numpy scalars and NaN (as null) handled."""
 
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
     def clean(o: Any) -> Any:
         if isinstance(o, float) and not np.isfinite(o):
             return None
@@ -365,4 +357,4 @@ def dumps(obj: Any) -> str:
             return clean(float(o))
         return o
 
-    return json.dumps(clean(obj), default=default, indent=1)
+    return json.dumps(clean(obj), default=json_default, indent=1)
