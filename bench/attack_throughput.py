@@ -36,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from attack_gen.attack import AttackConfig, attack  # noqa: E402
 from attack_gen.attack.engine import resolve_targets  # noqa: E402
 from attack_gen.attack.losses import (  # noqa: E402
+    apply_in_space,
     apply_in_time,
     bone_lengths,
+    bone_preconditioner,
     dynamics_preconditioner,
     joint_weights,
     perceptual_loss,
@@ -55,14 +57,15 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
                   cfg: AttackConfig) -> list[tuple[str, int]]:
     """The reference loop: one clip, ``torch.optim.Adam``, early stop. Returns (status, iterations) per clip.
 
-    The same optimisation as the engine: Adam on ``u`` with ``z = z0 + P u`` when the config
-    preconditions, and the class loss on ``logits / temperature``.
+    The same optimisation as the engine: Adam on ``u`` with ``z = z0 + P S u`` when the config
+    preconditions (``S`` within frames, then ``P`` along time), and the class loss on
+    ``logits / temperature``.
     """
     device = model.mean.device
     strategy = cfg.build_strategy()
     weights = cfg.term_weights()
     precond = (dynamics_preconditioner(x.shape[1], fps, weights, device=device)
-               if cfg.precondition == "dynamics" else None)
+               if cfg.precondition in ("perceptual", "dynamics") else None)
     temperature = float(cfg.temperature or 1.0)
     gamma = joint_weights(spine=cfg.gamma_spine, other=cfg.gamma_other, device=device)
     offset = model.mean / model.std
@@ -74,13 +77,15 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
         z0 = model.normalise(q)
         g0 = z0 + offset
         bl0 = bone_lengths(g0)
-        u = (z0.clone() if precond is None else torch.zeros_like(z0)).requires_grad_(True)
+        s = bone_preconditioner(g0, weights, gamma) if cfg.precondition == "perceptual" else None
+        changed = precond is not None or s is not None
+        u = (torch.zeros_like(z0) if changed else z0.clone()).requires_grad_(True)
         opt = torch.optim.Adam([u], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
         t = torch.as_tensor(y[i : i + 1], device=device)
         ctx = ClassContext(t, t, torch.zeros(1, 1, device=device), torch.as_tensor(targets[i : i + 1], device=device))
         status, step = "failed", cfg.iterations
         for k in range(cfg.iterations + 1):
-            z = u if precond is None else z0 + apply_in_time(precond, u)
+            z = z0 + apply_in_time(precond, apply_in_space(s, u)) if changed else u
             logits = model(z)
             if k == 0:
                 ctx.original = logits.argmax(-1).detach()

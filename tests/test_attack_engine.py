@@ -99,7 +99,7 @@ def test_config_rejects_bad_values_quoting_them() -> None:
         AttackConfig(strategy="ab", target=1)
     with pytest.raises(AttackError, match="temperature must be a positive number, got 0"):
         AttackConfig(temperature=0)
-    with pytest.raises(AttackError, match="unknown preconditioner 'adam'; known: dynamics, none"):
+    with pytest.raises(AttackError, match="unknown preconditioner 'adam'; known: perceptual, dynamics, none"):
         AttackConfig(precondition="adam")
     with pytest.raises(AttackError, match="final learning rate must be > 0, got -0.1"):
         AttackConfig(lr_final=-0.1)
@@ -116,7 +116,7 @@ def test_learning_rate_decays_geometrically_to_the_final_rate() -> None:
     assert AttackConfig(lr=0.002).learning_rates(torch.tensor([3])) == 0.002
 
 
-@pytest.mark.parametrize("precondition", ["dynamics", "none"])
+@pytest.mark.parametrize("precondition", ["perceptual", "dynamics", "none"])
 def test_class_loss_uses_the_tempered_softmax_and_labels_the_plain_one(setup, precondition: str) -> None:
     model, x, y = setup
     t = 2.5
@@ -313,6 +313,20 @@ def test_preconditioned_adam_takes_smooth_steps(setup) -> None:
     pre = attack(model, x[:4], y[:4], fps=FPS, config=_cfg(**one, precondition="dynamics"))
     acc = lambda rs: np.mean([r.metrics["acceleration_deviation"] for r in rs])  # noqa: E731
     assert acc(pre) < 0.2 * acc(plain)
+
+
+def test_perceptual_preconditioner_turns_limbs_rather_than_stretch_them(setup) -> None:
+    # the first Adam step moves u by lr per coordinate; with the bone part of the preconditioner
+    # the resulting change of bone lengths is far smaller, the joints still move as far
+    model, x, y = setup
+    one = {"loss": "smart", "strategy": "abn", "top_n": K, "iterations": 1}
+    dyn = attack(model, x[:4], y[:4], fps=FPS, config=_cfg(**one, precondition="dynamics"))
+    per = attack(model, x[:4], y[:4], fps=FPS, config=_cfg(**one, precondition="perceptual"))
+    mean = lambda rs, k: np.mean([r.metrics[k] for r in rs])  # noqa: E731
+    assert mean(per, "bone_length_deviation_m") < 0.1 * mean(dyn, "bone_length_deviation_m")
+    assert mean(per, "mean_joint_displacement_m") > 0.5 * mean(dyn, "mean_joint_displacement_m")
+    assert mean(per, "acceleration_deviation") < 1.5 * mean(dyn, "acceleration_deviation")
+    assert all(r.iterations == 1 for r in dyn + per)
 
 
 def test_smart_loss_gives_smoother_examples_than_l2(setup) -> None:

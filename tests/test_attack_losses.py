@@ -14,7 +14,9 @@ from attack_gen.attack.losses import (
     acceleration_term,
     bone_lengths,
     bone_term,
+    apply_in_space,
     apply_in_time,
+    bone_preconditioner,
     derivative,
     dynamics_preconditioner,
     joint_weights,
@@ -23,6 +25,7 @@ from attack_gen.attack.losses import (
     perceptual_terms,
     position_term,
 )
+from stimuli.skeleton import STANDARD
 from attack_gen.attack.strategies import (
     AnythingBut,
     AnythingButN,
@@ -298,3 +301,94 @@ def test_uniform_rest_kl_by_hand() -> None:
     torch.testing.assert_close(s.class_loss(logp[:1], ctx), kl[:1])
     with pytest.raises(ValueError, match="unknown ABN loss 'kl'; known: entropy, uniform-rest"):
         AnythingButN(3, loss="kl")
+
+
+# ---- the bone preconditioner ----------------------------------------------------------------
+
+STANDARD_BONE = STANDARD.bones[0]
+"""(child, parent) of the first bone of the standard skeleton."""
+
+
+def _pose_clip(t: int = 4, seed: int = 0) -> torch.Tensor:
+    """(1, t, 25, 3) float64 in geometric units: every child 5-20 cm from its parent, no point bones."""
+    rng = np.random.default_rng(seed)
+    pos = np.zeros((t, 25, 3))
+    for f in range(t):
+        for j in STANDARD.topological_order():
+            parent = STANDARD.parents[j]
+            if parent == -1:
+                pos[f, j] = rng.normal(0, 0.1, 3)
+            else:
+                d = rng.normal(size=3)
+                pos[f, j] = pos[f, parent] + d / np.linalg.norm(d) * rng.uniform(0.05, 0.2)
+    return torch.tensor(pos[None], dtype=torch.float64)
+
+
+def _hessian_per_frame(g0: torch.Tensor, w: dict[str, float], gamma: torch.Tensor) -> torch.Tensor:
+    """Gauss-Newton matrix of w_pos * position + w_bone * bone at g0, per frame, built from autograd's Jacobian."""
+    _, t, v, c = g0.shape
+    gvec = gamma.double().repeat_interleave(c)
+    out = []
+    for f in range(t):
+        frame = g0[0, f].reshape(-1)
+        jac = torch.autograd.functional.jacobian(lambda x: bone_lengths(x.reshape(1, 1, v, c))[0, 0], frame)
+        out.append(w["position"] * torch.diag(gvec**2) + w["bone"] / t * jac.T @ jac)
+    return torch.stack(out)
+
+
+def test_bone_preconditioner_whitens_the_bone_term_into_the_position_term() -> None:
+    # S^T H S = w_pos G for every frame, with H's bone part from autograd (not from the code's J)
+    g0 = _pose_clip()
+    gamma = joint_weights()
+    w = PerceptualWeights().for_loss("smart")
+    s = bone_preconditioner(g0, w, gamma).double()[0]
+    h = _hessian_per_frame(g0, w, gamma)
+    g = torch.diag(gamma.double().repeat_interleave(3) ** 2)
+    for f in range(g0.shape[1]):
+        # (to ~1e-5 relative: bone_lengths' sqrt(|v|^2 + eps) bends the Jacobian by eps / |v|^2)
+        torch.testing.assert_close(s[f].T @ h[f] @ s[f], w["position"] * g, rtol=0, atol=1e-9)
+
+
+def test_bone_preconditioner_keeps_length_preserving_moves_and_shrinks_stretches() -> None:
+    g0 = _pose_clip(t=2, seed=1)
+    w = PerceptualWeights().for_loss("smart")
+    s = bone_preconditioner(g0, w, joint_weights())
+    shift = torch.zeros_like(g0)
+    shift[..., :] = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)  # a translation keeps every bone
+    torch.testing.assert_close(apply_in_space(s, shift), shift, rtol=0, atol=1e-9)
+    omega = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)  # an infinitesimal rotation about the root
+    rot = torch.cross(omega.expand_as(g0), g0 - g0[:, :, :1], dim=-1)
+    torch.testing.assert_close(apply_in_space(s, rot), rot, rtol=0, atol=1e-9)
+    # stretching the first bone (its child moves along the bone): much of it is taken out
+    c, p = STANDARD_BONE
+    stretch = torch.zeros_like(g0)
+    stretch[:, :, c] = g0[:, :, c] - g0[:, :, p]
+    moved = apply_in_space(s, stretch)
+    before = bone_lengths(g0 + 1e-4 * stretch) - bone_lengths(g0)
+    after = bone_lengths(g0 + 1e-4 * moved) - bone_lengths(g0)
+    assert after.abs().sum() < 0.2 * before.abs().sum()
+
+
+def test_bone_preconditioner_treats_a_point_bone_as_isotropic() -> None:
+    # two coincident joints: any relative move is a length change, so S shrinks it on every axis
+    # (a bone with a length keeps the moves across it: see the rotation above)
+    g0 = _pose_clip(t=1, seed=2)
+    c, p = STANDARD_BONE
+    g0[:, :, c] = g0[:, :, p]
+    s = bone_preconditioner(g0, PerceptualWeights().for_loss("smart"), joint_weights())
+    norms = []
+    for axis in range(3):
+        d = torch.zeros_like(g0)
+        d[:, :, c, axis] = 1.0
+        norms.append(float(apply_in_space(s, d)[0, 0, c, axis]))
+    assert max(norms) < 0.5
+
+
+def test_bone_preconditioner_is_the_identity_without_a_bone_or_position_term() -> None:
+    g0 = _pose_clip(t=2)
+    assert bone_preconditioner(g0, PerceptualWeights().for_loss("l2"), joint_weights()) is None
+    assert bone_preconditioner(g0, PerceptualWeights().for_loss("l2-acc"), joint_weights()) is None
+    assert bone_preconditioner(g0, {"bone": 0.7}, joint_weights()) is None
+    assert bone_preconditioner(g0, PerceptualWeights().for_loss("l2-bone"), joint_weights()) is not None
+    x = torch.randn(2, 5, 25, 3)
+    assert apply_in_space(None, x) is x

@@ -224,8 +224,9 @@ def _attack_options(fn: F) -> F:
         click.option("--temperature", type=float,
                      help="T of Phi = softmax(logits / T) in the class loss; 1 = plain softmax "
                           "(default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TEMPERATURE.items()) + ")."),
-        click.option("--precondition", type=click.Choice(list(PRECONDITIONERS)), default="dynamics",
-                     show_default=True, help="dynamics: Adam in coordinates that whiten l_dyn; none: Adam on q^."),
+        click.option("--precondition", type=click.Choice(list(PRECONDITIONERS)), default="perceptual",
+                     show_default=True, help="perceptual: Adam in coordinates that whiten l_dyn along time, then "
+                     "l_bl within each frame; dynamics: l_dyn only; none: Adam on q^."),
         click.option("--abn-loss", type=click.Choice(list(ABN_LOSSES)), default="entropy", show_default=True,
                      help="ABN class loss: the paper's entropy, or KL to uniform over the other classes."),
         click.option("--class-weight", type=float, default=0.4, show_default=True, help="w in L = w Lc + (1-w) Lp."),

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+import numpy as np
 import torch
 
 from stimuli.skeleton import STANDARD, Skeleton
@@ -56,6 +57,8 @@ __all__ = [
     "perceptual_metrics",
     "dynamics_preconditioner",
     "apply_in_time",
+    "bone_preconditioner",
+    "apply_in_space",
 ]
 
 TERMS = ("position", "acceleration", "bone")
@@ -256,3 +259,71 @@ def apply_in_time(p: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     if p is None:
         return x
     return torch.einsum("st,ntvc->nsvc", p.to(x.dtype), x)
+
+
+ZERO_BONE = 1e-3
+"""Geometric units (about a millimetre for the usual normalisation): a bone shorter than this
+counts as a point in :func:`bone_preconditioner`."""
+
+
+@torch.no_grad()
+def bone_preconditioner(
+    g0: torch.Tensor, weights: Mapping[str, float], gamma: torch.Tensor, skeleton: Skeleton = STANDARD
+) -> torch.Tensor | None:
+    """Per clip and frame, the ``(V*C, V*C)`` map ``S`` that whitens ``l_bl`` against the position term.
+
+    ``g0 (N, T, V, C)`` is the original clip in geometric units. Linearised at ``g0``, frame
+    ``t``'s bone term is ``(w_bone / M) |J_t d|^2``: ``J_t`` has a row per bone, ``e_b`` on the
+    child's coordinates and ``-e_b`` on the parent's, ``e_b`` the bone's unit direction;
+    the position term is ``w_pos d^T G d`` with ``G = diag(gamma_j^2)``. With
+    ``A = (w_bone / (M w_pos)) G^(-1/2) J^T J G^(-1/2)`` and
+    ``S = G^(-1/2) (I + A)^(-1/2) G^(1/2)``, a deviation ``d = S v`` gives the sum of both
+    terms as ``w_pos v^T G v``: diagonal, like the position term alone.
+
+    ``S`` is invertible (a change of variables: same objective, same minima). It leaves
+    directions that keep every bone's length to first order (rotations of limbs,
+    translations of the body) unchanged and shrinks bone-stretching ones by up to the
+    square root of their curvature ratio (~1/20 for the paper's weights), so Adam's steps
+    turn limbs rather than stretch them. A bone shorter than :data:`ZERO_BONE` (joints
+    that coincide in the capture) is isotropic: any relative move of its joints is a
+    length change. Returns None when the loss has no bone term or no
+    position term (then there is nothing to whiten against): the identity.
+    """
+    w_bone, w_pos = float(weights.get("bone", 0.0)), float(weights.get("position", 0.0))
+    if w_bone <= 0.0 or w_pos <= 0.0:
+        return None
+    n, t, v, c = g0.shape
+    vec = (g0[:, :, skeleton.bone_children] - g0[:, :, skeleton.bone_parents]).double()  # (N, T, nb, C)
+    norm = vec.norm(dim=-1, keepdim=True)
+    e = vec / norm.clamp_min(1e-12)
+    outer = e[..., :, None] * e[..., None, :]  # (N, T, nb, C, C)
+    # a bone of (almost) no length (joints that coincide in the capture) changes by |d_c - d_p| in
+    # every direction: its curvature is the identity, not e e^T
+    point = (norm[..., 0] < ZERO_BONE)[..., None, None]
+    outer = torch.where(point, torch.eye(c, dtype=outer.dtype, device=outer.device), outer)
+    jtj = torch.zeros(n, t, v, v, c, c, dtype=torch.float64, device=g0.device)
+    ch = torch.as_tensor(np.asarray(skeleton.bone_children), device=g0.device)
+    pa = torch.as_tensor(np.asarray(skeleton.bone_parents), device=g0.device)
+    for b in range(len(ch)):  # J^T J block by block: +ee^T on (c, c), (p, p); -ee^T on (c, p), (p, c)
+        i, k, o = int(ch[b]), int(pa[b]), outer[:, :, b]
+        jtj[:, :, i, i] += o
+        jtj[:, :, k, k] += o
+        jtj[:, :, i, k] -= o
+        jtj[:, :, k, i] -= o
+    jtj = jtj.permute(0, 1, 2, 4, 3, 5).reshape(n, t, v * c, v * c)
+    g_half = gamma.double().to(g0.device).repeat_interleave(c)  # (V*C,) gamma_j per coordinate
+    scale = w_bone / (max(t, 1) * w_pos)
+    a = scale * jtj / (g_half[:, None] * g_half[None, :])
+    a = a + torch.eye(v * c, dtype=torch.float64, device=g0.device)
+    evals, evecs = torch.linalg.eigh(a)
+    inv_sqrt = (evecs * evals.rsqrt()[..., None, :]) @ evecs.transpose(-1, -2)
+    s = inv_sqrt * (g_half[None, :] / g_half[:, None])  # G^(-1/2) (I + A)^(-1/2) G^(1/2)
+    return s.to(g0.dtype)
+
+
+def apply_in_space(s: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """Per clip and frame, ``S (N, T, V*C, V*C)`` on the joints of ``x (N, T, V, C)``; the identity for None."""
+    if s is None:
+        return x
+    n, t, v, c = x.shape
+    return torch.einsum("ntij,ntj->nti", s.to(x.dtype), x.reshape(n, t, v * c)).reshape(n, t, v, c)
