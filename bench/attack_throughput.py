@@ -9,7 +9,11 @@ Same model, same clips, same settings, in one run:
 
 Both stop early, so both do the same number of clip-iterations; the ratio is what
 batching buys. The loop also cross-checks the engine: the share of clips with the same
-outcome and iteration count is printed.
+outcome and iteration count is printed. So is the bound on any batched engine: the model's
+forward and input-gradient pass alone, per clip, one clip at a time and all clips at once.
+The loop's time per clip-iteration over the latter is the largest speed-up batching could
+give on this device (on a CPU, where a convolution costs about the same per clip at any
+batch size, it is small).
 
 CPU (default): a small model trained for a few epochs on the embedded synthetic data::
 
@@ -107,6 +111,32 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
     return out
 
 
+def model_only_ms(model: Recognizer, x: np.ndarray, batch: int, device: torch.device, reps: int = 3) -> float:
+    """Milliseconds per clip of the model's forward and input-gradient backward pass alone, ``batch`` clips at once.
+
+    What any engine pays per clip-iteration at that batch size; the loop's time per
+    clip-iteration over the batched one of this at the full batch bounds what batching can buy.
+    """
+    xb = torch.as_tensor(np.ascontiguousarray(x[:batch]), device=device)
+    was = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in was:
+        p.requires_grad_(False)
+    model.eval()
+    try:
+        z = model.normalise(xb).detach().requires_grad_(True)
+        model(z).sum().backward()  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            z.grad = None
+            model(z).sum().backward()
+        _sync(device)
+        return (time.perf_counter() - t0) / reps / len(xb) * 1000
+    finally:
+        for p, flag in was:
+            p.requires_grad_(flag)
+
+
 def prepare(args: argparse.Namespace, device: torch.device) -> tuple[Recognizer, np.ndarray, np.ndarray, float, str]:
     """The model and the clips: given files, or a quickly trained model on synthetic data."""
     from attack_gen.data.clips import load_clips
@@ -195,6 +225,8 @@ def main() -> None:
     _sync(device)
     t_loop = time.perf_counter() - t0
 
+    ms_one = model_only_ms(model, x, 1, device, reps=16)
+    ms_all = model_only_ms(model, x, len(x), device)
     its_b = int(sum(r.iterations for r in batched))
     its_b_sub = int(sum(r.iterations for r in batched[:n_loop]))
     its_l = int(sum(k for _, k in loop))
@@ -220,6 +252,8 @@ def main() -> None:
         "speedup_per_clip": per_clip_loop / per_clip_batched,
         "speedup_per_clip_iteration": ratio_clip_its,
         "same_outcome_share": same,
+        "model_only_ms_per_clip": {"batch_1": ms_one, f"batch_{len(x)}": ms_all},
+        "speedup_bound_per_clip_iteration": (t_loop / max(its_l, 1) * 1000) / ms_all,
         "clip_iterations_batched_on_loop_subset": its_b_sub,
     }
     if args.json:
@@ -231,6 +265,9 @@ def main() -> None:
           f"({its_l} clip-iterations on {n_loop} clips, {res['one_at_a_time']['successes']}/{n_loop} succeeded)")
     print(f"speed-up: {res['speedup_per_clip']:.1f}x per clip, {ratio_clip_its:.1f}x per clip-iteration; "
           f"same outcome and iteration count for {same:.0%} of the looped clips")
+    print(f"model alone (forward + input gradient): {ms_one:.2f} ms per clip one at a time, {ms_all:.2f} ms per clip "
+          f"{len(x)} at a time; the loop's {t_loop / max(its_l, 1) * 1000:.2f} ms per clip-iteration over the latter "
+          f"bounds any batched engine's speed-up here at {res['speedup_bound_per_clip_iteration']:.1f}x")
 
 
 if __name__ == "__main__":
