@@ -89,7 +89,7 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
         ctx = ClassContext(t, t, torch.zeros(1, 1, device=device), torch.as_tensor(targets[i : i + 1], device=device))
         status, step = "failed", cfg.iterations
         for k in range(cfg.iterations + 1):
-            z = z0 + apply_in_time(precond, apply_in_space(s, u)) if changed else u
+            z = z0 + apply_in_time(precond, apply_in_space(s, u, gamma)) if changed else u
             logits = model(z)
             if k == 0:
                 ctx.original = logits.argmax(-1).detach()

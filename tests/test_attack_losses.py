@@ -341,10 +341,14 @@ def test_bone_preconditioner_whitens_the_bone_term_into_the_position_term() -> N
     g0 = _pose_clip()
     gamma = joint_weights()
     w = PerceptualWeights().for_loss("smart")
-    s = bone_preconditioner(g0, w, gamma).double()[0]
+    packed = bone_preconditioner(g0, w, gamma)
+    t = g0.shape[1]
+    eye = torch.eye(75, dtype=torch.float64).reshape(75, 1, 25, 3).expand(75, t, 25, 3)
+    # S column by column: S applied to every unit vector, in every frame
+    s = torch.stack([apply_in_space(packed.expand(75, -1, -1, -1), eye)[:, f].reshape(75, 75).T for f in range(t)])
     h = _hessian_per_frame(g0, w, gamma)
     g = torch.diag(gamma.double().repeat_interleave(3) ** 2)
-    for f in range(g0.shape[1]):
+    for f in range(t):
         # (to ~1e-5 relative: bone_lengths' sqrt(|v|^2 + eps) bends the Jacobian by eps / |v|^2)
         torch.testing.assert_close(s[f].T @ h[f] @ s[f], w["position"] * g, rtol=0, atol=1e-9)
 

@@ -320,7 +320,7 @@ class _Batch:
     v: torch.Tensor  # (B, T, V, C) Adam second moment
     step: torch.Tensor  # (B,) long, Adam steps done
     ctx: ClassContext
-    s: torch.Tensor | None = None  # (B, T, V*C, V*C) the bone preconditioner per clip and frame, if any
+    s: torch.Tensor | None = None  # (B, T, R, C + 1 + R) the bone preconditioner per clip and frame, if any
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -433,7 +433,7 @@ def attack(
                 batch = _Batch.cat(batch, start([queue.popleft() for _ in range(min(free, len(queue)))]))
             assert batch is not None
             xv = batch.x.detach().requires_grad_(True)
-            z = batch.z0 + apply_in_time(precond, apply_in_space(batch.s, xv)) if changed else xv
+            z = batch.z0 + apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton)) if changed else xv
             logits = model(z)  # (B, K)
             if refilled:  # the new clips' first forward pass: their original prediction
                 with torch.no_grad():

@@ -265,12 +265,16 @@ ZERO_BONE = 1e-3
 """Geometric units (about a millimetre for the usual normalisation): a bone shorter than this
 counts as a point in :func:`bone_preconditioner`."""
 
+MAX_POINT_BONES = 6
+"""Point bones per frame given all three directions in :func:`bone_preconditioner`; any further
+ones get one row (along x). Real captures have a few (HDM05 on the standard skeleton: 3)."""
+
 
 @torch.no_grad()
 def bone_preconditioner(
     g0: torch.Tensor, weights: Mapping[str, float], gamma: torch.Tensor, skeleton: Skeleton = STANDARD
 ) -> torch.Tensor | None:
-    """Per clip and frame, the ``(V*C, V*C)`` map ``S`` that whitens ``l_bl`` against the position term.
+    """Per clip and frame, the map ``S`` (on ``V*C`` coordinates) that whitens ``l_bl`` against the position term.
 
     ``g0 (N, T, V, C)`` is the original clip in geometric units. Linearised at ``g0``, frame
     ``t``'s bone term is ``(w_bone / M) |J_t d|^2``: ``J_t`` has a row per bone, ``e_b`` on the
@@ -286,44 +290,80 @@ def bone_preconditioner(
     square root of their curvature ratio (~1/20 for the paper's weights), so Adam's steps
     turn limbs rather than stretch them. A bone shorter than :data:`ZERO_BONE` (joints
     that coincide in the capture) is isotropic: any relative move of its joints is a
-    length change. Returns None when the loss has no bone term or no
-    position term (then there is nothing to whiten against): the identity.
+    length change (three rows of ``J``, up to :data:`MAX_POINT_BONES` such bones per frame).
+
+    ``J`` has far fewer rows (``R``, about the number of bones) than ``S`` has columns, so
+    ``S`` is kept factored: with ``c = w_bone / (M w_pos)`` and the eigenvectors ``U`` and
+    eigenvalues ``l`` of the small ``K = c J G^(-1) J^T`` (``R x R``),
+    ``S = I + G^(-1) J^T W J`` with ``W = c U diag(((1 + l)^(-1/2) - 1) / l) U^T``
+    (the push-through identity). Each row of ``J`` is a direction on one bone, so the
+    result is ``(N, T, R, C + 1 + R)``: per frame and row its direction, its bone's index
+    and the row of ``W``, for :func:`apply_in_space`. None when the loss has no bone term
+    or no position term (nothing to whiten against: the identity).
     """
     w_bone, w_pos = float(weights.get("bone", 0.0)), float(weights.get("position", 0.0))
     if w_bone <= 0.0 or w_pos <= 0.0:
         return None
     n, t, v, c = g0.shape
-    vec = (g0[:, :, skeleton.bone_children] - g0[:, :, skeleton.bone_parents]).double()  # (N, T, nb, C)
-    norm = vec.norm(dim=-1, keepdim=True)
-    e = vec / norm.clamp_min(1e-12)
-    outer = e[..., :, None] * e[..., None, :]  # (N, T, nb, C, C)
-    # a bone of (almost) no length (joints that coincide in the capture) changes by |d_c - d_p| in
-    # every direction: its curvature is the identity, not e e^T
-    point = (norm[..., 0] < ZERO_BONE)[..., None, None]
-    outer = torch.where(point, torch.eye(c, dtype=outer.dtype, device=outer.device), outer)
-    jtj = torch.zeros(n, t, v, v, c, c, dtype=torch.float64, device=g0.device)
-    ch = torch.as_tensor(np.asarray(skeleton.bone_children), device=g0.device)
-    pa = torch.as_tensor(np.asarray(skeleton.bone_parents), device=g0.device)
-    for b in range(len(ch)):  # J^T J block by block: +ee^T on (c, c), (p, p); -ee^T on (c, p), (p, c)
-        i, k, o = int(ch[b]), int(pa[b]), outer[:, :, b]
-        jtj[:, :, i, i] += o
-        jtj[:, :, k, k] += o
-        jtj[:, :, i, k] -= o
-        jtj[:, :, k, i] -= o
-    jtj = jtj.permute(0, 1, 2, 4, 3, 5).reshape(n, t, v * c, v * c)
-    g_half = gamma.double().to(g0.device).repeat_interleave(c)  # (V*C,) gamma_j per coordinate
+    nb = len(skeleton.bone_children)
+    dev = g0.device
+    ch = torch.as_tensor(np.asarray(skeleton.bone_children), device=dev)
+    pa = torch.as_tensor(np.asarray(skeleton.bone_parents), device=dev)
+    vec = g0[:, :, ch] - g0[:, :, pa]  # (N, T, nb, C)
+    dt = g0.dtype
+    norm = vec.norm(dim=-1)
+    e = vec / norm.clamp_min(1e-12)[..., None]
+    point = norm < ZERO_BONE  # (N, T, nb)
+    # a point bone's row takes x; the first MAX_POINT_BONES of a frame also get extra rows for y and z
+    e = torch.where(point[..., None], torch.tensor([1.0, 0.0, 0.0], dtype=e.dtype, device=dev), e)
+    rank = point.long().cumsum(-1) - 1  # order of each point bone within its frame
+    extra = point & (rank < MAX_POINT_BONES)
+    rows = nb + 2 * MAX_POINT_BONES
+    # row r of J: a direction on bone bone[r] (+ on its child's coordinates, - on its parent's)
+    bone = torch.zeros(n, t, rows, dtype=torch.long, device=dev)
+    bone[:, :, :nb] = torch.arange(nb, device=dev)
+    dirs = torch.zeros(n, t, rows, c, dtype=dt, device=dev)
+    dirs[:, :, :nb] = e
+    nn_, tt, bb = torch.nonzero(extra, as_tuple=True)
+    for axis in (1, 2):
+        r = nb + 2 * rank[nn_, tt, bb] + (axis - 1)
+        bone[nn_, tt, r] = bb
+        dirs[nn_, tt, r, axis] = 1.0
+    g_inv = 1.0 / gamma.to(device=dev, dtype=dt) ** 2  # (V,) G^(-1) per joint
+    # K = J G^(-1) J^T: rows r, s meet on the joints their bones share
+    on = torch.zeros(nb, v, dtype=dt, device=dev)
+    on[torch.arange(nb, device=dev), ch] = 1.0
+    on[torch.arange(nb, device=dev), pa] = -1.0
+    share = torch.einsum("aj,bj,j->ab", on, on, g_inv)  # (nb, nb)
+    k = share[bone[..., :, None], bone[..., None, :]] * (dirs @ dirs.transpose(-1, -2))
     scale = w_bone / (max(t, 1) * w_pos)
-    a = scale * jtj / (g_half[:, None] * g_half[None, :])
-    a = a + torch.eye(v * c, dtype=torch.float64, device=g0.device)
-    evals, evecs = torch.linalg.eigh(a)
-    inv_sqrt = (evecs * evals.rsqrt()[..., None, :]) @ evecs.transpose(-1, -2)
-    s = inv_sqrt * (g_half[None, :] / g_half[:, None])  # G^(-1/2) (I + A)^(-1/2) G^(1/2)
-    return s.to(g0.dtype)
+    lam, u = torch.linalg.eigh(scale * k)
+    lam = lam.clamp_min(0.0)
+    f = torch.where(lam > 1e-12, ((1.0 + lam).rsqrt() - 1.0) / lam.clamp_min(1e-12), torch.full_like(lam, -0.5))
+    w = scale * (u * f[..., None, :]) @ u.transpose(-1, -2)
+    return torch.cat([dirs, bone[..., None].to(dt), w], dim=-1)
 
 
-def apply_in_space(s: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """Per clip and frame, ``S (N, T, V*C, V*C)`` on the joints of ``x (N, T, V, C)``; the identity for None."""
+def apply_in_space(s: torch.Tensor | None, x: torch.Tensor, gamma: torch.Tensor | None = None,
+                   skeleton: Skeleton = STANDARD) -> torch.Tensor:
+    """``S x`` per clip and frame, ``s`` from :func:`bone_preconditioner`, ``x (N, T, V, C)``; the identity for None.
+
+    ``gamma`` must be the joint weights ``s`` was made with (default :func:`joint_weights`).
+    ``S x = x + G^(-1) J^T W J x``, with ``J`` applied through the bones (gathers and
+    scatters, never a dense ``V C x V C`` matrix).
+    """
     if s is None:
         return x
-    n, t, v, c = x.shape
-    return torch.einsum("ntij,ntj->nti", s.to(x.dtype), x.reshape(n, t, v * c)).reshape(n, t, v, c)
+    c = x.shape[-1]
+    s = s.to(x.dtype)
+    dirs, bone, w = s[..., :c], s[..., c].long(), s[..., c + 1 :]
+    if gamma is None:
+        gamma = joint_weights(skeleton, device=x.device)
+    ch = torch.as_tensor(np.asarray(skeleton.bone_children), device=x.device)
+    pa = torch.as_tensor(np.asarray(skeleton.bone_parents), device=x.device)
+    d = x[:, :, ch] - x[:, :, pa]  # (N, T, nb, C)
+    a = (dirs * torch.gather(d, 2, bone[..., None].expand(-1, -1, -1, c))).sum(-1)  # J x: (N, T, R)
+    b = torch.matmul(w, a[..., None])[..., 0]  # W J x
+    per_bone = torch.zeros_like(d).scatter_add(2, bone[..., None].expand(-1, -1, -1, c), dirs * b[..., None])
+    back = torch.zeros_like(x).index_add(2, ch, per_bone).index_add(2, pa, -per_bone)  # J^T W J x
+    return x + back / gamma.to(x.dtype).square()[:, None]
