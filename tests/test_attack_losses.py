@@ -25,7 +25,6 @@ from attack_gen.attack.losses import (
     perceptual_terms,
     position_term,
 )
-from stimuli.skeleton import STANDARD
 from attack_gen.attack.strategies import (
     AnythingBut,
     AnythingButN,
