@@ -109,10 +109,11 @@ DEFAULT_LR = 0.005
 """Adam learning rate in normalised units: the top of the paper's range [0.0005, 0.005]."""
 
 PRECONDITIONERS = ("perceptual", "dynamics", "none")
-"""Where Adam takes its per-coordinate steps: ``perceptual``, in coordinates that whiten the
-loss's dynamics term along time (:func:`.losses.dynamics_preconditioner`) and then its bone
-term within each frame (:func:`.losses.bone_preconditioner`); ``dynamics``, the first only;
-``none``, on ``q^`` itself. Each whitens only the terms the chosen loss has."""
+"""Where Adam takes its per-coordinate steps: ``perceptual``, on ``u`` with ``z = z0 + P S u``,
+``S`` whitening the loss's bone term within each frame (:func:`.losses.bone_preconditioner`)
+and ``P`` its dynamics term along time (:func:`.losses.dynamics_preconditioner`);
+``dynamics``, ``P`` only; ``none``, on ``q^`` itself. Each map is the identity when the
+chosen loss lacks its term."""
 
 DEFAULT_TEMPERATURE: dict[str, float] = {"ab": 3.0, "abn": 1.0, "sa": 1.0}
 """Per strategy, ``T`` of ``Phi = softmax(logits / T)`` inside ``Lc`` when none is given (see
@@ -419,7 +420,7 @@ def attack(
         zeros = torch.zeros_like(z0)
         ctx = ClassContext(y[r].to(device), torch.full((len(r),), -1, dtype=torch.long, device=device),
                            torch.zeros(len(r), num_classes, device=device), tgt[r].to(device))
-        x0 = zeros.clone() if changed else z0.clone()  # u0 = 0: z0 + S P 0 = z0, i.e. q^0 = q
+        x0 = zeros.clone() if changed else z0.clone()  # u0 = 0: z0 + P S 0 = z0, i.e. q^0 = q
         s = bone_preconditioner(g0, weights, gamma, skeleton) if spatial else None
         return _Batch(r, x0, z0, g0, bone_lengths(g0, skeleton), zeros, zeros.clone(),
                       torch.zeros(len(r), dtype=torch.long, device=device), ctx, s)
