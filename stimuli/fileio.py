@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import tempfile
 from pathlib import Path
 import zipfile
@@ -11,7 +12,8 @@ from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_npz", "file_sha256", "json_default", "read_npz"]
+__all__ = ["NPY_LOCK", "atomic_write", "atomic_write_bytes", "atomic_write_npz", "file_sha256", "json_default", "load_npy",
+           "read_npz"]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
@@ -63,6 +65,19 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+NPY_LOCK = threading.Lock()
+"""Held while NumPy parses ``.npy`` headers. NumPy reads them with ``ast.literal_eval``, and on
+CPython 3.11 (3.11.7 here) two threads doing that at once can raise ``SystemError: AST
+constructor recursion depth mismatch`` (CPython gh-106905): the batch validator checks files
+in threads, and the study server runs requests in threads."""
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """``np.load(path, allow_pickle=False)`` for a ``.npy`` file, safe to call from several threads."""
+    with NPY_LOCK:
+        return np.load(path, allow_pickle=False)
+
+
 def read_npz(path: str | Path, what: str, required: Sequence[str] = (), *,
              only_required: bool = False) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` file (no pickles; all, or only ``required``), or a one-line :class:`DataError`.
@@ -78,7 +93,7 @@ def read_npz(path: str | Path, what: str, required: Sequence[str] = (), *,
         raise DataError(f"{path}: {what} not found")
     try:
         # our own handle: np.load leaves its file open when the archive is damaged
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh, NPY_LOCK:
             z = np.load(fh, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
                 raise DataError(f"{path}: cannot read {what} (a single .npy array, not an .npz archive)")

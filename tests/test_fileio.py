@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stimuli.errors import DataError
-from stimuli.fileio import json_default, read_npz
+from stimuli.fileio import NPY_LOCK, json_default, load_npy, read_npz
 
 
 def test_read_npz_returns_the_arrays_and_can_keep_only_the_required(tmp_path: Path) -> None:
@@ -44,3 +45,29 @@ def test_json_default_handles_numpy_and_paths() -> None:
     assert json.loads(json.dumps(doc, default=json_default)) == {"a": 3, "b": 0.5, "c": [0, 1], "d": "/x/y"}
     with pytest.raises(TypeError, match="not JSON serialisable: object"):
         json.dumps(object(), default=json_default)
+
+
+@pytest.mark.parametrize("reader", ["load_npy", "read_npz"])
+def test_numpy_headers_are_parsed_one_thread_at_a_time(tmp_path: Path, reader: str) -> None:
+    # NumPy parses .npy headers with ast.literal_eval, which CPython 3.11 can break when two
+    # threads run it at once (gh-106905: "AST constructor recursion depth mismatch"); the
+    # batch validator loads motions from a thread pool. A reader must wait for NPY_LOCK.
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "a.npy", arr)
+    np.savez(tmp_path / "a.npz", x=arr)
+    got: list[np.ndarray] = []
+    started = threading.Event()
+
+    def load() -> None:
+        started.set()
+        got.append(load_npy(tmp_path / "a.npy") if reader == "load_npy" else read_npz(tmp_path / "a.npz", "x")["x"])
+
+    with NPY_LOCK:
+        t = threading.Thread(target=load)
+        t.start()
+        assert started.wait(10)
+        t.join(0.3)
+        assert t.is_alive() and not got  # waiting for the lock
+    t.join(10)
+    assert not t.is_alive()
+    np.testing.assert_array_equal(got[0], arr)

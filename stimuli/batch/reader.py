@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import file_sha256
+from ..fileio import file_sha256, load_npy
 from .schema import MANIFEST, Batch, BatchError, FileRef, ImageFile, MotionFile, Problem, VideoFile
 
 __all__ = ["read_manifest", "load_batch", "validate_batch", "check_batch"]
@@ -182,7 +182,7 @@ def _extras(root: Path, expected: set[str]) -> list[Problem]:
 
 def _check_motion(path: Path, ref: MotionFile, where: str) -> list[Problem]:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = load_npy(path)
     except (OSError, ValueError, EOFError) as e:
         return [Problem(where, f"file {ref.path}: not a NumPy .npy array ({e})")]
     if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.shape != (ref.frames, 25, 3):
