@@ -262,8 +262,8 @@ def apply_in_time(p: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
 
 
 ZERO_BONE = 1e-3
-"""Geometric units (about a millimetre for the usual normalisation): a bone shorter than this
-counts as a point in :func:`bone_preconditioner`."""
+"""Geometric units (``std`` / 1000 in metres, i.e. under a millimetre when the model's ``std``
+is under a metre): a bone shorter than this counts as a point in :func:`bone_preconditioner`."""
 
 MAX_POINT_BONES = 6
 """Point bones per frame given all three directions in :func:`bone_preconditioner`; any further
