@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attack_gen.attack import AttackConfig, attack  # noqa: E402
-from attack_gen.attack.engine import resolve_targets  # noqa: E402
+from attack_gen.attack.engine import _frozen, resolve_targets  # noqa: E402
 from attack_gen.attack.losses import (  # noqa: E402
     apply_in_space,
     apply_in_time,
@@ -118,11 +118,7 @@ def model_only_ms(model: Recognizer, x: np.ndarray, batch: int, device: torch.de
     clip-iteration over the batched one of this at the full batch bounds what batching can buy.
     """
     xb = torch.as_tensor(np.ascontiguousarray(x[:batch]), device=device)
-    was = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in was:
-        p.requires_grad_(False)
-    model.eval()
-    try:
+    with _frozen(model):  # eval mode, no parameter gradients, as in the engine
         z = model.normalise(xb).detach().requires_grad_(True)
         model(z).sum().backward()  # warm-up
         _sync(device)
@@ -131,10 +127,7 @@ def model_only_ms(model: Recognizer, x: np.ndarray, batch: int, device: torch.de
             z.grad = None
             model(z).sum().backward()
         _sync(device)
-        return (time.perf_counter() - t0) / reps / len(xb) * 1000
-    finally:
-        for p, flag in was:
-            p.requires_grad_(flag)
+    return (time.perf_counter() - t0) / reps / len(xb) * 1000
 
 
 def prepare(args: argparse.Namespace, device: torch.device) -> tuple[Recognizer, np.ndarray, np.ndarray, float, str]:

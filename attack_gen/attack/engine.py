@@ -89,6 +89,7 @@ from .losses import (
     perceptual_loss,
     perceptual_metrics,
     perceptual_terms,
+    whitens_bones,
 )
 from .strategies import ABN_LOSSES, STRATEGIES, ClassContext, Strategy, build_strategy, random_targets
 
@@ -395,8 +396,7 @@ def attack(
     weights = config.term_weights()
     precond = (dynamics_preconditioner(x.shape[1], fps, weights, device=device)
                if config.precondition in ("perceptual", "dynamics") else None)
-    spatial = (config.precondition == "perceptual" and weights.get("bone", 0.0) > 0.0
-               and weights.get("position", 0.0) > 0.0)  # when bone_preconditioner is not None
+    spatial = config.precondition == "perceptual" and whitens_bones(weights)
     changed = precond is not None or spatial
     w = config.class_weight
     topk = config.topk

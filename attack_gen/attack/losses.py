@@ -31,11 +31,11 @@ l2-bone    0.18               -                      0.70
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-import numpy as np
 import torch
 
 from stimuli.skeleton import STANDARD, Skeleton
@@ -59,6 +59,7 @@ __all__ = [
     "apply_in_time",
     "bone_preconditioner",
     "apply_in_space",
+    "whitens_bones",
 ]
 
 TERMS = ("position", "acceleration", "bone")
@@ -270,6 +271,22 @@ MAX_POINT_BONES = 6
 ones get one row (along x). Real captures have a few (HDM05 on the standard skeleton: 3)."""
 
 
+def whitens_bones(weights: Mapping[str, float]) -> bool:
+    """Whether :func:`bone_preconditioner` has anything to do for a loss with these term weights."""
+    return float(weights.get("bone", 0.0)) > 0.0 and float(weights.get("position", 0.0)) > 0.0
+
+
+@functools.lru_cache(maxsize=16)
+def _bone_index(children: tuple[int, ...], parents: tuple[int, ...], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(children, device=device), torch.tensor(parents, device=device)
+
+
+def _bones(skeleton: Skeleton, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Child and parent joint of every bone, as index tensors on ``device`` (made once per device)."""
+    return _bone_index(tuple(int(i) for i in skeleton.bone_children), tuple(int(i) for i in skeleton.bone_parents),
+                       str(device))
+
+
 @torch.no_grad()
 def bone_preconditioner(
     g0: torch.Tensor, weights: Mapping[str, float], gamma: torch.Tensor, skeleton: Skeleton = STANDARD
@@ -301,14 +318,13 @@ def bone_preconditioner(
     and the row of ``W``, for :func:`apply_in_space`. None when the loss has no bone term
     or no position term (nothing to whiten against: the identity).
     """
-    w_bone, w_pos = float(weights.get("bone", 0.0)), float(weights.get("position", 0.0))
-    if w_bone <= 0.0 or w_pos <= 0.0:
+    if not whitens_bones(weights):
         return None
+    w_bone, w_pos = float(weights["bone"]), float(weights["position"])
     n, t, v, c = g0.shape
-    nb = len(skeleton.bone_children)
     dev = g0.device
-    ch = torch.as_tensor(np.asarray(skeleton.bone_children), device=dev)
-    pa = torch.as_tensor(np.asarray(skeleton.bone_parents), device=dev)
+    ch, pa = _bones(skeleton, dev)
+    nb = len(ch)
     vec = g0[:, :, ch] - g0[:, :, pa]  # (N, T, nb, C)
     dt = g0.dtype
     norm = vec.norm(dim=-1)
@@ -359,8 +375,7 @@ def apply_in_space(s: torch.Tensor | None, x: torch.Tensor, gamma: torch.Tensor 
     dirs, bone, w = s[..., :c], s[..., c].long(), s[..., c + 1 :]
     if gamma is None:
         gamma = joint_weights(skeleton, device=x.device)
-    ch = torch.as_tensor(np.asarray(skeleton.bone_children), device=x.device)
-    pa = torch.as_tensor(np.asarray(skeleton.bone_parents), device=x.device)
+    ch, pa = _bones(skeleton, x.device)
     d = x[:, :, ch] - x[:, :, pa]  # (N, T, nb, C)
     a = (dirs * torch.gather(d, 2, bone[..., None].expand(-1, -1, -1, c))).sum(-1)  # J x: (N, T, R)
     b = torch.matmul(w, a[..., None])[..., 0]  # W J x
