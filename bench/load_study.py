@@ -12,20 +12,26 @@ What it does:
    'study_server:create_app()'`` on a free port (``--workers`` / ``--threads``);
 2. enrols every participant as a browser would: entry link with a Prolific id, consent,
    age, instructions (5 requests each, cookies and CSRF tokens kept per participant);
-3. **bare**: as many ``GET /healthz`` requests as there will be answers, through the same
-   client at the same concurrency: what the server and this client manage when the app
-   does nothing (no database, no session);
-4. **answers**: round after round, every participant first asks for their current trial
-   (``GET .../api/state``, not timed), then all of them post their answer
-   (``POST .../api/answer``, timed): throughput, p50 and p99 of the answer path;
-5. checks the database against what the clients believe: every answer a client got a
+3. round after round (one per trial):
+
+   - every participant asks for their current trial (``GET .../api/state``, not timed)
+     and has the answer's body ready (so the timed phase is only the request);
+   - **bare**: as many ``GET /healthz`` requests as there are participants, through the
+     same client at the same concurrency: what the server and this client manage when
+     the app does nothing (no database, no session);
+   - **answers**: every participant posts their answer (``POST .../api/answer``):
+     throughput, p50 and p99 of the answer path.
+
+   The two timed phases alternate, so a machine whose speed drifts during the run (a
+   shared one does) slows both alike and the ratio holds;
+4. checks the database against what the clients believe: every answer a client got a
    200 for must be stored with its idempotency key (else *lost*), and no trial may have
    two answers (*duplicated*); every participant must have completed.
 
 ``--kill``: during the middle round the whole gunicorn process group gets SIGKILL once
 a third of that round's answers are in, is started again at once, and the clients retry
 whatever failed with the same idempotency key (as the trial page does); the check of
-step 5 covers the answers sent across the crash. Latencies of the kill round (they
+step 4 covers the answers sent across the crash. Latencies of the kill round (they
 include the outage) are reported apart.
 
 Requests go through Python's ``http.client`` from ``--concurrency`` threads, each
@@ -233,6 +239,8 @@ class Participant:
     attempt: str | None = None
     options: list[str] = field(default_factory=list)
     done: bool = False
+    ready: tuple[str, str, bytes, dict[str, str]] | None = None
+    """The next answer, built before the timed phase: (key, choice, body, headers)."""
 
     def headers(self, **extra: str) -> dict[str, str]:
         return {"Cookie": f"session={self.cookie}", **extra} if self.cookie else dict(extra)
@@ -278,8 +286,8 @@ EVENTS = [{"type": "play", "t": 12.0, "mt": 0.0}, {"type": "play-end", "t": 1010
           {"type": "answer", "t": 1800.0}]  # fmt: skip
 
 
-def answer(client: Client, p: Participant, i: int) -> tuple[float, int]:
-    """Post the current trial's answer until it is stored; (seconds from the first send, tries)."""
+def prepare_answer(p: Participant, i: int) -> None:
+    """Build the current trial's answer (body and headers) ahead of sending it."""
     assert p.attempt is not None
     choice = p.options[i % len(p.options)]
     key = uuid.uuid4().hex
@@ -287,6 +295,14 @@ def answer(client: Client, p: Participant, i: int) -> tuple[float, int]:
                        "playback_failed": False, "events": EVENTS,
                        "client": {"width": 1280, "height": 800, "dpr": 1}}).encode()  # fmt: skip
     headers = p.headers(**{"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": p.csrf})
+    p.ready = (key, choice, body, headers)
+
+
+def answer(client: Client, p: Participant, i: int) -> tuple[float, int]:
+    """Post the current trial's answer (:func:`prepare_answer`) until it is stored; (seconds from the first send,
+    tries)."""
+    assert p.attempt is not None and p.ready is not None
+    key, choice, body, headers = p.ready
     t0 = time.perf_counter()
     status, h, data, tries = client.retrying("POST", f"/s/{SLUG}/api/answer", body, headers)
     dt = time.perf_counter() - t0
@@ -383,10 +399,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with ThreadPoolExecutor(args.concurrency) as pool:
             print(f"enrolling {len(people)} participants ...", file=sys.stderr)
             _, t_enrol = pmap(pool, lambda p: enrol(client, p), people)
-            n_answers = len(people) * args.trials
-            print(f"bare: {n_answers} x GET /healthz ...", file=sys.stderr)
             bare_cpu, answer_cpu = CPU(server), CPU(server)
-            bare_lat, t_bare = bare_cpu.measure(lambda: pmap(pool, lambda _: healthz(client), range(n_answers)))
+            bare_lat: list[float] = []
+            t_bare = 0.0
             answer_lat: list[float] = []
             kill_lat: list[float] = []
             t_answers = t_kill_round = 0.0
@@ -394,8 +409,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kill: dict[str, Any] | None = None
             kill_round = args.trials // 2 if args.kill else -1
             for r in range(args.trials):
-                print(f"answers: round {r + 1} of {args.trials} ...", file=sys.stderr)
+                print(f"round {r + 1} of {args.trials}: state, bare, answers ...", file=sys.stderr)
                 pmap(pool, lambda p: fetch_state(client, p), people)
+                for i, p in enumerate(people):
+                    prepare_answer(p, i)
+                lat, wall = bare_cpu.measure(lambda: pmap(pool, lambda _: healthz(client), range(len(people))))
+                bare_lat += lat
+                t_bare += wall
                 if r == kill_round:
                     kill = {"round": r + 1}
                     started = threading.Event()

@@ -42,6 +42,7 @@ from stimuli.paths import data_root
 from .extensions import csrf
 from .extensions import db
 from .extensions import migrate
+from .security import CachedSessionInterface
 from .sqlite_lock import install_writer_lock
 
 __all__ = ["create_app", "database_url", "ConfigError", "TEMPLATES", "MIGRATIONS"]
@@ -185,6 +186,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         n = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
+    app.session_interface = CachedSessionInterface()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     csrf.init_app(app)

@@ -14,15 +14,25 @@ a TLS-terminating reverse proxy in front and set ``TRUSTED_PROXIES=1``),
 Why these: answers are small, short database transactions and media goes out with
 ``sendfile``, so a few processes with a few threads each keep every core busy without
 holding many database connections (SQLite: one writer at a time anyway; PostgreSQL:
-workers x threads connections at most). The app is loaded in each worker after the
-fork (no ``preload_app``), so no database connection is ever shared between
-processes. ``timeout`` is long enough for a researcher's batch import, which checks
+workers x threads connections at most); the threads of a process also let concurrent
+answers share a commit (:class:`study_server.answers.GroupCommit`). The app is loaded
+in each worker after the fork (no ``preload_app``), so no database connection is ever
+shared between processes.
+
+``reuse_port`` (Linux; ``REUSE_PORT=0`` turns it off): every worker listens on a socket
+of its own and the kernel spreads new connections over them. With one shared socket,
+whichever worker wakes first accepts a whole burst of connections and keeps them
+(keep-alive): in the load benchmark one of two workers held all 16 of the client's
+connections and the other idled, so the server ran on one core. As a port shared this
+way would also let a second server started on the same address quietly take half the
+traffic, :func:`on_starting` refuses to start when the address is in use. ``timeout`` is long enough for a researcher's batch import, which checks
 every file's hash (and decodes every video) inside the request.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_WORKERS") or max(2, os.cpu_count() or 1))
@@ -31,6 +41,7 @@ threads = int(os.environ.get("WEB_THREADS") or 4)
 timeout = 300
 graceful_timeout = 30
 keepalive = 5
+reuse_port = sys.platform.startswith("linux") and os.environ.get("REUSE_PORT", "1") != "0"
 preload_app = False
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
@@ -39,3 +50,26 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 control_socket_disable = True
 """No gunicorn control socket (gunicorn 24+): nothing here uses it, and its default path is one per user, which
 several servers on one machine (the demo, the tests, the load benchmark) would fight over."""
+
+
+def on_starting(server: object) -> None:
+    """With ``reuse_port``: stop with a clear error if another server already listens on a bound address."""
+    import errno
+    import socket
+
+    cfg = getattr(server, "cfg", None)
+    if not (cfg.reuse_port if cfg is not None else reuse_port):
+        return
+    for address in (cfg.bind if cfg is not None else [bind]):
+        if address.startswith(("unix:", "fd://")):
+            continue
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, int(port)))  # no SO_REUSEPORT: fails while any server listens there
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise SystemExit(f"gunicorn: {address} is already in use by another server") from None
+                raise

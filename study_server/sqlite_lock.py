@@ -23,9 +23,27 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["install_writer_lock"]
+__all__ = ["install_writer_lock", "take_writer_lock", "give_back_writer_lock"]
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def take_writer_lock(info: dict[str, Any]) -> None:
+    """Wait for the writer lock of the pooled connection whose ``info`` this is (no-op if held or not installed).
+
+    For code that writes on the DB-API connection itself (the answer path), where the
+    engine's ``before_cursor_execute`` event does not fire; given back at check-in.
+    """
+    if not info.get("writer_held") and "writer_fd" in info:
+        fcntl.flock(info["writer_fd"], fcntl.LOCK_EX)
+        info["writer_held"] = True
+
+
+def give_back_writer_lock(info: dict[str, Any]) -> None:
+    """Give the writer lock back now (after the commit), not when the connection returns to the pool."""
+    if info.get("writer_held"):
+        fcntl.flock(info["writer_fd"], fcntl.LOCK_UN)
+        info["writer_held"] = False
 
 
 def install_writer_lock(engine: Engine, database_path: str) -> None:
@@ -39,17 +57,12 @@ def install_writer_lock(engine: Engine, database_path: str) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _take(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        info = conn.connection.info
-        if info.get("writer_held") or "writer_fd" not in info:
-            return
         if statement.lstrip()[:7].upper().startswith(_WRITES):
-            fcntl.flock(info["writer_fd"], fcntl.LOCK_EX)
-            info["writer_held"] = True
+            take_writer_lock(conn.connection.info)
 
     def _give_back(record: Any) -> None:
-        if record is not None and record.info.get("writer_held"):
-            fcntl.flock(record.info["writer_fd"], fcntl.LOCK_UN)
-            record.info["writer_held"] = False
+        if record is not None:
+            give_back_writer_lock(record.info)
 
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_connection: Any, record: Any) -> None:

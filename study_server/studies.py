@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from typing import Callable
 from typing import Mapping
 from typing import Sequence
 
@@ -32,10 +33,8 @@ from flask import url_for
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
-from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -47,6 +46,10 @@ from stimuli.errors import SmartStudyError
 from stimuli.fileio import file_sha256
 
 from . import design
+from .answers import AnswerContext
+from .answers import AnswerSQL
+from .answers import AnswerWrite
+from .answers import answer_sql
 from .extensions import db
 from .models import Attempt
 from .models import AuditEvent
@@ -684,50 +687,18 @@ def _decode(t: Trial | Row[Any], choice: str) -> str:
     return choice
 
 
-# The statements of the answer path, built once: Core on the tables, so a request neither builds a statement nor
-# loads an ORM object (what the answer path spent most of its time on).
-_S, _P, _T, _A, _M, _R = (m.__table__ for m in (Study, Participant, Trial, Attempt, MediaToken, Response))
-_Q = _T.alias("queued")
-
-
-def _queued(column: Any, place: int) -> Any:
-    """The attempt's participant's pending trial at ``place`` in presentation order (as :func:`_pending`): its
-    ``column``, NULL if there is none (a correlated subquery of :data:`_ANSWER_CONTEXT`)."""
-    return (select(column).where(_Q.c.participant_pk == _A.c.participant_pk, _Q.c.status == "pending")
-            .order_by(_Q.c.block, _Q.c.queue, _Q.c.position).limit(1).offset(place).scalar_subquery())  # fmt: skip
-
-
-_ANSWER_CONTEXT = (
-    select(_A.c.id, _A.c.participant_pk, _A.c.trial_pk, _A.c.number, _A.c.served, _A.c.shown_at, _A.c.closed,
-           _P.c.public_id, _P.c.status.label("participant_status"), _P.c.block.label("participant_block"),
-           _P.c.study_pk, _S.c.slug, _T.c.design, _T.c.true_label, _T.c.attacked_label, _T.c.label_order,
-           _R.c.idempotency_key, _R.c.choice, _R.c.result,
-           _queued(_Q.c.id, 0).label("current_trial_pk"), _queued(_Q.c.block, 1).label("next_block"))
-    .select_from(_A.join(_P, _P.c.id == _A.c.participant_pk).join(_S, _S.c.id == _P.c.study_pk)
-                 .join(_T, _T.c.id == _A.c.trial_pk).outerjoin(_R, _R.c.attempt_pk == _A.c.id))
-    .where(_A.c.ref == bindparam("ref"))
-)  # fmt: skip
-"""An attempt by its reference, with its participant, study, trial (the answer key), any answer stored, the
-participant's current trial and the block of the one after it (NULL: none after it), all in one snapshot."""
-_STORED = select(_R.c.idempotency_key, _R.c.choice, _R.c.result).where(_R.c.attempt_pk == bindparam("a"))
-_TRIAL_DONE = update(_T).where(_T.c.id == bindparam("t"), _T.c.status == "pending").values(status="done")
-_ATTEMPT_CLOSED = update(_A).where(_A.c.id == bindparam("a")).values(closed=True)
-_TOKENS_REVOKED = update(_M).where(_M.c.attempt_pk == bindparam("a")).values(revoked=True)
-_INSERT_ANSWER = insert(_R)
-_TO_BLOCK = update(_P).where(_P.c.id == bindparam("p")).values(block=bindparam("to_block"), status="instructions")
-
-
-def _stored(conn: Connection, attempt_pk: int, data: Mapping[str, Any],
+def _stored(store: AnswerSQL, raw: Any, attempt_pk: int, data: Mapping[str, Any],
             missing: str = "this trial has already been answered") -> dict[str, Any]:  # fmt: skip
     """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409.
 
     ``missing`` is the 409's message when no answer is stored for the attempt at all.
     """
-    row = conn.execute(_STORED, {"a": attempt_pk}).first()
+    row = store.stored(raw.cursor(), attempt_pk)
     if row is None:
         raise AnswerRejected(409, missing)
-    if row.idempotency_key == data["key"] and row.choice == data.get("answer"):
-        return row.result
+    key, choice, result = row
+    if key == data["key"] and choice == data.get("answer"):
+        return result
     raise AnswerRejected(409, "this trial has already been answered")
 
 
@@ -742,26 +713,28 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
     session without a participant).
 
     The path of a valid answer is kept short (it is what every participant does every few
-    seconds): on a connection of its own (not the ORM session), one read of the attempt
+    seconds): on a DB-API connection (:mod:`study_server.answers`), one read of the attempt
     with its participant, study, trial, any answer already stored and the participant's
-    next two pending trials, then three small updates and the insert, committed together;
-    prepared Core statements, no ORM objects. Concurrent duplicates are settled by the
-    database: the unique ``response.attempt_pk`` and a guarded ``pending -> done`` update
-    of the trial; the loser rolls back and answers with what the winner stored. A playback
-    failure (rare) is stored through the ORM session instead.
+    next two pending trials; then three small updates and the insert, committed together
+    with those of any answers other requests of this process are storing at the same
+    moment (:class:`study_server.answers.GroupCommit`). Concurrent duplicates are settled
+    by the database: the unique ``response.attempt_pk`` and a guarded ``pending -> done``
+    update of the trial; the loser writes nothing and answers with what the winner
+    stored. A playback failure (rare) is stored through the ORM session instead.
     """
-    with db.engine.connect() as conn:
-        att = conn.execute(_ANSWER_CONTEXT, {"ref": data["attempt"]}).first()
+    store = answer_sql(db.engine, current_app.extensions)
+    with store.connection() as raw:
+        att = store.context(raw.cursor(), data["attempt"])
         if att is None or att.public_id != public_id or att.slug != slug:
             raise AnswerRejected(404, "no such trial")
         if att.idempotency_key is not None:
             if att.idempotency_key == data["key"] and att.choice == data.get("answer"):
-                return att.result
+                return att.result or {}
             raise AnswerRejected(409, "this trial has already been answered")
         if att.participant_status != "trials":  # (read with the attempt's answer: none was stored then)
             raise AnswerRejected(409, "the study is not at the trials stage")
         if att.current_trial_pk != att.trial_pk or att.closed:
-            return _stored(conn, att.id, data, "not the current trial")  # (a concurrent duplicate of this answer?)
+            return _stored(store, raw, att.id, data, "not the current trial")  # (a concurrent duplicate?)
         if not data.get("playback_failed"):
             choice = data.get("answer")
             if not isinstance(choice, str):
@@ -769,23 +742,24 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
             answer = _decode(att, choice)
             if data.get("rt_ms") is None:
                 raise AnswerRejected(400, "rt_ms missing")
-            try:
-                return _store_answer(conn, att, data, choice, answer)
-            except IntegrityError:  # a concurrent request stored this attempt first
-                conn.rollback()
-                return _stored(conn, att.id, data)
+            job, result = _answer_write(att, data, choice, answer)
+            if store.group.submit(job, raw):
+                return result
+            raw.rollback()  # (PostgreSQL: a fresh snapshot for the read below)
+            return _stored(store, raw, att.id, data)  # a concurrent request stored this attempt first
     try:  # a playback failure: on the ORM objects, in the session's own transaction
         return _store(db.session.get_one(Participant, att.participant_pk), db.session.get_one(Trial, att.trial_pk),
                       db.session.get_one(Attempt, att.id), data)  # fmt: skip
     except IntegrityError:
         db.session.rollback()
-        return _stored(db.session.connection(), att.id, data)
+    with store.connection() as raw:  # a concurrent request stored this attempt first
+        return _stored(store, raw, att.id, data)
 
 
-def _store_answer(conn: Connection, att: Row[Any], data: Mapping[str, Any], choice: str,
-                  answer: str) -> dict[str, Any]:  # fmt: skip
-    """A valid answer to ``att`` (a row of :data:`_ANSWER_CONTEXT`): the trial done, the attempt closed, its media
-    revoked, the answer stored; commit.
+def _answer_write(att: AnswerContext, data: Mapping[str, Any], choice: str,
+                  answer: str) -> tuple[AnswerWrite, dict[str, Any]]:  # fmt: skip
+    """The writes of a valid answer to ``att`` (the trial done, the attempt closed, its media revoked, the answer
+    stored; after the last answer the participant completed and screened), and the result to return.
 
     Everything is computed before the first write, so the write transaction (SQLite: the
     one writer at a time) is as short as it can be.
@@ -800,18 +774,22 @@ def _store_answer(conn: Connection, att: Row[Any], data: Mapping[str, Any], choi
            "playback_failed": False, "failure_reason": None, "response_time_ms": float(data["rt_ms"]),
            "events": events, "client": dict(data.get("client") or {}), "shown_at": att.shown_at,
            "answered_at": utcnow(), "result": result}  # fmt: skip
-    if conn.execute(_TRIAL_DONE, {"t": att.trial_pk}).rowcount != 1:
-        conn.rollback()  # someone else answered it (PostgreSQL waited for them, then saw it done)
-        return _stored(conn, att.id, data)
-    conn.execute(_ATTEMPT_CLOSED, {"a": att.id})
-    conn.execute(_TOKENS_REVOKED, {"a": att.id})
-    conn.execute(_INSERT_ANSWER, row)
-    if done:
-        _complete(conn, att.participant_pk, att.study_pk)  # (screening reads the answers just written)
-    elif att.next_block != att.participant_block:
-        conn.execute(_TO_BLOCK, {"p": att.participant_pk, "to_block": att.next_block})
-    conn.commit()
-    return result
+
+    def write(store: AnswerSQL, cur: Any) -> bool:
+        if not store.trial_done(cur, att.trial_pk):
+            return False  # someone else answered it (PostgreSQL waited for them, then saw it done)
+        store.close_attempt(cur, att.id)
+        store.insert_answer(cur, row)
+        if done:
+            study_type, blocks, threshold, control = store.screening_settings(cur, att.study_pk)
+            s = _screen_rows(lambda: store.screened_answers(cur, att.participant_pk, design.INDISTINGUISHABILITY),
+                             blocks or [{"study_type": study_type}], threshold, control)  # fmt: skip
+            store.completed(cur, att.participant_pk, utcnow(), s.excluded, s.reason, s.stats)
+        elif att.next_block != att.participant_block:
+            store.to_block(cur, att.participant_pk, att.next_block)
+        return True
+
+    return AnswerWrite(write, order=att.trial_pk), result
 
 
 def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -857,36 +835,30 @@ def _to_block(p: Participant, block: int) -> None:
 
 
 # ---- completion and screening ------------------------------------------------------------------
+_T = Trial.__table__
+_R = Response.__table__
 _SCREENED_ANSWERS = (
     select(_T.c.kind, _R.c.answer).select_from(_T.join(_R, _R.c.trial_pk == _T.c.id))
     .where(_T.c.participant_pk == bindparam("p"), _T.c.practice.is_(False), _R.c.valid.is_(True),
            _T.c.design == design.INDISTINGUISHABILITY)
 )  # fmt: skip
-_SCREENING_SETTINGS = (
-    select(_S.c.study_type, _S.c.blocks, _S.c.screening_threshold, _S.c.control_hit_threshold)
-    .where(_S.c.id == bindparam("s"))
-)  # fmt: skip
-_COMPLETED = update(_P).where(_P.c.id == bindparam("p")).values(
-    status="completed", completed_at=bindparam("at"), excluded=bindparam("is_excluded"),
-    exclusion_reason=bindparam("reason"), screening=bindparam("stats"))  # fmt: skip
 
 
-def _screening(conn: Connection, participant_pk: int, study: Study | Row[Any]) -> Screening:
-    """Screen a participant on the answers stored so far (in ``conn``'s transaction) with ``study``'s settings.
-
-    ``study``: a :class:`Study`, or a row of :data:`_SCREENING_SETTINGS`. Studies without
-    indistinguishability trials screen nobody out.
-    """
-    blocks = study.blocks or [{"study_type": study.study_type}]
+def _screen_rows(rows: Callable[[], Sequence[tuple[str, str | None]]], blocks: Sequence[Mapping[str, Any]],
+                 threshold: float, control_hit_threshold: float | None) -> Screening:  # fmt: skip
+    """Screen on the (kind, answer) rows of a participant's valid analysed indistinguishability answers, read by
+    ``rows()`` only when a block of the session has that design (the others screen nobody out)."""
     if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
         return Screening(False, None, {})
-    rows = conn.execute(_SCREENED_ANSWERS, {"p": participant_pk}).all()
-    return screen([Answer(kind, ans == "changed") for kind, ans in rows], study.screening_threshold,
-                  study.control_hit_threshold)  # fmt: skip
+    return screen([Answer(kind, ans == "changed") for kind, ans in rows()], threshold, control_hit_threshold)
 
 
 def _screen(p: Participant) -> None:
-    s = _screening(db.session.connection(), p.id, p.study)
+    study = p.study
+    conn = db.session.connection()
+    s = _screen_rows(lambda: [(kind, ans) for kind, ans in conn.execute(_SCREENED_ANSWERS, {"p": p.id})],
+                     study.blocks or [{"study_type": study.study_type}], study.screening_threshold,
+                     study.control_hit_threshold)  # fmt: skip
     p.excluded, p.exclusion_reason, p.screening = s.excluded, s.reason, s.stats
 
 
@@ -895,13 +867,6 @@ def complete(p: Participant) -> None:
     p.status = "completed"
     p.completed_at = utcnow()
     _screen(p)
-
-
-def _complete(conn: Connection, participant_pk: int, study_pk: int) -> None:
-    """:func:`complete` for the answer path: on the participant's row (in ``conn``'s transaction), no ORM object."""
-    s = _screening(conn, participant_pk, conn.execute(_SCREENING_SETTINGS, {"s": study_pk}).one())
-    conn.execute(_COMPLETED, {"p": participant_pk, "at": utcnow(), "is_excluded": s.excluded, "reason": s.reason,
-                              "stats": s.stats})  # fmt: skip
 
 
 def rescreen(study: Study) -> dict[str, int]:

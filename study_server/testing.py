@@ -10,6 +10,8 @@
   participant (entry, consent, about you, instructions, trials), flaskr's
   ``AuthActions`` style; ``trial()`` looks the current trial up in the database (the
   answer key) so a test can answer as a given kind of participant would.
+* :func:`as_one_group` - run answer POSTs in threads so that they are written as one
+  group commit (:class:`study_server.answers.GroupCommit`).
 * :class:`ResearcherActions` - signs a test client in to ``/admin`` and sends its forms
   (``make_test_app(..., researcher=True)`` creates the account :data:`RESEARCHER`).
 """
@@ -37,7 +39,7 @@ from .models import Participant
 from .models import Trial
 
 __all__ = ["FIXTURE_ACTIONS", "fixture_batch", "build_fixture_batch", "make_test_app", "ParticipantActions",
-           "ResearcherActions", "RESEARCHER", "csrf_token"]
+           "ResearcherActions", "RESEARCHER", "csrf_token", "as_one_group"]
 
 RESEARCHER = ("researcher@example.org", "correct-horse-battery")
 """The researcher account ``make_test_app(..., researcher=True)`` creates: (email, password)."""
@@ -291,6 +293,38 @@ class ParticipantActions:
             assert r.status_code == 200, r.get_data(as_text=True)
             results.append(r.get_json())
         raise AssertionError("the study did not end")
+
+
+def as_one_group(app: Flask, posts: list[Callable[[], Any]], timeout_s: float = 20.0) -> list[Any]:
+    """Run ``posts`` (callables sending one answer each) in threads while the writer's turn is held, so that they
+    queue up and are written as one group; their results, in order. Fails if they did not all queue, or if
+    they were not written in one transaction."""
+    import time
+
+    from .answers import answer_sql
+
+    with app.app_context():
+        group = answer_sql(db.engine, app.extensions).group
+    results: list[Any] = [None] * len(posts)
+
+    def run(i: int) -> None:
+        results[i] = posts[i]()
+
+    before = group.groups
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(posts))]
+    with group.hold():
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + timeout_s
+        while group.queued < len(posts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {group.queued} of {len(posts)} answers queued")
+            time.sleep(0.005)
+    for t in threads:
+        t.join(timeout_s)
+    if group.groups - before > 1:
+        raise AssertionError(f"the answers went as {group.groups - before} groups, not one")
+    return results
 
 
 class ResearcherActions:

@@ -221,27 +221,35 @@ def test_a_retried_answer_is_stored_once_and_a_different_one_refused(app):
 
 
 def test_an_answer_is_one_read_and_four_writes(app):
-    """The answer path stays short: one read of the attempt with all it is checked against, then the trial done,
-    the attempt closed, its media revoked and the answer inserted; the last answer also completes and screens."""
+    """The answer path stays short: one read of the attempt with all it is checked against, then one transaction
+    with the trial done, the attempt closed, its media revoked and the answer inserted; the last answer also
+    completes and screens. Recorded by SQLite itself (its trace of every statement a connection runs), so nothing
+    the server sends past SQLAlchemy goes uncounted."""
     pa = actions(app, "ind").join(PROLIFIC_PID="lean")
     with app.app_context():
         engine = db.engine
     statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement.split(None, 1)[0])
+    def trace(dbapi_connection, record, proxy):
+        dbapi_connection.set_trace_callback(lambda sql: statements.append(sql.split(None, 1)[0].upper()))
+
+    def untrace(dbapi_connection, record):
+        dbapi_connection.set_trace_callback(None)
 
     per_answer = []
-    event.listen(engine, "before_cursor_execute", record)
+    event.listen(engine, "checkout", trace)
+    event.listen(engine, "checkin", untrace)
     try:
         while (s := pa.state())["status"] == "trial":
             statements.clear()
             assert pa.answer(s, first_option(None, s)).status_code == 200
             per_answer.append(list(statements))
     finally:
-        event.remove(engine, "before_cursor_execute", record)
-    answer = ["SELECT", "UPDATE", "UPDATE", "UPDATE", "INSERT"]
-    assert per_answer == [answer] * 5 + [answer + ["SELECT", "SELECT", "UPDATE"]]
+        event.remove(engine, "checkout", trace)
+        event.remove(engine, "checkin", untrace)
+    writes = ["BEGIN", "UPDATE", "UPDATE", "UPDATE", "INSERT"]
+    assert per_answer == [["SELECT", *writes, "COMMIT"]] * 5 + [["SELECT", *writes, "SELECT", "SELECT", "UPDATE",
+                                                                  "COMMIT"]]  # fmt: skip
 
 
 def test_concurrent_duplicate_posts_store_one_row(app):

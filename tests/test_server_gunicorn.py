@@ -56,16 +56,20 @@ class Browserish:
         return r.status, dict(r.headers), data
 
 
+def gunicorn(db_file: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    env.update({"SECRET_KEY": "gunicorn-test-" + "x" * 20, "DATABASE_URL": f"sqlite:///{db_file}",
+                "STUDY_ENV": "production", "WEB_WORKERS": "1", "WEB_THREADS": "2"})  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind",
+                             f"127.0.0.1:{port}", "study_server:create_app()"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
 def test_gunicorn_serves_a_participant_and_media_with_ranges(tmp_path):
     db_file = tmp_path / "g.sqlite3"
     make_test_app(db_file, [("g", "deceitfulness", {"trials": 2, "practice_trials": 0})])
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env.update({"SECRET_KEY": "gunicorn-test-" + "x" * 20, "DATABASE_URL": f"sqlite:///{db_file}",
-                "STUDY_ENV": "production", "WEB_WORKERS": "1", "WEB_THREADS": "2"})  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind",
-                             f"127.0.0.1:{port}", "study_server:create_app()"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = gunicorn(db_file, port)
     try:
         for _ in range(300):
             try:
@@ -78,6 +82,13 @@ def test_gunicorn_serves_a_participant_and_media_with_ranges(tmp_path):
             pytest.fail("gunicorn did not start: " + proc.stdout.read(4000).decode() if proc.stdout else "")
         with Browserish(port) as b, Browserish(port) as other:
             _participant_session(b, other)
+        # each worker listens on a socket of its own (SO_REUSEPORT); a second server on the same address must not
+        # quietly share the port, but stop and say why
+        second = gunicorn(db_file, port)
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode != 0 and f"127.0.0.1:{port} is already in use" in out.decode()
+        with Browserish(port) as b:
+            assert b.go("GET", "/healthz")[0] == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

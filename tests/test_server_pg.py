@@ -34,9 +34,11 @@ from study_server.models import Participant
 from study_server.models import Response
 from study_server.models import Study
 from study_server.studies import create_study
+from study_server.studies import import_batch
 from study_server.testing import RESEARCHER
 from study_server.testing import ParticipantActions
 from study_server.testing import ResearcherActions
+from study_server.testing import as_one_group
 from study_server.testing import fixture_batch
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -173,6 +175,44 @@ def test_core_flows_on_postgresql(pg_url):
     assert len(export_rows(pg_url, "ind")) == len(expected) - 6
     with app.app_context():
         db.engine.dispose()
+
+
+def test_answers_written_as_one_group_on_postgresql(pg_url):
+    """The group commit on PostgreSQL: answers of different participants, a duplicate and a conflicting answer in
+    one transaction, each in its savepoint; every answer stored once."""
+    app = pg_app(pg_url)
+    with app.app_context():
+        batch = import_batch(fixture_batch(), decode=False)
+        create_study("ind", batch, "indistinguishability", trials=3, practice_trials=0, sensitivity_share=0.34,
+                     control_share=0.0)  # fmt: skip
+    people = [ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID=f"pg-g{i}") for i in range(3)]
+    states = [p.state() for p in people]
+
+    def twin(p: ParticipantActions) -> ParticipantActions:
+        t = ParticipantActions(app.test_client(), "ind")
+        t.client.set_cookie("session", p.client.get_cookie("session").value)
+        t._csrf = p.csrf()
+        return t
+
+    def body(s: dict[str, Any], answer: str, key: str) -> dict[str, Any]:
+        return {"attempt": s["attempt"], "key": key, "answer": answer, "rt_ms": 600.0, "playback_failed": False}
+
+    keys = [uuid.uuid4().hex for _ in range(4)]
+    posts = [lambda: people[0].post_answer(body(states[0], "changed", keys[0])),
+             lambda: twin(people[0]).post_answer(body(states[0], "changed", keys[0])),  # the same answer again
+             lambda: people[1].post_answer(body(states[1], "unchanged", keys[1])),
+             lambda: twin(people[1]).post_answer(body(states[1], "changed", keys[2])),  # a conflicting one
+             lambda: people[2].post_answer(body(states[2], "changed", keys[3]))]  # fmt: skip
+    rs = as_one_group(app, posts)
+    codes = [r.status_code for r in rs]
+    assert codes[:2] == [200, 200] and rs[0].get_json() == rs[1].get_json()
+    assert sorted(codes[2:4]) == [200, 409] and codes[4] == 200
+    with app.app_context():
+        rows = db.session.execute(select(Response.idempotency_key)).scalars().all()
+        db.session.remove()
+        db.engine.dispose()
+    winner = keys[1] if codes[2] == 200 else keys[2]
+    assert sorted(rows) == sorted([keys[0], winner, keys[3]])
 
 
 def db_participant(app: Any, recruit_id: str) -> str:
