@@ -59,7 +59,8 @@ def main() -> None:
         if name not in list_models():
             raise SystemExit(f"unknown model {name!r}; known: {', '.join(list_models())}")
         cfg = TrainConfig(model=name, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed)
-        ckpt = data_root() / "checkpoints" / f"{ds_path.stem}-{name}-{args.size}.pt"
+        suffix = "" if args.seed == 0 else f"-seed{args.seed}"
+        ckpt = data_root() / "checkpoints" / f"{ds_path.stem}-{name}-{args.size}{suffix}.pt"
         model, info = train_model(ds, cfg, out=ckpt, dataset_path=ds_path, progress=False)
         res = evaluate(model, ds.part("test"))
         params = sum(p.numel() for p in model.backbone.parameters())

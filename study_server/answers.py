@@ -12,7 +12,7 @@ on SQLite, the one-writer-at-a-time lock is held only for the writes themselves.
 The protocol (what is checked, in what order, and how a concurrent duplicate is settled)
 is :func:`study_server.studies.record_answer`'s; this module only runs its statements:
 
-- :data:`CONTEXT`: the attempt by its reference, with its participant, study, trial (the
+- ``_CONTEXT``: the attempt by its reference, with its participant, study, trial (the
   answer key), any answer already stored, and the participant's current trial and the
   block of the one after it, in one snapshot;
 - the writes: the trial ``pending -> done`` (guarded: a concurrent duplicate finds 0
@@ -27,8 +27,8 @@ in a savepoint of its own, and commits once; the others wait for it and return. 
 load this saves a commit (an fsync: about 0.35 ms of waiting and 0.15 ms of CPU here)
 and a round of the writer lock per answer beyond the first; alone, an answer is
 written as before. SQLite: the writes take the file lock of :mod:`study_server.sqlite_lock`
-first (given back when the connection returns to the pool). PostgreSQL: the guarded
-update waits for a concurrent writer of the same trial and then sees it done.
+first and give it back right after the commit. PostgreSQL: the guarded update waits
+for a concurrent writer of the same trial and then sees it done.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class AnswerSQL:
         if not named and d.paramstyle != "pyformat":
             raise RuntimeError(f"the answer path supports sqlite3 and psycopg, not paramstyle {d.paramstyle!r}")
 
-        def sql(text: str) -> str:
+        def sql(text: str) -> str:  # (the statements hold no ':' or '%' of their own)
             text = " ".join(text.split())
             return text if named else re.sub(r":(\w+)", r"%(\1)s", text)
 
@@ -362,9 +362,16 @@ class GroupCommit:
         return stored
 
 
+_MADE = threading.Lock()
+
+
 def answer_sql(engine: Engine, cache: dict[str, Any]) -> AnswerSQL:
-    """The :class:`AnswerSQL` of ``engine``, made once and kept in ``cache`` (the app's ``extensions``)."""
+    """The :class:`AnswerSQL` of ``engine``, made once (one :class:`GroupCommit` per process and engine) and kept
+    in ``cache`` (the app's ``extensions``)."""
     found = cache.get("smart_study_answer_sql")
     if found is None or found.engine is not engine:
-        found = cache["smart_study_answer_sql"] = AnswerSQL(engine)
+        with _MADE:
+            found = cache.get("smart_study_answer_sql")
+            if found is None or found.engine is not engine:
+                found = cache["smart_study_answer_sql"] = AnswerSQL(engine)
     return found
