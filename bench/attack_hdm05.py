@@ -7,7 +7,10 @@ SA), iterations, how often ABN's stop rule fired, and SMART's vs l2's perceptual
 deviations on the same clips. Result files are resumable, so a killed run continues.
 
     python bench/attack_hdm05.py --dataset hdm05_xsub.npz --checkpoint a.pt --checkpoint b.pt \\
-        [--limit 32] [--iterations 300] [--threads 1] [--out-dir DIR] [--json FILE]
+        [--limit 32] [--full AB.smart] [--iterations 300] [--threads 1] [--out-dir DIR] [--json FILE]
+
+``--limit`` attacks the first N clips of each run; ``--full LABEL.LOSS`` (repeatable, e.g.
+``AB.smart``) attacks every clip in that run all the same.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, action="append", required=True)
     ap.add_argument("--limit", type=int, help="attack at most this many clips per run")
+    ap.add_argument("--full", action="append", default=[], metavar="LABEL.LOSS",
+                    help="a run (e.g. AB.smart) that attacks every clip despite --limit")
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-dir", type=Path, default=None)
@@ -55,7 +60,8 @@ def main() -> None:
         for strategy, top_n, loss in RUNS:
             config = AttackConfig(strategy=strategy, top_n=top_n, loss=loss, iterations=args.iterations)
             out = out_dir / f"{ckpt.stem}.{config.label}.{loss}.npz"
-            s, r = run_attack(ckpt, clips, config, out, limit=args.limit, progress=False)
+            limit = None if f"{config.label}.{loss}" in args.full else args.limit
+            s, r = run_attack(ckpt, clips, config, out, limit=limit, progress=False)
             per_model[f"{config.label}.{loss}"] = (s, r)
             if loss == "smart":
                 summaries.append(s)

@@ -67,8 +67,11 @@ def on_starting(server: object) -> None:
         host = host.strip("[]") or "0.0.0.0"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # SO_REUSEADDR and not SO_REUSEPORT: closed connections still in TIME_WAIT (a server just killed and
+            # restarted) do not count, a socket listening there does
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((host, int(port)))  # no SO_REUSEPORT: fails while any server listens there
+                probe.bind((host, int(port)))
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise SystemExit(f"gunicorn: {address} is already in use by another server") from None

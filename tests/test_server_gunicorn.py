@@ -141,3 +141,37 @@ def test_serve_demo_prepares_the_demo_then_hands_over_to_gunicorn(tmp_path, monk
     assert "Admin sign-in: demo@example.org / demo-password" in r.output
     assert calls and calls[0][1:] == ["-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind",
                                       "127.0.0.1:5055", "study_server:create_app()"]  # fmt: skip
+
+
+def test_the_address_check_refuses_a_listener_but_not_connections_in_time_wait():
+    """``on_starting``: a socket listening on the address (even one sharing it with SO_REUSEPORT) stops the start;
+    connections of a server just killed, left in TIME_WAIT, do not (the load benchmark restarts right after a
+    SIGKILL)."""
+    from types import SimpleNamespace
+
+    from study_server import gunicorn_conf
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    arbiter = SimpleNamespace(cfg=SimpleNamespace(reuse_port=True, bind=[f"127.0.0.1:{port}"]))
+    with pytest.raises(SystemExit, match="already in use"):
+        gunicorn_conf.on_starting(arbiter)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first: its end of the connection stays in TIME_WAIT
+    client.close()
+    listener.close()
+    # /proc/net/tcp: local address hex "0100007F:PORT", state 06 = TIME_WAIT
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    assert any(r[1] == f"0100007F:{port:04X}" and r[3] == "06" for r in rows)
+    gunicorn_conf.on_starting(arbiter)  # no exception: the address is free to listen on
+    arbiter.cfg.reuse_port = False
+    with socket.socket() as again:  # and without reuse_port nothing is checked
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
+        gunicorn_conf.on_starting(arbiter)
