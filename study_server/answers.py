@@ -51,7 +51,7 @@ from sqlalchemy.engine import Engine
 from .sqlite_lock import give_back_writer_lock
 from .sqlite_lock import take_writer_lock
 
-__all__ = ["AnswerSQL", "AnswerContext", "AnswerWrite", "GroupCommit", "answer_sql"]
+__all__ = ["AnswerSQL", "AnswerContext", "AnswerWrite", "GroupCommit", "answer_sql", "SCREENED_ANSWERS"]
 
 _CONTEXT = """
 SELECT a.id, a.participant_pk, a.trial_pk, a.number, a.served, a.shown_at, a.closed,
@@ -82,10 +82,12 @@ VALUES (:participant_pk, :trial_pk, :attempt, :attempt_pk, :idempotency_key, :ch
 """
 _TO_BLOCK = "UPDATE participant SET block = :to_block, status = 'instructions' WHERE id = :p"
 _SCREENING_SETTINGS = "SELECT study_type, blocks, screening_threshold, control_hit_threshold FROM study WHERE id = :s"
-_SCREENED_ANSWERS = """
+SCREENED_ANSWERS = """
 SELECT t.kind, r.answer FROM trial t JOIN response r ON r.trial_pk = t.id
 WHERE t.participant_pk = :p AND t.practice = :no AND r.valid = :yes AND t.design = :design
 """
+"""A participant's valid analysed answers of one design, as (trial kind, answer): what screening reads (also by
+:func:`study_server.studies.complete`, through the ORM session's connection)."""
 _COMPLETED = """
 UPDATE participant SET status = 'completed', completed_at = :at, excluded = :excluded,
                        exclusion_reason = :reason, screening = :stats
@@ -155,7 +157,7 @@ class AnswerSQL:
         self.insert_sql = sql(_INSERT)
         self.to_block_sql = sql(_TO_BLOCK)
         self.screening_settings_sql = sql(_SCREENING_SETTINGS)
-        self.screened_answers_sql = sql(_SCREENED_ANSWERS)
+        self.screened_answers_sql = sql(SCREENED_ANSWERS)
         self.completed_sql = sql(_COMPLETED)
         self.json = bind(JSON())
         self.datetime = bind(DateTime())
@@ -206,7 +208,10 @@ class AnswerSQL:
     def end_writes(self, raw: Any, commit: bool) -> None:
         """Commit (or roll back) the writes and give the writer lock back at once."""
         try:
-            raw.commit() if commit else raw.rollback()
+            if commit:
+                raw.commit()
+            else:
+                raw.rollback()
         finally:
             if self.sqlite:
                 give_back_writer_lock(raw.info)
@@ -340,7 +345,7 @@ class GroupCommit:
             if not isinstance(e, Exception):
                 raise
 
-    def _alone(self, cur: Any, job: AnswerWrite) -> bool | BaseException:
+    def _alone(self, cur: Any, job: AnswerWrite) -> bool:
         try:
             return job.write(self.store, cur)
         except self.store.integrity_error:
@@ -348,18 +353,15 @@ class GroupCommit:
 
     def _in_savepoint(self, cur: Any, job: AnswerWrite, name: str) -> bool | BaseException:
         cur.execute(f"SAVEPOINT {name}")
+        outcome: bool | BaseException
         try:
-            stored = job.write(self.store, cur)
-        except self.store.integrity_error:
-            stored = False
+            outcome = self._alone(cur, job)
         except Exception as e:  # this answer only: the others of the group go on
-            cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            cur.execute(f"RELEASE SAVEPOINT {name}")
-            return e
-        if not stored:
+            outcome = e
+        if outcome is not True:
             cur.execute(f"ROLLBACK TO SAVEPOINT {name}")
         cur.execute(f"RELEASE SAVEPOINT {name}")
-        return stored
+        return outcome
 
 
 _MADE = threading.Lock()

@@ -30,10 +30,10 @@ from flask import jsonify
 from flask import request
 
 from .access import session_public_id
-from .extensions import csrf
-from .security import check_api_csrf
 from .access import stage_url
 from .access import study_and_participant
+from .extensions import csrf
+from .security import check_api_csrf
 from .studies import AnswerRejected
 from .studies import current_state
 from .studies import record_answer

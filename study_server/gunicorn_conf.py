@@ -25,14 +25,17 @@ whichever worker wakes first accepts a whole burst of connections and keeps them
 (keep-alive): in the load benchmark one of two workers held all 16 of the client's
 connections and the other idled, so the server ran on one core. As a port shared this
 way would also let a second server started on the same address quietly take half the
-traffic, :func:`on_starting` refuses to start when the address is in use. ``timeout`` is long enough for a researcher's batch import, which checks
-every file's hash (and decodes every video) inside the request.
+traffic, :func:`on_starting` refuses to start when the address is in use.
+
+``timeout`` is long enough for a researcher's batch import, which checks every file's
+hash (and decodes every video) inside the request.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_WORKERS") or max(2, os.cpu_count() or 1))
@@ -52,15 +55,15 @@ control_socket_disable = True
 several servers on one machine (the demo, the tests, the load benchmark) would fight over."""
 
 
-def on_starting(server: object) -> None:
-    """With ``reuse_port``: stop with a clear error if another server already listens on a bound address."""
+def on_starting(server: Any) -> None:
+    """With ``reuse_port``: stop with a clear error if another server already listens on a bound address
+    (``server``: gunicorn's arbiter; its ``cfg`` holds the settings in force, command line included)."""
     import errno
     import socket
 
-    cfg = getattr(server, "cfg", None)
-    if not (cfg.reuse_port if cfg is not None else reuse_port):
+    if not server.cfg.reuse_port:
         return
-    for address in (cfg.bind if cfg is not None else [bind]):
+    for address in server.cfg.bind:
         if address.startswith(("unix:", "fd://")):
             continue
         host, _, port = address.rpartition(":")

@@ -32,7 +32,8 @@ def take_writer_lock(info: dict[str, Any]) -> None:
     """Wait for the writer lock of the pooled connection whose ``info`` this is (no-op if held or not installed).
 
     For code that writes on the DB-API connection itself (the answer path), where the
-    engine's ``before_cursor_execute`` event does not fire; given back at check-in.
+    engine's ``before_cursor_execute`` event does not fire; given back by
+    :func:`give_back_writer_lock`, at the latest when the connection returns to the pool.
     """
     if not info.get("writer_held") and "writer_fd" in info:
         fcntl.flock(info["writer_fd"], fcntl.LOCK_EX)
@@ -57,8 +58,11 @@ def install_writer_lock(engine: Engine, database_path: str) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _take(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        info = conn.connection.info
+        if info.get("writer_held") or "writer_fd" not in info:
+            return  # (checked before looking at the statement: most statements of a transaction come after its lock)
         if statement.lstrip()[:7].upper().startswith(_WRITES):
-            take_writer_lock(conn.connection.info)
+            take_writer_lock(info)
 
     def _give_back(record: Any) -> None:
         if record is not None:

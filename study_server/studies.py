@@ -30,10 +30,10 @@ from typing import Sequence
 
 from flask import current_app
 from flask import url_for
-from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +48,7 @@ from stimuli.fileio import file_sha256
 from . import design
 from .answers import AnswerContext
 from .answers import AnswerSQL
+from .answers import SCREENED_ANSWERS
 from .answers import AnswerWrite
 from .answers import answer_sql
 from .extensions import db
@@ -835,13 +836,7 @@ def _to_block(p: Participant, block: int) -> None:
 
 
 # ---- completion and screening ------------------------------------------------------------------
-_T = Trial.__table__
-_R = Response.__table__
-_SCREENED_ANSWERS = (
-    select(_T.c.kind, _R.c.answer).select_from(_T.join(_R, _R.c.trial_pk == _T.c.id))
-    .where(_T.c.participant_pk == bindparam("p"), _T.c.practice.is_(False), _R.c.valid.is_(True),
-           _T.c.design == design.INDISTINGUISHABILITY)
-)  # fmt: skip
+_SCREENED_ANSWERS = text(SCREENED_ANSWERS)
 
 
 def _screen_rows(rows: Callable[[], Sequence[tuple[str, str | None]]], blocks: Sequence[Mapping[str, Any]],
@@ -856,7 +851,8 @@ def _screen_rows(rows: Callable[[], Sequence[tuple[str, str | None]]], blocks: S
 def _screen(p: Participant) -> None:
     study = p.study
     conn = db.session.connection()
-    s = _screen_rows(lambda: [(kind, ans) for kind, ans in conn.execute(_SCREENED_ANSWERS, {"p": p.id})],
+    params = {"p": p.id, "no": False, "yes": True, "design": design.INDISTINGUISHABILITY}
+    s = _screen_rows(lambda: [(kind, ans) for kind, ans in conn.execute(_SCREENED_ANSWERS, params)],
                      study.blocks or [{"study_type": study.study_type}], study.screening_threshold,
                      study.control_hit_threshold)  # fmt: skip
     p.excluded, p.exclusion_reason, p.screening = s.excluded, s.reason, s.stats

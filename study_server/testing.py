@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from .answers import answer_sql
 from .extensions import db
 from .models import Attempt
 from .models import Participant
@@ -299,10 +301,6 @@ def as_one_group(app: Flask, posts: list[Callable[[], Any]], timeout_s: float = 
     """Run ``posts`` (callables sending one answer each) in threads while the writer's turn is held, so that they
     queue up and are written as one group; their results, in order. Fails if they did not all queue, or if
     they were not written in one transaction."""
-    import time
-
-    from .answers import answer_sql
-
     with app.app_context():
         group = answer_sql(db.engine, app.extensions).group
     results: list[Any] = [None] * len(posts)

@@ -22,7 +22,6 @@ from sqlalchemy import select
 from study_server.answers import AnswerSQL
 from study_server.answers import answer_sql
 from study_server.extensions import db
-from study_server.models import Participant
 from study_server.models import Response
 from study_server.models import Trial
 from study_server.testing import ParticipantActions
@@ -77,7 +76,6 @@ def test_answers_of_different_participants_are_written_in_one_commit(app):
 
 
 def test_a_duplicate_inside_a_group_is_stored_once_and_both_get_the_same_body(app):
-    store = store_of(app)
     pa = join(app, "dup")
     s = pa.state()
     key = uuid.uuid4().hex
@@ -92,7 +90,6 @@ def test_a_duplicate_inside_a_group_is_stored_once_and_both_get_the_same_body(ap
 
 
 def test_a_conflicting_answer_inside_a_group_is_refused_and_the_first_kept(app):
-    store = store_of(app)
     pa = join(app, "conflict")
     s = pa.state()
     twin = ParticipantActions(app.test_client(), "ind")
@@ -107,7 +104,6 @@ def test_a_conflicting_answer_inside_a_group_is_refused_and_the_first_kept(app):
 
 def test_one_failing_answer_does_not_take_the_rest_of_its_group_with_it(app, monkeypatch):
     """An error while writing one answer (here: its insert refused by the database) rolls back that answer only."""
-    store = store_of(app)
     people = [join(app, f"f{i}") for i in range(3)]
     states = [p.state() for p in people]
     bad_attempt = states[1]["attempt"]
@@ -136,7 +132,6 @@ def test_one_failing_answer_does_not_take_the_rest_of_its_group_with_it(app, mon
 
 
 def test_a_failed_commit_stores_nothing_of_the_group_and_a_retry_stores_each_once(app, monkeypatch):
-    store = store_of(app)
     people = [join(app, f"c{i}") for i in range(2)]
     states = [p.state() for p in people]
     bodies = [body(s, "unchanged") for s in states]
