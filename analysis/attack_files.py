@@ -3,20 +3,22 @@
 Two kinds of file (``attack-gen attack`` / ``attack-gen transfer`` write them):
 
 * an **attack result** ``.npz`` (``allow_pickle=False``) with a JSON ``record``
-  (``format: "smart-study-attack-result"``, ``version: 1``). Fields this module needs:
+  (``format: "smart-study-attack-result"``, ``version: 2``). Fields this module needs:
 
   - arrays, one row per clip: ``status`` (str: success, failed, nonfinite, skipped,
-    pending), ``success`` (bool), ``true_label`` and ``final_label`` (int, -1 none),
+    pending), ``success`` (bool), ``robust_success`` (bool: the success survives the
+    dataset pipeline's re-preprocessing), ``true_label`` and ``final_label`` (int, -1 none),
     ``original`` and ``adversarial`` ``(N, T, 25, 3)`` float32 metres; optional: the
     perceptual metrics ``mean_joint_displacement_m``, ``acceleration_deviation``,
     ``bone_length_deviation_m`` and ``iterations``;
   - record: ``config.strategy`` (ab, abn, sa), ``config.top_n`` (abn), ``config.loss``
-    (smart, l2, l2-acc, l2-bone), ``checkpoint.model``, ``dataset.name``, ``fps``,
+    (smart, l2, l2-acc, l2-bone), ``config.threat_model`` (canonical, raw), ``checkpoint.model``, ``dataset.name``, ``fps``,
     optional ``strategy_label`` (AB, AB3, ...) and ``class_names``.
 
-* a **transfer summary** ``.json`` (``transfer.<label>.<loss>.json``): ``label``,
-  ``loss``, ``models`` (list of names) and ``matrix[surrogate][target]`` =
-  ``{"eligible", "fooled", "rate"}``; optional ``white_box[name].dataset``.
+* a **transfer summary** ``.json`` (``transfer.<label>.<loss>[.raw].json``, ``version: 2``):
+  ``label``, ``loss``, ``threat_model``, ``models`` (list of names) and
+  ``matrix[surrogate][target]`` = ``{"eligible", "fooled", "rate", "robust_fooled",
+  "robust_rate"}``; optional ``white_box[name].dataset``.
 
 :func:`read_attack_files` sorts paths into the two kinds by content; every problem is a
 one-line :class:`stimuli.errors.DataError` naming the file and field.
@@ -39,9 +41,11 @@ from .paper import paper_strategy
 __all__ = ["RESULT_FORMAT", "AttackRun", "TransferRun", "read_attack_result", "read_transfer", "read_attack_files"]
 
 RESULT_FORMAT = "smart-study-attack-result"
-RESULT_VERSION = 1
+RESULT_VERSION = 2
+TRANSFER_VERSION = 2
+THREAT_MODELS = ("canonical", "raw")
 STATUSES = ("pending", "success", "failed", "nonfinite", "skipped")
-_REQUIRED_ARRAYS = ("status", "success", "true_label", "final_label", "original", "adversarial")
+_REQUIRED_ARRAYS = ("status", "success", "robust_success", "true_label", "final_label", "original", "adversarial")
 _OPTIONAL_ARRAYS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m", "iterations")
 
 
@@ -59,6 +63,8 @@ class AttackRun:
     class_names: list[str]
     status: np.ndarray
     success: np.ndarray
+    robust_success: np.ndarray
+    threat_model: str
     true_label: np.ndarray
     final_label: np.ndarray
     original: np.ndarray
@@ -84,6 +90,7 @@ class TransferRun:
     models: list[str]
     matrix: dict[str, dict[str, dict[str, Any]]]
     dataset: str | None
+    threat_model: str
 
 
 def _get(d: Any, dotted: str) -> Any:
@@ -110,7 +117,8 @@ def read_attack_result(path: str | Path) -> AttackRun:
     if record.get("version") != RESULT_VERSION:
         raise DataError(f"{path}: attack result version {record.get('version')!r} not supported "
                         f"(this code reads version {RESULT_VERSION})")  # fmt: skip
-    needed = {"config.strategy": str, "config.loss": str, "checkpoint.model": str, "fps": (int, float)}
+    needed = {"config.strategy": str, "config.loss": str, "config.threat_model": str, "checkpoint.model": str,
+              "fps": (int, float)}
     for key, typ in needed.items():
         v = _get(record, key)
         if not isinstance(v, typ) or isinstance(v, bool):
@@ -125,6 +133,9 @@ def read_attack_result(path: str | Path) -> AttackRun:
     if arrays["original"].shape != arrays["adversarial"].shape:
         raise DataError(f"{path}: 'original' {arrays['original'].shape} and 'adversarial' "
                         f"{arrays['adversarial'].shape} differ in shape")  # fmt: skip
+    if _get(record, "config.threat_model") not in THREAT_MODELS:
+        raise DataError(f"{path}: record field 'config.threat_model' is {_get(record, 'config.threat_model')!r}; "
+                        f"expected one of {', '.join(THREAT_MODELS)}")
     status = arrays["status"].astype(str)
     odd = sorted(set(status) - set(STATUSES))
     if odd:
@@ -137,6 +148,8 @@ def read_attack_result(path: str | Path) -> AttackRun:
         strategy=strategy, label=str(label), loss=str(_get(record, "config.loss")), fps=float(record["fps"]),
         class_names=[str(c) for c in names_] if isinstance(names_, list) else [],
         status=status, success=arrays["success"].astype(bool),
+        robust_success=arrays["robust_success"].astype(bool) & arrays["success"].astype(bool),
+        threat_model=str(_get(record, "config.threat_model")),
         true_label=arrays["true_label"].astype(np.int64), final_label=arrays["final_label"].astype(np.int64),
         original=arrays["original"].astype(np.float32), adversarial=arrays["adversarial"].astype(np.float32),
         metrics={k: arrays[k] for k in _OPTIONAL_ARRAYS if k in arrays},
@@ -154,19 +167,26 @@ def read_transfer(path: str | Path) -> TransferRun:
         raise DataError(f"{path}: not a JSON transfer summary ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("matrix"), dict) or not isinstance(doc.get("models"), list):
         raise DataError(f"{path}: not a transfer summary (expected 'models' and 'matrix')")
+    if doc.get("version") != TRANSFER_VERSION:
+        raise DataError(f"{path}: transfer summary version {doc.get('version')!r} not supported (this code reads "
+                        f"version {TRANSFER_VERSION}, which reports robust success; run attack-gen transfer again)")
+    if doc.get("threat_model") not in THREAT_MODELS:
+        raise DataError(f"{path}: field 'threat_model' is {doc.get('threat_model')!r}; expected one of "
+                        f"{', '.join(THREAT_MODELS)}")
     models = [str(m) for m in doc["models"]]
     matrix = doc["matrix"]
+    keys = {"eligible", "fooled", "rate", "robust_fooled", "robust_rate"}
     for s in models:
         for t in models:
             row = matrix.get(s)
             cell = row.get(t) if isinstance(row, dict) else None
-            if not isinstance(cell, dict) or not {"eligible", "fooled", "rate"} <= set(cell):
-                raise DataError(f"{path}: matrix[{s!r}][{t!r}] must have eligible, fooled and rate")
+            if not isinstance(cell, dict) or not keys <= set(cell):
+                raise DataError(f"{path}: matrix[{s!r}][{t!r}] must have {', '.join(sorted(keys))}")
     wb = doc.get("white_box") if isinstance(doc.get("white_box"), dict) else {}
     datasets = {str(wb[m]["dataset"]) for m in models if isinstance(wb.get(m), dict) and wb[m].get("dataset")}
     label = doc.get("label") or paper_strategy(doc.get("strategy"), _get(doc, "config.top_n")) or "?"
     return TransferRun(path, str(label), str(doc.get("loss") or "smart"), models, matrix,
-                       datasets.pop() if len(datasets) == 1 else None)  # fmt: skip
+                       datasets.pop() if len(datasets) == 1 else None, str(doc["threat_model"]))  # fmt: skip
 
 
 def read_attack_files(paths: Iterable[str | Path]) -> tuple[list[AttackRun], list[TransferRun]]:

@@ -54,30 +54,41 @@ def _pct(x: float) -> str:
 
 
 def success_table(runs: Sequence[AttackRun], level: float = 0.95) -> pd.DataFrame:
-    """One row per run: counts of clips by status, success rate with a Wilson interval, the paper's rate."""
+    """One row per run: counts of clips by status, success and robust success with Wilson intervals, the paper's rate.
+
+    The paper's rate is given for runs under the ``raw`` threat model only (its setting).
+    """
     rows = []
     for r in runs:
         att = r.attacked
         n, k = int(att.sum()), int((r.status == "success").sum())
+        kr = int((r.robust_success & (r.status == "success")).sum())
         lo, hi = wilson_ci(k, n, level)
+        rlo, rhi = wilson_ci(kr, n, level)
         pm, pd_, ps = paper.paper_model(r.model), paper.paper_dataset(r.dataset), paper.paper_strategy(r.label)
-        pv = paper.WHITE_BOX.get((pm, pd_, ps)) if r.loss == "smart" else None
+        pv = paper.WHITE_BOX.get((pm, pd_, ps)) if r.loss == "smart" and r.threat_model == "raw" else None
         rows.append({"file": r.path.name, "model": paper.display_model(r.model), "dataset": pd_ or r.dataset,
-                     "strategy": ps or r.label, "loss": r.loss, "clips": len(r.status), "attacked": n,
-                     "succeeded": k, "failed": int((r.status == "failed").sum()),
+                     "strategy": ps or r.label, "loss": r.loss, "threat_model": r.threat_model,
+                     "clips": len(r.status), "attacked": n,
+                     "succeeded": k, "robust_succeeded": kr, "failed": int((r.status == "failed").sum()),
                      "nonfinite": int((r.status == "nonfinite").sum()), "skipped": int((r.status == "skipped").sum()),
                      "pending": int((r.status == "pending").sum()), "rate": k / n if n else math.nan,
                      "wilson_low": float(lo), "wilson_high": float(hi),
+                     "robust_rate": kr / n if n else math.nan, "robust_wilson_low": float(rlo),
+                     "robust_wilson_high": float(rhi),
                      "paper": pv / 100 if pv is not None else math.nan})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def success_layout(table: pd.DataFrame, strategies: Sequence[str], loss: str = "smart") -> pd.DataFrame:
-    """The paper's layout: rows models (paper order, then others, then the mean), columns ``dataset strategy``.
+def success_layout(table: pd.DataFrame, strategies: Sequence[str], loss: str = "smart",
+                   threat_model: str = "canonical") -> pd.DataFrame:
+    """The paper's layout for one threat model: rows models (paper order, then others, then the mean),
+    columns ``dataset strategy``.
 
-    Cells read ``ours (paper)`` in percent; ``-`` where we have no run.
+    Cells read ``success / robust success`` in percent, then ``(paper)`` under the ``raw`` threat
+    model (the paper's setting); ``-`` where we have no run.
     """
-    t = table[(table["loss"] == loss) & table["strategy"].isin(strategies)]
+    t = table[(table["loss"] == loss) & table["strategy"].isin(strategies) & (table["threat_model"] == threat_model)]
     if t.empty:
         return pd.DataFrame()
     datasets = [d for d in paper.DATASETS if d in set(t["dataset"])] + sorted(set(t["dataset"]) - set(paper.DATASETS))
@@ -91,13 +102,15 @@ def success_layout(table: pd.DataFrame, strategies: Sequence[str], loss: str = "
                 if m == "mean":
                     sel = t[(t["dataset"] == d) & (t["strategy"] == s)]
                     ours = float(sel["rate"].mean()) if len(sel) > 1 else math.nan
+                    robust = float(sel["robust_rate"].mean()) if len(sel) > 1 else math.nan
                 else:
                     sel = t[(t["model"] == m) & (t["dataset"] == d) & (t["strategy"] == s)]
                     ours = float(sel["rate"].iloc[-1]) if len(sel) else math.nan
-                pv = paper.WHITE_BOX.get((m, d, s))
+                    robust = float(sel["robust_rate"].iloc[-1]) if len(sel) else math.nan
+                pv = paper.WHITE_BOX.get((m, d, s)) if threat_model == "raw" else None
                 if m == "mean" and not set(paper.MODELS) <= set(models):
                     pv = None  # the paper's mean is over its five models: not comparable with a mean over fewer
-                cell = _pct(ours)
+                cell = _pct(ours) if not np.isfinite(ours) else f"{_pct(ours)} / {_pct(robust)}"
                 if pv is not None:
                     cell += f" ({pv:g})"
                 row[col] = cell
@@ -115,17 +128,21 @@ def transfer_table(transfers: Sequence[TransferRun]) -> pd.DataFrame:
             for t in tr.models:
                 c = tr.matrix[s][t]
                 ps, pt = paper.display_model(s), paper.display_model(t)
-                pv = paper.TRANSFER.get((ps, pt, paper.paper_strategy(tr.label))) if ntu and tr.loss == "smart" else None
-                rows.append({"file": tr.path.name, "strategy": tr.label, "loss": tr.loss,
+                pv = (paper.TRANSFER.get((ps, pt, paper.paper_strategy(tr.label)))
+                      if ntu and tr.loss == "smart" and tr.threat_model == "raw" else None)
+                rows.append({"file": tr.path.name, "strategy": tr.label, "loss": tr.loss, "threat_model": tr.threat_model,
                              "dataset": paper.paper_dataset(tr.dataset) or tr.dataset, "surrogate": ps, "target": pt,
                              "white_box": s == t, "eligible": c.get("eligible"), "fooled": c.get("fooled"),
                              "rate": c["rate"] if c.get("rate") is not None else math.nan,
+                             "robust_fooled": c.get("robust_fooled"),
+                             "robust_rate": c["robust_rate"] if c.get("robust_rate") is not None else math.nan,
                              "paper": pv / 100 if pv is not None else math.nan})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def transfer_layout(table: pd.DataFrame) -> pd.DataFrame:
-    """Table 4: rows surrogate, columns target, cells ``AB rate (paper)`` per strategy, diagonal white-box in brackets."""
+    """Table 4: rows surrogate, columns target, cells ``AB success / robust success (paper)`` per strategy,
+    diagonal white-box in brackets; the paper's numbers beside ``raw`` runs only (its setting)."""
     if table.empty:
         return pd.DataFrame()
     out = []
@@ -136,7 +153,8 @@ def transfer_layout(table: pd.DataFrame) -> pd.DataFrame:
             parts = []
             for strat, g in table[(table["surrogate"] == s) & (table["target"] == t)].groupby("strategy", sort=False):
                 r = g.iloc[-1]
-                txt = f"[{_pct(r['rate'])}]" if s == t else _pct(r["rate"])
+                both = f"{_pct(r['rate'])} / {_pct(r['robust_rate'])}"
+                txt = f"[{both}]" if s == t else both
                 if np.isfinite(r["paper"]):
                     txt += f" ({100 * r['paper']:g})"
                 parts.append(f"{strat}: {txt}")
@@ -223,11 +241,14 @@ def batch_success(variants: pd.DataFrame, items: pd.DataFrame, level: float = 0.
     v = variants[variants["role"] == "attack"]
     rows = []
     for name, g in v.groupby("variant", sort=False):
-        ok = g["success"].astype(bool)
+        ok = g["success"].astype(bool).to_numpy()
         n, k = len(g), int(ok.sum())
+        robust = g["robust_success"] if "robust_success" in g else pd.Series([None] * n)
+        kr = int((ok & robust.fillna(False).astype(bool).to_numpy()).sum()) if robust.notna().all() else None
         lo, hi = wilson_ci(k, n, level)
         row = {"variant": name, "items": n, "succeeded": k, "rate": k / n if n else math.nan,
-               "wilson_low": float(lo), "wilson_high": float(hi)}  # fmt: skip
+               "wilson_low": float(lo), "wilson_high": float(hi),
+               "robust_succeeded": kr, "robust_rate": kr / n if n and kr is not None else math.nan}  # fmt: skip
         for c in g.columns:
             if c.startswith("metric:"):
                 row[c.split(":", 1)[1]] = float(pd.to_numeric(g[c], errors="coerce").mean())
@@ -237,4 +258,6 @@ def batch_success(variants: pd.DataFrame, items: pd.DataFrame, level: float = 0.
     ms = sorted({str(x) for x in items["model"].dropna()})
     out.insert(0, "dataset", ", ".join(ds))
     out.insert(1, "model", ", ".join(paper.display_model(m) for m in ms))
+    tms = sorted({str(x) for x in items["threat_model"].dropna()}) if "threat_model" in items else []
+    out.insert(2, "threat_model", ", ".join(tms) or "unknown")
     return out

@@ -229,17 +229,19 @@ def joint_deviation_figure(dev: pd.DataFrame, title: str = "") -> Figure:
 
 
 def plot_success(table: pd.DataFrame, ax: Axes | None = None, title: str = "Attack success") -> Axes:
-    """Success rate per run with Wilson intervals; the paper's rate as x."""
+    """Success rate per run with Wilson intervals, robust success as a hollow circle; the paper's rate as x."""
     ax = _ax(ax, 6.4, max(2.0, 0.35 * len(table) + 1.2))
     y = np.arange(len(table))[::-1]
     lab = table.get("label", pd.Series([""] * len(table)))
     for yi, r, name in zip(y, table.itertuples(), lab):
         ax.plot([r.wilson_low, r.wilson_high], [yi, yi], color="#1f77b4")
         ax.plot(r.rate, yi, "o", color="#1f77b4")
+        if np.isfinite(getattr(r, "robust_rate", np.nan)):
+            ax.plot(r.robust_rate, yi, "o", mfc="none", color="#2ca02c", ms=9)
         if np.isfinite(getattr(r, "paper", np.nan)):
             ax.plot(r.paper, yi, "x", color="#d62728", ms=9, mew=2)
     ax.set_yticks(y, list(lab), fontsize=8)
     ax.set_xlim(0, 1.02)
-    ax.set_xlabel("success rate (Wilson 95 %; x: paper)")
+    ax.set_xlabel("success rate (Wilson 95 %; open circle: robust; x: paper)")
     ax.set_title(title, fontsize=10)
     return ax

@@ -226,14 +226,15 @@ def load_batches(dirs: Iterable[str | Path]) -> Batches:
         dataset = _prov_name(prov.dataset, "name")
         model = _prov_name(prov.model, "name", "model")
         strategy = _prov_name(prov.attack, "strategy_label", "strategy")
+        threat = prov.attack.get("threat_model") if isinstance(prov.attack, dict) else None
         for it in b.items:
             items.append({"batch_id": b.batch_id, "item_id": it.id, "dataset": dataset or it.source.dataset,
                           "model": model, "strategy": strategy, "true_label": it.true_label.name,
                           "attacked_label": None if it.attacked_label is None else it.attacked_label.name,
-                          "motion_fps": it.motion_fps})  # fmt: skip
+                          "motion_fps": it.motion_fps, "threat_model": threat})  # fmt: skip
             for name, v in it.variants.items():
                 variants.append({"batch_id": b.batch_id, "item_id": it.id, "variant": name, "role": v.role,
-                                 "success": v.success,
+                                 "success": v.success, "robust_success": v.info.get("robust_success"),
                                  "final_label": None if v.final_label is None else v.final_label.name,
                                  **{f"metric:{k}": val for k, val in v.metrics.items()}})  # fmt: skip
     if not batches:

@@ -88,8 +88,12 @@ def write_fake_result(path: str | Path, *, model: str = "agcn", dataset: str = "
                       status: Sequence[str] = ("success", "success", "success", "failed", "skipped"),
                       true_label: Sequence[int] | None = None, final_label: Sequence[int] | None = None,
                       class_names: Sequence[str] = ("walk", "run", "jump"), frames: int = 8, fps: float = 30.0,
-                      scale: float = 0.01, seed: int = 0) -> Path:  # fmt: skip
-    """An attack result ``.npz`` in the format of ``attack_gen.attack.results`` (numpy only)."""
+                      scale: float = 0.01, seed: int = 0, threat_model: str = "canonical",
+                      robust: Sequence[bool] | None = None) -> Path:  # fmt: skip
+    """An attack result ``.npz`` in the format of ``attack_gen.attack.results`` (numpy only).
+
+    ``robust``: which successes are robust (default: all of them).
+    """
     from attack_gen.data.synthetic import generate_motion
 
     rng = np.random.default_rng(seed)
@@ -102,11 +106,14 @@ def write_fake_result(path: str | Path, *, model: str = "agcn", dataset: str = "
     final = np.array(final_label if final_label is not None else
                      [(t + 1) % len(class_names) if s == "success" else t for t, s in zip(true, status)], np.int64)
     label = {"ab": "AB", "sa": "SA"}.get(strategy, f"AB{top_n}")
-    record = {"format": "smart-study-attack-result", "version": 1, "checkpoint": {"model": model},
+    record = {"format": "smart-study-attack-result", "version": 2, "checkpoint": {"model": model},
               "dataset": {"name": dataset}, "class_names": list(class_names), "fps": fps,
-              "config": {"strategy": strategy, "top_n": top_n, "loss": loss}, "strategy_label": label}  # fmt: skip
+              "config": {"strategy": strategy, "top_n": top_n, "loss": loss, "threat_model": threat_model},
+              "strategy_label": label}  # fmt: skip
     arrays = {"original": orig, "adversarial": adv, "status": status.astype("<U9"), "reason": np.full(n, ""),
-              "success": status == "success", "iterations": np.full(n, 10), "true_label": true,
+              "success": status == "success",
+              "robust_success": (status == "success") & (np.ones(n, bool) if robust is None else np.asarray(robust)),
+              "iterations": np.full(n, 10), "true_label": true,
               "original_label": true, "final_label": final, "target": np.full(n, -1),
               "mean_joint_displacement_m": np.linalg.norm(adv - orig, axis=-1).mean((1, 2)).astype(np.float32),
               "record": np.array(json.dumps(record))}  # fmt: skip
@@ -117,13 +124,20 @@ def write_fake_result(path: str | Path, *, model: str = "agcn", dataset: str = "
 
 
 def write_fake_transfer(path: str | Path, rates: dict[tuple[str, str], tuple[int, int]], *, label: str = "AB",
-                        loss: str = "smart", dataset: str = "ntu60") -> Path:  # fmt: skip
-    """A transfer summary ``.json``: ``rates[(surrogate, target)] = (fooled, eligible)``."""
+                        loss: str = "smart", dataset: str = "ntu60", threat_model: str = "canonical",
+                        robust: dict[tuple[str, str], int] | None = None) -> Path:  # fmt: skip
+    """A transfer summary ``.json``: ``rates[(surrogate, target)] = (fooled, eligible)``; ``robust``: robust
+    fooled counts where they differ from ``fooled``."""
     models = list(dict.fromkeys([s for s, _ in rates] + [t for _, t in rates]))
-    matrix = {s: {t: {"eligible": rates.get((s, t), (0, 0))[1], "fooled": rates.get((s, t), (0, 0))[0],
-                      "rate": (rates[(s, t)][0] / rates[(s, t)][1]) if rates.get((s, t), (0, 0))[1] else None}
-                  for t in models} for s in models}  # fmt: skip
-    doc = {"strategy": label.lower(), "label": label, "loss": loss, "models": models, "matrix": matrix,
+    def cell(s: str, t: str) -> dict[str, Any]:
+        fooled, eligible = rates.get((s, t), (0, 0))
+        kr = (robust or {}).get((s, t), fooled)
+        return {"eligible": eligible, "fooled": fooled, "rate": fooled / eligible if eligible else None,
+                "robust_fooled": kr, "robust_rate": kr / eligible if eligible else None}
+
+    matrix = {s: {t: cell(s, t) for t in models} for s in models}
+    doc = {"version": 2, "threat_model": threat_model, "strategy": label.lower(), "label": label, "loss": loss,
+           "models": models, "matrix": matrix,
            "white_box": {m: {"dataset": dataset} for m in models}}  # fmt: skip
     Path(path).write_text(json.dumps(doc))
     return Path(path)

@@ -7,11 +7,15 @@ Steps (each reused when its output already exists, so a killed run resumes):
 2. the correctly recognised test clips (the attack set);
 3. ``motions`` clips in a seeded order stratified by class (round robin over the
    classes in a seeded order, clips shuffled within each class);
-4. every clip attacked with SMART and each ablation (same clips, same strategy),
-   resumable result files in ``<out>.attacks/``; a clip whose attack fails for any loss
-   is replaced by the next candidate, so every item's attacked variants all fool the
-   model (the naturalness study compares attacks that work);
-5. every variant, the positive control and the composites rendered
+4. every clip attacked with SMART and each ablation (same clips, same strategy, same
+   threat model), resumable result files in ``<out>.attacks/``; a clip whose attack fails
+   for any loss is replaced by the next candidate, so every item's attacked variants all
+   fool the model (the naturalness study compares attacks that work);
+5. every variant drawn on the original's trajectory (``trajectory="original"``: the
+   window's root path, which the canonical motions lack, added to every variant alike, so
+   a walk moves through space and nothing but the motion tells the variants apart;
+   ``"in-place"`` draws the canonical motions as they are), then the positive control
+   and the composites rendered
    (:func:`stimuli.batch.write_batch`, parallel processes, resumable) and the manifest
    written; the attack result files stay beside the batch for ``analysis``.
 """
@@ -28,11 +32,12 @@ from stimuli.batch import BatchItemInput, CompositePlan, ControlSpec, Label, Var
 from stimuli.batch.schema import ATTACK_VARIANTS, ORIGINAL
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
-from stimuli.paths import data_root
 
 from .data.clips import ClipSet, load_clips, save_clips
 
-__all__ = ["BatchJob", "DEMO_RENDER", "stratified_order", "build_batch"]
+__all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "build_batch"]
+
+TRAJECTORIES = ("original", "in-place")
 
 # The demo renders at the study's length (6 s) but at 360x360 and 20 fps, and makes only
 # the composites the demo study uses (SMART for indistinguishability): about 0.45x the
@@ -56,8 +61,14 @@ class BatchJob:
     render: dict[str, Any] = field(default_factory=dict)
     indistinguishability: tuple[str, ...] | None = None
     """Right-hand variants of the original|X composites (None: all)."""
+    threat_model: str = "canonical"
+    """See :data:`attack_gen.attack.engine.THREAT_MODELS`."""
+    trajectory: str = "original"
+    """``original``: every variant drawn on the original's root path; ``in-place``: as attacked."""
 
     def __post_init__(self) -> None:
+        if self.trajectory not in TRAJECTORIES:
+            raise DataError(f"--trajectory must be one of {', '.join(TRAJECTORIES)}, got {self.trajectory!r}")
         if self.motions < 1:
             raise DataError(f"--motions must be >= 1, got {self.motions}")
         unknown = [loss for loss in self.losses if loss not in ATTACK_VARIANTS]
@@ -89,7 +100,8 @@ def _subset(clips: ClipSet, rows: np.ndarray) -> ClipSet:
     for key in ("sources", "subjects"):
         if key in meta:
             meta[key] = [meta[key][i] for i in rows]
-    return ClipSet(clips.motions[rows], clips.labels[rows], clips.predictions[rows], clips.index[rows], meta)
+    return ClipSet(clips.motions[rows], clips.labels[rows], clips.predictions[rows], clips.index[rows], meta,
+                   clips.trajectory[rows])
 
 
 def build_batch(
@@ -121,11 +133,13 @@ def build_batch(
     candidates_path = work / "candidates.npz"
     save_clips(_subset(clips, order), candidates_path)
 
-    base = {"strategy": job.strategy, "top_n": job.top_n, "iterations": job.iterations, "seed": job.seed}
+    base = {"strategy": job.strategy, "top_n": job.top_n, "iterations": job.iterations, "seed": job.seed,
+            "threat_model": job.threat_model}
     if job.lr is not None:
         base["lr"] = job.lr
     configs = {loss: AttackConfig(**base, loss=loss) for loss in job.losses}
-    paths = {loss: work / f"{c.label}.{loss}.npz" for loss, c in configs.items()}
+    tag = "" if job.threat_model == "canonical" else f".{job.threat_model}"
+    paths = {loss: work / f"{c.label}.{loss}{tag}.npz" for loss, c in configs.items()}
     results: dict[str, Any] = {}
     summaries: dict[str, Any] = {}
     chosen: list[int] = []
@@ -156,13 +170,15 @@ def build_batch(
     items = []
     for k in chosen:
         smart = results["smart"]
+        # one root path for every variant of the item (zeros in place): it tells no variant apart
+        path = cand.trajectory[k][:, None, :] if job.trajectory == "original" else 0.0
         variants: dict[str, VariantInput] = {
-            ORIGINAL: VariantInput(cand.motions[k], final_label=Label(names[int(cand.labels[k])], int(cand.labels[k])),
-                                   success=None)
+            ORIGINAL: VariantInput(cand.motions[k] + path,
+                                   final_label=Label(names[int(cand.labels[k])], int(cand.labels[k])), success=None)
         }
         for loss, r in results.items():
             variants[loss] = VariantInput(
-                r["adversarial"][k],
+                r["adversarial"][k] + path,
                 final_label=Label(names[int(r["final_label"][k])], int(r["final_label"][k])),
                 success=bool(r["success"][k]),
                 metrics={
@@ -170,7 +186,8 @@ def build_batch(
                     "acceleration_deviation": float(r["acceleration_deviation"][k]),
                     "bone_length_deviation_m": float(r["bone_length_deviation_m"][k]),
                 },
-                info={"iterations": int(r["iterations"][k])},
+                info={"iterations": int(r["iterations"][k]), "robust_success": bool(r["robust_success"][k]),
+                      "threat_model": job.threat_model},
             )
         items.append(
             BatchItemInput(
@@ -196,12 +213,16 @@ def build_batch(
             "class_names": names,
         },
         "attack": {
+            "threat_model": job.threat_model,
+            "canonical": info.get("canonical"),
+            "trajectory": job.trajectory,
             "strategy": job.strategy,
             "label": next(iter(summaries.values()))["label"],
             "losses": list(job.losses),
             "config": {loss: results[loss].record.get("config") for loss in job.losses},
             "result_files": {loss: str(results[loss].path) for loss in job.losses},
             "success_rates": {loss: summaries[loss]["success_rate"] for loss in job.losses},
+            "robust_success_rates": {loss: summaries[loss]["robust_success_rate"] for loss in job.losses},
         },
     }
     plan = CompositePlan(indistinguishability=job.indistinguishability) if job.indistinguishability else None
@@ -222,11 +243,11 @@ def build_batch(
         "items": len(batch.items),
         "variants": [ORIGINAL, *job.losses, "control"],
         "attacks_dir": str(work),
+        "threat_model": job.threat_model,
+        "trajectory": job.trajectory,
         "success_rates": provenance["attack"]["success_rates"],
+        "robust_success_rates": provenance["attack"]["robust_success_rates"],
         "tried": target,
         "model": info["model"],
     }
 
-
-def default_batch_dir(name: str) -> Path:
-    return data_root() / "batches" / name

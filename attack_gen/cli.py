@@ -136,33 +136,45 @@ def _load_ds(dataset: Path | None, quiet: bool) -> tuple[Any, Path]:
     return load_dataset(path), path
 
 
-def run_train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, epochs: int,
-              batch_size: int, lr: float, seed: int, val_fraction: float, device: str | None,
-              quiet: bool) -> tuple[dict[str, Any], str]:
+def run_train(model_name: str, dataset: Path | None, out: Path | None, *, size: str | None = None,
+              device: str | None = None, quiet: bool = False, **settings: Any) -> tuple[dict[str, Any], str]:
+    """Train one model; ``settings`` are :class:`attack_gen.train.TrainConfig` fields (its defaults otherwise)."""
     from .recognizer import pick_device
     from .train import TrainConfig, evaluate, train_model
 
     ds, ds_path = _load_ds(dataset, quiet)
     if size is None:
         size = "paper" if pick_device(device).type == "cuda" else "small"
-    cfg = TrainConfig(model=model_name, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                      val_fraction=val_fraction)
+    cfg = TrainConfig(model=model_name, size=size, **settings)
     out = out or data_root() / "checkpoints" / f"{ds_path.stem}-{model_name}-{size}.pt"
     model, info = train_model(ds, cfg, out=out, dataset_path=ds_path, device=device, progress=not quiet)
     res = evaluate(model, ds.part("test"))
+    tr = info["train"]
     payload = {
         "checkpoint": str(out),
         "model": model_name,
         "size": size,
         "test_accuracy": res.accuracy,
-        "best_epoch": info["train"]["best_epoch"],
-        "train_seconds": info["train"]["seconds"],
-        "device": info["train"]["device"],
-        "history": info["train"]["history"],
+        "best_epoch": tr["best_epoch"],
+        "epochs_run": tr["epochs_run"],
+        "stopped": tr["stopped"],
+        "train_seconds": tr["seconds"],
+        "device": tr["device"],
+        "history": tr["history"],
     }
+    why = f"stopped after {tr['epochs_run']} epochs (" + (
+        f"no better validation score in {cfg.patience}" if tr["stopped"] == "patience" else "the maximum") + ")"
     text = (f"{model_name} ({size}): test accuracy {res.accuracy:.2%} on {res.num_windows} windows; "
-            f"best epoch {info['train']['best_epoch']}; {info['train']['seconds']:.1f} s; saved {out}")
+            f"best epoch {tr['best_epoch']}, {why}; {tr['seconds']:.1f} s; saved {out}")
     return payload, text
+
+
+def _train_default(name: str) -> Any:
+    from dataclasses import fields
+
+    from .train import TrainConfig
+
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 @cli.command()
@@ -171,20 +183,22 @@ def run_train(model_name: str, dataset: Path | None, out: Path | None, size: str
 @click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (default: under the data root).")
 @click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default=None,
               help="Model size: small (CPU) or paper. Default: paper on CUDA, small on CPU.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-fraction", type=float, default=0.15, show_default=True,
-              help="Share of training recordings held out to pick the best epoch.")
+@click.option("--epochs", type=int, default=_train_default("epochs"), show_default=True,
+              help="At most this many epochs.")
+@click.option("--patience", type=int, default=_train_default("patience"), show_default=True,
+              help="Stop after this many epochs without a better validation score (0: never early).")
+@click.option("--batch-size", type=int, default=_train_default("batch_size"), show_default=True)
+@click.option("--lr", type=float, default=_train_default("lr"), show_default=True)
+@click.option("--seed", type=int, default=_train_default("seed"), show_default=True)
+@click.option("--val-fraction", type=float, default=_train_default("val_fraction"), show_default=True,
+              help="Share of training recordings held out to pick the best epoch and to stop.")
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, epochs: int,
-          batch_size: int, lr: float, seed: int, val_fraction: float, device: str | None, as_json: bool) -> None:
-    """Train a recognizer; the best epoch (on held-out recordings) is saved with its config."""
-    _emit(as_json, *run_train(model_name, dataset, out, size, epochs, batch_size, lr, seed, val_fraction, device,
-                              as_json))
+def train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, device: str | None,
+          as_json: bool, **settings: Any) -> None:
+    """Train a recognizer until validation stops improving; the best epoch is saved with its config."""
+    _emit(as_json, *run_train(model_name, dataset, out, size=size, device=device, quiet=as_json, **settings))
 
 
 def _check_match(info: dict[str, Any], ds: Any, ds_path: Path) -> None:
@@ -265,6 +279,7 @@ def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, de
         {
             "class_names": ds.class_names,
             "fps": ds.fps,
+            "canonical": ds.meta["canonical"],
             "normalisation": ds.meta["normalisation"],
             "dataset": {"path": str(ds_path), "sha256": file_sha256(ds_path), "name": ds.meta.get("name"),
                         "part": part},
@@ -273,6 +288,7 @@ def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, de
             "sources": [ds.sources[s]["path"] for s in ds.source[keep]],
             "subjects": [ds.sources[s].get("subject") for s in ds.source[keep]],
         },
+        ds.trajectory[keep],
     )
     save_clips(clips, out)
     payload = {"out": str(out), "clips": int(ok.sum()), "of": int(len(idx)),
@@ -300,11 +316,13 @@ def _cached_checkpoint(ds_path: Path, model_name: str, size: str, epochs: int, s
     ckpt = data_root() / "checkpoints" / f"{ds_path.stem}-{model_name}-{size}.pt"
     if ckpt.is_file():
         info = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if (info.get("dataset") or {}).get("sha256") == file_sha256(ds_path):
+        from .recognizer import CHECKPOINT_VERSION
+
+        if info.get("version") == CHECKPOINT_VERSION and (info.get("dataset") or {}).get("sha256") == file_sha256(ds_path):
             if not quiet:
                 _log(f"reusing {ckpt}")
             return ckpt
-    run_train(model_name, ds_path, ckpt, size, epochs, 32, 2e-3, seed, 0.15, None, quiet)
+    run_train(model_name, ds_path, ckpt, size=size, quiet=quiet, epochs=epochs, seed=seed)
     return ckpt
 
 
@@ -333,6 +351,10 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--epochs", type=int, help="Training epochs when no checkpoint (default: 15; demo: 6).")
 @click.option("--motions", type=int, default=20, show_default=True, help="Motions in the batch.")
 @click.option("--strategy", type=click.Choice(["ab", "abn", "sa"]), default="ab", show_default=True)
+@click.option("--threat-model", type=click.Choice(["canonical", "raw"]), default="canonical", show_default=True,
+              help="canonical: attack through the model's own preprocessing; raw: the paper's setting.")
+@click.option("--trajectory", type=click.Choice(["original", "in-place"]), default="original", show_default=True,
+              help="Draw every variant on the original's root path (a walk travels), or in place.")
 @click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N.")
 @click.option("--losses", default="smart,l2,l2-acc,l2-bone", show_default=True, help="Attacked variants.")
 @click.option("--iterations", type=int, default=300, show_default=True)
@@ -351,7 +373,8 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
 def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path | None, clips_path: Path | None,
-          model_name: str, size: str, epochs: int | None, motions: int, strategy: str, top_n: int, losses: str,
+          model_name: str, size: str, epochs: int | None, motions: int, strategy: str, threat_model: str,
+          trajectory: str, top_n: int, losses: str,
           iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
           duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
           workers: int | None, device: str | None, as_json: bool) -> None:
@@ -383,7 +406,8 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
         if value is not None:
             render[key] = value
     indist_variants = tuple(_split_csv(indist)) or (DEMO_INDIST if demo else None)
-    job = BatchJob(motions=motions, strategy=strategy, top_n=top_n, losses=tuple(_split_csv(losses)),
+    job = BatchJob(motions=motions, strategy=strategy, threat_model=threat_model, trajectory=trajectory,
+                   top_n=top_n, losses=tuple(_split_csv(losses)),
                    iterations=iterations, lr=lr, seed=seed, render=render, indistinguishability=indist_variants)
     if checkpoint is None:
         ds_path = dataset or ensure_default_dataset(as_json)
@@ -393,10 +417,12 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
         clips_path = _cached_clips(checkpoint, ds_path, as_json)
     summary = build_batch(out, checkpoint=checkpoint, clips_path=clips_path, job=job, workers=workers,
                           device=device, progress=not as_json, log=_log if not as_json else (lambda s: None))
-    rates = ", ".join(f"{k} {v:.0%}" for k, v in summary["success_rates"].items() if v is not None)
+    rates = ", ".join(f"{k} {v:.0%} (robust {summary['robust_success_rates'][k]:.0%})"
+                      for k, v in summary["success_rates"].items() if v is not None)
     _emit(as_json, summary,
           f"wrote {out}: {summary['items']} motions x {len(summary['variants'])} variants "
-          f"({', '.join(summary['variants'])}); attack success on the candidates tried: {rates}; "
+          f"({', '.join(summary['variants'])}), drawn {'on the original trajectory' if trajectory == 'original' else 'in place'}; "
+          f"{threat_model} threat model; attack success on the candidates tried: {rates}; "
           f"attack results in {summary['attacks_dir']}")
 
 
@@ -410,7 +436,7 @@ def demo(model_name: str, epochs: int, as_json: bool) -> None:
     ds_path = ensure_default_dataset(as_json)
     ckpt = data_root() / "checkpoints" / f"demo-{model_name}.pt"
     clips = data_root() / "clips" / f"demo-{model_name}.npz"
-    trained, t1 = run_train(model_name, ds_path, ckpt, "small", epochs, 32, 2e-3, 0, 0.15, None, as_json)
+    trained, t1 = run_train(model_name, ds_path, ckpt, size="small", quiet=as_json, epochs=epochs)
     evaluated, t2 = run_evaluate(ckpt, ds_path, "test", None, None, as_json)
     collected, t3 = run_collect(ckpt, ds_path, clips, "test", None, as_json)
     _emit(as_json, {"dataset": str(ds_path), "train": trained, "evaluate": evaluated, "collect": collected},

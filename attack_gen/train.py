@@ -30,13 +30,18 @@ class TrainConfig:
 
     model: str = "stgcn"
     size: str = "small"
-    epochs: int = 30
+    epochs: int = 200
+    """At most this many epochs; with validation, training stops earlier (``patience``)."""
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
     val_fraction: float = 0.15
     """Share of the training recordings held out to choose the best epoch (0: last epoch)."""
+    patience: int = 15
+    """Stop after this many epochs without a better validation score (accuracy, then loss);
+    the learning rate halves after a third of that without a lower validation loss.
+    0: never stop early."""
     augment_rotation_deg: float = 15.0
     """Random rotation about the vertical axis, +- this many degrees."""
     augment_scale: float = 0.1
@@ -50,6 +55,8 @@ class TrainConfig:
             raise DataError("epochs and batch size must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise DataError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+        if self.patience < 0:
+            raise DataError(f"patience must be >= 0, got {self.patience}")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -161,18 +168,16 @@ def train_model(
 
     mcfg = model_config(cfg.model, cfg.size, ds.num_classes, **(overrides or {}))
     backbone = build_model_from_config(cfg.model, asdict(mcfg))
-    model = Recognizer(backbone, ds.mean, ds.std).to(dev)
+    model = Recognizer(backbone, ds.mean, ds.std, ds.canonical).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(x_tr) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
-    )
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5,
+                                                       patience=max(1, cfg.patience // 3))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     history: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
-    best_epoch = 0
+    best_epoch, stopped = 0, "max_epochs"
     start = time.perf_counter()
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.model}", disable=not progress, unit="epoch")
     for epoch in bar:
@@ -183,18 +188,20 @@ def train_model(
             b = perm[i : i + cfg.batch_size]
             if len(b) < 2 and len(perm) > 1:
                 continue  # BatchNorm needs >= 2 samples
-            x = _augment(x_tr[b], cfg, gen).to(dev)
+            # the pipeline's preprocessing first (a no-op on the dataset's canonical windows), then the
+            # augmentation, so that its rotations are not undone by the re-facing
+            x = _augment(model.canonical(x_tr[b].to(dev)).cpu(), cfg, gen).to(dev)
             y = y_tr[b].to(dev)
-            logits = model.classify(x)
+            logits = model(model.normalise(x))
             loss = loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
             loss_sum += float(loss.detach()) * len(b)
             correct += int((logits.argmax(1) == y).sum())
             total += len(b)
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
+        rec = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(total, 1),
+               "train_acc": correct / max(total, 1)}
         if val is not None:
             logits = torch.as_tensor(predict(model, val.motions))
             rec["val_loss"] = float(nn.functional.cross_entropy(logits, torch.as_tensor(val.labels)))
@@ -206,8 +213,12 @@ def train_model(
         if best is None or key > best:
             best, best_epoch = key, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k != "epoch"})
-        log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        sched.step(rec["val_loss"] if val is not None else rec["train_loss"])
+        bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k != "epoch"})
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        if val is not None and cfg.patience and epoch - best_epoch >= cfg.patience:
+            stopped = "patience"
+            break
     seconds = time.perf_counter() - start
     assert best_state is not None
     model.load_state_dict(best_state)
@@ -227,6 +238,8 @@ def train_model(
         "train": {
             "config": asdict(cfg),
             "best_epoch": best_epoch,
+            "epochs_run": len(history),
+            "stopped": stopped,
             "history": history,
             "seconds": seconds,
             "device": str(dev),

@@ -11,6 +11,13 @@ Joint 10 (``Hips``) is the root. Joints 0 and 5 sit at the root's position and j
 at joint 12's, so bones 0-10, 5-10 and 13-12 have zero length in real data; the thumb
 joints hang off the index-finger joints (a chain), as in the authors' parent array.
 
+Which joints coincide depends on the source, not only on the skeleton: HDM05 and CMU
+(ASF/AMC) and Kinect put the thumb joints at the wrists (19 at 17, 24 at 22), Bandai
+Namco's BVH puts them at the index joints and gives the neck a length of its own.
+:meth:`Skeleton.coincident_groups` finds the groups in given data; a dataset records
+them, and the recognizer's preprocessing ties each group to its first joint, so that a
+split of joints that are one point in the data can never change a prediction.
+
 ``KINECT_V2`` is the Kinect v2 / NTU RGB+D 25-joint layout. It has its own indices and
 must be mapped onto ``STANDARD`` with :func:`kinect_to_standard` (never index a Kinect
 array with ``STANDARD``'s indices).
@@ -35,7 +42,13 @@ __all__ = [
     "SKELETONS",
     "get_skeleton",
     "NUM_JOINTS",
+    "COINCIDENT_TOL_M",
+    "tie_coincident",
 ]
+
+COINCIDENT_TOL_M = 1e-5
+"""Joints closer than this (metres, in every frame) count as one point (0.01 mm: far below
+any capture's precision, far above float32 rounding of positions of a few metres)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,51 @@ class Skeleton:
         for j in range(self.num_joints):
             place(j)
         return tuple(order)
+
+    def depth(self, joint: int) -> int:
+        """Bones between ``joint`` and the root."""
+        d, k = 0, self.parents[joint]
+        while k != -1:
+            d, k = d + 1, self.parents[k]
+        return d
+
+    def coincident_groups(self, positions: np.ndarray, tol: float = COINCIDENT_TOL_M) -> tuple[tuple[int, ...], ...]:
+        """Groups of joints that are one point in every frame of ``positions`` ``(..., T, V, 3)``.
+
+        Two joints belong to one group when they are within ``tol`` of each other in every
+        frame (and groups are closed under that relation). Each group lists its joint
+        nearest the root first (fewest bones from it; the lower index on a tie), then the
+        others in index order; groups are ordered by that first joint. Single joints are
+        not listed.
+        """
+        p = np.asarray(positions, dtype=np.float64).reshape(-1, self.num_joints, 3)
+        if not len(p):
+            return ()
+        far = np.zeros((self.num_joints, self.num_joints), dtype=bool)
+        for start in range(0, len(p), 4096):  # bounded memory on long recordings
+            chunk = p[start : start + 4096]
+            dist = np.linalg.norm(chunk[:, :, None] - chunk[:, None, :], axis=-1).max(axis=0)
+            far |= ~(dist < tol)
+        parent = list(range(self.num_joints))
+
+        def find(j: int) -> int:
+            while parent[j] != j:
+                j = parent[j]
+            return j
+
+        for a in range(self.num_joints):
+            for b in range(a + 1, self.num_joints):
+                if not far[a, b]:
+                    parent[find(b)] = find(a)
+        members: dict[int, list[int]] = {}
+        for j in range(self.num_joints):
+            members.setdefault(find(j), []).append(j)
+        groups = []
+        for joints in members.values():
+            if len(joints) > 1:
+                first = min(joints, key=lambda j: (self.depth(j), j))
+                groups.append((first, *sorted(j for j in joints if j != first)))
+        return tuple(sorted(groups))
 
     def bone_lengths(self, positions: np.ndarray) -> np.ndarray:
         """Length of every bone in every frame: ``(..., V, 3) -> (..., num_bones)``."""
@@ -240,6 +298,14 @@ def kinect_to_standard(positions: np.ndarray) -> np.ndarray:
             f"expected Kinect v2 joints with shape (..., 25, 3), got {tuple(positions.shape)}"
         )
     return positions[..., KINECT_TO_STANDARD, :]
+
+
+def tie_coincident(positions: np.ndarray, groups: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """A copy of ``positions`` ``(..., V, 3)`` with every joint of each group placed on the group's first joint."""
+    out = np.array(positions, copy=True)
+    for first, *others in groups:
+        out[..., others, :] = out[..., first : first + 1, :]
+    return out
 
 
 SKELETONS: dict[str, Skeleton] = {s.name: s for s in (STANDARD, KINECT_V2)}

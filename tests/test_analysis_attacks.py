@@ -16,40 +16,62 @@ from stimuli.errors import DataError
 
 
 def test_result_file_and_success_table(tmp_path):
-    p = write_fake_result(tmp_path / "r.npz", status=["success", "success", "success", "failed", "skipped"])
+    p = write_fake_result(tmp_path / "r.npz", status=["success", "success", "success", "failed", "skipped"],
+                          threat_model="raw", robust=[True, False, False, True, True])
     run = read_attack_result(p)
+    assert run.threat_model == "raw" and run.robust_success.tolist() == [True, False, False, False, False]
     assert (run.model, run.dataset, run.label, run.loss) == ("agcn", "hdm05_smart_subset", "AB", "smart")
     assert run.original.shape == (5, 8, 25, 3) and run.attacked.tolist() == [True] * 4 + [False]
-    abn = read_attack_result(write_fake_result(tmp_path / "n.npz", strategy="abn", top_n=3, dataset="mhad"))
+    abn = read_attack_result(write_fake_result(tmp_path / "n.npz", strategy="abn", top_n=3, dataset="mhad",
+                                               threat_model="raw"))
     t = attacks.success_table([run, abn]).set_index("file")
     # 3 successes of 4 attacked (the skipped clip is not attacked); Wilson 3/4 = [0.301, 0.954]
     assert t.loc["r.npz", "rate"] == pytest.approx(0.75)
     assert (t.loc["r.npz", "wilson_low"], t.loc["r.npz", "wilson_high"]) == pytest.approx((0.3006, 0.9544), abs=5e-4)
+    # 1 robust success of 4 attacked; Wilson 1/4 = [0.0456, 0.6994]
+    assert t.loc["r.npz", "robust_rate"] == pytest.approx(0.25) and t.loc["r.npz", "robust_succeeded"] == 1
+    assert (t.loc["r.npz", "robust_wilson_low"], t.loc["r.npz", "robust_wilson_high"]) == pytest.approx(
+        (0.0456, 0.6994), abs=5e-4)
     assert t.loc["r.npz", "paper"] == pytest.approx(0.9918)  # 2s-AGCN, HDM05, AB
     assert (t.loc["n.npz", "strategy"], t.loc["n.npz", "dataset"]) == ("AB3", "MHAD")
     assert t.loc["n.npz", "paper"] == pytest.approx(0.559)
-    lay = attacks.success_layout(attacks.success_table([run]), ("AB",))
-    assert lay.to_dict("records") == [{"model": "2s-AGCN", "HDM05": "75.00 (99.18)"}]
+    lay = attacks.success_layout(attacks.success_table([run]), ("AB",), threat_model="raw")
+    assert lay.to_dict("records") == [{"model": "2s-AGCN", "HDM05": "75.00 / 25.00 (99.18)"}]
+    assert attacks.success_layout(attacks.success_table([run]), ("AB",)).empty  # no canonical run
+
+
+def test_paper_numbers_stand_beside_raw_runs_only(tmp_path):
+    run = read_attack_result(write_fake_result(tmp_path / "c.npz"))
+    t = attacks.success_table([run])
+    assert run.threat_model == "canonical" and math.isnan(t.loc[0, "paper"]) and t.loc[0, "robust_rate"] == 0.75
+    lay = attacks.success_layout(t, ("AB",), threat_model="canonical")
+    assert lay.to_dict("records") == [{"model": "2s-AGCN", "HDM05": "75.00 / 75.00"}]
 
 
 def test_paper_mean_only_beside_a_mean_over_its_five_models(tmp_path):
-    runs = [read_attack_result(write_fake_result(tmp_path / f"{m}.npz", model=m)) for m in ("agcn", "stgcn")]
-    lay = attacks.success_layout(attacks.success_table(runs), ("AB",)).set_index("model")
-    assert lay.loc["mean", "HDM05"] == "75.00" and lay.loc["ST-GCN", "HDM05"] == "75.00 (99.57)"
+    runs = [read_attack_result(write_fake_result(tmp_path / f"{m}.npz", model=m, threat_model="raw"))
+            for m in ("agcn", "stgcn")]
+    lay = attacks.success_layout(attacks.success_table(runs), ("AB",), threat_model="raw").set_index("model")
+    assert lay.loc["mean", "HDM05"] == "75.00 / 75.00" and lay.loc["ST-GCN", "HDM05"] == "75.00 / 75.00 (99.57)"
 
 
 def test_transfer_file_and_table4(tmp_path):
     p = write_fake_transfer(tmp_path / "transfer.AB.smart.json",
                             {("dgnn", "agcn"): (9, 10), ("agcn", "dgnn"): (10, 10), ("dgnn", "dgnn"): (5, 5),
-                             ("agcn", "agcn"): (8, 10)})  # fmt: skip
+                             ("agcn", "agcn"): (8, 10)}, threat_model="raw", robust={("dgnn", "agcn"): 1})  # fmt: skip
     runs, transfers = read_attack_files([p])
     assert runs == [] and transfers[0].dataset == "ntu60"
     t = attacks.transfer_table(transfers).set_index(["surrogate", "target"])
     assert t.loc[("DGNN", "2s-AGCN"), "rate"] == pytest.approx(0.9)
     assert t.loc[("DGNN", "2s-AGCN"), "paper"] == pytest.approx(0.906)
+    assert t.loc[("DGNN", "2s-AGCN"), "robust_rate"] == pytest.approx(0.1)
     assert math.isnan(t.loc[("DGNN", "DGNN"), "paper"]) and t.loc[("DGNN", "DGNN"), "white_box"]
     lay = attacks.transfer_layout(attacks.transfer_table(transfers)).set_index("surrogate \\ target")
-    assert lay.loc["DGNN", "2s-AGCN"] == "AB: 90.00 (90.6)" and lay.loc["DGNN", "DGNN"] == "[100.00] white-box"
+    assert lay.loc["DGNN", "2s-AGCN"] == "AB: 90.00 / 10.00 (90.6)"
+    assert lay.loc["DGNN", "DGNN"] == "[100.00 / 100.00] white-box"
+    # under the canonical threat model the paper's (raw) numbers are not shown
+    c = write_fake_transfer(tmp_path / "transfer.AB.smart.c.json", {("dgnn", "agcn"): (9, 10)})
+    assert math.isnan(attacks.transfer_table(read_attack_files([c])[1]).loc[0, "paper"])
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path):
@@ -77,9 +99,20 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
     with pytest.raises(DataError, match="shape"):
         read_attack_result(p)
     j = tmp_path / "t.json"
-    j.write_text(json.dumps({"models": ["a", "b"], "matrix": {"a": {"a": {"eligible": 1, "fooled": 1, "rate": 1}}}}))
+    cell = {"eligible": 1, "fooled": 1, "rate": 1, "robust_fooled": 1, "robust_rate": 1}
+    doc = {"version": 2, "threat_model": "canonical", "models": ["a", "b"], "matrix": {"a": {"a": cell}}}
+    j.write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"matrix\['a'\]\['b'\]"):
         read_transfer(j)
+    j.write_text(json.dumps({**doc, "version": 1}))
+    with pytest.raises(DataError, match="transfer summary version 1 not supported"):
+        read_transfer(j)
+    j.write_text(json.dumps({**doc, "threat_model": "loose"}))
+    with pytest.raises(DataError, match="'threat_model' is 'loose'"):
+        read_transfer(j)
+    np.savez(p, **{**arrays, "record": np.array(json.dumps({**rec, "version": 1}))})
+    with pytest.raises(DataError, match="version 1 not supported"):
+        read_attack_result(p)
 
 
 def test_confusion_by_hand():

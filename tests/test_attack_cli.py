@@ -77,7 +77,7 @@ def _attack(ws: SimpleNamespace, out: Path, *extra: str) -> dict:
 
 def test_attack_json_has_the_documented_keys(ws, tmp_path: Path) -> None:
     out = tmp_path / "ab.npz"
-    s = _attack(ws, out, "--lr", "0.0005")  # the bottom of the paper's range: a mix of successes and failures
+    s = _attack(ws, out, "--lr", "0.002")  # a mix of successes and failures on the tiny model
     for key in ("out", "model", "checkpoint", "clips_file", "strategy", "label", "loss", "clips", "attacked",
                 "succeeded", "failed", "nonfinite", "skipped", "pending", "success_rate", "iterations", "losses",
                 "perceptual", "perceptual_all", "config", "resumed", "attacked_this_run", "seconds", "table"):
@@ -303,7 +303,8 @@ def test_transfer_gives_every_ordered_pair_and_reuses_the_attacks(ws, tmp_path: 
     for s in ("stgcn", "agcn"):
         assert m[s][s]["white_box"] and m[s][s]["rate"] == p["white_box"][s]["success_rate"]
     cell = m["stgcn"]["agcn"]
-    assert set(cell) == {"eligible", "fooled", "rate", "surrogate_successes"}
+    assert set(cell) == {"eligible", "fooled", "rate", "robust_fooled", "robust_rate", "surrogate_successes"}
+    assert cell["robust_fooled"] == cell["fooled"]  # canonical: through the target's own pipeline
     assert cell["eligible"] <= cell["surrogate_successes"] == p["white_box"]["stgcn"]["succeeded"]
     # check one cell by hand: successful stgcn examples whose original agcn recognises, fooling agcn
     r = load_result(tmp_path / "stgcn.AB.l2.npz")
@@ -313,11 +314,31 @@ def test_transfer_gives_every_ordered_pair_and_reuses_the_attacks(ws, tmp_path: 
     fooled = predict(model, r["adversarial"]).argmax(1) != r["true_label"]
     assert cell["eligible"] == int((ok & clean).sum()) and cell["fooled"] == int((ok & clean & fooled).sum())
     saved = json.loads((tmp_path / "transfer.AB.l2.json").read_text())
-    assert saved["matrix"] == m and (saved["format"], saved["version"]) == ("smart-study-transfer", 1)
+    assert saved["matrix"] == m and (saved["format"], saved["version"]) == ("smart-study-transfer", 2)
+    assert saved["threat_model"] == "canonical"
     # a second run reuses both attack results
     code, stdout, _ = _run(transfer, args)
     assert code == 0
     assert all(p2["attacked_this_run"] == 0 for p2 in json.loads(stdout)["white_box"].values())
+
+
+def test_raw_transfer_reports_the_raw_view_and_the_pipeline_view_apart(ws, tmp_path: Path) -> None:
+    args = ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--checkpoint", ws.agcn.ckpt,
+            "--clips", ws.agcn.clips, "--out-dir", tmp_path, *FAST, "--threat-model", "raw", "--json"]
+    code, stdout, stderr = _run(transfer, args)
+    assert code == 0, stderr
+    p = json.loads(stdout)
+    assert p["threat_model"] == "raw" and (tmp_path / "transfer.AB.l2.raw.json").is_file()
+    r = load_result(tmp_path / "stgcn.AB.l2.raw.npz")
+    model, _ = load_checkpoint(ws.agcn.ckpt)
+    ok = r["status"] == "success"
+    clean = predict(model, r["original"]).argmax(1) == r["true_label"]
+    with torch.no_grad():
+        raw = model.classify_raw(torch.as_tensor(r["adversarial"])).argmax(1).numpy() != r["true_label"]
+    piped = predict(model, r["adversarial"]).argmax(1) != r["true_label"]
+    cell = p["matrix"]["stgcn"]["agcn"]
+    assert cell["fooled"] == int((ok & clean & raw).sum())
+    assert cell["robust_fooled"] == int((ok & clean & piped).sum())
 
 
 def test_transfer_refuses_a_clip_file_of_another_checkpoint(ws, tmp_path: Path) -> None:
@@ -334,8 +355,9 @@ def test_attack_table_combines_runs_in_the_paper_layout(ws, tmp_path: Path) -> N
     t = json.loads(stdout)
     assert t["columns"] == ["AB", "AB3", "AB5", "SA"]
     assert set(t["rows"]["stgcn"]) == {"AB", "AB3"}
+    assert set(t["robust_rows"]["stgcn"]) == {"AB", "AB3"}
     code, stdout, _ = _run(attack_table, [tmp_path / "ab.npz", tmp_path / "ab3.npz"])
-    assert stdout.splitlines()[0].split() == ["model", "AB", "AB3", "AB5", "SA"]
+    assert stdout.splitlines()[1].split() == ["model", "AB", "AB3", "AB5", "SA"]
 
 
 def test_main_group_registers_the_commands() -> None:

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from attack_gen.data.preprocess import (
+    Canonical,
     PreprocessConfig,
+    canonical_windows,
+    canonicalise,
     center_root,
     face_forward,
     facing_angle,
@@ -15,7 +18,7 @@ from attack_gen.data.preprocess import (
     resample,
     windows,
 )
-from stimuli.errors import MotionFormatError
+from stimuli.errors import DataError, MotionFormatError
 from stimuli.skeleton import STANDARD
 
 
@@ -99,11 +102,72 @@ def test_preprocess_motion_pipeline() -> None:
     x = np.random.default_rng(1).normal(size=(241, 25, 3)).astype(np.float32)
     x[:, STANDARD.root] += [1.0, 0.0, 2.0]
     cfg = PreprocessConfig(fps=30, window=20, stride=10)
-    wins, starts, padded = preprocess_motion(x, 120, cfg)
+    wins, traj, starts, padded = preprocess_motion(x, 120, cfg)
     # 241 frames at 120 Hz -> 61 frames at 30 Hz -> starts 0, 10, ..., 40 and the tail 41
     assert starts.tolist() == [0, 10, 20, 30, 40, 41]
-    assert wins.shape == (6, 20, 25, 3) and padded == 0
+    assert wins.shape == (6, 20, 25, 3) and traj.shape == (6, 20, 3) and padded == 0
     np.testing.assert_allclose(wins[:, :, STANDARD.root], 0, atol=1e-6)
+
+
+def _walker(frames: int = 31, fps: float = 30.0) -> np.ndarray:
+    """A rigid figure facing +X, its root 0.9 m high, walking along +X at 1.5 m/s from (2, 0.9, -1)."""
+    pose = _pose_facing(90.0)
+    pose[[0, 5, 10]] = [0.0, 0.9, 0.0]  # the hips' joints at the root, as in real data
+    pose[[12, 13]] = [0.0, 1.3, 0.0]
+    t = np.arange(frames, dtype=np.float32)[:, None, None] / fps
+    return pose[None] + np.array([2.0, 0.0, -1.0], np.float32) + t * np.array([1.5, 0.0, 0.0], np.float32)
+
+
+def test_trajectory_keeps_the_walk_that_centring_removes() -> None:
+    spec = Canonical("frame", True, ((10, 0, 5), (12, 13)))
+    walk = _walker()
+    canon, traj = canonical_windows(walk[None], spec)
+    # facing +X, rotated to face +Z: the walk goes along +Z, 1.5 m/s x 1 s, starting above the origin
+    expected = np.stack([np.zeros(31), np.full(31, 0.9), 1.5 * np.arange(31) / 30], axis=1)
+    np.testing.assert_allclose(traj[0], expected, atol=1e-5)
+    np.testing.assert_allclose(canon[0, :, STANDARD.root], 0.0, atol=1e-6)
+    # the body is the same in every frame (rigid translation only), and faces +Z (left on +X)
+    np.testing.assert_allclose(canon[0], np.broadcast_to(canon[0, :1], canon[0].shape), atol=1e-5)
+    assert canon[0, 0, 1, 0] > 0.19
+    # canonical + trajectory = the faced window, started above the origin
+    np.testing.assert_allclose(canon[0] + traj[0][:, None], face_forward(walk) - [2.0, 0.0, -1.0], atol=1e-5)
+
+
+@pytest.mark.parametrize("center", ["frame", "first", "none"])
+def test_canonical_plus_trajectory_is_the_faced_window_for_every_centring(center: str) -> None:
+    walk = _walker()
+    canon, traj = canonical_windows(walk[None], Canonical(center, True))
+    np.testing.assert_allclose(canon[0] + traj[0][:, None], face_forward(walk) - [2.0, 0.0, -1.0], atol=1e-5)
+    np.testing.assert_allclose(canonicalise(walk, Canonical(center, True)), canon[0], atol=1e-6)
+
+
+def test_canonicalise_ties_coincident_joints_and_is_idempotent() -> None:
+    rng = np.random.default_rng(3)
+    w = _walker() + rng.normal(0, 0.01, (31, 25, 3)).astype(np.float32)
+    spec = Canonical("frame", True, ((10, 0, 5), (12, 13)))
+    c = canonicalise(w, spec)
+    np.testing.assert_array_equal(c[:, 0], c[:, 10])
+    np.testing.assert_array_equal(c[:, 5], c[:, 10])
+    np.testing.assert_array_equal(c[:, 13], c[:, 12])
+    np.testing.assert_allclose(canonicalise(c, spec), c, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"center": "middle", "face_forward": True, "coincident": []}, "center must be one of"),
+    ({"center": "frame", "face_forward": 1, "coincident": []}, "face_forward must be true or false"),
+    ({"center": "frame", "face_forward": True, "coincident": [[10]]}, "groups of two or more"),
+    ({"center": "frame", "face_forward": True, "coincident": [[10, 0], [0, 5]]}, "overlap"),
+    ({"center": "frame", "face_forward": True, "coincident": [[10, 25]]}, "joint indices 0..24"),
+    ({"center": "frame", "face_forward": True}, "expected center, face_forward and coincident"),
+])
+def test_canonical_spec_errors_are_one_line(bad: dict, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        Canonical.from_json(bad)
+
+
+def test_canonical_spec_round_trips() -> None:
+    spec = Canonical("first", False, ((10, 0, 5), (17, 19)))
+    assert Canonical.from_json(spec.to_json()) == spec
 
 
 def test_normalisation_stats_by_hand() -> None:

@@ -20,7 +20,17 @@ from stimuli.errors import DataError
 from stimuli.fileio import atomic_write_bytes, file_sha256
 
 from stimuli.cliutil import emit as _emit, json_default as _json_default, user_errors as _user_errors
-from .engine import DEFAULT_LR, DEFAULT_TEMPERATURE, PRECONDITIONERS, AttackConfig, AttackError, ClipResult, attack as run_engine, resolve_targets
+from .engine import (
+    DEFAULT_LR,
+    DEFAULT_TEMPERATURE,
+    PRECONDITIONERS,
+    THREAT_MODELS,
+    AttackConfig,
+    AttackError,
+    ClipResult,
+    resolve_targets,
+)
+from .engine import attack as run_engine
 from .losses import LOSSES
 from .results import (
     MODEL_DISPLAY,
@@ -74,6 +84,9 @@ def check_clips_match(clips: Any, clips_path: Path, info: dict[str, Any], ckpt_p
         if sha != info.get("sha256"):
             raise DataError(f"{clips_path}: collected with checkpoint {meta.get('path')} (sha256 {sha[:12]}), "
                             f"not {ckpt_path} (sha256 {str(info.get('sha256'))[:12]})")
+    if clips.meta.get("canonical") != info.get("canonical"):
+        raise DataError(f"{clips_path}: clips were made with canonicalisation {clips.meta.get('canonical')}, "
+                        f"checkpoint {ckpt_path} applies {info.get('canonical')}")
     k = len(want)
     if len(clips) and (clips.labels.min() < 0 or clips.labels.max() >= k):
         raise DataError(f"{clips_path}: labels outside 0..{k - 1}")
@@ -111,6 +124,8 @@ def _record(config: AttackConfig, ckpt_path: Path, info: dict[str, Any], clips_p
                        "size": info.get("size"), "window": info.get("window"), "fps": info.get("fps")},
         "clips": {"path": str(clips_path), "sha256": file_sha256(clips_path), "count": len(clips)},
         "dataset": clips.meta.get("dataset"),
+        "threat_model": config.threat_model,
+        "canonical": info.get("canonical"),
         "class_names": clips.class_names,
         "fps": float(clips.meta["fps"]),
         "geometry_scale": std,
@@ -188,10 +203,13 @@ def _summary_text(s: dict[str, Any]) -> str:
     def fmt(v: float | None, unit: str, scale: float = 1.0) -> str:
         return "-" if v is None else f"{v * scale:.3g} {unit}"
 
+    robust = "-" if s["robust_success_rate"] is None else f"{100 * s['robust_success_rate']:.2f} %"
     lines = [
-        f"{MODEL_DISPLAY.get(str(s['model']), s['model'])} {s['label']} ({s['loss']}): success {rate} "
-        f"({s['succeeded']} of {s['attacked']} attacked; {s['skipped']} skipped, {s['nonfinite']} non-finite, "
-        f"{s['pending']} pending)",
+        f"{MODEL_DISPLAY.get(str(s['model']), s['model'])} {s['label']} ({s['loss']}, {s['threat_model']} threat "
+        f"model): success {rate} ({s['succeeded']} of {s['attacked']} attacked; {s['skipped']} skipped, "
+        f"{s['nonfinite']} non-finite, {s['pending']} pending)",
+        f"robust success (the example re-preprocessed by the dataset's pipeline still fools the model): {robust} "
+        f"({s['robust_succeeded']} of {s['attacked']})",
         f"iterations to success: mean {s['iterations']['mean_success']}, median {s['iterations']['median_success']}",
         f"successful examples: mean joint displacement {fmt(p['mean_joint_displacement_m'], 'mm', 1e3)}, "
         f"acceleration deviation {fmt(p['acceleration_deviation'], 'm/s^2')}, "
@@ -211,6 +229,10 @@ _STRATEGY = click.option("--strategy", type=click.Choice(list(STRATEGIES)), defa
 def _attack_options(fn: F) -> F:
     opts = [
         _STRATEGY,
+        click.option("--threat-model", type=click.Choice(list(THREAT_MODELS)), default="canonical",
+                     show_default=True, help="canonical: attack the model through its own preprocessing, moving the "
+                     "skeleton's real degrees of freedom; raw: the backbone on unpreprocessed input, all 75 numbers "
+                     "per frame free (the paper's code; for reproduction)."),
         click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N."),
         click.option("--target", help="SA: target class (index or name). Default: a seeded random class per "
                                       "clip, never its true one."),
@@ -280,46 +302,65 @@ def attack(checkpoint: Path, clips_path: Path, out: Path, limit: int | None, str
     summary, _ = run_attack(checkpoint, clips_path, config, out, target_name=target, device=device, limit=limit,
                             save_every=save_every)
     summary["table"] = dict(zip(("columns", "rows"), table_rows([summary])))
+    summary["table"]["robust_rows"] = table_rows([summary], "robust_success_rate")[1]
     _emit(as_json, summary, _summary_text(summary))
 
 
 # ---- transfer -------------------------------------------------------------------------------
 
-def _transfer_cell(strategy: Any, target_model: Any, result: AttackResult) -> dict[str, Any]:
-    """Of the surrogate's successful examples whose original the target recognises, the share that fool it."""
+def _transfer_cell(strategy: Any, target_model: Any, result: AttackResult, threat_model: str) -> dict[str, Any]:
+    """Of the surrogate's successful examples whose original the target recognises, the share that fool it.
+
+    ``fooled`` by the threat model's view (``canonical``: through the target's own pipeline,
+    so it equals ``robust_fooled``; ``raw``: the target's backbone on the example as it is);
+    ``robust_fooled``: after the target's dataset pipeline re-preprocesses the example.
+    """
     import torch
 
+    from attack_gen.recognizer import pipeline_logits
     from attack_gen.train import predict
 
     ok = np.flatnonzero(result["status"] == "success")
+    empty = {"eligible": 0, "fooled": 0, "rate": None, "robust_fooled": 0, "robust_rate": None,
+             "surrogate_successes": int(len(ok))}
     if not len(ok):
-        return {"eligible": 0, "fooled": 0, "rate": None, "surrogate_successes": 0}
+        return empty
     true = result["true_label"][ok]
     clean = predict(target_model, result["original"][ok]).argmax(1)
-    keep = clean == true
-    eligible = ok[keep]
+    eligible = ok[clean == true]
     if not len(eligible):
-        return {"eligible": 0, "fooled": 0, "rate": None, "surrogate_successes": int(len(ok))}
-    logits = torch.as_tensor(predict(target_model, result["adversarial"][eligible]))
+        return empty
+    adv = result["adversarial"][eligible]
     t = torch.as_tensor(result["true_label"][eligible])
-    ctx = ClassContext(t, t, torch.zeros(len(t), logits.shape[1]), torch.as_tensor(result["target"][eligible]))
-    fooled = int(strategy.success(logits, ctx).sum())
-    return {"eligible": int(len(eligible)), "fooled": fooled, "rate": fooled / len(eligible),
+
+    def count(logits: torch.Tensor) -> int:
+        ctx = ClassContext(t, t, torch.zeros(len(t), logits.shape[1]), torch.as_tensor(result["target"][eligible]))
+        return int(strategy.success(logits, ctx).sum())
+
+    robust = count(pipeline_logits(target_model, adv))
+    if threat_model == "canonical":
+        fooled = robust
+    else:
+        with torch.no_grad():
+            fooled = count(target_model.classify_raw(torch.as_tensor(adv, device=target_model.mean.device)).cpu())
+    n = int(len(eligible))
+    return {"eligible": n, "fooled": fooled, "rate": fooled / n, "robust_fooled": robust, "robust_rate": robust / n,
             "surrogate_successes": int(len(ok))}
 
 
-def _transfer_text(names: list[str], matrix: dict[str, dict[str, dict[str, Any]]], label: str, loss: str) -> str:
+def _transfer_text(names: list[str], matrix: dict[str, dict[str, dict[str, Any]]], label: str, loss: str,
+                   threat_model: str) -> str:
     corner = "surrogate \\ target"
     width = max(len(corner), *(len(n) for n in names))
-    head = f"{corner:<{width}}  " + "  ".join(f"{n:>10}" for n in names)
-    lines = [f"transfer success (%), {label}, {loss} loss; diagonal: white-box (in brackets)", head,
-             "-" * len(head)]
+    head = f"{corner:<{width}}  " + "  ".join(f"{n:>17}" for n in names)
+    lines = [f"transfer success / robust success (%), {label}, {loss} loss, {threat_model} threat model; "
+             "diagonal: white-box (in brackets)", head, "-" * len(head)]
     for s in names:
         cells = []
         for t in names:
             c = matrix[s][t]
-            v = "-" if c["rate"] is None else f"{100 * c['rate']:.2f}"
-            cells.append(f"{('(' + v + ')') if s == t else v:>10}")
+            v = "-" if c["rate"] is None else f"{100 * c['rate']:.2f} / {100 * c['robust_rate']:.2f}"
+            cells.append(f"{('(' + v + ')') if s == t else v:>17}")
         lines.append(f"{s:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
@@ -375,7 +416,8 @@ def transfer(checkpoints: Sequence[Path], clip_paths: Sequence[Path], out_dir: P
 
     results, summaries = [], []
     for name, ckpt, cp in zip(names, checkpoints, clip_paths):
-        out = out_dir / f"{ckpt.stem}.{config.label}.{config.loss}.npz"
+        tag = "" if config.threat_model == "canonical" else f".{config.threat_model}"
+        out = out_dir / f"{ckpt.stem}.{config.label}.{config.loss}{tag}.npz"
         summary, result = run_attack(ckpt, cp, config, out, target_name=target, device=device,
                                      save_every=save_every)
         results.append(result)
@@ -388,13 +430,16 @@ def transfer(checkpoints: Sequence[Path], clip_paths: Sequence[Path], out_dir: P
             if i == j:
                 s = summaries[i]
                 matrix[s_name][t_name] = {"eligible": s["attacked"], "fooled": s["succeeded"],
-                                          "rate": s["success_rate"], "white_box": True, "result": s["out"]}
+                                          "rate": s["success_rate"], "robust_fooled": s["robust_succeeded"],
+                                          "robust_rate": s["robust_success_rate"], "white_box": True,
+                                          "result": s["out"]}
             else:
-                matrix[s_name][t_name] = _transfer_cell(strat, t_model, result)
+                matrix[s_name][t_name] = _transfer_cell(strat, t_model, result, config.threat_model)
         del t_model
     payload = {
         "format": "smart-study-transfer",
-        "version": 1,
+        "version": 2,
+        "threat_model": config.threat_model,
         "strategy": config.strategy,
         "label": config.label,
         "loss": config.loss,
@@ -406,10 +451,12 @@ def transfer(checkpoints: Sequence[Path], clip_paths: Sequence[Path], out_dir: P
         "created": now(),
         "code_version": code_version(),
     }
-    summary_path = out_dir / f"transfer.{config.label}.{config.loss}.json"
+    tag = "" if config.threat_model == "canonical" else f".{config.threat_model}"
+    summary_path = out_dir / f"transfer.{config.label}.{config.loss}{tag}.json"
     atomic_write_bytes(summary_path, json.dumps(payload, indent=1, default=_json_default).encode())
     payload["out"] = str(summary_path)
-    _emit(as_json, payload, _transfer_text(names, matrix, config.label, config.loss) + f"\n\nwrote {summary_path}")
+    _emit(as_json, payload, _transfer_text(names, matrix, config.label, config.loss, config.threat_model)
+          + f"\n\nwrote {summary_path}")
 
 
 # ---- table ------------------------------------------------------------------------------------
@@ -422,7 +469,9 @@ def attack_table(results: Sequence[Path], as_json: bool) -> None:
     """The paper's success table (rows models, columns AB / AB3 / AB5 / SA) from result files."""
     summaries = [{**summarize(load_result(p)), "out": str(p)} for p in results]
     columns, rows = table_rows(summaries)
-    _emit(as_json, {"columns": columns, "rows": rows, "results": summaries}, success_table(summaries))
+    robust = table_rows(summaries, "robust_success_rate")[1]
+    _emit(as_json, {"columns": columns, "rows": rows, "robust_rows": robust, "results": summaries},
+          success_table(summaries))
 
 
 commands = (attack, transfer, attack_table)

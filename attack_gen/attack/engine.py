@@ -57,6 +57,24 @@ Two optimiser choices the paper leaves open (both documented options; setting
   SA's cross-entropy to a target is not saturated (its gradient is about 1 at a small
   target probability).
 
+Two threat models (``threat_model``):
+
+- ``canonical`` (the default): the recognizer is attacked as its pipeline sees a motion,
+  through its own preprocessing (:meth:`attack_gen.recognizer.Recognizer.classify`: tie
+  the coincident joints, face forward, root-centre). The attack starts from the clip's
+  canonical form and moves only the skeleton's real degrees of freedom: with per-frame
+  centring the root stays at the origin, and every joint of a coincident group moves with
+  the group's first joint (the projection ``T`` in ``z = z0 + T P S u``), so no
+  zero-length bone is split and the perceptual loss and metrics are those of the
+  canonical motion. A clip succeeds only when its stored example, passed through the
+  dataset's own numpy pipeline again (:func:`attack_gen.recognizer.pipeline_logits`),
+  still passes the strategy's test; otherwise the attack goes on. So here robust
+  success equals success by construction.
+- ``raw``: the paper's and the authors' setting, for reproduction: the backbone on the
+  normalised motion with no preprocessing, all 75 numbers per frame free. Robust success
+  is reported beside success: the share of successes that still pass after the
+  pipeline's re-preprocessing.
+
 The model runs in eval mode with its parameters' ``requires_grad`` off during the attack
 (both restored afterwards). Nothing is random except SA targets (:func:`resolve_targets`),
 so a run is deterministic for a seed.
@@ -74,6 +92,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from attack_gen.data.preprocess import Canonical
+from attack_gen.recognizer import pipeline_logits
 from stimuli.errors import SmartStudyError
 from stimuli.skeleton import STANDARD, Skeleton
 
@@ -101,9 +121,12 @@ __all__ = [
     "DEFAULT_LR",
     "PRECONDITIONERS",
     "DEFAULT_TEMPERATURE",
+    "THREAT_MODELS",
     "attack",
     "resolve_targets",
     "adam_step",
+    "dof_projection",
+    "project",
 ]
 
 DEFAULT_LR = 0.005
@@ -120,6 +143,10 @@ DEFAULT_TEMPERATURE: dict[str, float] = {"ab": 3.0, "abn": 1.0, "sa": 1.0}
 """Per strategy, ``T`` of ``Phi = softmax(logits / T)`` inside ``Lc`` when none is given (see
 the module docstring); 1 is the plain softmax read literally from the paper."""
 
+THREAT_MODELS = ("canonical", "raw")
+"""``canonical``: attack the recognizer through its own preprocessing, on the skeleton's real
+degrees of freedom; ``raw``: the backbone on unpreprocessed input (see the module docstring)."""
+
 STATUSES = ("pending", "success", "failed", "nonfinite", "skipped")
 """A clip's outcome: not attacked yet; fooled the model; used every iteration without
 success; NaN/Inf during optimisation; not attacked (not recognised, or SA target equal
@@ -135,6 +162,8 @@ class AttackConfig:
     """Everything that decides an attack; saved in every result file."""
 
     strategy: str = "ab"
+    threat_model: str = "canonical"
+    """See :data:`THREAT_MODELS`."""
     top_n: int = 3
     """ABN: success once the true label leaves the top N."""
     abn_loss: str = "entropy"
@@ -171,6 +200,8 @@ class AttackConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise AttackError(f"unknown attack strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+        if self.threat_model not in THREAT_MODELS:
+            raise AttackError(f"unknown threat model {self.threat_model!r}; known: {', '.join(THREAT_MODELS)}")
         if self.loss not in LOSSES:
             raise AttackError(f"unknown perceptual loss {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.top_n < 1:
@@ -257,6 +288,9 @@ class ClipResult:
     ``bone`` terms, at the kept iterate."""
     metrics: dict[str, float] = field(default_factory=dict)
     """See :func:`attack_gen.attack.losses.perceptual_metrics`."""
+    robust: bool = False
+    """A success whose example still passes the strategy's test after the dataset's pipeline
+    re-preprocesses it (always equal to :attr:`success` under the ``canonical`` threat model)."""
 
     @property
     def success(self) -> bool:
@@ -381,6 +415,10 @@ def attack(
     temperature = float(config.temperature)
     if not len(x) or (indices is not None and not len(indices)):
         return []
+    canonical = config.threat_model == "canonical"
+    if canonical:  # start from what the pipeline makes of each clip (the dataset's windows already are)
+        with torch.no_grad():
+            x = torch.cat([model.canonical(x[i : i + 256].to(device)).cpu() for i in range(0, len(x), 256)])
     if num_classes is None:
         with _frozen(model):
             num_classes = _num_outputs(model, x[:1].to(device))
@@ -397,7 +435,8 @@ def attack(
     precond = (dynamics_preconditioner(x.shape[1], fps, weights, device=device)
                if config.precondition in ("perceptual", "dynamics") else None)
     spatial = config.precondition == "perceptual" and whitens_bones(weights)
-    changed = precond is not None or spatial
+    proj = dof_projection(model.spec, device) if canonical else None
+    changed = precond is not None or spatial or proj is not None
     w = config.class_weight
     topk = config.topk
 
@@ -434,8 +473,11 @@ def attack(
                 batch = _Batch.cat(batch, start([queue.popleft() for _ in range(min(free, len(queue)))]))
             assert batch is not None
             xv = batch.x.detach().requires_grad_(True)
-            z = batch.z0 + apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton)) if changed else xv
-            logits = model(z)  # (B, K)
+            z = (batch.z0 + project(proj, apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton)))
+                 if changed else xv)
+            # canonical: through the recognizer's preprocessing (tying and centring are no-ops on z here,
+            # the re-facing is not); raw: the backbone on z as it is
+            logits = model(model.normalise(model.canonical(model.unnormalise(z)))) if canonical else model(z)  # (B, K)
             if refilled:  # the new clips' first forward pass: their original prediction
                 with torch.no_grad():
                     if logits.shape[1] != num_classes:
@@ -454,6 +496,9 @@ def attack(
                 finite = torch.isfinite(total) & torch.isfinite(logits).all(-1)
                 unrecognised = (batch.step == 0) & (batch.ctx.original != batch.ctx.true) & finite
                 success = strategy.success(logits, batch.ctx) & finite & ~unrecognised
+                robust = _robust(model, strategy, z, success, batch.ctx)
+                if canonical:
+                    success = robust  # a success must survive the pipeline's re-preprocessing; else go on
                 go_on = finite & ~unrecognised & ~success & (batch.step < config.iterations)
             go_on_host = go_on.cpu()  # one sync per iteration
             grad_ok = torch.ones_like(go_on)
@@ -468,8 +513,8 @@ def attack(
                                    "failed")
                 sel = torch.as_tensor(np.flatnonzero(~keep.numpy()))
                 _deliver(
-                    _finish(batch, z.detach(), sel, status[sel.numpy()], flags[3], x, logits, terms, lc, lp, total,
-                            model, fps, topk, config.iterations, skeleton),
+                    _finish(batch, z.detach(), sel, status[sel.numpy()], flags[3], robust.cpu().numpy(), x, logits,
+                            terms, lc, lp, total, model, fps, topk, config.iterations, skeleton),
                     results, on_results, progress,
                 )
             grad = xv.grad
@@ -480,6 +525,48 @@ def attack(
                           config.learning_rates(batch.step), config.adam_beta1, config.adam_beta2, config.adam_eps)
                 batch.step += 1
     return [results[i] for i in order]
+
+
+def dof_projection(spec: Canonical, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The map ``T`` onto the perturbations a canonical motion can have: ``(src (V,), keep (V,))``.
+
+    Joint ``j`` takes the perturbation of joint ``src[j]`` (the first joint of its coincident
+    group, else itself), times ``keep[j]``: 0 for the root's group when the pipeline centres
+    every frame (the root stays at the origin), 1 elsewhere. Applied by :func:`project`.
+    """
+    n = STANDARD.num_joints
+    src = torch.arange(n)
+    for first, *others in spec.coincident:
+        src[others] = first
+    keep = torch.ones(n)
+    if spec.center == "frame":
+        keep[src == src[STANDARD.root]] = 0.0
+    return src.to(device), keep.to(device)
+
+
+def project(proj: tuple[torch.Tensor, torch.Tensor] | None, d: torch.Tensor) -> torch.Tensor:
+    """``T d`` for a perturbation ``d (N, T, V, C)`` (see :func:`dof_projection`); the identity for None."""
+    if proj is None:
+        return d
+    src, keep = proj
+    return d.index_select(2, src) * keep.to(d.dtype)[:, None]
+
+
+def _physical(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The iterate in metres on the CPU, exactly as a result stores it."""
+    return (z * model.std + model.mean).float().cpu()
+
+
+@torch.no_grad()
+def _robust(model: nn.Module, strategy: Strategy, z: torch.Tensor, success: torch.Tensor,
+            ctx: ClassContext) -> torch.Tensor:
+    """For the successful rows, whether their stored example still passes after the dataset's pipeline."""
+    out = torch.zeros_like(success)
+    if bool(success.any()):
+        rows = success.nonzero()[:, 0]
+        logits = pipeline_logits(model, _physical(model, z.detach()[rows]).numpy()).to(z.device)
+        out[rows] = strategy.success(logits, ctx.select(rows)) & torch.isfinite(logits).all(-1)
+    return out
 
 
 @torch.no_grad()
@@ -505,7 +592,8 @@ def _unattacked(i: int, q: torch.Tensor, true: int, target: int, reason: str) ->
 
 @torch.no_grad()
 def _finish(
-    batch: _Batch, z: torch.Tensor, sel: torch.Tensor, status: np.ndarray, bad_grad: np.ndarray, x: torch.Tensor,
+    batch: _Batch, z: torch.Tensor, sel: torch.Tensor, status: np.ndarray, bad_grad: np.ndarray, robust: np.ndarray,
+    x: torch.Tensor,
     logits: torch.Tensor, terms: dict[str, torch.Tensor], lc: torch.Tensor, lp: torch.Tensor, total: torch.Tensor,
     model: nn.Module, fps: float, topk: int, iterations: int, skeleton: Skeleton,
 ) -> list[ClipResult]:
@@ -513,7 +601,7 @@ def _finish(
     rows = batch.rows[sel]
     dsel = sel.to(z.device)
     q = x[rows]  # (b, T, V, C) metres, the untouched input
-    q_hat = (z[dsel] * model.std + model.mean).float().cpu()
+    q_hat = _physical(model, z[dsel])
     k = min(topk, logits.shape[1])
     o_p, o_i = (t.cpu() for t in batch.ctx.original_probs[dsel].topk(k, -1))
     lg = logits.detach()[dsel].float()
@@ -547,5 +635,6 @@ def _finish(
             final_topk_prob=f_p[j].numpy() if ok else np.full(k, np.nan, np.float32),
             losses={name: float(v[j]) for name, v in values.items()},
             metrics={name: float(v[j]) for name, v in metrics.items()},
+            robust=bool(st == "success" and robust[int(sel[j])]),
         ))
     return out

@@ -7,7 +7,10 @@ clip set, in its order:
   kept successful iterate, else the last one; NaN while pending);
 - ``status`` ``(N,)`` str: ``pending``, ``success``, ``failed``, ``nonfinite``, ``skipped``;
   ``reason`` ``(N,)`` str (why it failed or was skipped; empty on success);
-- ``success`` ``(N,)`` bool; ``iterations`` ``(N,)`` int (Adam steps; -1 pending);
+- ``success`` ``(N,)`` bool; ``robust_success`` ``(N,)`` bool: a success whose example still
+  passes the strategy's test after the dataset's pipeline re-preprocesses it (equal to
+  ``success`` under the ``canonical`` threat model); ``iterations`` ``(N,)`` int (Adam
+  steps; -1 pending);
 - ``true_label``, ``original_label``, ``final_label``, ``target`` ``(N,)`` int (-1: none);
 - ``original_topk``, ``final_topk`` ``(N, k)`` int and ``*_prob`` ``(N, k)`` float32;
 - ``loss_class``, ``loss_perceptual``, ``loss_total``, ``loss_position``,
@@ -17,8 +20,9 @@ clip set, in its order:
   ``bone_length_deviation_m`` ``(N,)`` float32 (physical, see ``losses.perceptual_metrics``);
 - ``clip_index`` ``(N,)`` int: the windows' indices in the source dataset;
 - ``record``: a JSON document with everything needed to reproduce the run (checkpoint
-  and clip-file SHA-256, dataset, every hyper-parameter, seed, code version, and one
-  entry per run segment: device, batch size, clips attacked, seconds).
+  and clip-file SHA-256, dataset, the threat model and the canonical spec, every
+  hyper-parameter, seed, code version, and one entry per run segment: device, batch
+  size, clips attacked, seconds).
 
 Resuming: a run whose output file exists loads it, checks it was made from the same
 checkpoint, clip file and settings (everything but the batch size, which does not
@@ -56,6 +60,7 @@ __all__ = [
     "summarize",
     "success_table",
     "table_rows",
+    "column_label",
     "code_version",
     "MODEL_DISPLAY",
     "check_resumable",
@@ -66,7 +71,7 @@ __all__ = [
 ]
 
 RESULT_FORMAT = "smart-study-attack-result"
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 LOSS_KEYS = ("class", "perceptual", "total", "position", "acceleration", "bone")
 METRIC_KEYS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
 MODEL_DISPLAY = {"hrnn": "HRNN", "stgcn": "ST-GCN", "asgcn": "AS-GCN", "dgnn": "DGNN", "agcn": "2s-AGCN"}
@@ -115,6 +120,7 @@ class AttackResult:
             "status": np.full(n, "pending", dtype="<U9"),
             "reason": np.full(n, "", dtype="<U1"),
             "success": np.zeros(n, bool),
+            "robust_success": np.zeros(n, bool),
             "clip_index": np.asarray(clip_index, np.int64),
         }
         for name in _INT_FIELDS:
@@ -155,6 +161,7 @@ class AttackResult:
                 a["reason"] = a["reason"].astype(f"<U{len(r.reason)}")
             a["reason"][i] = r.reason
             a["success"][i] = r.success
+            a["robust_success"][i] = r.robust
             for name in _INT_FIELDS:
                 a[name][i] = getattr(r, name)
             for name in ("original_topk", "final_topk"):
@@ -198,7 +205,8 @@ def load_result(path: str | Path) -> AttackResult:
     if record.get("format") != RESULT_FORMAT:
         raise DataError(f"{path}: not a smart-study attack result (format {record.get('format')!r})")
     if record.get("version") != RESULT_VERSION:
-        raise DataError(f"{path}: attack result version {record.get('version')} not supported")
+        hint = " (made before robust success was recorded: run the attack again)" if record.get("version") == 1 else ""
+        raise DataError(f"{path}: attack result version {record.get('version')} not supported{hint}")
     return AttackResult(arrays, record, path)
 
 
@@ -266,7 +274,8 @@ def summarize(result: AttackResult) -> dict[str, Any]:
     """Success rate, iterations, losses and perceptual metrics of a result (JSON-ready).
 
     ``success_rate`` = successes / attacked clips (success + failed + nonfinite); skipped
-    and pending clips are not counted. Losses and metrics are means over the successful
+    and pending clips are not counted. ``robust_success_rate``: the same for the successes
+    that survive the pipeline's re-preprocessing. Losses and metrics are means over the successful
     clips (the adversarial examples); ``*_all`` variants include failed ones.
     """
     a, rec = result.arrays, result.record
@@ -274,6 +283,7 @@ def summarize(result: AttackResult) -> dict[str, Any]:
     counts = {s: int((status == s).sum()) for s in ("success", "failed", "nonfinite", "skipped", "pending")}
     attacked = counts["success"] + counts["failed"] + counts["nonfinite"]
     ok = status == "success"
+    robust = int((ok & a["robust_success"]).sum())
     tried = np.isin(status, ("success", "failed"))
     cfg = rec.get("config", {})
     its = a["iterations"][ok]
@@ -284,6 +294,7 @@ def summarize(result: AttackResult) -> dict[str, Any]:
         "clips_file": _get(rec, "clips.path"),
         "dataset": _get(rec, "dataset.name"),
         "strategy": cfg.get("strategy"),
+        "threat_model": cfg.get("threat_model"),
         "label": rec.get("strategy_label"),
         "loss": cfg.get("loss"),
         "top_n": cfg.get("top_n") if cfg.get("strategy") == "abn" else None,
@@ -295,6 +306,8 @@ def summarize(result: AttackResult) -> dict[str, Any]:
         "skipped": counts["skipped"],
         "pending": counts["pending"],
         "success_rate": counts["success"] / attacked if attacked else None,
+        "robust_succeeded": robust,
+        "robust_success_rate": robust / attacked if attacked else None,
         "iterations": {
             "mean_success": float(its.mean()) if len(its) else None,
             "median_success": float(np.median(its)) if len(its) else None,
@@ -311,42 +324,55 @@ def summarize(result: AttackResult) -> dict[str, Any]:
 COLUMNS = ("AB", "AB3", "AB5", "SA")
 
 
-def table_rows(summaries: Iterable[dict[str, Any]]) -> tuple[list[str], dict[str, dict[str, float | None]]]:
-    """Columns and ``{model: {column: success rate}}`` in the paper's layout.
+def column_label(summary: dict[str, Any]) -> str:
+    """The table column of a run: AB, AB3, AB5, SA (another ABn as it is), marked ``(raw)`` under that threat model."""
+    label = str(summary.get("label"))
+    return f"{label} (raw)" if summary.get("threat_model") == "raw" else label
 
-    Columns are AB, AB3, AB5, SA (plus any other ABn present); rows follow the paper's
-    model order. A model/column given twice (e.g. two losses) keeps the last one.
+
+def table_rows(summaries: Iterable[dict[str, Any]], key: str = "success_rate"
+               ) -> tuple[list[str], dict[str, dict[str, float | None]]]:
+    """Columns and ``{model: {column: rate}}`` in the paper's layout (``key``: which rate).
+
+    Columns are AB, AB3, AB5, SA (plus any other ABn and the ``raw`` threat model's runs
+    present); rows follow the paper's model order. A model/column given twice (e.g. two
+    losses) keeps the last one.
     """
     rows: dict[str, dict[str, float | None]] = {}
     extra: list[str] = []
     for s in summaries:
         model = str(s.get("model"))
-        label = str(s.get("label"))
+        label = column_label(s)
         if label not in COLUMNS and label not in extra:
             extra.append(label)
-        rows.setdefault(model, {})[label] = s.get("success_rate")
+        rows.setdefault(model, {})[label] = s.get(key)
     order = [m for m in MODEL_DISPLAY if m in rows] + sorted(m for m in rows if m not in MODEL_DISPLAY)
     columns = list(COLUMNS) + sorted(extra)
     return columns, {m: rows[m] for m in order}
 
 
 def success_table(summaries: Iterable[dict[str, Any]]) -> str:
-    """The paper's Tables 1-3 layout: rows models, columns AB / AB3 / AB5 / SA, in %."""
+    """The paper's Tables 1-3 layout: rows models, columns AB / AB3 / AB5 / SA; cells success / robust success, %."""
+    summaries = list(summaries)
     columns, rows = table_rows(summaries)
+    _, robust = table_rows(summaries, "robust_success_rate")
     used = [c for c in columns if c in COLUMNS or any(c in r for r in rows.values())]
     width = max([len("model")] + [len(MODEL_DISPLAY.get(m, m)) for m in rows] + [len("mean")])
-    head = f"{'model':<{width}}  " + "  ".join(f"{c:>7}" for c in used)
-    lines = [head, "-" * len(head)]
+    cw = max(15, *(len(c) for c in used))
+    head = f"{'model':<{width}}  " + "  ".join(f"{c:>{cw}}" for c in used)
+    lines = ["success / robust success (%)", head, "-" * len(head)]
 
-    def cell(v: float | None) -> str:
-        return f"{100 * v:7.2f}" if v is not None and math.isfinite(v) else f"{'-':>7}"
+    def cell(v: float | None, r: float | None) -> str:
+        def pct(x: float | None) -> str:
+            return f"{100 * x:.2f}" if x is not None and math.isfinite(x) else "-"
+        return f"{'-' if v is None else pct(v) + ' / ' + pct(r):>{cw}}"
+
+    def mean(table: dict[str, dict[str, float | None]], c: str) -> float | None:
+        vals = [r[c] for r in table.values() if r.get(c) is not None]
+        return float(np.mean(vals)) if vals else None
 
     for m, r in rows.items():
-        lines.append(f"{MODEL_DISPLAY.get(m, m):<{width}}  " + "  ".join(cell(r.get(c)) for c in used))
+        lines.append(f"{MODEL_DISPLAY.get(m, m):<{width}}  " + "  ".join(cell(r.get(c), robust[m].get(c)) for c in used))
     if len(rows) > 1:
-        means = []
-        for c in used:
-            vals = [r[c] for r in rows.values() if r.get(c) is not None]
-            means.append(float(np.mean(vals)) if vals else None)
-        lines.append(f"{'mean':<{width}}  " + "  ".join(cell(v) for v in means))
+        lines.append(f"{'mean':<{width}}  " + "  ".join(cell(mean(rows, c), mean(robust, c)) for c in used))
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The clip set: the correctly recognised test windows of a model (the attack set).
 
-An ``.npz`` with ``motions`` ``(N, T, 25, 3)`` float32 metres, ``labels`` ``(N,)`` true
-classes, ``predictions`` ``(N,)`` (equal to the labels: only correctly recognised clips
+An ``.npz`` with ``motions`` ``(N, T, 25, 3)`` float32 metres (canonical, as in the
+dataset), ``trajectory`` ``(N, T, 3)`` (what the canonicalisation removed; see
+:mod:`.dataset`), ``labels`` ``(N,)`` true classes, ``predictions`` ``(N,)`` (equal to the labels: only correctly recognised clips
 are attacked), ``index`` ``(N,)`` the window indices in the source dataset, and ``meta``
 (JSON: class names, fps, the normalisation, the dataset's and checkpoint's paths and
 SHA-256, the model name). Written atomically.
@@ -24,7 +25,8 @@ from stimuli.motion import check_motion
 __all__ = ["ClipSet", "save_clips", "load_clips", "CLIPS_FORMAT"]
 
 CLIPS_FORMAT = "smart-study-clips"
-_KEYS = ("motions", "labels", "predictions", "index", "meta")
+CLIPS_VERSION = 2
+_KEYS = ("motions", "trajectory", "labels", "predictions", "index", "meta")
 
 
 @dataclass
@@ -34,10 +36,18 @@ class ClipSet:
     predictions: np.ndarray
     index: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    trajectory: np.ndarray | None = None
+    """``(N, T, 3)``; None means zeros."""
 
     def __post_init__(self) -> None:
         self.motions = check_motion(self.motions, name="clip motions")
         n = len(self.motions)
+        shape = (n, self.motions.shape[1], 3)
+        self.trajectory = np.zeros(shape, np.float32) if self.trajectory is None else np.asarray(self.trajectory)
+        if self.trajectory.shape != shape or not np.isfinite(self.trajectory).all():
+            raise DataError(f"clip set field 'trajectory': expected finite values of shape {shape}, "
+                            f"got {self.trajectory.shape}")
+        self.trajectory = self.trajectory.astype(np.float32)
         for name in ("labels", "predictions", "index"):
             arr = np.asarray(getattr(self, name)).astype(np.int64)
             if arr.shape != (n,):
@@ -54,11 +64,12 @@ class ClipSet:
 
 def save_clips(clips: ClipSet, path: str | Path) -> Path:
     path = Path(path)
-    meta = dict(clips.meta, format=CLIPS_FORMAT, format_version=1)
+    meta = dict(clips.meta, format=CLIPS_FORMAT, format_version=CLIPS_VERSION)
     atomic_write_npz(
         path,
         {
             "motions": clips.motions,
+            "trajectory": clips.trajectory,
             "labels": clips.labels,
             "predictions": clips.predictions,
             "index": clips.index,
@@ -70,14 +81,21 @@ def save_clips(clips: ClipSet, path: str | Path) -> Path:
 
 def load_clips(path: str | Path) -> ClipSet:
     path = Path(path)
-    arrays = read_npz(path, "clip file", _KEYS, only_required=True)
+    arrays = read_npz(path, "clip file", ("meta",))
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except ValueError as exc:
         raise DataError(f"{path}: cannot read clip file ({exc})") from None
-    if meta.get("format") != CLIPS_FORMAT:
-        raise DataError(f"{path}: not a smart-study clip set (meta.format = {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != CLIPS_FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise DataError(f"{path}: not a smart-study clip set (meta.format = {fmt!r})")
+    if meta.get("format_version") != CLIPS_VERSION:
+        raise DataError(f"{path}: clip file version {meta.get('format_version')} not supported (expected "
+                        f"{CLIPS_VERSION}; collect it again with attack-gen collect)")
+    missing = [k for k in _KEYS if k != "meta" and k not in arrays]
+    if missing:
+        raise DataError(f"{path}: not a smart-study clip set (missing {', '.join(missing)})")
     try:
-        return ClipSet(meta=meta, **arrays)
+        return ClipSet(meta=meta, **{k: arrays[k] for k in _KEYS if k != "meta"})
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None

@@ -25,7 +25,9 @@ from stimuli.motion import Motion
 
 from . import MOTION_EXTENSIONS, load_motion
 from .dataset import TEST, TRAIN, Dataset
-from .preprocess import PreprocessConfig, normalisation_stats, preprocess_motion
+from stimuli.skeleton import STANDARD
+
+from .preprocess import PreprocessConfig, canonical_windows, normalisation_stats, raw_windows
 
 __all__ = ["Recording", "find_motion_files", "label_for", "prepare_dataset", "prepare_synthetic", "SplitSpec"]
 
@@ -165,10 +167,14 @@ def _assemble(
     """Preprocess every recording into windows and compute the normalisation."""
     class_names = sorted({rec.label for rec, _ in items})
     index = {name: i for i, name in enumerate(class_names)}
-    motions, labels, split, source, start, sources = [], [], [], [], [], []
-    for k, (rec, motion) in enumerate(progress(items)):
-        wins, starts, padded = preprocess_motion(motion.positions, motion.fps, config)
+    cut = [raw_windows(motion.positions, motion.fps, config) for _, motion in progress(items)]
+    # the joints that are one point in every frame of every recording are tied (one spec per dataset)
+    canonical = config.canonical(STANDARD.coincident_groups(np.concatenate([w.reshape(-1, 25, 3) for w, _, _ in cut])))
+    motions, trajectory, labels, split, source, start, sources = [], [], [], [], [], [], []
+    for k, ((rec, motion), (raw, starts, padded)) in enumerate(zip(items, cut)):
+        wins, traj = canonical_windows(raw, canonical)
         motions.append(wins)
+        trajectory.append(traj)
         labels.append(np.full(len(wins), index[rec.label]))
         split.append(np.full(len(wins), rec.split))
         source.append(np.full(len(wins), k))
@@ -197,6 +203,7 @@ def _assemble(
         "class_names": class_names,
         "fps": config.fps,
         "preprocess": asdict(config),
+        "canonical": canonical.to_json(),
         "normalisation": {"mean": mean.tolist(), "std": std, "computed_on": "train"},
         "sources": sources,
         **extra_meta,
@@ -208,6 +215,7 @@ def _assemble(
         np.concatenate(source),
         np.concatenate(start),
         meta,
+        np.concatenate(trajectory),
     )
 
 
@@ -302,9 +310,10 @@ def prepare_synthetic(
 def prepare_from_smart_npz(path: Path, split_spec: SplitSpec, *, name: str | None = None) -> Dataset:
     """The SMART authors' pre-processed clips (already 60-frame windows) as a dataset.
 
-    Clips are converted to metres and kept as they are otherwise (root-centred and
-    facing-normalised by the authors); their frame rate is undocumented, the authors'
-    attack assumes 30 fps, and so do we. Subjects are unknown, so only a seeded
+    Clips are converted to metres; the authors root-centred them and chose their facing,
+    so the canonicalisation re-centres and ties the joints that coincide but does not
+    re-face them, and there is no trajectory (zeros). Their frame rate is undocumented,
+    the authors' attack assumes 30 fps, and so do we. Subjects are unknown, so only a seeded
     ``test_fraction`` split (by clip) is possible; class names are the 65 HDM05 classes,
     restricted to those present.
     """
@@ -316,7 +325,9 @@ def prepare_from_smart_npz(path: Path, split_spec: SplitSpec, *, name: str | Non
     present = sorted(set(int(c) for c in data.labels))
     names = [data.class_names[c] for c in present]
     remap = {c: i for i, c in enumerate(present)}
-    motions = (data.clips * data.unit_to_m).astype(np.float32)
+    canonical = PreprocessConfig(center="frame", face_forward=False).canonical(
+        STANDARD.coincident_groups(data.positions_m))
+    motions, trajectory = canonical_windows(data.positions_m, canonical)
     labels = np.array([remap[int(c)] for c in data.labels], dtype=np.int64)
     n = len(motions)
     rng = np.random.default_rng(split_spec.seed)
@@ -334,7 +345,8 @@ def prepare_from_smart_npz(path: Path, split_spec: SplitSpec, *, name: str | Non
         "class_names": names,
         "fps": 30.0,
         "preprocess": {"fps": 30.0, "window": int(motions.shape[1]), "stride": None, "center": "frame",
-                       "face_forward": True, "note": "pre-processed by the SMART authors"},
+                       "face_forward": False, "note": "pre-processed (root-centred, faced) by the SMART authors"},
+        "canonical": canonical.to_json(),
         "normalisation": {"mean": mean.tolist(), "std": std, "computed_on": "train"},
         "sources": [
             {"path": f"{Path(path).name}#{i}", "label": names[labels[i]], "subject": None,
@@ -347,4 +359,4 @@ def prepare_from_smart_npz(path: Path, split_spec: SplitSpec, *, name: str | Non
         "inputs": [str(path)],
         "unit_to_m": data.unit_to_m,
     }
-    return Dataset(motions, labels, split, np.arange(n), np.zeros(n, dtype=np.int64), meta)
+    return Dataset(motions, labels, split, np.arange(n), np.zeros(n, dtype=np.int64), meta, trajectory)
