@@ -28,6 +28,7 @@ import pandas as pd
 from stimuli.errors import DataError
 from stimuli.fileio import json_default
 from stimuli.responses import COLUMN_NAMES, COLUMNS, STUDY_TYPES, read_responses
+from stimuli.skeleton import STANDARD
 
 __all__ = [
     "ANALYSIS_COLUMNS",
@@ -195,6 +196,16 @@ class Batches:
             return np.load(b.path(ref), allow_pickle=False).astype(np.float32)
         except (OSError, ValueError) as e:
             raise DataError(f"{b.path(ref)}: cannot read motion ({e})") from None
+
+    def canonical_motion(self, batch_id: str, item_id: str, variant: str) -> np.ndarray:
+        """A variant's motion with the item's root path taken out (the original's root at the origin).
+
+        A batch draws every variant of an item on the original's trajectory (or all in place), so
+        subtracting the original's root per frame gives the motions the attack compared, as the
+        recognizer saw them; speeds and accelerations then exclude the walk itself.
+        """
+        root = self.motion(batch_id, item_id, "original")[:, STANDARD.root : STANDARD.root + 1]
+        return self.motion(batch_id, item_id, variant) - root
 
     @property
     def provenance(self) -> dict[str, dict[str, Any]]:

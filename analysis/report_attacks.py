@@ -173,8 +173,8 @@ def _batch_figures(batches: Batches, df: pd.DataFrame, s2: Section, s4: Section,
     else:
         s2.text.append("The SMART variant fooled the model on no item of the batch.")
     keys = list(zip(sm["batch_id"], sm["item_id"]))
-    orig = [batches.motion(b, i, "original") for b, i in keys]
-    adv = [batches.motion(b, i, "smart") for b, i in keys]
+    orig = [batches.canonical_motion(b, i, "original") for b, i in keys]
+    adv = [batches.canonical_motion(b, i, "smart") for b, i in keys]
     fps = [float(it.loc[(b, i), "motion_fps"]) for b, i in keys]
     if len(keys) >= 3:
         D, S, A = attacks.clip_summaries(orig, adv, fps)
@@ -189,8 +189,8 @@ def _batch_figures(batches: Batches, df: pd.DataFrame, s2: Section, s4: Section,
     sel = [k for k in keys if f"{k[0]}\x1f{k[1]}" in chosen] if chosen else keys
     s7.text.append(f"From the stimulus batch: {len(sel)} items" + (" on which participants chose SMART over l2 at "
                    "least once (the paper's selection)" if chosen else " (no SMART-vs-l2 choices in the responses)") + ".")
-    pairs = {"smart": ([batches.motion(b, i, "original") for b, i in sel], [batches.motion(b, i, "smart") for b, i in sel]),
-             "l2": ([batches.motion(b, i, "original") for b, i in sel], [batches.motion(b, i, "l2") for b, i in sel])}
+    pairs = {m: ([batches.canonical_motion(b, i, "original") for b, i in sel],
+                 [batches.canonical_motion(b, i, m) for b, i in sel]) for m in ("smart", "l2")}
     _add_dev(s7, attacks.joint_deviation(pairs), "batch", "stimulus batch")
 
 

@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attack_gen.attack import AttackConfig, attack  # noqa: E402
-from attack_gen.attack.engine import _frozen, resolve_targets  # noqa: E402
+from attack_gen.attack.engine import _frozen, dof_projection, project, resolve_targets  # noqa: E402
 from attack_gen.attack.losses import (  # noqa: E402
     apply_in_space,
     apply_in_time,
@@ -49,7 +49,7 @@ from attack_gen.attack.losses import (  # noqa: E402
     perceptual_loss,
     perceptual_terms,
 )
-from attack_gen.recognizer import Recognizer  # noqa: E402
+from attack_gen.recognizer import Recognizer, pipeline_logits  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -61,10 +61,14 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
                   cfg: AttackConfig) -> list[tuple[str, int]]:
     """The reference loop: one clip, ``torch.optim.Adam``, early stop. Returns (status, iterations) per clip.
 
-    The same optimisation as the engine: Adam on ``u`` with ``z = z0 + P S u`` when the config
-    preconditions (``S`` within frames, then ``P`` along time), and the class loss on
-    ``logits / temperature``.
+    The same optimisation as the engine: Adam on ``u`` with ``z = z0 + T P S u`` when the config
+    preconditions (``S`` within frames, then ``P`` along time; ``T`` the canonical threat
+    model's degrees of freedom), the class loss on ``logits / temperature``, and under the
+    canonical threat model the model's own preprocessing and the re-preprocessed check of a
+    success.
     """
+    canonical = cfg.threat_model == "canonical"
+    proj = dof_projection(model.spec, model.mean.device) if canonical else None
     device = model.mean.device
     strategy = cfg.build_strategy()
     weights = cfg.term_weights()
@@ -78,25 +82,28 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
 
     for i in range(len(x)):
         q = torch.as_tensor(x[i : i + 1], device=device)
+        if canonical:
+            q = model.canonical(q)
         z0 = model.normalise(q)
         g0 = z0 + offset
         bl0 = bone_lengths(g0)
         s = bone_preconditioner(g0, weights, gamma) if cfg.precondition == "perceptual" else None
-        changed = precond is not None or s is not None
+        changed = precond is not None or s is not None or proj is not None
         u = (torch.zeros_like(z0) if changed else z0.clone()).requires_grad_(True)
         opt = torch.optim.Adam([u], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
         t = torch.as_tensor(y[i : i + 1], device=device)
         ctx = ClassContext(t, t, torch.zeros(1, 1, device=device), torch.as_tensor(targets[i : i + 1], device=device))
         status, step = "failed", cfg.iterations
         for k in range(cfg.iterations + 1):
-            z = z0 + apply_in_time(precond, apply_in_space(s, u, gamma)) if changed else u
-            logits = model(z)
+            z = z0 + project(proj, apply_in_time(precond, apply_in_space(s, u, gamma))) if changed else u
+            logits = model.classify(model.unnormalise(z)) if canonical else model(z)
             if k == 0:
                 ctx.original = logits.argmax(-1).detach()
                 if int(ctx.original) != int(t):
                     status, step = "skipped", 0
                     break
-            if bool(strategy.success(logits, ctx)):
+            if bool(strategy.success(logits, ctx)) and (not canonical or bool(strategy.success(
+                    pipeline_logits(model, model.unnormalise(z).detach().cpu().numpy()).to(device), ctx))):
                 status, step = "success", k
                 break
             if k == cfg.iterations:
@@ -179,6 +186,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=None, help="Default 100 (CPU), 300 (GPU).")
     p.add_argument("--strategy", default="ab")
     p.add_argument("--loss", default="smart")
+    p.add_argument("--threat-model", choices=("canonical", "raw"), default="canonical")
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     p.add_argument("--work-dir", default="/tmp")
@@ -198,7 +206,7 @@ def main() -> None:
 
     model, x, y, fps, what = prepare(args, device)
     cfg = AttackConfig(strategy=args.strategy, loss=args.loss, iterations=args.iterations, lr=args.lr,
-                       batch_size=len(x))
+                       threat_model=args.threat_model, batch_size=len(x))
     targets = resolve_targets(cfg, y, len(model(model.normalise(torch.as_tensor(x[:1], device=device)))[0]))
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     log(f"model: {what}; device {device}; torch threads {torch.get_num_threads()}")

@@ -356,6 +356,14 @@ def test_attack_table_combines_runs_in_the_paper_layout(ws, tmp_path: Path) -> N
     assert t["columns"] == ["AB", "AB3", "AB5", "SA"]
     assert set(t["rows"]["stgcn"]) == {"AB", "AB3"}
     assert set(t["robust_rows"]["stgcn"]) == {"AB", "AB3"}
+    # a raw run has a column of its own, so both threat models can stand side by side
+    raw = _attack(ws, tmp_path / "ab.raw.npz", "--threat-model", "raw")
+    assert raw["threat_model"] == "raw" and raw["robust_succeeded"] <= raw["succeeded"]
+    code, stdout, _ = _run(attack_table, [tmp_path / "ab.npz", tmp_path / "ab.raw.npz", "--json"])
+    t = json.loads(stdout)
+    assert t["columns"] == ["AB", "AB3", "AB5", "SA", "AB (raw)"]
+    assert t["rows"]["stgcn"]["AB (raw)"] == raw["success_rate"]
+    assert t["robust_rows"]["stgcn"]["AB (raw)"] == raw["robust_success_rate"]
     code, stdout, _ = _run(attack_table, [tmp_path / "ab.npz", tmp_path / "ab3.npz"])
     assert stdout.splitlines()[1].split() == ["model", "AB", "AB3", "AB5", "SA"]
 

@@ -33,9 +33,11 @@ from stimuli.batch import (
     work_dir_for,
     write_batch,
 )
+from stimuli.batch.padding import pad_mp4, pad_png
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
 from stimuli.render import RenderConfig, decode_frames, probe_video
+from stimuli.render.ffmpeg import mp4_faststart
 
 TESTS = Path(__file__).resolve().parent
 SMALL = RenderConfig(width=96, height=96, fps=10.0, duration=1.0)
@@ -294,10 +296,13 @@ def test_extra_files_and_links_are_refused(copy_of, tmp_path: Path) -> None:
 def test_undecodable_and_wrong_size_videos_are_refused(copy_of) -> None:
     root = copy_of()
     garbage = root / "items/item-000/l2.mp4"
-    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
-    # a single video where a composite should be (96 wide instead of 196)
+    size = garbage.stat().st_size  # of the same size as its group, so that only decoding can tell
+    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(size - 12))
+    # a single video where a composite should be (96 wide instead of 196), padded to the composites' size
     comp = root / "items/item-001/original_vs_smart.mp4"
+    size = comp.stat().st_size
     shutil.copy(root / "items/item-001/smart.mp4", comp)
+    pad_mp4(comp, size)
 
     def rehash(d: dict) -> None:  # the manifest agrees with the files: only decoding can tell
         for it in d["items"]:
@@ -313,6 +318,59 @@ def test_undecodable_and_wrong_size_videos_are_refused(copy_of) -> None:
     assert len(problems) == 2, text
     assert "items[0].variants.l2.video: file items/item-000/l2.mp4: not a readable video" in text
     assert "items[1].composites[" in text and "original_vs_smart.mp4: width is 96, expected 196" in text
+
+
+def test_no_size_separates_the_conditions_of_an_item(batch_dir: Path) -> None:
+    batch = load_batch(batch_dir)
+    for item in batch.items:
+        groups = {
+            "variant videos": [v.video for v in item.variants.values()],
+            "variant posters": [v.poster for v in item.variants.values()],
+            "composite videos": [c.video for c in item.composites],
+            "composite posters": [c.poster for c in item.composites],
+        }
+        for kind, refs in groups.items():
+            on_disk = {(batch_dir / r.path).stat().st_size for r in refs}
+            assert len(on_disk) == 1 and on_disk == {r.bytes for r in refs}, (item.id, kind)
+        videos = groups["variant videos"] + groups["composite videos"]
+        assert len({(r.frames, r.duration) for r in videos}) == 1
+        # each file carries exactly one padding element, at the end of the MP4 / before the PNG's IEND
+        for r in groups["variant videos"]:
+            data = (batch_dir / r.path).read_bytes()
+            assert data.count(b"free") >= 1 and mp4_faststart(batch_dir / r.path)
+        for r in groups["variant posters"]:
+            data = (batch_dir / r.path).read_bytes()
+            assert data.count(b"paDd") == 1 and data.endswith(b"IEND\xaeB`\x82")
+
+
+def test_padding_keeps_the_pictures(batch_dir: Path, tmp_path: Path) -> None:
+    item = load_batch(batch_dir).items[0]
+    for ref, pad in ((item.variant("smart").video, pad_mp4), (item.variant("smart").poster, pad_png)):
+        src = batch_dir / ref.path
+        copy = tmp_path / src.name
+        shutil.copy(src, copy)
+        pad(copy, src.stat().st_size + 1000)
+        assert copy.stat().st_size == src.stat().st_size + 1000
+        np.testing.assert_array_equal(decode_frames(copy), decode_frames(src))
+    with pytest.raises(ValueError, match="cannot pad by 7 bytes"):
+        pad_mp4(copy.with_suffix(".mp4"), (tmp_path / "smart.mp4").stat().st_size + 7)
+    with pytest.raises(ValueError, match="cannot pad by 11 bytes"):
+        pad_png(copy, copy.stat().st_size + 11)
+
+
+def test_files_of_one_group_with_two_sizes_are_refused(copy_of) -> None:
+    root = copy_of()
+    poster = root / "items/item-000/original_vs_original.png"
+    pad_png(poster, poster.stat().st_size + 12)
+
+    def rehash(d: dict) -> None:
+        for c in d["items"][0]["composites"]:
+            if c["poster"]["path"].endswith("original_vs_original.png"):
+                c["poster"]["sha256"], c["poster"]["bytes"] = file_sha256(poster), poster.stat().st_size
+
+    edit_manifest(root, rehash)
+    text = messages(validate_batch(root, decode=False))
+    assert "items[0]: composite posters differ in bytes (" in text and "it would tell the conditions apart" in text
 
 
 def test_not_a_batch() -> None:

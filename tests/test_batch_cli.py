@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from attack_gen.attack.results import load_result
 from attack_gen.batch import stratified_order
 from attack_gen.cli import cli, run_collect
+from attack_gen.data.clips import load_clips
 from attack_gen.data.dataset import save_dataset
 from attack_gen.data.prepare import SplitSpec, prepare_from_smart_npz
 from attack_gen.train import TrainConfig, train_model
@@ -84,8 +85,13 @@ def test_batch_from_real_hdm05_clips_validates(hdm05) -> None:
     k = int(np.flatnonzero(smart["success"])[0])
     assert first.final_label.index == int(smart["final_label"][k])
 
-    # the provenance names the checkpoint the clips were attacked on
+    # the provenance names the checkpoint the clips were attacked on, and the threat model
     assert batch.provenance.model["checkpoint_sha256"] == smart.record["checkpoint"]["sha256"]
+    assert batch.provenance.attack["threat_model"] == "canonical" == smart.record["config"]["threat_model"]
+    assert summary["threat_model"] == "canonical"
+    assert summary["robust_success_rates"] == summary["success_rates"]  # equal by construction
+    for item in batch.items:
+        assert all(item.variant(n).info["robust_success"] is True for n in ("smart", "l2"))
 
     # a second run refuses to overwrite
     again = CliRunner().invoke(cli, args)
@@ -125,6 +131,28 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     assert rights == {"original", "smart", "control"}
     info = probe_video(out / batch.items[0].variant("smart").video.path)
     assert (info["width"], info["height"], info["frames"]) == (64, 64, 10)
+    # every variant is drawn on the original's trajectory: the window's canonical motion plus its root path
+    assert batch.provenance.attack["trajectory"] == "original"
+    cand = load_clips(Path(summary["attacks_dir"]) / "candidates.npz")
+    row = {int(w): k for k, w in enumerate(cand.index)}
+    for item in batch.items:
+        k = row[item.source.window]
+        motion = {n: np.load(out / item.variant(n).motion.path) for n in item.variants}
+        np.testing.assert_array_equal(motion["original"], cand.motions[k] + cand.trajectory[k][:, None])
+        for name, m in motion.items():  # the same root path for all, so it tells no variant apart
+            np.testing.assert_array_equal(m[:, 10], motion["original"][:, 10], err_msg=name)
+    # in place: the canonical motions as they are, the root at the origin
+    ckpt = next((tmp_path / "root" / "checkpoints").glob("*.pt"))
+    clips = next((tmp_path / "root" / "clips").glob("*.npz"))
+    res = CliRunner().invoke(cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out",
+                                   str(tmp_path / "inplace"), "--motions", "1", "--losses", "smart", "--width", "64",
+                                   "--height", "64", "--fps", "10", "--duration", "1", "--workers", "1",
+                                   "--trajectory", "in-place", "--json"])
+    assert res.exit_code == 0, res.output
+    b2 = check_batch(tmp_path / "inplace")
+    assert b2.provenance.attack["trajectory"] == "in-place"
+    for name in ("original", "smart"):
+        assert np.abs(np.load(tmp_path / "inplace" / b2.items[0].variant(name).motion.path)[:, 10]).max() == 0.0
     # a second demo run reuses the batch
     again = CliRunner().invoke(cli, ["batch", "--demo", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout) == {**json.loads(again.stdout), "reused": True, "items": 3}

@@ -136,6 +136,7 @@ def _validate(root: Path, decode: bool, workers: int | None,
         except RenderError as e:
             problems.append(Problem(f"items[{k}].camera", str(e).removeprefix("camera: ")))
 
+    problems += _size_neutral(batch)
     refs = list(batch.files())
     expected = {MANIFEST} | {ref.path for _, ref in refs} | set(ignore)
     problems += _extras(root, expected)
@@ -163,6 +164,27 @@ def _validate(root: Path, decode: bool, workers: int | None,
         for found in pool.map(check, refs):
             problems += found
     return batch, problems
+
+
+def _size_neutral(batch: Batch) -> list[Problem]:
+    """Within each item, every group of media has one byte size, and its videos one duration and frame count."""
+    problems = []
+    for k, it in enumerate(batch.items):
+        comps = {f"{c.left}_vs_{c.right}": c for c in it.composites}
+        groups = {
+            "variant videos": {n: v.video for n, v in it.variants.items()},
+            "variant posters": {n: v.poster for n, v in it.variants.items()},
+            "composite videos": {n: c.video for n, c in comps.items()},
+            "composite posters": {n: c.poster for n, c in comps.items()},
+        }
+        for kind, refs in groups.items():
+            for field, unit in (("bytes", " B"), ("frames", " frames"), ("duration", " s")):
+                values = {n: getattr(r, field) for n, r in refs.items() if hasattr(r, field)}
+                if len(set(values.values())) > 1:
+                    listed = ", ".join(f"{n} {v}{unit}" for n, v in sorted(values.items(), key=lambda kv: kv[1]))
+                    problems.append(Problem(f"items[{k}]", f"{kind} differ in {field} ({listed}): it would tell the "
+                                                           "conditions apart"))
+    return problems
 
 
 def _extras(root: Path, expected: set[str]) -> list[Problem]:

@@ -43,6 +43,7 @@ import numpy as np
 from ..errors import DataError, MotionFormatError
 from ..fileio import atomic_write, atomic_write_bytes, file_sha256
 from ..motion import check_clip
+from .padding import item_groups, pad_group
 from .schema import (
     CONTROL,
     MANIFEST,
@@ -507,6 +508,17 @@ def write_batch(
                 done += 1
                 if progress is not None:
                     progress(done, total)
+
+        # one size per group of each item's media, so that no size tells the conditions apart
+        # (not journalled: a kill from here on re-renders the padded files, which is correct)
+        for p in prepared:
+            base = f"items/{p.item_id}"
+            comps = [tuple(cid.split("|")) for cid in plan.expected()]
+            for names in item_groups(p.variants, comps).values():
+                pad_group([work / base / n for n in names])
+                for n in names:
+                    path = work / base / n
+                    results[f"{base}/{n}"] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
         # the manifest
         built: list[Item] = []
