@@ -123,7 +123,10 @@ def prepare(train_paths: Sequence[Path], test_paths: Sequence[Path], test_subjec
         "fps": ds.fps,
         "window": int(ds.motions.shape[1]),
         "std": ds.std,
+        "skipped": ds.meta.get("skipped", []),
     }
+    for s in summary["skipped"] if not as_json else ():  # with --json they are in the object
+        _log(f"skipped {s['path']}: {s['reason']}")
     _emit(as_json, summary,
           f"wrote {out}: {len(ds)} windows ({n_train} train, {len(ds) - n_train} test) from "
           f"{len(ds.sources)} recordings, {ds.num_classes} classes")

@@ -8,6 +8,7 @@ import threading
 import tempfile
 from pathlib import Path
 import zipfile
+import zlib
 from typing import IO, Any, Callable, Sequence
 
 import numpy as np
@@ -104,5 +105,5 @@ def read_npz(path: str | Path, what: str, required: Sequence[str] = (), *,
                 return {k: z[k] for k in (required if only_required else z.files)}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: cannot read {what} ({exc})") from None

@@ -97,7 +97,12 @@ def test_prepare_kinect_gestures_and_the_smart_npz(shared_data: Path, tmp_path: 
                          r"Ges\d+_(?P<label>\w+)\.csv", "--test-fraction", "0.25", "--stride", "30",
                          "--out", str(tmp_path / "k.npz"), "--json"])
     assert code == 0, output
-    assert json.loads(output)["classes"] == ["balancinghands", "comehere", "drawlines", "wavehand"]
+    summary = json.loads(output)
+    assert summary["classes"] == ["balancinghands", "comehere", "drawlines", "wavehand"]
+    # the folder's MANIFEST.csv and labels.csv are not captures: reported as skipped, with the reason
+    skipped = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert set(skipped) == {"MANIFEST.csv", "labels.csv"}
+    assert all(r.startswith("not a Kinect v2 capture") for r in skipped.values())
     code, output = _run(["prepare", "--train", str(shared_data / "hdm05_smart_subset"), "--test-fraction", "0.2",
                          "--out", str(tmp_path / "s.npz"), "--json"])
     assert code == 0, output

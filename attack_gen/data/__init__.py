@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stimuli.errors import DataError
+from stimuli.errors import DataError, MotionFormatError
 from stimuli.motion import Motion
 
 __all__ = ["load_motion", "MOTION_EXTENSIONS", "sniff_format"]
@@ -33,7 +33,7 @@ def _first_line(path: Path) -> str:
     try:
         with open(path, "rb") as fh:
             for raw in fh:
-                line = raw.decode("utf-8", errors="replace").strip()
+                line = raw.decode("utf-8", errors="replace").removeprefix("\ufeff").strip()
                 if line:
                     return line
     except OSError as exc:
@@ -70,24 +70,25 @@ def load_motion(path: str | Path, **kwargs: Any) -> Motion:
 
     Keyword arguments go to the format's loader (``asf=`` and ``fps=`` for AMC,
     ``scale=`` for BVH, ``body=`` for NTU). Bad files raise :class:`DataError` naming the
-    file and the line or frame.
+    file and the line or frame, and so does a recording outside :mod:`.limits`.
     """
+    from .limits import check_motion_limits
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: motion file not found")
     fmt = sniff_format(path)
     if fmt == "amc":
-        from .acclaim import load_amc
-
-        return load_amc(path, **kwargs)
-    if fmt == "bvh":
-        from .bvh import load_bvh
-
-        return load_bvh(path, **kwargs)
-    if fmt == "ntu_skeleton":
-        from .ntu import load_ntu_skeleton
-
-        return load_ntu_skeleton(path, **kwargs)
-    from .kinect_csv import load_kinect_csv
-
-    return load_kinect_csv(path, **kwargs)
+        from .acclaim import load_amc as load
+    elif fmt == "bvh":
+        from .bvh import load_bvh as load
+    elif fmt == "ntu_skeleton":
+        from .ntu import load_ntu_skeleton as load
+    else:
+        from .kinect_csv import load_kinect_csv as load
+    try:
+        motion = load(path, **kwargs)
+    except MotionFormatError as exc:  # e.g. NaN from a degenerate pose, named by the loader's array check
+        raise DataError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
+    check_motion_limits(motion.positions, motion.fps, str(path))
+    return motion

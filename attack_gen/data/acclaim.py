@@ -53,6 +53,8 @@ from stimuli.errors import DataError
 from stimuli.motion import Motion
 
 from .kinematics import euler_to_matrix
+from .limits import DECIMAL_CHARS as _DECIMAL_CHARS
+from .limits import MAX_ANGLE_DEG, MAX_BONE_M, MAX_RAW_VALUE, check_angles, metres, number
 from .retarget import asf_unit_to_m, select_standard, subject_from_name
 
 __all__ = [
@@ -149,7 +151,7 @@ def _read_lines(path: Path) -> list[str]:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+    lines = raw.decode("utf-8-sig", errors="replace").splitlines()
     if not any(line.strip() for line in lines):
         raise DataError(f"{path}: empty file")
     return lines
@@ -158,14 +160,18 @@ def _read_lines(path: Path) -> list[str]:
 def _floats(path: Path, ln: int, fields: list[str], what: str) -> np.ndarray:
     out = []
     for tok in fields:
-        try:
-            v = float(tok)
-        except ValueError:
-            raise DataError(f"{path} line {ln}: {what}: {tok!r} is not a number") from None
-        if not np.isfinite(v):
-            raise DataError(f"{path} line {ln}: {what}: {tok!r} is not a finite number")
+        v = number(tok)
+        if v is None:
+            raise DataError(f"{path} line {ln}: {what}: {tok!r} is not a finite number in plain decimal notation")
+        if abs(v) > MAX_RAW_VALUE:
+            raise DataError(f"{path} line {ln}: {what}: {tok} is beyond {MAX_RAW_VALUE:g}: implausible in any unit")
         out.append(v)
     return np.asarray(out, dtype=np.float64)
+
+
+def _is_count(tok: str) -> bool:
+    """A frame number: at most 9 ASCII digits (``str.isdigit`` also takes other scripts' digits)."""
+    return tok.isascii() and tok.isdigit() and len(tok) <= 9
 
 
 def acclaim_rotation(angles_deg: np.ndarray, order: str) -> np.ndarray:
@@ -275,6 +281,7 @@ def parse_asf(path: str | Path) -> AsfSkeleton:
                 root_orientation = _floats(path, ln, fields[1:4], "root orientation")
                 if root_orientation.shape != (3,):
                     raise DataError(f"{path} line {ln}: root orientation needs 3 angles, got {line!r}")
+                check_angles(root_orientation * (180 / np.pi if angle_unit == "rad" else 1.0), f"{path} line {ln}")
         elif section == ":bonedata":
             if key == "begin":
                 if cur is not None:
@@ -296,16 +303,24 @@ def parse_asf(path: str | Path) -> AsfSkeleton:
                 d = _floats(path, ln, fields[1:], "bone direction")
                 if d.shape != (3,):
                     raise DataError(f"{path} line {ln}: direction needs 3 numbers, got {line!r}")
+                if np.abs(d).max() > 1e6:  # a direction is normalised: only its ratios count
+                    raise DataError(f"{path} line {ln}: direction component {np.abs(d).max():g} is implausible "
+                                    "(expected a vector of order 1)")
                 cur["direction"] = d
             elif key == "length":
                 v = _floats(path, ln, fields[1:2], "bone length")
                 if v.shape != (1,) or v[0] < 0:
                     raise DataError(f"{path} line {ln}: length needs one number >= 0, got {line!r}")
+                metres = v[0] * asf_unit_to_m(length_unit)
+                if metres > MAX_BONE_M:
+                    raise DataError(f"{path} line {ln}: bone length {fields[1]} ({metres:.3g} m) exceeds "
+                                    f"{MAX_BONE_M:g} m")
                 cur["length"] = float(v[0])
             elif key == "axis":
                 if len(fields) != 5 or sorted(fields[4].upper()) != ["X", "Y", "Z"]:
                     raise DataError(f"{path} line {ln}: expected 'axis a b c XYZ', got {line!r}")
                 cur["axis"] = _floats(path, ln, fields[1:4], "bone axis")
+                check_angles(cur["axis"] * (180 / np.pi if angle_unit == "rad" else 1.0), f"{path} line {ln}")
                 cur["axis_order"] = fields[4].upper()
             elif key == "dof":
                 dofs = tuple(f.lower() for f in fields[1:])
@@ -390,7 +405,7 @@ def _header_end(lines: list[str]) -> tuple[int, str | None]:
     unit = None
     for i, raw in enumerate(lines):
         s = raw.strip()
-        if s.isdigit():
+        if _is_count(s):
             return i, unit
         if s.upper().startswith(":DEGREES"):
             unit = "deg"
@@ -415,7 +430,7 @@ def _parse_amc_fast(
         f = raw.split()
         if not f:
             continue
-        if f[0].isdigit() and len(f) == 1:
+        if _is_count(f[0]) and len(f) == 1:
             break
         layout.append(f[0])
     required = {b for b, n in expected.items() if n > 0}
@@ -424,16 +439,19 @@ def _parse_amc_fast(
     if any(b not in expected for b in layout):
         return None
     width = 1 + sum(1 + expected[b] for b in layout)
-    tokens = " ".join(body).split()
+    text = " ".join(body)
+    # only plain ASCII decimals (float() and int() also take other scripts' digits and underscores)
+    if not text.isascii():
+        return None
+    tokens = text.split()
     if not tokens or len(tokens) % width:
         return None
     T = len(tokens) // width
     if len(body) != T * (1 + len(layout)) and sum(1 for raw in body if raw.strip()) != T * (1 + len(layout)):
         return None
-    try:
-        frame_numbers = np.array(list(map(int, tokens[0::width])), dtype=np.int64)
-    except ValueError:
+    if not all(map(_is_count, tokens[0::width])):
         return None
+    frame_numbers = np.array(list(map(int, tokens[0::width])), dtype=np.int64)
     values: dict[str, np.ndarray] = {}
     off = 1
     try:
@@ -442,7 +460,10 @@ def _parse_amc_fast(
                 return None
             n = expected[b]
             if n:
-                cols = [list(map(float, tokens[off + 1 + k :: width])) for k in range(n)]
+                chunk = [tokens[off + 1 + k :: width] for k in range(n)]
+                if not set("".join("".join(c) for c in chunk)) <= _DECIMAL_CHARS:
+                    return None
+                cols = [list(map(float, c)) for c in chunk]
                 arr = np.array(cols, dtype=np.float64).T
                 if not np.isfinite(arr).all():
                     return None
@@ -496,7 +517,7 @@ def _parse_amc_checked(
             if frame_numbers:
                 raise DataError(f"{path} line {ln}: header keyword {head!r} after the first frame")
             continue
-        if len(fields) == 1 and head.isdigit():
+        if len(fields) == 1 and _is_count(head):
             close_frame(ln - 1)
             frame_numbers.append(int(head))
             frame_lines.append(ln)
@@ -534,14 +555,16 @@ def _parse_amc_checked(
             for f, ln in enumerate(first_line[b]):
                 chunk = tokens[b][f * expected[b] : (f + 1) * expected[b]]
                 for tok in chunk:
-                    try:
-                        ok = np.isfinite(float(tok))
-                    except ValueError:
-                        ok = False
-                    if not ok:
+                    if number(tok) is None:
                         raise DataError(
                             f"{path} line {ln} (frame {frame_numbers[f]}): bone {b} value {tok!r} is not a finite number"
                         )
+        if any(number(tok) is None for tok in tokens[b]):  # e.g. '1_0' or other scripts' digits, which numpy takes
+            for f, ln in enumerate(first_line[b]):
+                for tok in tokens[b][f * expected[b] : (f + 1) * expected[b]]:
+                    if number(tok) is None:
+                        raise DataError(f"{path} line {ln} (frame {frame_numbers[f]}): bone {b} value {tok!r} is not "
+                                        "a finite number in plain decimal notation")
         values[b] = arr  # type: ignore[assignment]
     return AmcData(
         path=path,
@@ -670,6 +693,26 @@ def _default_fps(path: Path) -> float:
     return DEFAULT_FPS
 
 
+def _check_amc_angles(path: Path, skeleton: AsfSkeleton, amc: AmcData) -> None:
+    """A one-line error naming the frame and bone where a rotation exceeds :data:`.limits.MAX_ANGLE_DEG`."""
+    to_deg = 180 / np.pi if amc.angle_unit == "rad" else 1.0
+    dofs = {"root": skeleton.root_order, **{b: bone.dofs for b, bone in skeleton.bones.items()}}
+    for b, vals in amc.values.items():
+        huge = (np.abs(vals) > MAX_RAW_VALUE).any(axis=1)
+        if huge.any():
+            f = int(np.flatnonzero(huge)[0])
+            raise DataError(f"{path} (frame {int(amc.frame_numbers[f])}): bone {b} value "
+                            f"{float(np.abs(vals[f]).max()):g} is beyond {MAX_RAW_VALUE:g}: implausible in any unit")
+        idx = [k for k, d in enumerate(dofs.get(b, ())) if d in _ROT_DOFS]
+        if not idx:
+            continue
+        bad = (np.abs(vals[:, idx] * to_deg) > MAX_ANGLE_DEG).any(axis=1)
+        if bad.any():
+            f = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path} (frame {int(amc.frame_numbers[f])}): bone {b} rotation "
+                            f"{float(np.abs(vals[f, idx]).max() * to_deg):g} degrees exceeds {MAX_ANGLE_DEG:g}")
+
+
 def load_amc(
     path: str | Path,
     asf: str | Path | AsfSkeleton | None = None,
@@ -693,6 +736,7 @@ def load_amc(
     else:
         skeleton = parse_asf(asf)
     amc = parse_amc(path, skeleton)
+    _check_amc_angles(path, skeleton, amc)
     pos, names = forward_kinematics(skeleton, amc, collapse=tuple(collapse))
     std, scheme, _ = select_standard(pos, names, unit_to_m=skeleton.unit_to_m, scheme="asf", source=str(path))
     rate = _default_fps(path) if fps is None else float(fps)
@@ -707,4 +751,4 @@ def load_amc(
         "naming": scheme,
         "frame_numbers": (int(amc.frame_numbers[0]), int(amc.frame_numbers[-1])),
     }
-    return Motion(positions=(std * skeleton.unit_to_m).astype(np.float32), fps=rate, meta=meta)
+    return Motion(positions=metres(std * skeleton.unit_to_m, str(path)), fps=rate, meta=meta)

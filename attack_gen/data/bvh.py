@@ -39,6 +39,8 @@ from stimuli.errors import DataError
 from stimuli.motion import Motion
 
 from .kinematics import euler_to_matrix
+from .limits import DECIMAL_CHARS as _DECIMAL_CHARS
+from .limits import MAX_ANGLE_DEG, MAX_RAW_VALUE, check_fps, metres, number
 from .retarget import resolve_unit, select_standard, subject_from_name
 
 __all__ = ["BvhData", "parse_bvh", "load_bvh", "fps_from_frame_time"]
@@ -165,12 +167,11 @@ class _Tokens:
 
     def number(self, what: str) -> float:
         tok, ln = self.next(what)
-        try:
-            val = float(tok)
-        except ValueError:
-            raise self.error(f"expected a number for {what}, got {tok!r}", ln) from None
-        if not np.isfinite(val):
-            raise self.error(f"{what} is {tok!r}; expected a finite number", ln)
+        val = number(tok)
+        if val is None:
+            raise self.error(f"expected a finite number in plain decimal notation for {what}, got {tok!r}", ln)
+        if abs(val) > MAX_RAW_VALUE:
+            raise self.error(f"{what} is {tok}; beyond {MAX_RAW_VALUE:g} in any unit the file is corrupt", ln)
         return val
 
 
@@ -181,7 +182,7 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    return raw.decode("utf-8", errors="replace")
+    return raw.decode("utf-8-sig", errors="replace")  # a byte-order mark is accepted
 
 
 def parse_bvh(path: str | Path) -> BvhData:
@@ -275,19 +276,18 @@ def parse_bvh(path: str | Path) -> BvhData:
         return text.split(":", 1)[1].strip() if ":" in text else "", ln
 
     value, frames_ln = header(motion_line + 1, "Frames:")
-    try:
-        n_frames = int(value)
-    except ValueError:
-        raise DataError(f"{path} line {frames_ln + 1}: expected an integer frame count after 'Frames:', got {value!r}") from None
+    if not (value.isascii() and value.isdigit()):
+        raise DataError(f"{path} line {frames_ln + 1}: expected an integer frame count after 'Frames:', got {value!r}")
+    n_frames = int(value)
     if n_frames <= 0:
         raise DataError(f"{path} line {frames_ln + 1}: 'Frames: {n_frames}' - expected at least one frame")
     value, time_ln = header(frames_ln + 1, "Frame Time:")
-    try:
-        frame_time = float(value)
-    except ValueError:
-        raise DataError(f"{path} line {time_ln + 1}: expected a number after 'Frame Time:', got {value!r}") from None
-    if not (np.isfinite(frame_time) and frame_time > 0):
+    frame_time = number(value)
+    if frame_time is None:
+        raise DataError(f"{path} line {time_ln + 1}: expected a number after 'Frame Time:', got {value!r}")
+    if not frame_time > 0:
         raise DataError(f"{path} line {time_ln + 1}: Frame Time must be > 0 seconds, got {value!r}")
+    check_fps(1.0 / frame_time, f"{path} line {time_ln + 1}: Frame Time {value}")
 
     # ---- frame lines
     rows: list[list[str]] = []
@@ -325,6 +325,24 @@ def parse_bvh(path: str | Path) -> BvhData:
         raise DataError(
             f"{path} line {row_lines[r]} (frame {r + 1}): value {c + 1} is {rows[r][c]!r}, expected a finite number"
         )
+    if not set("".join("".join(f) for f in rows)) <= _DECIMAL_CHARS:  # numpy also takes '1_0' and other digits
+        for r, fields in enumerate(rows):
+            for c, tok in enumerate(fields):
+                if number(tok) is None:
+                    raise DataError(f"{path} line {row_lines[r]} (frame {r + 1}): value {c + 1} is {tok!r}, "
+                                    "expected a number in plain decimal notation")
+    big = (np.abs(motion) > MAX_RAW_VALUE).any(axis=1)
+    if big.any():
+        r = int(np.flatnonzero(big)[0])
+        raise DataError(f"{path} line {row_lines[r]} (frame {r + 1}): value {float(np.abs(motion[r]).max()):g} is "
+                        f"beyond {MAX_RAW_VALUE:g}: implausible in any unit")
+    rot = [int(s) + k for s, chans in zip(starts, channels) for k, ch in enumerate(chans) if "rotation" in ch.lower()]
+    if rot:
+        big = (np.abs(motion[:, rot]) > MAX_ANGLE_DEG).any(axis=1)
+        if big.any():
+            r = int(np.flatnonzero(big)[0])
+            raise DataError(f"{path} line {row_lines[r]} (frame {r + 1}): rotation "
+                            f"{float(np.abs(motion[r, rot]).max()):g} degrees exceeds {MAX_ANGLE_DEG:g}")
     return BvhData(
         path=path,
         names=names,
@@ -367,5 +385,5 @@ def load_bvh(path: str | Path, *, scale: float | None = None, fps: float | None 
         "synthesised_joints": synth,
         "frame_time": data.frame_time,
     }
-    return Motion(positions=(std * unit_to_m).astype(np.float32), fps=rate, meta=meta)
+    return Motion(positions=metres(std * unit_to_m, str(path)), fps=rate, meta=meta)
 

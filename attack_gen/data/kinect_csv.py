@@ -32,6 +32,7 @@ from stimuli.errors import DataError
 from stimuli.motion import Motion
 from stimuli.skeleton import KINECT_V2, kinect_to_standard
 
+from .limits import DECIMAL_CHARS, MAX_POSITION_M, check_fps, metres, number
 from .ntu import COORDINATES_NOTE, kinect_camera_to_ours
 
 __all__ = ["load_kinect_csv", "read_kinect_csv", "KinectCsv", "gesture_from_filename"]
@@ -58,6 +59,10 @@ class KinectCsv:
     lines: np.ndarray
     """``(T,)`` 1-based line number of each frame in the file."""
 
+
+MAX_GAP_FRAMES = 30
+"""Dropped frames filled by interpolation at most in one gap (1 s at 30 fps); a longer jump of the
+timestamps is a corrupt or spliced file."""
 
 def gesture_from_filename(path: str | Path) -> str:
     """``Ges01_wavehand.csv -> "wavehand"``: the stem after a leading ``<prefix><digits>_``."""
@@ -87,7 +92,7 @@ def read_kinect_csv(path: str | Path) -> KinectCsv:
     """Parse a Kinect v2 CSV file; :class:`DataError` names the file and line on bad input."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 byte-order mark is accepted
     except FileNotFoundError:
         raise DataError(f"{path}: Kinect CSV file not found") from None
     except UnicodeDecodeError as e:
@@ -114,14 +119,11 @@ def read_kinect_csv(path: str | Path) -> KinectCsv:
         values = np.array(rows, dtype=np.float64)
     except ValueError:
         values = None
-    if values is None or not np.isfinite(values).all():
+    plain = set("".join("".join(f) for f in rows)) <= DECIMAL_CHARS | {" ", "\t"}  # numpy takes '1_0', '١٢'
+    if values is None or not plain or not np.isfinite(values).all():
         for lineno, fields in zip(linenos, rows):
             for k, t in enumerate(fields):
-                try:
-                    v = float(t)
-                except ValueError:
-                    v = None
-                if v is None or not np.isfinite(v):
+                if number(t.strip()) is None:
                     got = t.strip()[:30]
                     raise DataError(
                         f"{path}: line {lineno}, field {k + 1}: expected a finite number, got {got!r}"
@@ -131,13 +133,18 @@ def read_kinect_csv(path: str | Path) -> KinectCsv:
     lines = np.asarray(linenos, dtype=np.int64)
     for k in range(len(rows)):
         t = rows[k][0].strip()
-        if not t.lstrip("+-").isdigit():
+        if not (t.isascii() and t.lstrip("+-").isdigit() and len(t) <= 18):
             raise DataError(
                 f"{path}: line {linenos[k]}, field 1: expected an integer timestamp (100 ns units), "
                 f"got {t[:30]!r}"
             )
     timestamps = np.array([int(r[0]) for r in rows], dtype=np.int64)
     body = values[:, 1:].reshape(-1, NUM_JOINTS, 4)
+    far = np.abs(body[..., :3]) > MAX_POSITION_M
+    if far.any():
+        f, j, c = (int(x) for x in np.argwhere(far)[0])
+        raise DataError(f"{path}: line {linenos[f]}, field {2 + 4 * j + c}: {rows[f][1 + 4 * j + c].strip()[:30]!r} "
+                        f"m is beyond {MAX_POSITION_M:g} m")
     state = body[..., 3]
     bad_state = ~np.isin(state, (0.0, 1.0, 2.0))
     if bad_state.any():
@@ -180,7 +187,13 @@ def load_kinect_csv(path: str | Path, *, fill_dropped: bool = True) -> Motion:
         )
     d = np.diff(raw.timestamps).astype(np.float64)
     median = float(np.median(d))
-    steps = np.maximum(np.rint(d / median), 1).astype(np.int64)
+    steps = np.maximum(np.rint(d / median), 1)
+    if steps.max() > MAX_GAP_FRAMES:
+        k = int(steps.argmax())
+        raise DataError(f"{path}: line {raw.lines[k + 1]}: the timestamp jumps {d[k] / TICKS_PER_SECOND:.3g} s after "
+                        f"line {raw.lines[k]}, {steps[k]:.0f} frame intervals; expected gaps of at most "
+                        f"{MAX_GAP_FRAMES} dropped frames")
+    steps = steps.astype(np.int64)
     n_intervals = int(steps.sum())
     duration = float(raw.timestamps[-1] - raw.timestamps[0])
     fps = n_intervals * TICKS_PER_SECOND / duration
@@ -211,4 +224,4 @@ def load_kinect_csv(path: str | Path, *, fill_dropped: bool = True) -> Motion:
         "start_timestamp": int(raw.timestamps[0]),
         "coordinates": COORDINATES_NOTE,
     }
-    return Motion(positions=positions, fps=fps, meta=meta)
+    return Motion(positions=metres(positions, str(path)), fps=check_fps(fps, str(path)), meta=meta)

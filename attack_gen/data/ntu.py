@@ -42,6 +42,8 @@ from stimuli.errors import DataError
 from stimuli.motion import Motion
 from stimuli.skeleton import KINECT_V2, kinect_to_standard
 
+from .limits import DECIMAL_CHARS, MAX_POSITION_M, metres, number
+
 __all__ = [
     "KINECT_CAMERA_TO_OURS",
     "kinect_camera_to_ours",
@@ -190,13 +192,20 @@ class _Lines:
         return DataError(f"{self.path}: line {lineno}: {msg}")
 
 
+def _int(tok: str) -> int:
+    """An integer in plain ASCII digits (``int`` also takes '1_0'); ValueError otherwise."""
+    if not (tok.isascii() and tok.lstrip("+-").isdigit() and len(tok) - len(tok.lstrip("+-")) <= 1):
+        raise ValueError(tok)
+    return int(tok)
+
+
 def _one_int(src: _Lines, what: str, minimum: int = 0) -> tuple[int, int]:
     lineno, tok = src.next(what)
     if len(tok) != 1:
         got = " ".join(tok)[:60]
         raise src.error(lineno, f"expected {what} (one integer), got {len(tok)} values: {got!r}")
     try:
-        value = int(tok[0])
+        value = _int(tok[0])
     except ValueError:
         raise src.error(lineno, f"expected {what} (an integer), got {tok[0]!r}") from None
     if value < minimum:
@@ -210,11 +219,11 @@ def _body_line(src: _Lines, frame: int) -> tuple[int, int]:
     if len(tok) != 10:
         raise src.error(lineno, f"expected {what}, got {len(tok)} values")
     try:
-        body_id = int(tok[0])
+        body_id = _int(tok[0])
         for t in tok[1:7] + tok[9:10]:
-            int(t)
+            _int(t)
         for t in tok[7:9]:
-            if not np.isfinite(float(t)):
+            if number(t) is None:
                 raise ValueError(t)
     except ValueError:
         raise src.error(
@@ -235,17 +244,26 @@ def _joint_block(src: _Lines, frame: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         arr = np.array(rows, dtype=np.float64)
     except ValueError:
+        arr = None
+    if arr is None or not set("".join("".join(t) for t in rows)) <= DECIMAL_CHARS:  # numpy also takes '1_0'
         for lineno, tok in zip(linenos, rows):
             for t in tok:
-                try:
-                    float(t)
-                except ValueError:
-                    raise src.error(lineno, f"expected {what}, got non-numeric {t!r}") from None
-        raise  # pragma: no cover - numpy failed although every token converts
+                if number(t) is None and t.lower() not in ("nan", "inf", "-inf", "+inf"):
+                    raise src.error(lineno, f"expected {what}, got non-numeric {t!r}")
+        if arr is None:  # pragma: no cover - numpy failed although every token converts
+            raise src.error(linenos[0], f"expected {what}")
     finite = np.isfinite(arr)
     if not finite.all():
         r = int(np.argwhere(~finite)[0, 0])
         raise src.error(linenos[r], f"expected {what}, got a NaN or infinite value")
+    far = np.abs(arr[:, :3]) > MAX_POSITION_M
+    if far.any():
+        r = int(np.argwhere(far)[0, 0])
+        raise src.error(linenos[r], f"joint position {np.abs(arr[r, :3]).max():g} m is beyond {MAX_POSITION_M:g} m")
+    odd = ~np.isin(arr[:, 11], (0.0, 1.0, 2.0))
+    if odd.any():
+        r = int(np.flatnonzero(odd)[0])
+        raise src.error(linenos[r], f"tracking state {rows[r][11]!r}; expected 0, 1 or 2")
     return arr[:, :3], arr[:, 11]
 
 
@@ -259,7 +277,7 @@ def read_ntu_skeleton(path: str | Path) -> NtuRecording:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="ascii", errors="strict")
+        text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("ascii", errors="strict")  # a BOM is accepted
     except FileNotFoundError:
         raise DataError(f"{path}: NTU skeleton file not found") from None
     except UnicodeDecodeError as e:
@@ -438,4 +456,4 @@ def load_ntu_skeleton(path: str | Path, body: str | int = "auto") -> Motion:
         "frames_filled": n_filled,
         "coordinates": COORDINATES_NOTE,
     }
-    return Motion(positions=positions, fps=NTU_FPS, meta=meta)
+    return Motion(positions=metres(positions, str(rec.path)), fps=NTU_FPS, meta=meta)

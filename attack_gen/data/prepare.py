@@ -67,25 +67,24 @@ class SplitSpec:
         raise DataError("no test split given: use --test PATH, --test-subjects S,... or --test-fraction F")
 
 
-def _is_motion_csv(path: Path) -> bool:
-    """Kinect CSV captures start with a numeric timestamp and 101 fields; manifests do not."""
+def _csv_skip_reason(path: Path) -> str | None:
+    """Why a ``.csv`` is not a Kinect capture (None: it is one: a timestamp, then 100 fields)."""
     from . import _first_line
 
     fields = _first_line(path).rstrip(",").split(",")
     if len(fields) != 101:
-        return False
-    try:
-        float(fields[0])
-    except ValueError:
-        return False
-    return True
+        return f"not a Kinect v2 capture: its first line has {len(fields)} fields, a capture's 101"
+    if not (fields[0].strip().isascii() and fields[0].strip().isdigit()):
+        return f"not a Kinect v2 capture: its first field {fields[0][:20]!r} is not a timestamp"
+    return None
 
 
-def find_motion_files(root: Path) -> list[tuple[Path, str]]:
+def find_motion_files(root: Path, skipped: list[tuple[str, str]] | None = None) -> list[tuple[Path, str]]:
     """Motion files under ``root`` (a file or a folder, searched recursively), sorted.
 
     Returns ``(path, path relative to root)``. In folders, ``.csv`` files are taken only
-    when they look like Kinect captures (manifests and label tables are skipped).
+    when they look like Kinect captures; the others (manifests, label tables) are added
+    to ``skipped`` as ``(relative path, reason)``.
     """
     root = Path(root)
     if root.is_file():
@@ -96,8 +95,12 @@ def find_motion_files(root: Path) -> list[tuple[Path, str]]:
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.suffix.lower() not in MOTION_EXTENSIONS:
             continue
-        if p.suffix.lower() == ".csv" and not _is_motion_csv(p):
-            continue
+        if p.suffix.lower() == ".csv":
+            reason = _csv_skip_reason(p)
+            if reason is not None:
+                if skipped is not None:
+                    skipped.append((p.relative_to(root).as_posix(), reason))
+                continue
         found.append((p, p.relative_to(root).as_posix()))
     return found
 
@@ -130,11 +133,14 @@ def label_for(path: Path, rel: str, rule: re.Pattern[str] | None) -> str | None:
 
 
 def _gather(
-    inputs: Iterable[Path], label_rule: re.Pattern[str] | None, subject_rule: re.Pattern[str] | None, split: int
+    inputs: Iterable[Path], label_rule: re.Pattern[str] | None, subject_rule: re.Pattern[str] | None, split: int,
+    skipped: list[dict[str, str]],
 ) -> list[Recording]:
     recs = []
     for root in inputs:
-        files = find_motion_files(Path(root))
+        passed: list[tuple[str, str]] = []
+        files = find_motion_files(Path(root), passed)
+        skipped.extend({"path": str(Path(root) / rel), "reason": why} for rel, why in passed)
         if not files:
             raise DataError(f"{root}: no motion files found (looked for {', '.join(MOTION_EXTENSIONS)})")
         unmatched = []
@@ -233,9 +239,10 @@ def prepare_dataset(
     mode = split_spec.mode()
     lrule = _compile(label_rule, "label rule")
     srule = _compile(subject_rule, "subject rule")
-    recs = _gather(train, lrule, srule, TRAIN)
+    skipped: list[dict[str, str]] = []
+    recs = _gather(train, lrule, srule, TRAIN, skipped)
     if mode == "paths":
-        test_recs = _gather(split_spec.test_paths, lrule, srule, TEST)
+        test_recs = _gather(split_spec.test_paths, lrule, srule, TEST, skipped)
         test_files = {r.path.resolve() for r in test_recs}
         recs = [r for r in recs if r.path.resolve() not in test_files] + test_recs
     items = [(rec, load_motion(rec.path)) for rec in progress(recs)]
@@ -269,6 +276,7 @@ def prepare_dataset(
         },
         "label_rule": label_rule,
         "subject_rule": subject_rule,
+        "skipped": skipped,
         "inputs": [str(p) for p in train] + [str(p) for p in split_spec.test_paths],
     }
     return _assemble(items, config, extra)

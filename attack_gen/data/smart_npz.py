@@ -31,6 +31,7 @@ What the un-normalised data look like (checked on the 219 clips of the shared su
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ import numpy as np
 from stimuli.errors import DataError, MotionFormatError
 from stimuli.motion import Motion
 from stimuli.skeleton import NUM_JOINTS, STANDARD
+
+from .limits import MAX_POSITION_M
 
 __all__ = [
     "SmartNpzData",
@@ -184,7 +187,7 @@ def _load_npz(path: Path, what: str, fields: tuple[str, ...]) -> dict[str, np.nd
             return {f: np.asarray(z[f]) for f in fields}
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as e:
         raise DataError(
             f"{path}: cannot read {what} as a NumPy .npz file ({type(e).__name__}: {e})"
         ) from None
@@ -286,7 +289,14 @@ def load_smart_npz(
 
     # un-normalise in the file's float32 arithmetic, as the authors' code does (x * std + mean)
     x = clips.astype(np.float32, copy=False).reshape(clips.shape[0], clips.shape[1], NUM_JOINTS, 3)
-    phys = (x * np.float32(std) + mean).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        phys = (x * np.float32(std) + mean).astype(np.float32)
+    unit = HDM05_UNIT_TO_M
+    far = ~(np.abs(phys.astype(np.float64) * unit) <= MAX_POSITION_M).all(axis=(2, 3))
+    if far.any():
+        n, t = (int(v) for v in np.argwhere(far)[0])
+        raise DataError(f"{clips_path}: clip {n}, frame {t}: un-normalised with {core_path.name} (Xstd {std:g}), a joint "
+                        f"lies beyond {MAX_POSITION_M:g} m or is not finite; expected the file's own normalisation")
 
     return SmartNpzData(
         clips=phys,
