@@ -19,7 +19,11 @@ Production: ``gunicorn -c python:study_server.gunicorn_conf 'study_server:create
 (see :mod:`study_server.gunicorn_conf`).
 
 Outside development and testing a ``SECRET_KEY`` is required and debug mode is refused
-(:class:`ConfigError`, with a message saying what to set).
+(:class:`ConfigError`, with a message saying what to set; the ``flask`` command and
+gunicorn print it as one line and exit non-zero). In production the session cookie is
+``Secure`` and every response carries ``Strict-Transport-Security``: serve over HTTPS (a
+TLS-terminating proxy). ``SESSION_COOKIE_SECURE=0`` turns both off for a plain-HTTP
+trial; development and testing default to off.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from typing import Mapping
 
+import click
 from flask import Flask
 from flask import Response
 from sqlalchemy import event
@@ -45,7 +50,7 @@ from .extensions import migrate
 from .security import CachedSessionInterface
 from .sqlite_lock import install_writer_lock
 
-__all__ = ["create_app", "database_url", "ConfigError", "TEMPLATES", "MIGRATIONS"]
+__all__ = ["create_app", "check_config", "database_url", "ConfigError", "TEMPLATES", "MIGRATIONS"]
 
 PACKAGE = Path(__file__).resolve().parent
 TEMPLATES = PACKAGE.parent / "templates"
@@ -60,8 +65,11 @@ CSP = (
 )
 
 
-class ConfigError(SmartStudyError, RuntimeError):
-    """The app cannot start with this configuration (the message says what to set)."""
+class ConfigError(SmartStudyError, click.ClickException):
+    """The app cannot start with this configuration (the message says what to set).
+
+    A ``ClickException``, so that the ``flask`` command prints it as ``Error: ...`` and exits 1.
+    """
 
 
 def _defaults() -> dict[str, Any]:
@@ -72,7 +80,8 @@ def _defaults() -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": False,
+        "SESSION_COOKIE_SECURE": None,  # None: True in production, False in development and testing
+        "HSTS_MAX_AGE": 365 * 24 * 3600,
         "PERMANENT_SESSION_LIFETIME": timedelta(days=14),
         "WTF_CSRF_TIME_LIMIT": None,  # valid for the session: a long study must not expire mid-way
         "WTF_CSRF_SSL_STRICT": False,  # the Referer check cannot work with Referrer-Policy: no-referrer
@@ -96,10 +105,18 @@ def database_url(url: str | None) -> str:
     """The SQLAlchemy URL the server uses for ``url`` (default: the SQLite file under the data root).
 
     PostgreSQL goes through psycopg 3: ``postgres://`` (the old scheme some hosts still
-    hand out) and ``postgresql://`` become ``postgresql+psycopg://``.
+    hand out) and ``postgresql://`` become ``postgresql+psycopg://``. A relative SQLite path
+    (``sqlite:///data/study.sqlite3``) means that file from the current folder, for the
+    server and the analysis alike (Flask-SQLAlchemy would otherwise take it from the
+    instance folder).
     """
     if not url:
         return f"sqlite:///{data_root(create=True) / 'study.sqlite3'}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rest = url[len("sqlite:///") :]
+        path, sep, query = rest.partition("?")
+        if path and path != ":memory:" and not path.startswith("file:"):
+            return f"sqlite:///{Path(path).resolve()}{sep}{query}"
     for scheme in ("postgres://", "postgresql://"):
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme) :]
@@ -122,6 +139,8 @@ def _check_security(app: Flask) -> None:
     env = app.config["STUDY_ENV"]
     if env not in ("production", "development"):
         raise ConfigError(f"STUDY_ENV must be 'production' or 'development', got {env!r}")
+    if app.config["SESSION_COOKIE_SECURE"] is None:
+        app.config["SESSION_COOKIE_SECURE"] = env == "production" and not app.testing
     if app.testing:
         app.config["SECRET_KEY"] = app.config["SECRET_KEY"] or "testing"
         return
@@ -159,8 +178,13 @@ def _sqlite_pragmas(synchronous: str) -> Any:
     return on_connect
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """The study server (see the module docstring for its settings)."""
+def check_config() -> None:
+    """Read the settings from the environment as :func:`create_app` does and raise :class:`ConfigError` if they
+    cannot run (gunicorn calls this before starting any worker)."""
+    _configured(None)
+
+
+def _configured(test_config: Mapping[str, Any] | None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, template_folder=str(TEMPLATES), static_folder="static")
     app.config.from_mapping(_defaults())
     if test_config is None:
@@ -169,11 +193,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         for key in ("SECRET_KEY", "STUDY_ENV"):
             if os.environ.get(key):
                 app.config[key] = os.environ[key]
+        secure = os.environ.get("SESSION_COOKIE_SECURE", "").strip().lower()
+        if secure:
+            if secure not in ("0", "1", "true", "false"):
+                raise ConfigError(f"SESSION_COOKIE_SECURE must be 0 or 1, got {secure!r}")
+            app.config["SESSION_COOKIE_SECURE"] = secure in ("1", "true")
         if os.environ.get("DATABASE_URL"):
             app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
     else:
         app.config.from_mapping(test_config)
     _check_security(app)
+    return app
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """The study server (see the module docstring for its settings)."""
+    app = _configured(test_config)
     url = _database_url(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
@@ -227,6 +262,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         if response.mimetype in ("text/html", "application/json") and "Cache-Control" not in h:
             h["Cache-Control"] = "no-store"
+        if app.config["SESSION_COOKIE_SECURE"] and app.config["HSTS_MAX_AGE"]:
+            h.setdefault("Strict-Transport-Security", f"max-age={int(app.config['HSTS_MAX_AGE'])}")
         return response
 
     return app

@@ -110,9 +110,9 @@ def _json_body() -> Any:
     detour through the MIME type parser and the JSON provider (this is the hot path)."""
     if request.mimetype != "application/json":
         return None
-    try:
+    try:  # the size is bounded by MAX_CONTENT_LENGTH, the nesting by the parser (RecursionError)
         return json.loads(request.get_data(cache=False))
-    except ValueError:  # (UnicodeDecodeError and JSONDecodeError among them)
+    except (ValueError, RecursionError):  # (UnicodeDecodeError and JSONDecodeError among them)
         return None
 
 

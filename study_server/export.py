@@ -121,8 +121,9 @@ def export_rows(db_url: str, study: str | None = None) -> list[dict[str, Any]]:
     SQLite file, a database that is not the study server's, or an unknown study (the
     message lists the studies there are).
     """
-    from . import create_app
+    from . import create_app, database_url
 
+    db_url = database_url(db_url)
     _check_url(db_url)
     app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "SECRET_KEY": "export-only", "STUDY_ENV": "production"})
     with app.app_context():

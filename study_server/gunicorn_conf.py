@@ -56,10 +56,18 @@ several servers on one machine (the demo, the tests, the load benchmark) would f
 
 
 def on_starting(server: Any) -> None:
-    """With ``reuse_port``: stop with a clear error if another server already listens on a bound address
+    """Stop with one clear line, before any worker starts, when the app's settings are wrong (e.g. no
+    ``SECRET_KEY``) or, with ``reuse_port``, another server already listens on a bound address
     (``server``: gunicorn's arbiter; its ``cfg`` holds the settings in force, command line included)."""
     import errno
     import socket
+
+    from study_server import ConfigError, check_config
+
+    try:
+        check_config()
+    except ConfigError as e:
+        raise SystemExit(f"Error: {e.message}") from None
 
     if not server.cfg.reuse_port:
         return

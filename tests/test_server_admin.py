@@ -213,7 +213,9 @@ def test_import_a_batch_from_the_form_once_idempotently_and_refuse_a_broken_one(
     manifest["batch_id"] = "batch-altered"
     (broken / "manifest.json").write_text(json.dumps(manifest))
     video = sorted(broken.rglob("*.mp4"))[0]
-    video.write_bytes(video.read_bytes()[:-10] + b"\0" * 10)
+    data = bytearray(video.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 10] = bytes(b ^ 0xFF for b in data[len(data) // 2 : len(data) // 2 + 10])
+    video.write_bytes(bytes(data))
     r = ra.post("/admin/batches", {"path": str(broken)})
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "is not a valid stimulus batch" in flashes(html)[0]

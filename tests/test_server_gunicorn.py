@@ -143,7 +143,7 @@ def test_serve_demo_prepares_the_demo_then_hands_over_to_gunicorn(tmp_path, monk
                                       "127.0.0.1:5055", "study_server:create_app()"]  # fmt: skip
 
 
-def test_the_address_check_refuses_a_listener_but_not_connections_in_time_wait():
+def test_the_address_check_refuses_a_listener_but_not_connections_in_time_wait(monkeypatch):
     """``on_starting``: a socket listening on the address (even one sharing it with SO_REUSEPORT) stops the start;
     connections of a server just killed, left in TIME_WAIT, do not (the load benchmark restarts right after a
     SIGKILL)."""
@@ -151,6 +151,7 @@ def test_the_address_check_refuses_a_listener_but_not_connections_in_time_wait()
 
     from study_server import gunicorn_conf
 
+    monkeypatch.setenv("STUDY_ENV", "development")  # settings that run: only the address is checked here
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
