@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["BTDFit", "fit_btd", "fit_btd_many", "btd_probabilities", "BOUND"]
+__all__ = ["BTDFit", "fit_btd", "fit_btd_many", "btd_probabilities", "comparison_groups", "BOUND"]
 
 BOUND = 30.0
 """Log-strengths (relative to the first method) and ``log nu`` are kept within +-BOUND (an item that never wins)."""
@@ -118,6 +118,30 @@ def fit_btd(items: Sequence[str], pairs: Sequence[tuple[int, int]], counts, ties
     """
     items, k, p, c = _prepare(items, pairs, counts)
     return _fit(items, k, p, c, ties, start=None)
+
+
+def comparison_groups(k: int, pairs: Sequence[tuple[int, int]], counts) -> list[list[int]]:
+    """The methods linked by comparisons, as groups (connected components of the pairs with any count).
+
+    Strengths are comparable only within a group: with two or more groups there is no common order.
+    Methods never compared are in no group.
+    """
+    parent = list(range(k))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    seen = set()
+    for (i, j), c in zip(pairs, np.asarray(counts, float).reshape(-1, 3)):
+        if c.sum() > 0:
+            parent[find(j)] = find(i)
+            seen |= {i, j}
+    groups: dict[int, list[int]] = {}
+    for i in sorted(seen):
+        groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values())
 
 
 def _components(k: int, p: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import pandas as pd
 from stimuli.errors import DataError
 
 from . import paper
-from .bt import fit_btd, fit_btd_many
+from .bt import comparison_groups, fit_btd, fit_btd_many
 from .stats import (
     binom_test,
     bootstrap_weights,
@@ -149,9 +149,15 @@ def _share_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> di
     """Counts, share, Wilson / Clopper-Pearson / two-way bootstrap intervals and the exact test against 1/2."""
     n, k = len(y), float(y.sum())
     num, den, P, C = _two_way(g, y)
+    if n == 0:
+        nan = math.nan
+        return {"participants": 0, "clips": 0, "trials": 0, "count": 0, "share": nan, "wilson_low": nan,
+                "wilson_high": nan, "cp_low": nan, "cp_high": nan, "boot_low": nan, "boot_high": nan, "p_value": nan}
     wl, wh = wilson_ci(k, n, opts.level)
     cl, ch = clopper_pearson_ci(k, n, opts.level)
-    if num.shape[1] == C and C > 0:
+    if P < 2:  # resampling one participant says nothing about other participants
+        bl = bh = math.nan
+    elif num.shape[1] == C and C > 0:
         bl, bh = pigeonhole_bootstrap_ratio(num, den, opts.n_boot, opts.level, opts.rng(*salt))
     else:
         bl, bh = cluster_bootstrap_ratio(num[:, 0], den[:, 0], opts.n_boot, opts.level, opts.rng(*salt))
@@ -396,14 +402,18 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     res.tables["naturalness_sign_tests"] = pd.DataFrame(t_sign)
     res.tables["naturalness_position"] = pd.DataFrame(t_pos)
     bt = res.tables["naturalness_bt"]
-    sel = bt[(bt["subset"] == "analysed") & (bt["breakdown"] == "overall")].sort_values("log_strength", ascending=False)
-    order = sel["method"].tolist()
+    sel = bt[(bt["subset"] == "analysed") & (bt["breakdown"] == "overall")] if len(bt) else bt
+    sel = sel.sort_values("log_strength", ascending=False) if len(sel) else sel
+    order = sel.loc[np.isfinite(sel["log_strength"].astype(float)), "method"].tolist() if len(sel) else []
     res.summary = {"order_bt": order, "paper_order": list(paper.NATURALNESS_ORDER),
                    "matches_paper": order == [m for m in paper.NATURALNESS_ORDER if m in order],
                    "bt": {r.method: {"log_strength": r.log_strength, "ci": [r.ci_low, r.ci_high]}
                           for r in sel.itertuples()},
                    "nu": float(sel["nu"].iloc[0]) if len(sel) else None,
                    "nu_ci": [float(sel["nu_low"].iloc[0]), float(sel["nu_high"].iloc[0])] if len(sel) else None}  # fmt: skip
+    if len(sel) and not order and "no_order" in sel:
+        res.summary["no_order"] = str(sel["no_order"].dropna().iloc[0])
+        res.notes.append(f"Bradley-Terry: no order: {res.summary['no_order']}")
     st = res.tables["naturalness_sign_tests"]
     if len(st):
         s0 = st[(st["subset"] == "analysed") & (st["breakdown"] == "overall")]
@@ -417,6 +427,16 @@ def _bt_rows(g: pd.DataFrame, methods: list[str], pairs: list[tuple[int, int]], 
     if len(pairs) == 0:
         return []
     K = len(methods)
+    groups = comparison_groups(K, pairs, cnt)
+    if len(groups) > 1 or cnt[:, :2].sum() == 0:
+        why = ("every comparison was a tie ('can't tell')" if cnt[:, :2].sum() == 0 else
+               "methods " + " and ".join("{" + ", ".join(methods[i] for i in g) + "}" for g in groups)
+               + " were never compared with each other")
+        return [{**tag, "method": methods[m], "log_strength": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                 "strength_share": math.nan, "rank": None, "nu": math.nan, "nu_low": math.nan, "nu_high": math.nan,
+                 "converged": False, "participants": int(g["participant"].nunique()), "no_order": why,
+                 "paper_rank": (paper.NATURALNESS_ORDER.index(methods[m]) + 1
+                                if methods[m] in paper.NATURALNESS_ORDER else None)} for m in range(K)]  # fmt: skip
     fit = fit_btd(methods, pairs, cnt)
     # per-participant counts (participants, pairs, outcomes), then multinomial resampling of participants
     pc, _ = pd.factorize(g["participant"].to_numpy())

@@ -46,7 +46,7 @@ ANALYSIS_COLUMNS = tuple(c for c in COLUMN_NAMES if c not in _SKIPPED)
 """The export's columns that the analysis keeps (the playback log and timestamps are not needed)."""
 _COL = {c.name: c for c in COLUMNS}
 REPORT_COLUMNS = tuple(c for c in ANALYSIS_COLUMNS if c not in (
-    "recruit_platform", "age", "block", "trial_index", "plays", "seconds", "slowdown", "label_order",
+    "recruit_platform", "age", "plays", "seconds", "slowdown", "label_order",
     "naturalness_pair", "correct"))  # fmt: skip
 """The columns ``analysis report`` uses (reading fewer columns makes a large CSV faster to parse)."""
 
@@ -73,7 +73,46 @@ def _finish(df: pd.DataFrame, where: str, columns: Sequence[str] = ANALYSIS_COLU
     if bad:
         raise DataError(f"{where}: unknown study_type {', '.join(map(repr, bad))}; expected one of "
                         f"{', '.join(STUDY_TYPES)}")  # fmt: skip
+    check_consistent(frame, where)
     return frame
+
+
+_DERIVED = {  # study type -> (derived column, the answer that makes it true)
+    "deceitfulness": ("chose_true_label", "true_label"),
+    "indistinguishability": ("said_changed", "changed"),
+}
+
+
+def check_consistent(df: pd.DataFrame, where: str) -> None:
+    """Refuse responses that an export cannot produce: one trial twice, or an answer its derived column contradicts.
+
+    Rows are named by their number in ``where`` (1 = the first data row) with participant and trial.
+    """
+    key = [c for c in ("study", "participant", "block", "trial_index", "attempt") if c in df]
+    if len(key) == 5 and len(df):  # (a trial whose playback failed is shown again: a new attempt, a new row)
+        dup = df.duplicated(key, keep="first").to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            r = df.iloc[i]
+            raise DataError(f"{where}: row {i + 1} repeats participant {r['participant']}'s trial {r['trial_index']} "
+                            f"(block {r['block']}, attempt {r['attempt']}) of study {r['study']} ({int(dup.sum())} "
+                            "repeated rows); an export has one row per attempt at a trial")
+    if "answer" not in df or "study_type" not in df:
+        return
+    answered = df["answer"].notna().to_numpy()
+    st = df["study_type"].astype(str).to_numpy()
+    ans = df["answer"].astype(str).to_numpy()
+    for study_type, (col, yes) in _DERIVED.items():
+        if col not in df:
+            continue
+        m = answered & (st == study_type) & df[col].notna().to_numpy()
+        bad = m & (df[col].fillna(False).astype(bool).to_numpy() != (ans == yes))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            r = df.iloc[i]
+            raise DataError(f"{where}: row {i + 1} (participant {r['participant']}, trial {r['trial_index']}): answer "
+                            f"{r['answer']!r} but {col} is {bool(r[col])}; the two must agree "
+                            f"({int(bad.sum())} such rows)")
 
 
 def rows_to_frame(rows: Sequence[dict[str, Any]], where: str = "responses") -> pd.DataFrame:

@@ -49,6 +49,19 @@ def _share_display(t: pd.DataFrame, what: str, lv: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _share_phrase(share: Any, n: int, participants: Any, boot: Sequence[Any], wilson: Sequence[Any], lv: str,
+                  what: str = "trials") -> str:
+    """``"91.0 % of 600 trials (two-way bootstrap 95 % CI [..]; Wilson [..])"``, saying so when it cannot be formed."""
+    if not n:
+        return f"no share: 0 analysed {what} (no analysed participant)"
+    if ci(*boot):
+        interval = f"two-way bootstrap {lv} % CI {ci(*boot)}; Wilson {ci(*wilson)}"
+    else:
+        interval = (f"{participants or 0} participant: no participant-level interval can be formed; Wilson "
+                    f"{ci(*wilson)}, which treats trials as independent")
+    return f"{pct(share)} % of {n} {what} ({interval})"
+
+
 def _inputs_section(inputs: dict[str, Any], batches: Batches, opts: Options, runs: Sequence[AttackRun],
                     transfers: Sequence[TransferRun]) -> Section:  # fmt: skip
     s = Section("Inputs")
@@ -96,9 +109,10 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
     o = rates[(rates["subset"] == "analysed") & (rates["breakdown"] == "overall")]
     if len(o):
         r = o.iloc[0]
-        s.text.append(f"Participants chose the ground-truth label in {pct(r.share)} % of {r.trials} trials "
-                      f"(two-way bootstrap {_lv(opts)} % CI {ci(r.boot_low, r.boot_high)}; Wilson {ci(r.wilson_low, r.wilson_high)}; "
-                      f"exact binomial test against 50 %: {p_text(r.p_value)})"
+        phrase = _share_phrase(r.share, int(r.trials), r.participants, (r.boot_low, r.boot_high),
+                               (r.wilson_low, r.wilson_high), _lv(opts))
+        s.text.append(f"Participants chose the ground-truth label in {phrase}"
+                      + (f"; exact binomial test against 50 %: {p_text(r.p_value)}" if r.trials else "")
                       + (f"; paper: {pct(r.paper, 2)} %." if np.isfinite(r.paper) else
                          f"; paper (2s-AGCN, AB, HDM05 and MHAD): {paper.DECEITFULNESS['overall']} %."))  # fmt: skip
     s.text += res.notes
@@ -179,8 +193,9 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
                   f"({sc.get('always_unchanged_passing_sensitivity')} of them pass the paper's screen).")  # fmt: skip
     o = sm.get("overall")
     if o:
-        s.text.append(f"Attacked clips judged unchanged: {pct(o['share'])} % of {o['n']} perceivability trials "
-                      f"(two-way bootstrap {_lv(opts)} % CI {ci(*o['ci_bootstrap'])}; Wilson {ci(*o['ci_wilson'])}); "
+        phrase = _share_phrase(o["share"], int(o["n"]), o["participants"], o["ci_bootstrap"], o["ci_wilson"],
+                               _lv(opts), "perceivability trials")
+        s.text.append(f"Attacked clips judged unchanged: {phrase}; "
                       f"{_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}, after screening "
                       f"(HDM05 {paper.INDISTINGUISHABILITY['HDM05']} %, MHAD {paper.INDISTINGUISHABILITY['MHAD']} %).")
     w = sm.get("with_control_screen")
@@ -188,7 +203,10 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
         s.text.append(f"Again with positive controls used for screening: {pct(w['share'])} % "
                       f"{ci(*w['ci_bootstrap'])} ({w['participants']} participants).")  # fmt: skip
     d = sm.get("dprime")
-    if d:
+    if d and not np.isfinite(d.get("pooled", math.nan)):
+        s.text.append("d' cannot be estimated: no analysed participant with both sensitivity and perceivability "
+                      "trials.")
+    elif d:
         s.text.append(f"Pooled hit rate {pct(d['hit_rate'])} %, false-alarm rate {pct(d['false_alarm_rate'])} %, "
                       f"d' = {d['pooled']:.2f} (log-linear correction; cluster bootstrap {d['ci'][0]:.2f} to "
                       f"{d['ci'][1]:.2f}); positive-control hit rate {pct(d['control_hit_rate'])} %. A yes/no d'; "
@@ -288,19 +306,30 @@ def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResul
         lines.append(f"{st} ({study}): {v['recruited']} recruited, {v['started']} started, {v['completed']} completed, "
                      f"{v['excluded']} excluded, {v['analysed']} analysed")  # fmt: skip
     o = dec.summary.get("overall")
-    if o:
-        lines.append(f"deceitfulness: true label chosen in {pct(o['share'])} % {ci(*o['ci_bootstrap'])} of {o['n']} "
+    if o and not o["n"]:
+        lines.append("deceitfulness: 0 analysed participants: no share")
+    elif o:
+        lines.append(f"deceitfulness: true label chosen in {pct(o['share'])} % "
+                     f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} of {o['n']} "
                      f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])})")  # fmt: skip
     if nat.summary.get("order_bt"):
         lines.append(f"naturalness: {' > '.join(nat.summary['order_bt'])} (Bradley-Terry); paper "
                      f"{' > '.join(paper.NATURALNESS_ORDER)}")  # fmt: skip
+    elif nat.summary.get("no_order"):
+        lines.append(f"naturalness: no Bradley-Terry order ({nat.summary['no_order']})")
     o = ind.summary.get("overall")
-    if o:
+    if not o and ind.tables:
+        lines.append("indistinguishability: 0 analysed participants: no share, no d'")
+    elif o and not o["n"]:
+        lines.append("indistinguishability: 0 analysed participants: no share, no d'")
+    elif o:
         d = ind.summary.get("dprime", {})
         w = ind.summary.get("with_control_screen")
-        lines.append(f"indistinguishability: attacked judged unchanged in {pct(o['share'])} % {ci(*o['ci_bootstrap'])} "
+        dp = d.get("pooled", float("nan"))
+        lines.append(f"indistinguishability: attacked judged unchanged in {pct(o['share'])} % "
+                     f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} "
                      f"({_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}); "
-                     f"d' {d.get('pooled', float('nan')):.2f}"
+                     + (f"d' {dp:.2f}" if np.isfinite(dp) else "d' cannot be estimated")
                      + (f"; with control screen {pct(w['share'])} %" if w else ""))  # fmt: skip
     if att.get("runs"):
         lines.append(f"attacks: {len(att['runs'])} result file(s)"
