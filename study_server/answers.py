@@ -61,7 +61,8 @@ SELECT a.id, a.participant_pk, a.trial_pk, a.number, a.served, a.shown_at, a.clo
        (SELECT q.id FROM trial q WHERE q.participant_pk = a.participant_pk AND q.status = 'pending'
         ORDER BY q.block, q.queue, q.position LIMIT 1 OFFSET 0),
        (SELECT q.block FROM trial q WHERE q.participant_pk = a.participant_pk AND q.status = 'pending'
-        ORDER BY q.block, q.queue, q.position LIMIT 1 OFFSET 1)
+        ORDER BY q.block, q.queue, q.position LIMIT 1 OFFSET 1),
+       t.plays
 FROM attempt a
 JOIN participant p ON p.id = a.participant_pk
 JOIN study s ON s.id = p.study_pk
@@ -122,6 +123,7 @@ class AnswerContext:
     result: dict[str, Any] | None
     current_trial_pk: int | None
     next_block: int | None
+    plays: int
 
 
 def _identity(value: Any) -> Any:

@@ -703,6 +703,13 @@ def _stored(store: AnswerSQL, raw: Any, attempt_pk: int, data: Mapping[str, Any]
     raise AnswerRejected(409, "this trial has already been answered")
 
 
+def played_through(events: Sequence[Mapping[str, Any]], plays: int) -> bool:
+    """Whether the page reports the trial's clip played as often as required: its ``answerable`` event, or a
+    ``play-end`` event numbered ``plays`` (the page logs both; see ``static/trial.js``)."""
+    return any(e.get("type") == "answerable" or (e.get("type") == "play-end" and (e.get("n") or 0) >= plays)
+               for e in events)
+
+
 def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Store one answer (``data``: validated payload) of participant ``public_id`` of study ``slug``.
 
@@ -736,10 +743,14 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
             raise AnswerRejected(409, "the study is not at the trials stage")
         if att.current_trial_pk != att.trial_pk or att.closed:
             return _stored(store, raw, att.id, data, "not the current trial")  # (a concurrent duplicate?)
+        if not att.served:  # handed out for preloading only: never shown as the current trial
+            raise AnswerRejected(409, "this trial has not been shown yet")
         if not data.get("playback_failed"):
             choice = data.get("answer")
             if not isinstance(choice, str):
                 raise AnswerRejected(400, "answer missing")
+            if not played_through(data.get("events") or [], att.plays):
+                raise AnswerRejected(400, "the answer does not report the clip played to the end")
             answer = _decode(att, choice)
             if data.get("rt_ms") is None:
                 raise AnswerRejected(400, "rt_ms missing")

@@ -44,6 +44,8 @@ __all__ = ["FIXTURE_ACTIONS", "fixture_batch", "build_fixture_batch", "make_test
            "ResearcherActions", "RESEARCHER", "csrf_token", "as_one_group"]
 
 RESEARCHER = ("researcher@example.org", "correct-horse-battery")
+PLAYED = [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 1001.0, "mt": 1.0}]
+"""Playback events of a clip watched to the end (what the page reports with an answer)."""
 """The researcher account ``make_test_app(..., researcher=True)`` creates: (email, password)."""
 
 FIXTURE_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack")
@@ -251,7 +253,7 @@ class ParticipantActions:
             key = uuid.uuid4().hex
             bodies = [{"attempt": s["attempt"], "key": key if same else f"{key}-{i}",
                        "answer": "unchanged" if same else ("changed", "unchanged")[i], "rt_ms": 500.0,
-                       "playback_failed": False, "events": []} for i in range(2)]  # fmt: skip
+                       "playback_failed": False, "events": PLAYED} for i in range(2)]  # fmt: skip
             results = self.post_at_once(bodies)
             codes = sorted(r.status_code for r in results)
             assert codes == ([200, 200] if same else [200, 409]), codes
@@ -268,7 +270,8 @@ class ParticipantActions:
         body = {"attempt": state["attempt"], "key": key or uuid.uuid4().hex, "answer": None if failed else answer,
                 "rt_ms": None if failed else rt_ms, "playback_failed": failed,
                 "reason": reason or ("error" if failed else None),
-                "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "ended", "t": 1001.0, "mt": 1.0}]}
+                "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "play-end", "t": 1001.0, "mt": 1.0, "n": 1},
+                           {"type": "answerable", "t": 1001.5, "mt": 1.0}]}
         return self.post_answer(body)
 
     def participant(self) -> Participant:

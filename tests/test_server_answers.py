@@ -48,7 +48,7 @@ def join(app, pid: str) -> ParticipantActions:
 
 def body(state: dict[str, Any], answer: str, key: str | None = None) -> dict[str, Any]:
     return {"attempt": state["attempt"], "key": key or uuid.uuid4().hex, "answer": answer, "rt_ms": 700.0,
-            "playback_failed": False, "events": [{"type": "play", "t": 1.0, "mt": 0.0}]}  # fmt: skip
+            "playback_failed": False, "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 2.0}]}
 
 
 def stored(app, **where: Any) -> list[Response]:

@@ -114,7 +114,7 @@ def _participant_session(b: Browserish, other: Browserish) -> None:
     # another browser: the token is not theirs
     assert other.go("GET", state["video"])[0] == 404
     body = json.dumps({"attempt": state["attempt"], "key": "g" * 20, "answer": "1", "rt_ms": 600.0,
-                       "events": []}).encode()  # fmt: skip
+                       "events": [{"type": "answerable", "t": 600.0}]}).encode()  # fmt: skip
     status, _, data = b.go("POST", "/s/g/api/answer", body, **{"Content-Type": "application/json",
                                                                 "X-CSRFToken": token})  # fmt: skip
     assert status == 200 and json.loads(data)["stored"] is True

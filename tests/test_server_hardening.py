@@ -39,7 +39,7 @@ def count(app) -> int:
 
 def _malformed(rng: np.random.Generator, attempt: str) -> bytes:
     good = {"attempt": attempt, "key": uuid.uuid4().hex, "answer": "changed", "rt_ms": 700.0,
-            "playback_failed": False, "events": [{"type": "play", "t": 1.0, "mt": 0.0}]}
+            "playback_failed": False, "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 2.0}]}
     kind = int(rng.integers(9))
     if kind == 0:
         depth = int(rng.integers(100, 5000))
@@ -148,3 +148,26 @@ def test_a_relative_sqlite_url_means_the_file_from_the_current_folder(tmp_path, 
 
     rows = export_rows("sqlite:///data/study.sqlite3", study="ind")
     assert rows and {r["study"] for r in rows} == {"ind"}
+
+
+def test_a_trial_is_answered_only_after_it_was_shown_and_played(app) -> None:
+    from study_server.models import Attempt
+
+    p = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="unseen")
+    first = p.state()
+    assert first["next"] is not None  # the next trial's media handed out for preloading
+    # no report that the clip played to the end: refused, nothing stored
+    body = {"attempt": first["attempt"], "key": uuid.uuid4().hex, "answer": "unchanged", "rt_ms": 700.0,
+            "events": [{"type": "play", "t": 1.0, "mt": 0.0}]}
+    r = p.post_answer(body)
+    assert r.status_code == 400 and "played to the end" in r.get_json()["error"] and count(app) == 0
+    assert p.answer(first, "unchanged").status_code == 200 and count(app) == 1
+    # the preloaded trial's attempt, answered before any page showed it: refused, nothing stored
+    with app.app_context():
+        nxt = db.session.execute(select(Attempt).where(Attempt.closed.is_(False), Attempt.served == 0)).scalar_one()
+        ref = nxt.ref
+    r = p.post_answer({**body, "attempt": ref, "key": uuid.uuid4().hex,
+                       "events": [{"type": "answerable", "t": 1.0}]})
+    assert r.status_code == 409 and r.get_json()["error"] == "this trial has not been shown yet" and count(app) == 1
+    shown = p.state()
+    assert shown["attempt"] == ref and p.answer(shown, "unchanged").status_code == 200 and count(app) == 2

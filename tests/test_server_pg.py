@@ -36,6 +36,7 @@ from study_server.models import Study
 from study_server.studies import create_study
 from study_server.studies import import_batch
 from study_server.testing import RESEARCHER
+from study_server.testing import PLAYED
 from study_server.testing import ParticipantActions
 from study_server.testing import ResearcherActions
 from study_server.testing import as_one_group
@@ -195,7 +196,8 @@ def test_answers_written_as_one_group_on_postgresql(pg_url):
         return t
 
     def body(s: dict[str, Any], answer: str, key: str) -> dict[str, Any]:
-        return {"attempt": s["attempt"], "key": key, "answer": answer, "rt_ms": 600.0, "playback_failed": False}
+        return {"attempt": s["attempt"], "key": key, "answer": answer, "rt_ms": 600.0, "playback_failed": False,
+                "events": PLAYED}
 
     keys = [uuid.uuid4().hex for _ in range(4)]
     posts = [lambda: people[0].post_answer(body(states[0], "changed", keys[0])),
