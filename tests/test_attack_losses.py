@@ -352,6 +352,31 @@ def test_bone_preconditioner_whitens_the_bone_term_into_the_position_term() -> N
         torch.testing.assert_close(s[f].T @ h[f] @ s[f], w["position"] * g, rtol=0, atol=1e-9)
 
 
+def test_bone_preconditioner_whitens_in_the_canonical_degrees_of_freedom() -> None:
+    # with the root fixed and coincident joints tied (d = T v), (T S)^T H (T S) = w_pos G' on the joints that move,
+    # G' their groups' summed gamma^2; H from autograd on all 75 coordinates
+    from attack_gen.attack.engine import dof_projection, project
+    from attack_gen.data.preprocess import Canonical
+
+    dof = dof_projection(Canonical("frame", True, ((10, 0, 5), (12, 13), (17, 19), (22, 24))))
+    g0 = project(dof, _pose_clip())  # a canonical pose: the root at the origin, the groups one point
+    gamma = joint_weights()
+    w = PerceptualWeights().for_loss("smart")
+    packed = bone_preconditioner(g0, w, gamma, dof=dof)
+    t = g0.shape[1]
+    src, keep = dof
+    moving = [j for j in range(25) if int(src[j]) == j and keep[j] > 0]
+    cols = [3 * j + a for j in moving for a in range(3)]
+    eye = torch.eye(75, dtype=torch.float64)[cols].reshape(len(cols), 1, 25, 3).expand(len(cols), t, 25, 3)
+    ts = project(dof, apply_in_space(packed.expand(len(cols), -1, -1, -1), eye, gamma, dof=dof))  # columns of T S
+    h = _hessian_per_frame(g0, w, gamma)
+    g_eff = torch.zeros(25, dtype=torch.float64).index_add(0, src, gamma.double() ** 2)
+    want = w["position"] * torch.diag(g_eff[moving].repeat_interleave(3))
+    for f in range(t):
+        m = ts[:, f].reshape(len(cols), 75).T  # (75, moving coordinates)
+        torch.testing.assert_close(m.T @ h[f] @ m, want, rtol=0, atol=1e-9)
+
+
 def test_bone_preconditioner_keeps_length_preserving_moves_and_shrinks_stretches() -> None:
     g0 = _pose_clip(t=2, seed=1)
     w = PerceptualWeights().for_loss("smart")

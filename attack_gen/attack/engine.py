@@ -460,7 +460,7 @@ def attack(
         ctx = ClassContext(y[r].to(device), torch.full((len(r),), -1, dtype=torch.long, device=device),
                            torch.zeros(len(r), num_classes, device=device), tgt[r].to(device))
         x0 = zeros.clone() if changed else z0.clone()  # u0 = 0: z0 + P S 0 = z0, i.e. q^0 = q
-        s = bone_preconditioner(g0, weights, gamma, skeleton) if spatial else None
+        s = bone_preconditioner(g0, weights, gamma, skeleton, proj) if spatial else None
         return _Batch(r, x0, z0, g0, bone_lengths(g0, skeleton), zeros, zeros.clone(),
                       torch.zeros(len(r), dtype=torch.long, device=device), ctx, s)
 
@@ -473,7 +473,7 @@ def attack(
                 batch = _Batch.cat(batch, start([queue.popleft() for _ in range(min(free, len(queue)))]))
             assert batch is not None
             xv = batch.x.detach().requires_grad_(True)
-            z = (batch.z0 + project(proj, apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton)))
+            z = (batch.z0 + project(proj, apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton, proj)))
                  if changed else xv)
             # canonical: through the recognizer's preprocessing (tying and centring are no-ops on z here,
             # the re-facing is not); raw: the backbone on z as it is

@@ -287,9 +287,35 @@ def _bones(skeleton: Skeleton, device: torch.device) -> tuple[torch.Tensor, torc
                        str(device))
 
 
+def _space(skeleton: Skeleton, gamma: torch.Tensor, dof: tuple[torch.Tensor, torch.Tensor] | None,
+           device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bones ``(children, parents)`` and the per-joint ``G^(-1)`` of the coordinates the attack moves.
+
+    Without ``dof`` every joint moves: the skeleton's bones and ``1 / gamma^2``. With the
+    canonical threat model's ``dof = (src, keep)`` (:func:`attack_gen.attack.engine.dof_projection`)
+    only the first joint of each coincident group moves, for the whole group, and the fixed
+    ones (``keep == 0``) not at all: each bone joins its ends' first joints (a bone inside a
+    group is always a point and drops out), a moving joint's weight is the sum of its
+    group's ``gamma^2``, and ``G^(-1)`` is 0 where a joint does not move.
+    """
+    ch, pa = _bones(skeleton, device)
+    g2 = gamma.to(device=device, dtype=dtype) ** 2
+    if dof is None:
+        return ch, pa, 1.0 / g2
+    src, keep = (t.to(device) for t in dof)
+    ch, pa = src[ch], src[pa]
+    real = ch != pa
+    ch, pa = ch[real], pa[real]
+    g_eff = torch.zeros_like(g2).index_add(0, src, g2)
+    moves = (src == torch.arange(len(src), device=device)) & (keep.to(dtype) > 0)
+    g_inv = torch.where(moves, 1.0 / g_eff.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(g2))
+    return ch, pa, g_inv
+
+
 @torch.no_grad()
 def bone_preconditioner(
-    g0: torch.Tensor, weights: Mapping[str, float], gamma: torch.Tensor, skeleton: Skeleton = STANDARD
+    g0: torch.Tensor, weights: Mapping[str, float], gamma: torch.Tensor, skeleton: Skeleton = STANDARD,
+    dof: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """Per clip and frame, the map ``S`` (on ``V*C`` coordinates) that whitens ``l_bl`` against the position term.
 
@@ -317,16 +343,20 @@ def bone_preconditioner(
     result is ``(N, T, R, C + 1 + R)``: per frame and row its direction, its bone's index
     and the row of ``W``, for :func:`apply_in_space`. None when the loss has no bone term
     or no position term (nothing to whiten against: the identity).
+
+    ``dof``: the canonical threat model's degrees of freedom (see :func:`_space`); ``S`` then
+    whitens the loss in the coordinates that move, so a bone with a fixed or tied end is
+    compensated on its moving end only.
     """
     if not whitens_bones(weights):
         return None
     w_bone, w_pos = float(weights["bone"]), float(weights["position"])
     n, t, v, c = g0.shape
     dev = g0.device
-    ch, pa = _bones(skeleton, dev)
+    dt = g0.dtype
+    ch, pa, g_inv = _space(skeleton, gamma, dof, dev, dt)
     nb = len(ch)
     vec = g0[:, :, ch] - g0[:, :, pa]  # (N, T, nb, C)
-    dt = g0.dtype
     norm = vec.norm(dim=-1)
     e = vec / norm.clamp_min(1e-12)[..., None]
     point = norm < ZERO_BONE  # (N, T, nb)
@@ -345,7 +375,6 @@ def bone_preconditioner(
         r = nb + 2 * rank[nn_, tt, bb] + (axis - 1)
         bone[nn_, tt, r] = bb
         dirs[nn_, tt, r, axis] = 1.0
-    g_inv = 1.0 / gamma.to(device=dev, dtype=dt) ** 2  # (V,) G^(-1) per joint
     # K = J G^(-1) J^T: rows r, s meet on the joints their bones share
     on = torch.zeros(nb, v, dtype=dt, device=dev)
     on[torch.arange(nb, device=dev), ch] = 1.0
@@ -361,10 +390,10 @@ def bone_preconditioner(
 
 
 def apply_in_space(s: torch.Tensor | None, x: torch.Tensor, gamma: torch.Tensor | None = None,
-                   skeleton: Skeleton = STANDARD) -> torch.Tensor:
+                   skeleton: Skeleton = STANDARD, dof: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """``S x`` per clip and frame, ``s`` from :func:`bone_preconditioner`, ``x (N, T, V, C)``; the identity for None.
 
-    ``gamma`` must be the joint weights ``s`` was made with (default :func:`joint_weights`).
+    ``gamma`` and ``dof`` must be those ``s`` was made with (default :func:`joint_weights`, all joints).
     ``S x = x + G^(-1) J^T W J x``, with ``J`` applied through the bones (gathers and
     scatters, never a dense ``V C x V C`` matrix).
     """
@@ -375,10 +404,10 @@ def apply_in_space(s: torch.Tensor | None, x: torch.Tensor, gamma: torch.Tensor 
     dirs, bone, w = s[..., :c], s[..., c].long(), s[..., c + 1 :]
     if gamma is None:
         gamma = joint_weights(skeleton, device=x.device)
-    ch, pa = _bones(skeleton, x.device)
+    ch, pa, g_inv = _space(skeleton, gamma, dof, x.device, x.dtype)
     d = x[:, :, ch] - x[:, :, pa]  # (N, T, nb, C)
     a = (dirs * torch.gather(d, 2, bone[..., None].expand(-1, -1, -1, c))).sum(-1)  # J x: (N, T, R)
     b = torch.matmul(w, a[..., None])[..., 0]  # W J x
     per_bone = torch.zeros_like(d).scatter_add(2, bone[..., None].expand(-1, -1, -1, c), dirs * b[..., None])
     back = torch.zeros_like(x).index_add(2, ch, per_bone).index_add(2, pa, -per_bone)  # J^T W J x
-    return x + back / gamma.to(x.dtype).square()[:, None]
+    return x + back * g_inv[:, None]
