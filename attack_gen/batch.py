@@ -32,6 +32,7 @@ from stimuli.batch import BatchItemInput, CompositePlan, ControlSpec, Label, Var
 from stimuli.batch.schema import ATTACK_VARIANTS, ORIGINAL
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
+from stimuli.labels import display_names
 
 from .data.clips import ClipSet, load_clips, save_clips
 
@@ -65,6 +66,8 @@ class BatchJob:
     """See :data:`attack_gen.attack.engine.THREAT_MODELS`."""
     trajectory: str = "original"
     """``original``: every variant drawn on the original's root path; ``in-place``: as attacked."""
+    display_names: dict[str, str] = field(default_factory=dict)
+    """Class name -> the words participants read (overrides :func:`stimuli.labels.display_name`)."""
 
     def __post_init__(self) -> None:
         if self.trajectory not in TRAJECTORIES:
@@ -167,19 +170,27 @@ def build_batch(
     _, info = load_checkpoint(checkpoint, device)
     cand = load_clips(candidates_path)
     names = cand.class_names
+    unknown = sorted(set(job.display_names) - set(names))
+    if unknown:
+        raise DataError(f"--display-names: no class {', '.join(map(repr, unknown))} in the dataset "
+                        f"(classes: {', '.join(names)})")
+    shown = display_names(names, job.display_names)
+
+    def label(k: int) -> Label:
+        return Label(names[k], k, shown[names[k]])
+
     items = []
     for k in chosen:
         smart = results["smart"]
         # one root path for every variant of the item (zeros in place): it tells no variant apart
         path = cand.trajectory[k][:, None, :] if job.trajectory == "original" else 0.0
         variants: dict[str, VariantInput] = {
-            ORIGINAL: VariantInput(cand.motions[k] + path,
-                                   final_label=Label(names[int(cand.labels[k])], int(cand.labels[k])), success=None)
+            ORIGINAL: VariantInput(cand.motions[k] + path, final_label=label(int(cand.labels[k])), success=None)
         }
         for loss, r in results.items():
             variants[loss] = VariantInput(
                 r["adversarial"][k] + path,
-                final_label=Label(names[int(r["final_label"][k])], int(r["final_label"][k])),
+                final_label=label(int(r["final_label"][k])),
                 success=bool(r["success"][k]),
                 metrics={
                     "mean_joint_displacement_m": float(r["mean_joint_displacement_m"][k]),
@@ -192,8 +203,8 @@ def build_batch(
         items.append(
             BatchItemInput(
                 variants=variants,
-                true_label={"name": names[int(cand.labels[k])], "index": int(cand.labels[k])},
-                attacked_label={"name": names[int(smart["final_label"][k])], "index": int(smart["final_label"][k])},
+                true_label=label(int(cand.labels[k])),
+                attacked_label=label(int(smart["final_label"][k])),
                 source={
                     "dataset": str(cand.meta.get("dataset", {}).get("path")),
                     "window": int(cand.index[k]),

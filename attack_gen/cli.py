@@ -7,6 +7,7 @@ object on stdout; progress bars and logs go to stderr. Bad input ends with a one
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -312,6 +313,23 @@ def collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device
     _emit(as_json, *run_collect(checkpoint, dataset, out, part, device, as_json))
 
 
+def _read_display_names(path: Path | None) -> dict[str, str]:
+    from stimuli.errors import DataError
+
+    if path is None:
+        return {}
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: display names file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                              for k, v in names.items()):
+        raise DataError(f"{path}: expected a JSON object of class name -> non-empty display name")
+    return {k: v.strip() for k, v in names.items()}
+
+
 def _cached_checkpoint(ds_path: Path, model_name: str, size: str, epochs: int, seed: int, quiet: bool) -> Path:
     """The model trained on ``ds_path`` under the data root, trained once and reused."""
     import torch
@@ -372,6 +390,8 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--indist", help="Right-hand variants of the indistinguishability composites, comma-separated "
               "(default: all; demo: original,smart,control).")
 @click.option("--workers", type=int, help="Rendering processes (default: one per CPU).")
+@click.option("--display-names", "display_file", type=click.Path(path_type=Path),
+              help="JSON object {class name: words participants read}; the others get stimuli.labels' names.")
 @click.option("--device")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
@@ -380,7 +400,7 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
           trajectory: str, top_n: int, losses: str,
           iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
           duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
-          workers: int | None, device: str | None, as_json: bool) -> None:
+          workers: int | None, display_file: Path | None, device: str | None, as_json: bool) -> None:
     """Attack clips with SMART and its ablations and render a stimulus batch, end to end.
 
     With no dataset, checkpoint or clips (or with --demo) it builds the demo batch from
@@ -410,6 +430,7 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
             render[key] = value
     indist_variants = tuple(_split_csv(indist)) or (DEMO_INDIST if demo else None)
     job = BatchJob(motions=motions, strategy=strategy, threat_model=threat_model, trajectory=trajectory,
+                   display_names=_read_display_names(display_file),
                    top_n=top_n, losses=tuple(_split_csv(losses)),
                    iterations=iterations, lr=lr, seed=seed, render=render, indistinguishability=indist_variants)
     if checkpoint is None:

@@ -65,6 +65,8 @@ class Batch(db.Model):
     """Variant name -> role (original / attack / control)."""
     clip_seconds: Mapped[float] = mapped_column(Float)
     imported_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    label_names: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    """Class name -> the words participants read (from the manifest's labels)."""
 
     stimuli: Mapped[list["Stimulus"]] = relationship(back_populates="batch", cascade="all, delete-orphan")
     studies: Mapped[list["Study"]] = relationship(back_populates="batch")

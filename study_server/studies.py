@@ -44,6 +44,7 @@ from stimuli.batch import load_batch
 from stimuli.errors import DataError
 from stimuli.errors import SmartStudyError
 from stimuli.fileio import file_sha256
+from stimuli.labels import display_name
 
 from . import design
 from .answers import AnswerContext
@@ -211,7 +212,7 @@ def import_batch_result(root: str | Path, *, decode: bool = True) -> ImportResul
     batch = Batch(batch_id=sb.batch_id, root=str(root), manifest_sha256=sha,
                   dataset=_name(prov.dataset), model=_name(prov.model),
                   strategy=str(prov.attack.get("strategy")) if prov.attack.get("strategy") is not None else None,
-                  n_items=len(sb.items), variants=sb.variant_roles(),
+                  n_items=len(sb.items), variants=sb.variant_roles(), label_names=_label_names(sb),
                   clip_seconds=float(first.variants[design.ORIGINAL].video.duration))  # fmt: skip
     for item in sb.items:
         for name, v in item.variants.items():
@@ -231,6 +232,17 @@ def import_batch_result(root: str | Path, *, decode: bool = True) -> ImportResul
         db.session.rollback()
         return import_batch_result(root, decode=False)
     return ImportResult(batch, True, False, len(batch.stimuli))
+
+
+def _label_names(sb: Any) -> dict[str, str]:
+    """Class name -> display text of every label the batch's items carry."""
+    out: dict[str, str] = {}
+    for it in sb.items:
+        labels = [it.true_label, it.attacked_label, *(v.final_label for v in it.variants.values())]
+        for lab in labels:
+            if lab is not None:
+                out.setdefault(lab.name, lab.text)
+    return out
 
 
 def _name(d: Mapping[str, Any]) -> str | None:
@@ -585,9 +597,12 @@ _PROMPTS = {
 }
 
 
-def _options(t: Trial | Row[Any]) -> list[dict[str, str]]:
+def _options(t: Trial | Row[Any], names: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """The answer options of a trial; ``names``: class name -> the words shown (Deceitfulness labels)."""
     if t.design == design.DECEITFULNESS:
-        labels = {"true": t.true_label, "attacked": t.attacked_label or ""}
+        names = names or {}
+        labels = {k: names.get(v) or display_name(v) if v else "" for k, v in
+                  (("true", t.true_label), ("attacked", t.attacked_label))}
         pairs = [(str(i + 1), labels[k]) for i, k in enumerate((t.label_order or "true,attacked").split(","))]
     else:
         pairs = _OPTIONS[t.design]
@@ -651,7 +666,7 @@ def _state(p: Participant) -> dict[str, Any]:
         "progress": prog,
         "question": cur.design,
         "prompt": _PROMPTS[cur.design],
-        "options": _options(cur),
+        "options": _options(cur, p.study.batch.label_names),
         "layout": "single" if cur.design == design.DECEITFULNESS else "pair",
         "captions": {design.DECEITFULNESS: [], design.NATURALNESS: ["Left", "Right"],
                      design.INDISTINGUISHABILITY: ["Original", "Compare"]}[cur.design],  # fmt: skip

@@ -197,7 +197,10 @@ def test_the_page_gets_opaque_references_and_the_options_only(app):
     trial = pa.trial(s)
     labels = {o["value"]: o["label"] for o in s["options"]}
     order = trial.label_order.split(",")
-    names = {"true": trial.true_label, "attacked": trial.attacked_label}
+    # labels as words, not identifiers (worked out by hand for the fixture's classes)
+    words = {"walk": "walk", "wave_right": "wave (right)", "squat": "squat", "jumping_jack": "jumping jack",
+             "jog": "jog"}
+    names = {"true": words[trial.true_label], "attacked": words[trial.attacked_label]}
     assert labels == {"1": names[order[0]], "2": names[order[1]]}
     assert set(s) == {"status", "attempt", "phase", "progress", "question", "prompt", "options", "layout",
                       "captions", "video", "poster", "plays", "seconds", "rate", "stall_limit_s", "notice", "next"}
@@ -479,3 +482,20 @@ def test_export_rows_follow_the_response_format(app, tmp_path):
     assert all(r["said_changed"] and r["correct"] == (r["trial_kind"] != "sensitivity") for r in ind)
     assert all(r["batch_id"].startswith("batch-") and r["dataset"] == "synthetic" for r in back)
     assert all(r["playback_events"][-1] == {"type": "server-served", "n": 1} for r in back)
+
+
+def test_deceitfulness_labels_are_shown_as_words(app):
+    pa = ParticipantActions(app.test_client(), "dec").join(PROLIFIC_PID="words")
+    seen = set()
+    for _ in range(12):
+        s = pa.state()
+        if s["status"] != "trial":
+            break
+        seen |= {o["label"] for o in s["options"]}
+        assert pa.answer(s, s["options"][0]["value"]).status_code == 200
+    assert seen and not any("_" in text for text in seen)
+    with app.app_context():
+        from study_server.models import Batch
+
+        names = db.session.execute(select(Batch.label_names)).scalar_one()
+    assert names == {"walk": "walk", "wave_right": "wave (right)", "squat": "squat", "jog": "jog"}

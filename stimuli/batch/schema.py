@@ -298,19 +298,27 @@ class _FromDict:
 
 @dataclass(frozen=True)
 class Label(_FromDict):
-    """A class label: its name and, where known, its 0-based index in the dataset's class list."""
+    """A class label: its name, where known its 0-based index in the dataset's class list, and the words a
+    participant reads for it (``display``; :func:`stimuli.labels.display_name` when not given)."""
 
     name: str
     index: int | None = None
+    display: str | None = None
+
+    @property
+    def text(self) -> str:
+        from ..labels import display_name
+
+        return self.display or display_name(self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "index": self.index}
+        return {"name": self.name, "index": self.index, "display": self.display}
 
     @classmethod
     def parse(cls, d: Any, where: str, problems: list[Problem]) -> "Label | None":
-        o = _Obj(d, where, problems, ("name", "index"))
-        name, index = o.get("name", _str), o.get("index", _opt_int(0))
-        return cls(name, index) if o.ok and name is not None else None
+        o = _Obj(d, where, problems, ("name", "index"), optional=("display",))
+        name, index, display = o.get("name", _str), o.get("index", _opt_int(0)), o.get("display", _opt_str)
+        return cls(name, index, display) if o.ok and name is not None else None
 
     @classmethod
     def coerce(cls, v: "Label | str | Mapping[str, Any]") -> "Label":
@@ -319,7 +327,7 @@ class Label(_FromDict):
         if isinstance(v, str):
             return cls(v)
         if isinstance(v, Mapping):
-            return cls(str(v["name"]), v.get("index"))
+            return cls(str(v["name"]), v.get("index"), v.get("display"))
         raise TypeError(f"expected a Label, a name or a mapping, got {type(v).__name__}")
 
 
