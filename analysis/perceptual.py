@@ -51,6 +51,7 @@ __all__ = [
     "analysable",
     "counts",
     "deceitfulness",
+    "label_prior_accuracy",
     "naturalness",
     "indistinguishability",
     "method_order",
@@ -257,6 +258,11 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
              .reset_index())  # fmt: skip
     clips["share"] = clips["chose_true"] / clips["trials"]
     res.tables["deceitfulness_clips"] = clips.sort_values("share").reset_index(drop=True)
+    prior = []
+    for scope, by in (("pooled", None), ("within participant", "participant")):
+        acc = label_prior_accuracy(an, by) if len(an) else math.nan
+        prior.append({"subset": "analysed", "frequencies": scope, "trials": len(an), "accuracy": acc})
+    res.tables["deceitfulness_label_prior"] = pd.DataFrame(prior)
     if opts.glmm and len(an):
         from .glmm import mixed_logistic
 
@@ -277,7 +283,30 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
                              "clips) bootstrap interval of the share")  # fmt: skip
     over = res.tables["deceitfulness_rates"]
     res.summary = _headline(over, "share", "analysed")
+    res.summary["label_prior_baseline"] = {r["frequencies"]: r["accuracy"] for r in prior}
     return res
+
+
+def label_prior_accuracy(trials: pd.DataFrame, by: str | None = None) -> float:
+    """The share a participant would get right by ignoring the motion and picking, of the two labels, the one that
+    is more often the true label (ties: half right), the frequencies counted over all ``trials`` (``by=None``) or over
+    each ``by`` group's own trials (e.g. a participant's).
+
+    50 % when every class is as often the true label as the attacked one; the measured share is only evidence about
+    the motion as far as it exceeds this baseline.
+    """
+    if not len(trials):
+        return math.nan
+    t = trials["true_label"].astype(str).to_numpy()
+    a = trials["attacked_label"].astype(str).to_numpy()
+    g = np.zeros(len(t), dtype=np.int64) if by is None else pd.factorize(trials[by].to_numpy())[0]
+    as_true = pd.Series(1.0, index=pd.MultiIndex.from_arrays([g, t])).groupby(level=[0, 1]).sum()
+    as_attacked = pd.Series(1.0, index=pd.MultiIndex.from_arrays([g, a])).groupby(level=[0, 1]).sum()
+    shown = as_true.add(as_attacked, fill_value=0.0)
+    share = as_true.reindex(shown.index, fill_value=0.0) / shown  # per group and label: how often it is the true one
+    p_t = share.reindex(pd.MultiIndex.from_arrays([g, t])).to_numpy()
+    p_a = share.reindex(pd.MultiIndex.from_arrays([g, a])).to_numpy()
+    return float(np.mean(np.where(p_t > p_a, 1.0, np.where(p_t == p_a, 0.5, 0.0))))
 
 
 def _headline(table: pd.DataFrame, col: str, subset: str) -> dict[str, Any]:

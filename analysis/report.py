@@ -115,6 +115,14 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
                       + (f"; exact binomial test against 50 %: {p_text(r.p_value)}" if r.trials else "")
                       + (f"; paper: {pct(r.paper, 2)} %." if np.isfinite(r.paper) else
                          f"; paper (2s-AGCN, AB, HDM05 and MHAD): {paper.DECEITFULNESS['overall']} %."))  # fmt: skip
+    prior = res.tables.get("deceitfulness_label_prior")
+    if prior is not None and len(prior) and np.isfinite(prior["accuracy"]).any():
+        p = {r.frequencies: r.accuracy for r in prior.itertuples()}
+        s.text.append(f"Label-prior baseline: ignoring the motion and picking the label that is more often the true one "
+                      f"would be right in {pct(p['pooled'])} % of these trials (label frequencies over all trials), "
+                      f"{pct(p['within participant'])} % (over each participant's own trials); chance is 50 %. The "
+                      "share above is evidence about the motion only as far as it exceeds this.")
+        s.tables.append(Table("deceitfulness_label_prior", "Label-prior baseline", prior))
     s.text += res.notes
     s.tables.append(Table("deceitfulness_rates", "Share choosing the true label", rates, _share_display(rates, "true label", _lv(opts))))
     s.figures.append(Fig("deceitfulness_rates", "Share choosing the true label with intervals",
@@ -309,9 +317,11 @@ def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResul
     if o and not o["n"]:
         lines.append("deceitfulness: 0 analysed participants: no share")
     elif o:
+        base = dec.summary.get("label_prior_baseline", {}).get("pooled")
         lines.append(f"deceitfulness: true label chosen in {pct(o['share'])} % "
                      f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} of {o['n']} "
-                     f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])})")  # fmt: skip
+                     f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])}; label-prior baseline "
+                     f"{pct(base)} %)")  # fmt: skip
     if nat.summary.get("order_bt"):
         lines.append(f"naturalness: {' > '.join(nat.summary['order_bt'])} (Bradley-Terry); paper "
                      f"{' > '.join(paper.NATURALNESS_ORDER)}")  # fmt: skip

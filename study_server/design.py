@@ -6,7 +6,10 @@ current counts of the balancing cells (a cell is a stimulus and condition, e.g.
 only):
 
 * **Deceitfulness**: ``n`` trials of one attacked variant (default SMART) on items it
-  fooled the model on; each shows the two labels (true, attacked) in random order.
+  fooled the model on; each shows the two labels (true, attacked) in random order. The
+  items are chosen so that, for this participant, every class is as often the true label
+  as the attacked one (as far as the batch allows): then which label is which cannot be
+  told from how often a label turns up (:class:`LabelBalancedPicker`).
 * **Naturalness**: ``n / 2`` motions, each twice: SMART vs one ablation, and two
   different ablations; which ablation(s) are balanced across participants; sides random.
 * **Indistinguishability**: ``round(n * sensitivity_share)`` sensitivity trials
@@ -46,6 +49,7 @@ __all__ = [
     "ItemInfo",
     "TrialSpec",
     "BalancedPicker",
+    "LabelBalancedPicker",
     "balanced_pick",
     "split_counts",
     "design_deceitfulness",
@@ -136,6 +140,61 @@ class BalancedPicker:
         return best
 
 
+class LabelBalancedPicker(BalancedPicker):
+    """A :class:`BalancedPicker` that, among the cells this participant has used least, takes the one that brings
+    every class's count as the true label closest to its count as the attacked label (for this participant).
+
+    ``labels[cell] = (true label, attacked label)``. The imbalance is the sum over classes of
+    ``|times true - times attacked|``; it is 0 when no label's frequency tells the answer. On a
+    tie, a cell on a cycle of the remaining cells (true -> attacked -> ... -> true, so that
+    later picks can even it out) comes first.
+    """
+
+    def __init__(self, counts: Mapping[Hashable, int], seed: int | str,
+                 labels: Mapping[Hashable, tuple[str, str]]) -> None:  # fmt: skip
+        super().__init__(counts, seed)
+        self._labels = labels
+        self.balance: Counter[str] = Counter()
+        """Per class: times shown as the true label minus times as the attacked one."""
+
+    def _change(self, cell: Hashable) -> int:
+        t, a = self._labels[cell]
+        b = self.balance
+        return abs(b[t] + 1) - abs(b[t]) + abs(b[a] - 1) - abs(b[a])
+
+    def _closable(self, cell: Hashable, pool: Sequence[Hashable]) -> bool:
+        """Whether the other cells of ``pool`` lead from ``cell``'s attacked label back to its true label."""
+        t, a = self._labels[cell]
+        edges: dict[str, set[str]] = {}
+        for c in pool:
+            if c != cell:
+                edges.setdefault(self._labels[c][0], set()).add(self._labels[c][1])
+        seen, todo = {a}, [a]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt == t:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    def pick(self, candidates: Sequence[Hashable]) -> Hashable:
+        if not candidates:
+            raise ValueError("LabelBalancedPicker.pick: no candidates")
+        for c in sorted(candidates, key=repr):
+            self._tiebreak(c)
+        low = min(self._used[c] for c in candidates)
+        pool = [c for c in candidates if self._used[c] == low]
+        best = min(pool, key=lambda c: (self._change(c), not self._closable(c, pool), self._total[c], self._rank[c]))
+        self._used[best] += 1
+        self._total[best] += 1
+        t, a = self._labels[best]
+        self.balance[t] += 1
+        self.balance[a] -= 1
+        return best
+
+
 def balanced_pick(cells: Sequence[Hashable], k: int, counts: Mapping[Hashable, int], seed: int | str) -> list[Hashable]:
     """``k`` cells from ``cells``: each round uses every cell once, least-filled first (see module docstring).
 
@@ -207,7 +266,10 @@ def design_deceitfulness(items: Sequence[ItemInfo], n: int, practice: int, count
         raise ValueError(f"no item where the {variant!r} attack changed the label: nothing to show")
     by_cell = {f"{it.item_id}|{variant}": it for it in eligible}
     rng = _rng(seed, "deceitfulness")
-    main = [_deceit_trial(by_cell[c], variant, rng, False) for c in balanced_pick(list(by_cell), n, counts, seed)]
+    picker = LabelBalancedPicker(counts, seed, {c: (it.true_label, str(it.final_labels[variant]))
+                                                for c, it in by_cell.items()})
+    cells = list(by_cell)
+    main = [_deceit_trial(by_cell[picker.pick(cells)], variant, rng, False) for _ in range(n)]
     prng = _rng(seed, "practice")
     prac = [_deceit_trial(prng.choice(eligible), variant, prng, True) for _ in range(practice)]
     return _finish(prac, main, seed)

@@ -88,3 +88,25 @@ def test_repeated_trials_and_contradicting_answers_are_refused(sim, tmp_path) ->
     x.loc[i, "chose_true_label"] = 1 - x.loc[i, "chose_true_label"]
     code, text, _ = report(batch, x, tmp_path)
     assert code == 1 and "but chose_true_label is" in text and "(3 such rows)" in text
+
+
+def test_label_prior_baseline_by_hand() -> None:
+    from analysis.perceptual import label_prior_accuracy
+
+    def trials(pairs, who=None):
+        return pd.DataFrame({"true_label": [t for t, _ in pairs], "attacked_label": [a for _, a in pairs],
+                             "participant": who or ["p"] * len(pairs)})
+
+    # 'squat' is only ever the attacked label: 'not squat' is always right
+    assert label_prior_accuracy(trials([("walk", "squat")] * 3 + [("bow", "squat")])) == 1.0
+    # balanced: walk and run as often true as attacked: every trial a tie, half right
+    assert label_prior_accuracy(trials([("walk", "run"), ("run", "walk")])) == 0.5
+    # walk true twice, attacked once (2/3) against run true once, attacked twice (1/3): the two walk->run trials
+    # are right, the run->walk one wrong
+    assert label_prior_accuracy(trials([("walk", "run"), ("walk", "run"), ("run", "walk")])) == pytest.approx(2 / 3)
+    # per participant: each participant's own trials are balanced, though the pool is not
+    pairs = [("walk", "run"), ("run", "walk"), ("walk", "run"), ("walk", "run")]
+    df = trials(pairs, ["a", "a", "b", "b"])
+    assert label_prior_accuracy(df) == 0.75 and label_prior_accuracy(df, "participant") == 0.75
+    df = trials([("walk", "run"), ("run", "walk"), ("kick", "bow"), ("bow", "kick")], ["a", "a", "b", "b"])
+    assert label_prior_accuracy(df, "participant") == 0.5

@@ -199,3 +199,31 @@ def test_sensitivity_below_threshold_excludes_with_the_reason():
 def test_screening_without_catch_trials_excludes_nobody():
     s = screen([])
     assert not s.excluded and s.stats["sensitivity_accuracy"] is None and s.stats["flags"] == []
+
+
+def _label_items() -> list[ItemInfo]:
+    """Two pairs that balance each other (walk <-> run, kick <-> punch) and four attacks that all say 'squat'."""
+    edges = [("w1", "walk", "run"), ("r1", "run", "walk"), ("k1", "kick", "punch"), ("p1", "punch", "kick"),
+             ("x1", "bow", "squat"), ("x2", "clap", "squat"), ("x3", "wave", "squat"), ("x4", "jump", "squat")]
+    return [ItemInfo(i, t, {"smart": a}, {"smart": True}) for i, t, a in edges]
+
+
+def _balance(specs) -> Counter:
+    b: Counter = Counter()
+    for s in specs:
+        if not s.practice:
+            b[s.true_label] += 1
+            b[s.attacked_label] -= 1
+    return b
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_deceitfulness_shows_each_label_as_often_true_as_attacked_where_the_batch_allows(seed):
+    # 4 trials: the two balancing pairs, whatever the seed: no label's frequency tells the answer
+    specs = design_deceitfulness(_label_items(), 4, 0, {}, seed)
+    assert {s.item_id for s in specs} == {"w1", "r1", "k1", "p1"}
+    assert all(v == 0 for v in _balance(specs).values())
+    # 6 trials: the balanced four, then two that cannot be balanced (squat is never a true label)
+    specs = design_deceitfulness(_label_items(), 6, 0, {}, seed)
+    assert {"w1", "r1", "k1", "p1"} <= {s.item_id for s in specs}
+    assert sum(abs(v) for v in _balance(specs).values()) == 4
