@@ -36,7 +36,7 @@ from stimuli.labels import display_names
 
 from .data.clips import ClipSet, load_clips, save_clips
 
-__all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "build_batch"]
+__all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "balanced_selection", "build_batch"]
 
 TRAJECTORIES = ("original", "in-place")
 
@@ -66,6 +66,8 @@ class BatchJob:
     """See :data:`attack_gen.attack.engine.THREAT_MODELS`."""
     trajectory: str = "original"
     """``original``: every variant drawn on the original's root path; ``in-place``: as attacked."""
+    balance_labels: bool = True
+    """Choose the motions so that each class is as often the true as the SMART-attacked label (label cycles)."""
     display_names: dict[str, str] = field(default_factory=dict)
     """Class name -> the words participants read (overrides :func:`stimuli.labels.display_name`)."""
 
@@ -96,6 +98,72 @@ def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
             if q:
                 order.append(int(q.pop(0)))
     return np.asarray(order, dtype=np.int64)
+
+
+BALANCE_CANDIDATES = 4
+"""Balancing labels, at most this many times ``motions`` candidates are attacked to find label cycles."""
+
+
+def balanced_selection(true: np.ndarray, attacked: np.ndarray, k: int) -> tuple[list[int], int]:
+    """Up to ``k`` of the rows (in priority order) whose labels are balanced: every class as often true as attacked.
+
+    The rows are edges ``true -> attacked`` of the class graph; a balanced set is a union of
+    cycles. Greedy: the earliest unused row, closed by the shortest path of the earliest
+    unused rows back to its true label, while the cycle fits in ``k``. The rest, if any, are
+    the earliest remaining rows (not balanced). Returns the chosen rows in priority order
+    and how many of them lie on cycles.
+    """
+    true, attacked = [int(v) for v in true], [int(v) for v in attacked]
+    used = [False] * len(true)
+    chosen: list[int] = []
+    for start in range(len(true)):
+        if used[start] or len(chosen) >= k:
+            continue
+        path = _path(attacked[start], true[start], true, attacked, used, exclude=start)
+        if path is None or len(chosen) + 1 + len(path) > k:
+            continue
+        for r in [start, *path]:
+            used[r] = True
+            chosen.append(r)
+    on_cycles = len(chosen)
+    chosen += [r for r in range(len(true)) if not used[r]][: k - len(chosen)]
+    return sorted(chosen), on_cycles
+
+
+def _path(src: int, dst: int, true: list[int], attacked: list[int], used: list[bool], exclude: int) -> list[int] | None:
+    """Rows forming the shortest path of unused rows from class ``src`` to class ``dst`` (earliest rows first)."""
+    if src == dst:
+        return []
+    prev: dict[int, int] = {}
+    frontier, seen = [src], {src}
+    while frontier:
+        nxt = []
+        for c in frontier:
+            for r in range(len(true)):
+                if used[r] or r == exclude or true[r] != c or attacked[r] in seen:
+                    continue
+                prev[attacked[r]] = r
+                if attacked[r] == dst:
+                    out, node = [], dst
+                    while node != src:
+                        out.append(prev[node])
+                        node = true[prev[node]]
+                    return out[::-1]
+                seen.add(attacked[r])
+                nxt.append(attacked[r])
+        frontier = nxt
+    return None
+
+
+def _label_balance(smart: Any, chosen: list[int], on_cycles: int) -> dict[str, Any]:
+    """How far the chosen items' labels are from balance (0: every class as often true as attacked)."""
+    b: dict[int, int] = {}
+    for k in chosen:
+        t, a = int(smart["true_label"][k]), int(smart["final_label"][k])
+        b[t] = b.get(t, 0) + 1
+        b[a] = b.get(a, 0) - 1
+    return {"imbalance": int(sum(abs(v) for v in b.values())), "items_on_cycles": int(on_cycles),
+            "items": len(chosen)}
 
 
 def _subset(clips: ClipSet, rows: np.ndarray) -> ClipSet:
@@ -146,10 +214,13 @@ def build_batch(
     results: dict[str, Any] = {}
     summaries: dict[str, Any] = {}
     chosen: list[int] = []
+    balanced = 0 if job.balance_labels else job.motions
     target = 0
-    # attack the candidates in order until `motions` of them are fooled by every loss
-    while len(chosen) < job.motions and target < len(order):
-        target = min(len(order), target + job.motions - len(chosen))
+    cap = len(order) if not job.balance_labels else min(len(order), BALANCE_CANDIDATES * job.motions)
+    # attack the candidates in order until `motions` of them are fooled by every loss (and, balancing labels,
+    # until as many of them form cycles of true -> attacked labels, or BALANCE_CANDIDATES x motions were tried)
+    while (len(chosen) < job.motions and target < len(order)) or (balanced < job.motions and target < cap):
+        target = min(len(order), target + max(job.motions - (balanced if job.balance_labels else len(chosen)), 1))
         for loss, config in configs.items():
             done = int(load_result(paths[loss]).done.sum()) if paths[loss].exists() else 0
             summaries[loss], results[loss] = run_attack(
@@ -159,14 +230,23 @@ def build_batch(
         ok = np.ones(target, dtype=bool)
         for r in results.values():
             ok &= np.asarray(r["success"][:target], dtype=bool)
-        chosen = np.flatnonzero(ok)[: job.motions].tolist()
-        log(f"{len(chosen)} of {job.motions} motions fooled the model under every loss ({target} tried)")
+        fooled = np.flatnonzero(ok)
+        if job.balance_labels:
+            smart_res = results["smart"]
+            chosen, balanced = balanced_selection(np.asarray(smart_res["true_label"])[fooled],
+                                                  np.asarray(smart_res["final_label"])[fooled], job.motions)
+            chosen = fooled[chosen].tolist()
+        else:
+            chosen = fooled[: job.motions].tolist()
+        log(f"{len(chosen)} of {job.motions} motions fooled the model under every loss ({target} tried"
+            + (f"; {balanced} of them on label cycles)" if job.balance_labels else ")"))
     if len(chosen) < job.motions:
         raise DataError(
             f"only {len(chosen)} of {len(order)} clips were fooled under every loss; ask for fewer --motions "
             "or more --iterations"
         )
 
+    label_balance = _label_balance(results["smart"], chosen, balanced)
     _, info = load_checkpoint(checkpoint, device)
     cand = load_clips(candidates_path)
     names = cand.class_names
@@ -234,6 +314,7 @@ def build_batch(
             "result_files": {loss: str(results[loss].path) for loss in job.losses},
             "success_rates": {loss: summaries[loss]["success_rate"] for loss in job.losses},
             "robust_success_rates": {loss: summaries[loss]["robust_success_rate"] for loss in job.losses},
+            "label_balance": label_balance,
         },
     }
     plan = CompositePlan(indistinguishability=job.indistinguishability) if job.indistinguishability else None

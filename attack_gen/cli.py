@@ -376,6 +376,8 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
               help="canonical: attack through the model's own preprocessing; raw: the paper's setting.")
 @click.option("--trajectory", type=click.Choice(["original", "in-place"]), default="original", show_default=True,
               help="Draw every variant on the original's root path (a walk travels), or in place.")
+@click.option("--balance-labels/--no-balance-labels", default=True, show_default=True,
+              help="Choose motions so that each class is as often the true as the attacked label (label cycles).")
 @click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N.")
 @click.option("--losses", default="smart,l2,l2-acc,l2-bone", show_default=True, help="Attacked variants.")
 @click.option("--iterations", type=int, default=300, show_default=True)
@@ -397,7 +399,7 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @user_errors
 def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path | None, clips_path: Path | None,
           model_name: str, size: str, epochs: int | None, motions: int, strategy: str, threat_model: str,
-          trajectory: str, top_n: int, losses: str,
+          trajectory: str, balance_labels: bool, top_n: int, losses: str,
           iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
           duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
           workers: int | None, display_file: Path | None, device: str | None, as_json: bool) -> None:
@@ -430,7 +432,7 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
             render[key] = value
     indist_variants = tuple(_split_csv(indist)) or (DEMO_INDIST if demo else None)
     job = BatchJob(motions=motions, strategy=strategy, threat_model=threat_model, trajectory=trajectory,
-                   display_names=_read_display_names(display_file),
+                   display_names=_read_display_names(display_file), balance_labels=balance_labels,
                    top_n=top_n, losses=tuple(_split_csv(losses)),
                    iterations=iterations, lr=lr, seed=seed, render=render, indistinguishability=indist_variants)
     if checkpoint is None:

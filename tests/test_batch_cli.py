@@ -133,6 +133,13 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     assert (info["width"], info["height"], info["frames"]) == (64, 64, 10)
     # every variant is drawn on the original's trajectory: the window's canonical motion plus its root path
     assert batch.provenance.attack["trajectory"] == "original"
+    # the label balance reached is recorded: imbalance = sum over classes of |times true - times attacked|
+    lb = batch.provenance.attack["label_balance"]
+    b: dict[str, int] = {}
+    for item in batch.items:
+        b[item.true_label.name] = b.get(item.true_label.name, 0) + 1
+        b[item.attacked_label.name] = b.get(item.attacked_label.name, 0) - 1
+    assert lb["items"] == 3 and lb["imbalance"] == sum(abs(v) for v in b.values())
     cand = load_clips(Path(summary["attacks_dir"]) / "candidates.npz")
     row = {int(w): k for k, w in enumerate(cand.index)}
     for item in batch.items:
@@ -156,3 +163,17 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     # a second demo run reuses the batch
     again = CliRunner().invoke(cli, ["batch", "--demo", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout) == {**json.loads(again.stdout), "reused": True, "items": 3}
+
+
+def test_balanced_selection_takes_label_cycles_first() -> None:
+    from attack_gen.batch import balanced_selection
+
+    # rows (true -> attacked): 0 a->s, 1 b->s, 2 a->b, 3 b->c, 4 c->a, 5 d->e, 6 e->d
+    true = np.array([0, 1, 0, 1, 2, 3, 4])
+    attacked = np.array([9, 9, 1, 2, 0, 4, 3])
+    rows, on_cycles = balanced_selection(true, attacked, 5)
+    assert rows == [2, 3, 4, 5, 6] and on_cycles == 5  # the cycles a->b->c->a and d->e->d
+    rows, on_cycles = balanced_selection(true, attacked, 4)
+    assert rows == [0, 2, 3, 4] and on_cycles == 3  # the 3-cycle fits, the 2-cycle does not; row 0 fills up
+    rows, on_cycles = balanced_selection(true, attacked, 2)
+    assert rows == [5, 6] and on_cycles == 2
