@@ -186,3 +186,40 @@ def test_nothing_a_participant_sees_reveals_the_stimulus(app, slug):
     # the class names do appear where they must: deceitfulness options
     if slug == "dec":
         assert any(b"jog" in body for path, _, _, body in client.log if path.endswith("/api/state"))
+
+
+def test_no_size_or_header_of_the_media_tells_the_conditions_apart(app):
+    """Live: a session of each design; every video and poster served for one item and one kind of medium (single or
+    side by side) has the same Content-Length and the same headers, whatever its condition; a range request too."""
+    from study_server.models import Attempt
+    from study_server.models import Stimulus
+    from study_server.models import Trial
+
+    # (ETag: from the token, random per participant and trial; Date and Expires: the time of the request)
+    seen: dict[tuple[str, str, str], dict[str, tuple[int, tuple]]] = {}
+    for slug in ("ind", "nat", "dec"):
+        for k in range(3):
+            p = ParticipantActions(new_client(app), slug).join(PROLIFIC_PID=f"leak-{slug}-{k}")
+            for _ in range(40):
+                s = p.state()
+                if s["status"] != "trial":
+                    break
+                with app.app_context():
+                    att = db.session.execute(db.select(Attempt).where(Attempt.ref == s["attempt"])).scalar_one()
+                    stim = db.session.get(Stimulus, db.session.get(Trial, att.trial_pk).stimulus_pk)
+                    item, cond = stim.item_id, stim.key
+                layout = "pair" if "|" in cond else "single"
+                for kind in ("video", "poster"):
+                    full = p.client.get(s[kind])
+                    part = p.client.get(s[kind], headers={"Range": "bytes=0-99"})
+                    heads = tuple(sorted((h, v) for h, v in full.headers.items() if h not in ("ETag", "Date", "Expires")))
+                    rng = tuple(sorted((h, v) for h, v in part.headers.items() if h not in ("ETag", "Date", "Expires")))
+                    seen.setdefault((item, layout, kind), {})[cond] = (int(full.headers["Content-Length"]),
+                                                                        (heads, rng))
+                assert p.answer(s, s["options"][0]["value"]).status_code == 200
+    groups = [g for g in seen.values() if len(g) > 1]
+    assert len(groups) >= 6  # several items seen under several conditions each
+    for g in groups:
+        diff = {h for v in g.values() for h in v[1][0] + v[1][1]} - set.intersection(
+            *({h for h in v[1][0] + v[1][1]} for v in g.values()))
+        assert len({v for v in g.values()}) == 1, ({c: v[0] for c, v in g.items()}, diff)  # one size, one header set
