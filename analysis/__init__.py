@@ -2,10 +2,8 @@
 
 Never imports torch. Modules (one per family):
 
-* :mod:`analysis.readers` - response exports (file or the server's database) and stimulus
-  batches, checked against each other;
-* :mod:`analysis.attack_files` - attack result ``.npz`` files and transfer summaries,
-  read with numpy only;
+* :mod:`analysis.readers` - response exports and stimulus batches, checked against each
+  other (attack result files and transfer summaries are read by :mod:`stimuli.attack_results`);
 * :mod:`analysis.stats` - Wilson / Clopper-Pearson intervals, exact binomial and sign
   tests, Holm, d' with the log-linear correction, cluster and two-way bootstraps;
 * :mod:`analysis.bt` - Bradley-Terry with ties (Davidson), maximum likelihood;
@@ -17,7 +15,6 @@ Never imports torch. Modules (one per family):
 * :mod:`analysis.report` and :mod:`analysis.report_attacks` - the report's sections;
 * :mod:`analysis.document` - the report as a document, written as HTML, Markdown, CSV, PNG, JSON;
 * :mod:`analysis.simulate` - synthetic participants in the export format;
-* :mod:`analysis.testing` - a tiny real batch and fake attack files for tests;
 * :mod:`analysis.cli` - ``analysis report`` and ``analysis simulate``.
 """
 

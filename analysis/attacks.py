@@ -1,7 +1,7 @@
 """The attack side of the paper: Tables 1-4, the confusion of attacked labels (Fig. 2), joint
 correlations (Fig. 4) and per-joint deviations, SMART vs l2 (Fig. 7).
 
-Inputs are attack result files (:mod:`analysis.attack_files`) or, without them, the
+Inputs are attack result files (:mod:`stimuli.attack_results`) or, without them, the
 stimulus batch itself (its manifest's success flags and labels, its motions). Functions
 return tidy DataFrames; ``*_layout`` functions arrange them as the paper prints them,
 with the paper's number in brackets where the setting matches (SMART loss, the same
@@ -29,7 +29,7 @@ import pandas as pd
 from stimuli.skeleton import STANDARD
 
 from . import paper
-from .attack_files import AttackRun, TransferRun
+from stimuli.attack_results import AttackRun, TransferRun
 from .stats import wilson_ci
 
 __all__ = [

@@ -14,6 +14,7 @@ from typing import Sequence
 import click
 
 from stimuli.cliutil import user_errors as _user_errors
+from stimuli.screening import CONTROL_HIT_THRESHOLD, SENSITIVITY_THRESHOLD
 
 from . import __version__
 
@@ -36,9 +37,26 @@ def _attack_paths(values: Sequence[Path]) -> list[Path]:
     return out
 
 
+def _stdin_responses(columns: Sequence[str]):
+    """The responses export piped in on standard input, read as a file would be (errors name standard input)."""
+    import tempfile
+
+    from stimuli.errors import DataError
+
+    from .readers import read_responses_frame
+
+    with tempfile.TemporaryDirectory(prefix="analysis-stdin-") as tmp:
+        path = Path(tmp) / "responses"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            return read_responses_frame(path, columns)
+        except DataError as e:
+            raise DataError(str(e).replace(str(path), "standard input")) from None
+
+
 @cli.command()
-@click.option("--responses", "responses", type=click.Path(path_type=Path), help="Exported responses (CSV or JSON).")
-@click.option("--db", "db_url", help="The study server's database URL (instead of --responses).")
+@click.option("--responses", "responses", type=click.Path(path_type=Path), required=True,
+              help="Exported responses (CSV or JSON); - reads them from standard input.")
 @click.option("--study", "studies", multiple=True, help="Only these study slugs (repeat; default: all).")
 @click.option("--batch", "batch_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
               help="Stimulus batch folder the responses refer to (repeat for several).")
@@ -51,26 +69,26 @@ def _attack_paths(values: Sequence[Path]) -> list[Path]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--level", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True,
               help="Confidence level of the intervals.")
-@click.option("--sensitivity-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+@click.option("--sensitivity-threshold", type=click.FloatRange(0, 1), default=SENSITIVITY_THRESHOLD, show_default=True,
               help="Paper's screen: minimum accuracy on original | original trials.")
-@click.option("--control-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+@click.option("--control-threshold", type=click.FloatRange(0, 1), default=CONTROL_HIT_THRESHOLD, show_default=True,
               help="Positive-control screen: minimum hit rate on original | control trials.")
 @click.option("--glmm/--no-glmm", default=True, show_default=True, help="Fit the mixed logistic model.")
 @click.option("--glmm-max-participants", type=click.IntRange(2), default=100, show_default=True,
               help="Fit the mixed model on a seeded random subset of at most this many participants.")
 @_user_errors
-def report(responses: Path | None, db_url: str | None, studies: Sequence[str], batch_dirs: Sequence[Path],
+def report(responses: Path, studies: Sequence[str], batch_dirs: Sequence[Path],
            attack_files: Sequence[Path], out_dir: Path, as_json: bool, n_boot: int, seed: int, level: float,
            sensitivity_threshold: float, control_threshold: float, glmm: bool, glmm_max_participants: int) -> None:
     """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
 
-    Reads responses from --responses FILE (the server's CSV or JSON export) or --db URL,
-    the stimulus batch(es) they refer to, and any attack result files; checks that they
-    belong together (batch ids, item ids, variants, labels) and prints a summary.
+    Reads responses from --responses FILE (the server's CSV or JSON export; - for standard
+    input, so `flask --app study_server export | analysis report --responses - ...` goes
+    from a study's database to its report), the stimulus batch(es) they refer to, and any
+    attack result files; checks that they belong together (batch ids, item ids, variants,
+    labels) and prints a summary.
     """
-    if (responses is None) == (db_url is None):
-        raise click.UsageError("give exactly one of --responses FILE and --db URL")
-    from .attack_files import read_attack_files
+    from stimuli.attack_results import read_attack_files
     from .perceptual import Options
     from .readers import (
         REPORT_COLUMNS,
@@ -79,18 +97,15 @@ def report(responses: Path | None, db_url: str | None, studies: Sequence[str], b
         dumps,
         load_batches,
         read_responses_frame,
-        responses_from_db,
     )
     from .report import build_report, write_report
 
     t0 = time.perf_counter()
     batches = load_batches(batch_dirs)
-    if responses is not None:
-        df = read_responses_frame(responses, REPORT_COLUMNS)
-        source = str(responses)
+    if str(responses) == "-":
+        df, source = _stdin_responses(REPORT_COLUMNS), "standard input"
     else:
-        df = responses_from_db(db_url, study=studies[0] if len(studies) == 1 else None)
-        source = f"database {db_url}"
+        df, source = read_responses_frame(responses, REPORT_COLUMNS), str(responses)
     if studies:
         missing = sorted(set(studies) - set(df["study"].astype(str).unique()))
         if missing:
@@ -131,7 +146,7 @@ def report(responses: Path | None, db_url: str | None, studies: Sequence[str], b
 @click.option("--practice-trials", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--perceivability-variant", "perc_variants", multiple=True,
               help="Attacked variant(s) on the right in perceivability trials (default: smart).")
-@click.option("--screen-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+@click.option("--screen-threshold", type=click.FloatRange(0, 1), default=SENSITIVITY_THRESHOLD, show_default=True,
               help="The server's exclusion: sensitivity accuracy below this.")
 @click.option("--control-screen", type=click.FloatRange(0, 1), default=None,
               help="Also exclude a positive-control hit rate below this (default: not screened).")

@@ -9,9 +9,11 @@ paper's names: datasets ``HDM05``, ``MHAD``, ``NTU``; models ``HRNN``, ``ST-GCN`
 
 from __future__ import annotations
 
-import re
+
 from types import MappingProxyType
 from typing import Any
+
+from stimuli.attack_results import MODEL_DISPLAY, strategy_label
 
 __all__ = [
     "DATASETS",
@@ -39,9 +41,8 @@ STRATEGIES = ("AB", "AB3", "AB5", "SA")
 METHODS = ("smart", "l2", "l2-acc", "l2-bone")
 """SMART and its ablations (the Naturalness study's methods), in the batch's variant names."""
 
-MODEL_NAMES = MappingProxyType({"hrnn": "HRNN", "stgcn": "ST-GCN", "asgcn": "AS-GCN", "dgnn": "DGNN",
-                                "agcn": "2s-AGCN", "2s-agcn": "2s-AGCN", "st-gcn": "ST-GCN",
-                                "as-gcn": "AS-GCN", "2sagcn": "2s-AGCN"})  # fmt: skip
+MODEL_NAMES = MappingProxyType({**MODEL_DISPLAY, "2s-agcn": "2s-AGCN", "st-gcn": "ST-GCN", "as-gcn": "AS-GCN",
+                                "2sagcn": "2s-AGCN"})
 """Our registry names (``attack_gen.models``) and spellings of them -> the paper's names."""
 
 
@@ -124,12 +125,4 @@ def display_model(name: Any) -> str:
 
 def paper_strategy(strategy: Any, top_n: Any = None) -> str | None:
     """``("abn", 3)`` -> ``"AB3"``, ``"ab"`` -> ``"AB"``, ``"AB5"`` -> ``"AB5"``, ``"sa"`` -> ``"SA"``; else None."""
-    if not isinstance(strategy, str):
-        return None
-    s = strategy.strip().upper()
-    if s == "ABN" and top_n is not None:
-        s = f"AB{int(top_n)}"
-    if s in STRATEGIES:
-        return s
-    m = re.fullmatch(r"AB(\d+)", s)
-    return s if m else None
+    return strategy_label(strategy, top_n)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from stimuli.errors import DataError
+from stimuli.screening import CONTROL_HIT_THRESHOLD, SENSITIVITY_THRESHOLD, exclusion_reasons
 
 from . import paper
 from .bt import comparison_groups, fit_btd, fit_btd_many
@@ -69,8 +70,8 @@ class Options:
     n_boot: int = 1000
     seed: int = 0
     level: float = 0.95
-    sensitivity_threshold: float = 0.8
-    control_threshold: float = 0.8
+    sensitivity_threshold: float = SENSITIVITY_THRESHOLD
+    control_threshold: float = CONTROL_HIT_THRESHOLD
     glmm: bool = True
     glmm_max_participants: int = 100
 
@@ -551,8 +552,10 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
                             part["sensitivity_trials"])  # fmt: skip
     part["dprime_control"] = dprime(part["control_hits"], part["control_trials"], part["false_alarms"],
                                     part["sensitivity_trials"])  # fmt: skip
-    part["passes_sensitivity"] = ~(part["sensitivity_accuracy"] < opts.sensitivity_threshold)
-    part["passes_control"] = ~(part["control_hit_rate"] < opts.control_threshold)
+    part["passes_sensitivity"] = [not exclusion_reasons(a, None, opts.sensitivity_threshold)
+                                  for a in part["sensitivity_accuracy"]]
+    part["passes_control"] = [not exclusion_reasons(None, r, control_hit_threshold=opts.control_threshold)
+                              for r in part["control_hit_rate"]]
     total_changed = kc["sensitivity_changed"] + kc["perceivability_changed"] + kc["control_changed"]
     part["always_unchanged"] = total_changed == 0
     part["analysed"] = part["completed"] & ~part["server_excluded"]

@@ -1,12 +1,10 @@
-"""Inputs of the report: response exports (file or database) and stimulus batches, checked against each other.
+"""Inputs of the report: response exports and stimulus batches, checked against each other.
 
 * :func:`read_responses_frame` reads an export (CSV or JSON, :mod:`stimuli.responses`)
   into a typed DataFrame, one row per trial. CSV files written by the server or by
   ``analysis simulate`` take a vectorised path (a million rows in seconds); anything that
   path cannot vouch for is re-read by :func:`stimuli.responses.read_responses`, whose
   error names the line and column.
-* :func:`responses_from_db` asks the study server's export function
-  (``study_server.export.export_rows(db_url, study=None)``), imported only when used.
 * :func:`load_batches` loads stimulus batches (:func:`stimuli.batch.load_batch`) into
   item and variant tables; :func:`attach_batches` checks the responses against them
   (batch ids, item ids, variant names, labels, provenance) and fills missing dataset,
@@ -34,7 +32,6 @@ __all__ = [
     "ANALYSIS_COLUMNS",
     "REPORT_COLUMNS",
     "read_responses_frame",
-    "responses_from_db",
     "rows_to_frame",
     "Batches",
     "load_batches",
@@ -198,18 +195,6 @@ def read_responses_frame(path: str | Path, columns: Sequence[str] = ANALYSIS_COL
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
     return rows_to_frame(rows, str(path))[list(columns)]
-
-
-def responses_from_db(db_url: str, study: str | None = None) -> pd.DataFrame:
-    """Responses straight from the study server's database via ``study_server.export.export_rows``.
-
-    The server package (torch-free, like this one) is imported only here. A missing SQLite
-    file, a database that is not the server's, or an unknown study is a one-line
-    :class:`DataError` from the server's export.
-    """
-    from study_server.export import export_rows
-
-    return rows_to_frame(export_rows(db_url, study=study), f"--db {db_url}")
 
 
 # ---- batches --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, figures, paper
-from .attack_files import AttackRun, TransferRun
+from stimuli.attack_results import AttackRun, TransferRun
 from .document import MAX_ROWS, Fig, Report, Section, Table, ci, p_text, pct, pvalue, write_report
 from .perceptual import Options, StudyResult, counts, deceitfulness, indistinguishability, naturalness
 from .readers import Batches

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from . import attacks, figures, paper
-from .attack_files import AttackRun, TransferRun
+from stimuli.attack_results import AttackRun, TransferRun
 from .document import Fig, Section, Table
 from .perceptual import Options
 from .readers import Batches

@@ -23,7 +23,7 @@ Observer model (:class:`Observer`):
   ``dropout`` stops at a random trial (not completed); each trial's video fails with
   probability ``playback_failure`` and is shown again (attempt 2).
 
-Screening as on the server (``study_server.screening``): a completed participant whose
+Screening by the one rule (``stimuli.screening``): a completed participant whose
 sensitivity accuracy is below ``screen_threshold`` (and, if set, whose positive-control
 hit rate is below ``control_screen``) is excluded, with the server's reason text.
 :meth:`Observer.implied` gives the population values the report should recover.
@@ -41,6 +41,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from stimuli.errors import DataError
+from stimuli.screening import SENSITIVITY_THRESHOLD, exclusion_reasons
 from stimuli.responses import COLUMN_NAMES, COLUMNS, RESPONSES_FORMAT, STUDY_TYPES
 
 from .readers import Batches
@@ -127,7 +128,7 @@ class Design:
     practice_trials: int = 2
     deceit_variant: str = "smart"
     perceivability_variants: tuple[str, ...] = ("smart",)
-    screen_threshold: float = 0.8
+    screen_threshold: float = SENSITIVITY_THRESHOLD
     control_screen: float | None = None
     slowdown: float = 1.0
     platform: str = "prolific"
@@ -329,12 +330,9 @@ def _study(rng, study_type: str, participants: int, pool: _Pool, roles, obs: Obs
         with np.errstate(invalid="ignore", divide="ignore"):
             acc = (sens & ~cols["said_changed"]).sum(1) / sens.sum(1)
             hit = (ctrl & cols["said_changed"]).sum(1) / ctrl.sum(1)
-        fail_s = completed & (acc < des.screen_threshold)
-        fail_c = completed & (hit < des.control_screen) if des.control_screen is not None else np.zeros(P, bool)
-        excluded = fail_s | fail_c
-        r_s = pd.Series(acc).map(lambda a: f"sensitivity accuracy {a:.2f} < {des.screen_threshold:.2f}").to_numpy()
-        r_c = pd.Series(hit).map(lambda a: f"positive-control hit rate {a:.2f} < {des.control_screen or 0:.2f}").to_numpy()
-        reason = np.where(fail_s & fail_c, r_s + "; " + r_c, np.where(fail_s, r_s, np.where(fail_c, r_c, None)))
+        for p in np.flatnonzero(completed):
+            why = exclusion_reasons(float(acc[p]), float(hit[p]), des.screen_threshold, des.control_screen)
+            excluded[p], reason[p] = bool(why), "; ".join(why) or None
     # flatten the kept trials
     pi, ti = np.nonzero(keep)
     n = len(pi)

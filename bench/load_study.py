@@ -6,7 +6,7 @@ Run from the repository root::
 
 What it does:
 
-1. builds the small fixture batch (``study_server.testing``) in a temporary data root,
+1. builds the small server test batch (``tests/support/batches.py``) in a temporary data root,
    creates the database (migrations) and an indistinguishability study of ``--trials``
    trials per participant, and starts ``gunicorn -c python:study_server.gunicorn_conf
    'study_server:create_app()'`` on a free port (``--workers`` / ``--threads``);
@@ -69,7 +69,7 @@ from typing import Callable
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 SLUG = "bench"
 SECRET = "load-benchmark-" + uuid.uuid4().hex
@@ -159,11 +159,11 @@ def prepare(tmp: Path, database_url: str | None, trials: int, batch: Path | None
     from study_server.extensions import db
     from study_server.studies import create_study
     from study_server.studies import import_batch
-    from study_server.testing import build_fixture_batch
+    from support.batches import build_batch
 
     if batch is None:
         print("building the fixture batch ...", file=sys.stderr)
-        batch = build_fixture_batch(tmp / "batch", n_items=3)
+        batch = build_batch(tmp / "batch", 3, preset="server")
     url = database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
     with app.app_context():

@@ -22,14 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests")]
 
-from analysis.attack_files import read_attack_files  # noqa: E402
+from stimuli.attack_results import read_attack_files  # noqa: E402
 from analysis.perceptual import Options  # noqa: E402
 from analysis.readers import REPORT_COLUMNS, attach_batches, load_batches, read_responses_frame  # noqa: E402
 from analysis.report import build_report, write_report  # noqa: E402
 from analysis.simulate import Observer, simulate, write_responses  # noqa: E402
-from analysis.testing import build_test_batch  # noqa: E402
+from support.batches import build_batch  # noqa: E402
 
 ROWS_PER_PARTICIPANT = 3 * 102.5
 """Rows of one participant in each of the three studies (100 trials + 2 practice + repeats after failures)."""
@@ -82,7 +82,8 @@ def main() -> None:
         if batch_dir is None:
             batch_dir = work / "batch"
             if not batch_dir.exists():
-                build_test_batch(batch_dir, 5, workers=min(2, os.cpu_count() or 1))
+                build_batch(batch_dir, 5, preset="analysis", dataset="hdm05", model="agcn",
+                            workers=min(2, os.cpu_count() or 1))
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"{os.cpu_count()} CPUs, load average {load:.1f} at the start (other processes slow the wall times; "
               "cpu = this process's CPU time)")  # fmt: skip

@@ -62,6 +62,7 @@ from wtforms.validators import Optional
 from stimuli.batch import BatchError
 from stimuli.errors import DataError
 from stimuli.paths import data_root
+from stimuli.screening import SENSITIVITY_THRESHOLD
 
 from . import design
 from .accounts import LoginRefused
@@ -333,7 +334,7 @@ class StudyForm(FlaskForm):
     practice_trials = _int("Practice trials (per block)", 2, 0, 100)
     seconds = _float("Seconds shown per play (blank: the whole clip)", None, 0.1, 600, required=False)
     # screening and running
-    screening_threshold = _float("Screening: minimum sensitivity accuracy", 0.8, 0, 1)
+    screening_threshold = _float("Screening: minimum sensitivity accuracy", SENSITIVITY_THRESHOLD, 0, 1)
     control_hit_threshold = _float("Screening: minimum positive-control hit rate (blank: record only)", None, 0, 1,
                                    required=False)  # fmt: skip
     stall_limit_s = _float("Seconds a stalled video may wait before the trial is given again", 10.0, 1, 600)

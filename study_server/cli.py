@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from stimuli.batch import BatchError
 from stimuli.errors import SmartStudyError
 from stimuli.fileio import atomic_write_bytes
 from stimuli.paths import data_root
+from stimuli.screening import SENSITIVITY_THRESHOLD
 from stimuli.responses import rows_to_csv
 from stimuli.responses import rows_to_json
 
@@ -45,8 +44,6 @@ from .accounts import create_researcher
 from .accounts import new_password
 from .dashboard import summary
 from .export import FORMATS
-from .export import export_csv
-from .export import export_json
 from .export import response_rows
 from .extensions import db
 from .models import Participant
@@ -98,24 +95,6 @@ def _study(slug: str) -> Study:
 
 
 # ---- demo --------------------------------------------------------------------------------------
-def _attack_gen() -> str:
-    sibling = Path(sys.executable).with_name("attack-gen")
-    exe = str(sibling) if sibling.is_file() else shutil.which("attack-gen")
-    if exe is None:
-        raise click.ClickException("attack-gen not found: build the demo batch with "
-                                   "`attack-gen batch --demo --out DIR`, then pass --batch DIR")  # fmt: skip
-    return exe
-
-
-def _build_demo_batch(out: Path) -> None:
-    click.echo(f"building the demo stimulus batch in {out} (attack-gen batch --demo; a few minutes on a CPU) ...",
-               err=True)  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([_attack_gen(), "batch", "--demo", "--out", str(out)])
-    if proc.returncode != 0 or not out.is_dir():
-        raise click.ClickException(f"`attack-gen batch --demo --out {out}` failed (exit {proc.returncode})")
-
-
 def _demo_researcher() -> tuple[str, str | None, bool]:
     """The demo account: ``(email, password to print or None, created)``.
 
@@ -139,8 +118,9 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
     _upgrade()
     if batch_dir is None:
         batch_dir = data_root(create=True) / "batches" / "demo"
-        if not batch_dir.exists():
-            _build_demo_batch(batch_dir)
+        if not (batch_dir / "manifest.json").is_file():
+            raise click.ClickException(f"no demo batch in {batch_dir}: build it first with `attack-gen batch --demo` "
+                                       "(a few minutes on a CPU), or pass --batch DIR")
     base = base_url.rstrip("/")
     studies = {}
     try:
@@ -182,7 +162,7 @@ def _print_demo(info: dict[str, Any]) -> None:
 
 _DEMO_OPTIONS = [
     click.option("--batch", "batch_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Use this stimulus batch (default: <data root>/batches/demo, built when absent)."),
+                 help="Use this stimulus batch (default: <data root>/batches/demo, from `attack-gen batch --demo`)."),
     click.option("--slug", default="demo", show_default=True, help="Slug of the main demo study (/s/SLUG)."),
     click.option("--decode/--no-decode", default=True, show_default=True,
                  help="Decode every video while validating the batch."),
@@ -201,7 +181,8 @@ def _demo_options(fn: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the URLs and the sign-in as JSON.")
 @with_appcontext
 def init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool, as_json: bool) -> None:
-    """Create the database, import the demo stimulus batch (building it if needed), create the demo studies and
+    """Create the database, import the demo stimulus batch (`attack-gen batch --demo` builds it), create the demo
+    studies and
     the demo researcher account; print the participant URL, the admin URL and the sign-in."""
     info = _init_demo(batch_dir, slug, base_url, decode)
     if as_json:
@@ -305,7 +286,7 @@ def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
 @click.option("--slowdown", type=float, default=1.0, show_default=True)
 @click.option("--sensitivity-share", type=float, default=0.2, show_default=True)
 @click.option("--control-share", type=float, default=0.1, show_default=True)
-@click.option("--threshold", "screening_threshold", type=float, default=0.8, show_default=True)
+@click.option("--threshold", "screening_threshold", type=float, default=SENSITIVITY_THRESHOLD, show_default=True)
 @click.option("--control-threshold", "control_hit_threshold", type=float, default=None)
 @click.option("--variant", "variants", multiple=True, help="Attacked variant(s) shown (default smart).")
 @click.option("--completion-code", default=None)
@@ -369,30 +350,42 @@ def set_status_command(slug: str, status: str) -> None:
 
 # ---- data --------------------------------------------------------------------------------------
 @click.command("export")
-@click.argument("slug")
+@click.argument("slugs", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="csv or json (default: from the --out file's suffix, else csv).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (atomically); default: standard output.")
 @click.option("--json", "as_json", is_flag=True, help="Report the counts as JSON (needs --out).")
 @with_appcontext
-def export_command(slug: str, fmt: str | None, out: Path | None, as_json: bool) -> None:
-    """Export a study's responses, one row per trial (the columns of stimuli.responses), as CSV or JSON."""
-    study = _study(slug)
+def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as_json: bool) -> None:
+    """Export the responses of the studies SLUG... (default: every study), one row per stored attempt (the
+    columns of stimuli.responses), as CSV or JSON.
+
+    Without --out the export goes to standard output, so that
+    `flask --app study_server export | analysis report --responses - --batch DIR --out DIR`
+    turns a study's database into its report.
+    """
+    if slugs:
+        studies = [_study(slug) for slug in dict.fromkeys(slugs)]
+    else:
+        studies = list(db.session.execute(select(Study).order_by(Study.slug)).scalars())
     if fmt is None:
         fmt = "json" if out is not None and out.suffix.lower() == ".json" else "csv"
+    if out is None and as_json:
+        raise click.UsageError("--json reports on a written file: give --out FILE")
+    rows = [row for study in studies for row in response_rows(study)]
+    names = [s.slug for s in studies]
+    body = rows_to_csv(rows) if fmt == "csv" else rows_to_json(rows, **({"study": names[0]} if len(names) == 1 else {}), studies=names)
     if out is None:
-        if as_json:
-            raise click.UsageError("--json reports on a written file: give --out FILE")
-        click.echo(export_csv(study) if fmt == "csv" else export_json(study), nl=False)
+        click.echo(body, nl=False)
         return
-    rows = response_rows(study)
-    body = rows_to_csv(rows) if fmt == "csv" else rows_to_json(rows, study=study.slug)
     atomic_write_bytes(out, body.encode("utf-8"))
-    audit("cli", "export", slug, format=fmt, out=str(out))
+    for name in names:
+        audit("cli", "export", name, format=fmt, out=str(out))
     db.session.commit()
-    participants = len({r["participant"] for r in rows})
-    _emit(as_json, {"study": slug, "format": fmt, "out": str(out), "rows": len(rows), "participants": participants},
+    participants = len({(r["study"], r["participant"]) for r in rows})
+    _emit(as_json, {"studies": names, "format": fmt, "out": str(out), "rows": len(rows),
+                    "participants": participants},
           f"wrote {out}: {len(rows)} rows from {participants} participants ({fmt})")
 
 

@@ -2,9 +2,7 @@
 
 * :func:`response_rows` - the rows of one study (inside an app context);
 * :func:`export_csv` / :func:`export_json` - the files the dashboard and
-  ``flask --app study_server export`` write;
-* :func:`export_rows` - the rows straight from a database URL, with no Flask request or
-  app context needed: what ``analysis report --db URL`` calls.
+  ``flask --app study_server export`` write (``analysis report`` reads them).
 
 Every stored attempt is a row: practice (flagged), playback failures (``valid`` false)
 and the answers of excluded participants (``excluded`` true, with the reason) included,
@@ -16,15 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pathlib import Path
 
-from sqlalchemy import inspect
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.exc import OperationalError
 
-from stimuli.errors import DataError
 from stimuli.responses import make_row
 from stimuli.responses import rows_to_csv
 from stimuli.responses import rows_to_json
@@ -36,7 +28,7 @@ from .models import Response
 from .models import Study
 from .models import Trial
 
-__all__ = ["response_rows", "row_for", "export_csv", "export_json", "export_rows", "FORMATS"]
+__all__ = ["response_rows", "row_for", "export_csv", "export_json", "FORMATS"]
 
 FORMATS = ("csv", "json")
 
@@ -99,49 +91,3 @@ def export_csv(study: Study) -> str:
 def export_json(study: Study) -> str:
     """The study's responses as the JSON export document."""
     return rows_to_json(response_rows(study), study=study.slug)
-
-
-def _check_url(db_url: str) -> None:
-    try:
-        url = make_url(db_url)
-    except ArgumentError:
-        raise DataError(f"not a database URL: {db_url!r}") from None
-    if url.get_backend_name() == "sqlite":
-        path = url.database
-        if not path or path == ":memory:" or not Path(path).is_file():
-            raise DataError(f"{db_url}: no such SQLite database file")
-
-
-def export_rows(db_url: str, study: str | None = None) -> list[dict[str, Any]]:
-    """The export rows of ``study`` (a slug), or of every study, read from the database at ``db_url``.
-
-    Works outside any Flask context: it builds an app bound to that database (the URL is
-    normalised as the server does: ``postgres://`` and ``postgresql://`` use psycopg 3)
-    and disposes of its connections afterwards. Raises :class:`DataError` for a missing
-    SQLite file, a database that is not the study server's, or an unknown study (the
-    message lists the studies there are).
-    """
-    from . import create_app, database_url
-
-    db_url = database_url(db_url)
-    _check_url(db_url)
-    app = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "SECRET_KEY": "export-only", "STUDY_ENV": "production"})
-    with app.app_context():
-        try:
-            try:
-                if not inspect(db.engine).has_table("study"):
-                    raise DataError(f"{db_url}: not a study server database (no 'study' table; "
-                                    "run `flask --app study_server db upgrade` to create one)")  # fmt: skip
-                studies = list(db.session.execute(select(Study).order_by(Study.slug)).scalars())
-                if study is not None:
-                    chosen = [s for s in studies if s.slug == study]
-                    if not chosen:
-                        known = ", ".join(s.slug for s in studies) or "none"
-                        raise DataError(f"{db_url}: no study {study!r} (studies: {known})")
-                    studies = chosen
-                return [row for s in studies for row in response_rows(s)]
-            except OperationalError as e:
-                raise DataError(f"{db_url}: cannot read the database: {e.orig}") from None
-        finally:
-            db.session.remove()
-            db.engine.dispose()

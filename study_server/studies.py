@@ -38,6 +38,10 @@ from sqlalchemy import update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from stimuli.screening import Answer
+from stimuli.screening import Screening
+from stimuli.screening import SENSITIVITY_THRESHOLD
+from stimuli.screening import screen
 from stimuli.batch import MANIFEST
 from stimuli.batch import check_batch
 from stimuli.batch import load_batch
@@ -63,9 +67,6 @@ from .models import Stimulus
 from .models import Study
 from .models import Trial
 from .models import utcnow
-from .screening import Answer
-from .screening import Screening
-from .screening import screen
 
 __all__ = [
     "StudyConfigError",
@@ -355,7 +356,7 @@ def create_study(
     slowdown: float = 1.0,
     sensitivity_share: float = 0.2,
     control_share: float = 0.1,
-    screening_threshold: float = 0.8,
+    screening_threshold: float = SENSITIVITY_THRESHOLD,
     control_hit_threshold: float | None = None,
     stall_limit_s: float = 10.0,
     max_attempts: int = 3,

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from analysis import attacks
-from analysis.attack_files import read_attack_files, read_attack_result, read_transfer
-from analysis.testing import write_fake_result, write_fake_transfer
+from stimuli.attack_results import read_attack_files, read_attack_result, read_transfer
+from support.attack_files import write_fake_result, write_fake_transfer
 from stimuli.errors import DataError
 
 

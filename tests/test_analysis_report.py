@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from analysis.cli import cli
 from analysis.simulate import Observer
-from analysis.testing import cached_batch, write_fake_result, write_fake_transfer
+from support.batches import analysis_batch
+from support.attack_files import write_fake_result, write_fake_transfer
 
 OBSERVER = Observer(always_unchanged=0.1, dropout=0.05, playback_failure=0.01)
 """The defaults (p_true 0.93, participant / clip SD 0.5 / 0.3, strengths 2 / 1.3 / 1 / 0.8, tie 0.5, d' 0.75,
@@ -26,7 +27,7 @@ LEVEL = 0.99
 
 @pytest.fixture(scope="module")
 def batch() -> Path:
-    return cached_batch(5)
+    return analysis_batch(5)
 
 
 @pytest.fixture(scope="module")
@@ -195,15 +196,15 @@ def test_mismatched_and_missing_inputs_are_one_line_errors(batch, small, tmp_pat
     bad = tmp_path / "bad.npz"
     bad.write_text("not an npz")
     _fails([*base, "--responses", str(small), "--attacks", str(bad)], "neither an attack result")
-    _fails([*base], "exactly one of --responses FILE and --db URL", code=2)
-    _fails([*base, "--responses", str(small), "--db", "sqlite://"], "exactly one of", code=2)
+    _fails([*base], "Missing option '--responses'", code=2)
 
 
 def test_report_from_the_study_servers_database(tmp_path):
-    """Participants answer through the server (Flask test client); `report --db` reads its database."""
+    """Participants answer through the server (Flask test client); its export, piped in, is the report's input."""
     import random
 
-    from study_server import testing
+    from support import server as testing
+    from support.batches import server_batch
 
     rng = random.Random(0)
     studies = [("dec", "deceitfulness", {"trials": 6}), ("nat", "naturalness", {"trials": 6}),
@@ -221,9 +222,10 @@ def test_report_from_the_study_servers_database(tmp_path):
         for _ in range(2):
             testing.ParticipantActions(app.test_client(), slug).join().finish(choose)
     out = tmp_path / "report"
-    res = CliRunner().invoke(cli, ["report", "--db", f"sqlite:///{tmp_path / 'study.db'}", "--batch",
-                                   str(testing.fixture_batch()), "--out", str(out), "--json", "--no-glmm",
-                                   "--bootstrap", "100"])  # fmt: skip
+    export = app.test_cli_runner().invoke(args=["export"])  # `flask --app study_server export | analysis ...`
+    assert export.exit_code == 0
+    res = CliRunner().invoke(cli, ["report", "--responses", "-", "--batch", str(server_batch()), "--out", str(out),
+                                   "--json", "--no-glmm", "--bootstrap", "100"], input=export.output)
     assert res.exit_code == 0, res.output
     s = json.loads(res.output)
     assert {k.split(":")[0] for k in s["counts"]} == {"deceitfulness", "naturalness", "indistinguishability"}
@@ -232,9 +234,6 @@ def test_report_from_the_study_servers_database(tmp_path):
     assert (ind["sensitivity_accuracy"] == 1.0).all() and (ind["control_hit_rate"] == 1.0).all()
     assert s["indistinguishability"]["overall"]["share"] == 1.0
     assert s["naturalness"]["order_bt"]
-    # the server's export names what is wrong with --db, in one line
-    base = ["report", "--batch", str(testing.fixture_batch()), "--out", str(tmp_path / "o")]
-    _fails([*base, "--db", f"sqlite:///{tmp_path / 'absent.db'}"], "no such SQLite database file")
-    _fails([*base, "--db", f"sqlite:///{tmp_path / 'study.db'}", "--study", "nope"],
-           r"no study 'nope' \(studies: dec, ind, nat\)")  # fmt: skip
-    _fails([*base, "--db", "not a url"], "not a database URL")
+    # what is wrong with piped input is named, in one line
+    _fails(["report", "--batch", str(server_batch()), "--out", str(tmp_path / "o"), "--responses", "-"],
+           "standard input: empty responses file")

@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from analysis.cli import cli
 from analysis.readers import load_batches
 from analysis.simulate import Design, Observer, simulate
-from analysis.testing import cached_batch
+from support.batches import analysis_batch
 from stimuli.errors import DataError
 from stimuli.responses import COLUMN_NAMES, read_responses
 
 
 @pytest.fixture(scope="module")
 def batch() -> Path:
-    return cached_batch(5)
+    return analysis_batch(5)
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 
 from analysis.bt import comparison_groups
 from analysis.cli import cli
-from analysis.testing import cached_batch
+from support.batches import analysis_batch
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    batch = cached_batch(5)
+    batch = analysis_batch(5)
     d = tmp_path_factory.mktemp("thin")
     res = CliRunner().invoke(cli, ["simulate", "--participants", "6", "--seed", "3", "--batch", str(batch),
                                    "--out", str(d / "r.csv")])

@@ -19,7 +19,6 @@ from stimuli.responses import COLUMN_NAMES
 from stimuli.responses import read_responses
 from study_server.admin import PUBLIC
 from study_server.export import export_csv
-from study_server.export import export_rows
 from study_server.export import response_rows
 from study_server.extensions import db
 from study_server.models import Attempt
@@ -33,12 +32,12 @@ from study_server.models import Response
 from study_server.models import Study
 from study_server.models import Trial
 from study_server.studies import cell_counts
-from study_server.testing import RESEARCHER
-from study_server.testing import ParticipantActions
-from study_server.testing import ResearcherActions
-from study_server.testing import csrf_token
-from study_server.testing import fixture_batch
-from study_server.testing import make_test_app
+from support.server import RESEARCHER
+from support.server import ParticipantActions
+from support.server import ResearcherActions
+from support.server import csrf_token
+from support.batches import server_batch
+from support.server import make_test_app
 
 STUDIES = [
     ("ind", "indistinguishability", {"trials": 5, "practice_trials": 0, "sensitivity_share": 0.4,
@@ -187,7 +186,7 @@ def test_sign_in_is_rate_limited_per_account_and_per_address(tmp_path):
 # ---- batches ----------------------------------------------------------------------------------------
 def copy_batch(tmp_path: Path, name: str) -> Path:
     dst = tmp_path / "batches" / name
-    shutil.copytree(fixture_batch(), dst)
+    shutil.copytree(server_batch(), dst)
     return dst
 
 
@@ -221,7 +220,7 @@ def test_import_a_batch_from_the_form_once_idempotently_and_refuse_a_broken_one(
     assert r.status_code == 400 and "is not a valid stimulus batch" in flashes(html)[0]
     assert "SHA-256 mismatch" in html and video.name in html  # the problem, named
     assert count(app, Batch) == 1
-    outside = ra.post("/admin/batches", {"path": str(fixture_batch())})
+    outside = ra.post("/admin/batches", {"path": str(server_batch())})
     assert outside.status_code == 400 and "outside the folders" in outside.get_data(as_text=True)
     missing = ra.post("/admin/batches", {"path": str(tmp_path / "batches" / "nothing")})
     assert missing.status_code == 400 and "no such folder" in missing.get_data(as_text=True)
@@ -232,11 +231,11 @@ def test_import_a_batch_from_the_form_once_idempotently_and_refuse_a_broken_one(
 def test_import_batch_command_reports_and_refuses(tmp_path):
     app = make_test_app(tmp_path / "cli.sqlite3", with_batch=False)
     runner = app.test_cli_runner()
-    first = runner.invoke(args=["import-batch", str(fixture_batch()), "--no-decode", "--json"])
+    first = runner.invoke(args=["import-batch", str(server_batch()), "--no-decode", "--json"])
     assert first.exit_code == 0, first.output
     data = json.loads(first.output)
     assert data["created"] is True and data["items"] == 3 and data["stimuli"] > 3 * 5
-    again = runner.invoke(args=["import-batch", str(fixture_batch()), "--no-decode"])
+    again = runner.invoke(args=["import-batch", str(server_batch()), "--no-decode"])
     assert again.exit_code == 0 and "already imported: nothing changed" in again.output
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -361,7 +360,7 @@ def test_open_and_close_a_study(admin, app):
 
 
 # ---- export ------------------------------------------------------------------------------------------
-def test_export_downloads_the_cli_and_export_rows_agree(admin, app, tmp_path):
+def test_export_downloads_and_the_cli_agree(admin, app, tmp_path):
     ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="e1").finish(by_key)
     ParticipantActions(app.test_client(), "dec").join(PROLIFIC_PID="e2").finish(by_key)
     csv_r = admin.client.get("/admin/studies/ind/export.csv")
@@ -378,7 +377,8 @@ def test_export_downloads_the_cli_and_export_rows_agree(admin, app, tmp_path):
     runner = app.test_cli_runner()
     out = tmp_path / "cli.json"
     r = runner.invoke(args=["export", "ind", "--out", str(out), "--json"])
-    assert json.loads(r.output) == {"study": "ind", "format": "json", "out": str(out), "rows": 5, "participants": 1}
+    assert json.loads(r.output) == {"studies": ["ind"], "format": "json", "out": str(out), "rows": 5,
+                                    "participants": 1}
     assert read_responses(out) == from_json
     stdout = runner.invoke(args=["export", "dec", "--format", "csv"]).output
     assert stdout.splitlines()[0] == ",".join(COLUMN_NAMES) and len(stdout.splitlines()) == 4
@@ -387,20 +387,13 @@ def test_export_downloads_the_cli_and_export_rows_agree(admin, app, tmp_path):
         study = db.session.execute(select(Study).where(Study.slug == "ind")).scalar_one()
         assert export_csv(study) == csv_r.get_data(as_text=True)
         expected = response_rows(study)
-        url = str(db.engine.url)
-        db.session.remove()
-        db.engine.dispose()
-    assert export_rows(url, "ind") == expected  # no app or request context needed
-    rows = export_rows(url)
+    assert read_responses(out) == expected
+    # no slug: every study, in slug order, on standard output
+    every = tmp_path / "all.csv"
+    every.write_text(runner.invoke(args=["export"]).output)
+    rows = read_responses(every)
     assert [r["study"] for r in rows] == ["dec"] * 3 + ["ind"] * 5 and all(r["chose_true_label"] is not None
-                                                                         for r in rows[:3])  # fmt: skip
-    with pytest.raises(DataError, match=r"no study 'x' \(studies: dec, ind\)"):
-        export_rows(url, "x")
-    with pytest.raises(DataError, match="no such SQLite database file"):
-        export_rows(f"sqlite:///{tmp_path / 'absent.sqlite3'}")
-    (tmp_path / "other.sqlite3").write_bytes(b"")
-    with pytest.raises(DataError, match="not a study server database"):
-        export_rows(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+                                                                         for r in rows[:3])
 
 
 # ---- withdrawal --------------------------------------------------------------------------------------
@@ -481,7 +474,7 @@ def test_init_demo_creates_the_demo_researcher(tmp_path, monkeypatch):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
     app = create_app()
-    r = app.test_cli_runner().invoke(args=["init-demo", "--batch", str(fixture_batch()), "--no-decode", "--json"])
+    r = app.test_cli_runner().invoke(args=["init-demo", "--batch", str(server_batch()), "--no-decode", "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.output.splitlines()[-1])
     assert info["participant_url"] == "http://127.0.0.1:5000/s/demo"
@@ -489,5 +482,5 @@ def test_init_demo_creates_the_demo_researcher(tmp_path, monkeypatch):
     assert info["researcher"] == {"email": "demo@example.org", "password": "demo-password", "created": True}
     ra = ResearcherActions(app.test_client(), "demo@example.org", "demo-password")
     assert ra.login().status_code == 302
-    text = app.test_cli_runner().invoke(args=["init-demo", "--batch", str(fixture_batch()), "--no-decode"]).output
+    text = app.test_cli_runner().invoke(args=["init-demo", "--batch", str(server_batch()), "--no-decode"]).output
     assert "Admin URL: http://127.0.0.1:5000/admin/" in text and "demo@example.org / demo-password" in text

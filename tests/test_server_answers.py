@@ -24,9 +24,9 @@ from study_server.answers import answer_sql
 from study_server.extensions import db
 from study_server.models import Response
 from study_server.models import Trial
-from study_server.testing import ParticipantActions
-from study_server.testing import as_one_group
-from study_server.testing import make_test_app
+from support.server import ParticipantActions
+from support.server import as_one_group
+from support.server import make_test_app
 
 STUDIES = [("ind", "indistinguishability", {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34,
                                             "control_share": 0.0})]  # fmt: skip

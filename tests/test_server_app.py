@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -26,8 +27,8 @@ from study_server.models import Participant
 from study_server.models import Study
 from study_server.studies import StudyConfigError
 from study_server.studies import create_study
-from study_server.testing import fixture_batch
-from study_server.testing import make_test_app
+from support.batches import server_batch
+from support.server import make_test_app
 
 ENV_KEYS = ("SECRET_KEY", "FLASK_SECRET_KEY", "STUDY_ENV", "DATABASE_URL", "FLASK_DEBUG")
 
@@ -130,10 +131,10 @@ def test_create_study_checks_every_setting(tmp_path):
 def test_init_demo_imports_a_batch_and_creates_the_demo_studies(tmp_path):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'd.sqlite3'}"})
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["init-demo", "--batch", str(fixture_batch()), "--no-decode"])
+    result = runner.invoke(args=["init-demo", "--batch", str(server_batch()), "--no-decode"])
     assert result.exit_code == 0, result.output
     assert "Participant URL: http://127.0.0.1:5000/s/demo" in result.output
-    again = runner.invoke(args=["init-demo", "--batch", str(fixture_batch()), "--no-decode"])
+    again = runner.invoke(args=["init-demo", "--batch", str(server_batch()), "--no-decode"])
     assert again.exit_code == 0 and "Participant URL" in again.output  # idempotent
     with app.app_context():
         studies = {s.slug: s.study_type for s in db.session.execute(select(Study)).scalars()}
@@ -144,34 +145,31 @@ def test_init_demo_imports_a_batch_and_creates_the_demo_studies(tmp_path):
     assert client.get("/s/demo").headers["Location"] == "/s/demo/consent"
 
 
-def test_init_demo_builds_the_batch_with_attack_gen_when_absent(tmp_path, monkeypatch):
-    fake = tmp_path / "attack-gen"
-    fake.write_text(textwrap.dedent(f"""\
-        #!/bin/sh
-        # stands in for `attack-gen batch --demo --out DIR`
-        [ "$1 $2 $3" = "batch --demo --out" ] || exit 3
-        cp -r {fixture_batch()} "$4"
-        """))
-    fake.chmod(0o755)
-    monkeypatch.setattr("study_server.cli._attack_gen", lambda: str(fake))
+def test_init_demo_uses_the_demo_batch_and_names_the_command_when_absent(tmp_path):
+    """The server does not build batches (that is attack_gen's job): it imports the one in the data root, and
+    without one says, in one line, what builds it."""
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'd.sqlite3'}"})
+    demo = data_root() / "batches" / "demo"
+    shutil.rmtree(demo, ignore_errors=True)
+    missing = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert missing.output.strip() == (f"Error: no demo batch in {demo}: build it first with `attack-gen batch --demo` "
+                                      "(a few minutes on a CPU), or pass --batch DIR")
+    demo.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(server_batch(), demo)
     result = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
     assert result.exit_code == 0, result.output
-    assert (data_root() / "batches" / "demo" / "manifest.json").is_file()
-    monkeypatch.setattr("study_server.cli._attack_gen", lambda: "/bin/false")
-    shutil.rmtree(data_root() / "batches" / "demo")
-    failed = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
-    assert failed.exit_code == 1 and "failed" in failed.output and "Traceback" not in failed.output
+    assert "/s/demo" in result.output
 
 
 def test_create_study_command(tmp_path):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'c.sqlite3'}"})
     runner = app.test_cli_runner()
     assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
-    r = runner.invoke(args=["create-study", "pilot", "--batch", str(fixture_batch()), "--type", "deceitfulness",
+    r = runner.invoke(args=["create-study", "pilot", "--batch", str(server_batch()), "--type", "deceitfulness",
                             "--trials", "4", "--no-decode", "--completion-code", "ABC"])  # fmt: skip
     assert r.exit_code == 0 and r.output.strip() == "/s/pilot"
-    r = runner.invoke(args=["create-study", "pilot", "--batch", str(fixture_batch()), "--type", "deceitfulness",
+    r = runner.invoke(args=["create-study", "pilot", "--batch", str(server_batch()), "--type", "deceitfulness",
                             "--no-decode"])  # fmt: skip
     assert r.exit_code == 1 and "exists already" in r.output and "Traceback" not in r.output
 
@@ -206,7 +204,7 @@ def test_the_server_never_imports_torch(tmp_path):
     script = textwrap.dedent(f"""\
         import sys
         from study_server import create_app
-        from study_server.testing import ParticipantActions
+        from support.server import ParticipantActions
         app = create_app({{"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite:///{db_file}"}})
         ParticipantActions(app.test_client(), "s").join(PROLIFIC_PID="t").finish(
             lambda t, s: s["options"][0]["value"])
@@ -214,6 +212,7 @@ def test_the_server_never_imports_torch(tmp_path):
         print(sorted(m for m in ("torch", "skia", "stimuli.render", "attack_gen") if m in sys.modules))
         """)
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent)  # the test support package
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"  # neither torch nor the renderer: a session runs on load_batch alone

@@ -18,8 +18,8 @@ from study_server.models import Study
 from study_server.models import Trial
 from study_server.studies import StudyConfigError
 from study_server.studies import create_study
-from study_server.testing import ParticipantActions
-from study_server.testing import make_test_app
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 BLOCKS = [
     {"study_type": "deceitfulness", "trials": 2, "practice_trials": 1},

@@ -13,8 +13,8 @@ from study_server.design import design_indistinguishability
 from study_server.design import design_naturalness
 from study_server.design import kinds_count
 from study_server.design import split_counts
-from study_server.screening import Answer
-from study_server.screening import screen
+from stimuli.screening import Answer
+from stimuli.screening import screen
 
 ABLATIONS = ["l2", "l2-acc", "l2-bone"]
 VARIANTS = ["smart", *ABLATIONS]

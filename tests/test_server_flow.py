@@ -26,8 +26,8 @@ from study_server.models import Response
 from study_server.models import Study
 from study_server.models import Trial
 from study_server.studies import cell_counts
-from study_server.testing import ParticipantActions
-from study_server.testing import make_test_app
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 STUDIES = [
     # 5 analysed trials: round(5 * 0.4) = 2 sensitivity, round(5 * 0.2) = 1 control, 2 perceivability

@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from study_server.testing import fixture_batch
-from study_server.testing import make_test_app
+from support.batches import server_batch
+from support.server import make_test_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,7 +133,7 @@ def test_serve_demo_prepares_the_demo_then_hands_over_to_gunicorn(tmp_path, monk
 
     monkeypatch.setattr("study_server.cli.os.execv", fake_execv)
     app = create_app()
-    r = app.test_cli_runner().invoke(args=["serve-demo", "--batch", str(fixture_batch()), "--no-decode",
+    r = app.test_cli_runner().invoke(args=["serve-demo", "--batch", str(server_batch()), "--no-decode",
                                            "--port", "5055"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "Participant URL: http://127.0.0.1:5055/s/demo" in r.output

@@ -19,8 +19,8 @@ from study_server import create_app
 from study_server import database_url
 from study_server.extensions import db
 from study_server.models import Response
-from study_server.testing import ParticipantActions
-from study_server.testing import make_test_app
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES = [("ind", "indistinguishability", {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34,
@@ -144,9 +144,13 @@ def test_a_relative_sqlite_url_means_the_file_from_the_current_folder(tmp_path, 
     app = make_test_app(tmp_path / "data" / "study.sqlite3", STUDIES)
     p = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="rel")
     assert p.answer(p.state(), "unchanged").status_code == 200
-    from study_server.export import export_rows
+    from stimuli.responses import read_responses
+    from study_server import create_app
 
-    rows = export_rows("sqlite:///data/study.sqlite3", study="ind")
+    other = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite:///data/study.sqlite3", "SECRET_KEY": "x",
+                        "STUDY_ENV": "production"})
+    (tmp_path / "out.csv").write_text(other.test_cli_runner().invoke(args=["export", "ind"]).output)
+    rows = read_responses(tmp_path / "out.csv")
     assert rows and {r["study"] for r in rows} == {"ind"}
 
 

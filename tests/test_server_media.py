@@ -19,10 +19,10 @@ from flask.testing import FlaskClient
 from stimuli.batch import load_batch
 from study_server.extensions import db
 from study_server.models import MediaToken
-from study_server.testing import FIXTURE_ACTIONS
-from study_server.testing import ParticipantActions
-from study_server.testing import fixture_batch
-from study_server.testing import make_test_app
+from support.batches import SERVER_ACTIONS
+from support.server import ParticipantActions
+from support.batches import server_batch
+from support.server import make_test_app
 
 STUDIES = [
     ("ind", "indistinguishability", {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4,
@@ -142,7 +142,7 @@ def test_pages_have_accessible_structure(app):
 
 # ---- the leak scan ---------------------------------------------------------------------------------
 def forbidden(deceitfulness: bool) -> list[re.Pattern[str]]:
-    batch = load_batch(fixture_batch())
+    batch = load_batch(server_batch())
     words = ["smart", "l2", "l2-acc", "l2-bone", "perceivability", "sensitivity", "attacked", "control",
              "variant", "variants", "true_label", "attacked_label", "label_order", "cell", "kind", "item_id",
              "stimulus", "composite", "manifest", "batch", "synthetic", "stgcn", "sha256"]  # fmt: skip
@@ -152,7 +152,7 @@ def forbidden(deceitfulness: bool) -> list[re.Pattern[str]]:
     for _, ref in batch.files():
         literals += [ref.sha256, ref.sha256[:16], ref.path]
     if not deceitfulness:  # the two class names are shown by design in deceitfulness only
-        words += list(FIXTURE_ACTIONS) + ["jog"]
+        words += list(SERVER_ACTIONS) + ["jog"]
     return [re.compile(rf"(?<![\w-]){re.escape(w)}(?![\w-])", re.I) for w in words] + \
         [re.compile(re.escape(x), re.I) for x in literals]  # fmt: skip
 

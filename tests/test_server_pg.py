@@ -27,7 +27,6 @@ from sqlalchemy.engine import make_url
 from study_server import create_app
 from study_server.accounts import create_researcher
 from study_server.dashboard import summary
-from study_server.export import export_rows
 from study_server.export import response_rows
 from study_server.extensions import db
 from study_server.models import Participant
@@ -35,12 +34,12 @@ from study_server.models import Response
 from study_server.models import Study
 from study_server.studies import create_study
 from study_server.studies import import_batch
-from study_server.testing import RESEARCHER
-from study_server.testing import PLAYED
-from study_server.testing import ParticipantActions
-from study_server.testing import ResearcherActions
-from study_server.testing import as_one_group
-from study_server.testing import fixture_batch
+from support.server import RESEARCHER
+from support.server import PLAYED
+from support.server import ParticipantActions
+from support.server import ResearcherActions
+from support.server import as_one_group
+from support.batches import server_batch
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("SMART_STUDY_TEST_PG", "postgresql+psycopg://smart:smart@127.0.0.1:5432/smart_test")
@@ -90,6 +89,18 @@ def pg_app(url: str) -> Any:
     return app
 
 
+def export_rows(url: str, slug: str | None, tmp_path: Any) -> list[dict[str, Any]]:
+    """The rows `flask --app study_server export [SLUG]` prints for the database at ``url``."""
+    from stimuli.responses import read_responses
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "x", "STUDY_ENV": "production"})
+    out = tmp_path / "export.csv"
+    out.write_text(app.test_cli_runner().invoke(args=["export", *([slug] if slug else [])]).output)
+    with app.app_context():
+        db.engine.dispose()
+    return read_responses(out)
+
+
 def test_migrations_build_exactly_the_models_schema_on_postgresql(pg_url):
     app = pg_app(pg_url)
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
@@ -110,12 +121,12 @@ def attentive(trial, state):
     return state["options"][0]["value"]
 
 
-def test_core_flows_on_postgresql(pg_url):
+def test_core_flows_on_postgresql(pg_url, tmp_path):
     app = pg_app(pg_url)
     runner = app.test_cli_runner()
-    first = runner.invoke(args=["import-batch", str(fixture_batch()), "--no-decode", "--json"])
+    first = runner.invoke(args=["import-batch", str(server_batch()), "--no-decode", "--json"])
     assert first.exit_code == 0 and json.loads(first.output)["created"] is True, first.output
-    again = runner.invoke(args=["import-batch", str(fixture_batch()), "--no-decode", "--json"])
+    again = runner.invoke(args=["import-batch", str(server_batch()), "--no-decode", "--json"])
     assert json.loads(again.output)["created"] is False
     with app.app_context():
         batch_id = json.loads(first.output)["batch_id"]
@@ -165,15 +176,15 @@ def test_core_flows_on_postgresql(pg_url):
         assert db.session.execute(select(func.count()).select_from(Response)).scalar_one() == 3 * 6 + 4
         db.session.remove()
         db.engine.dispose()
-    # export_rows from the URL alone (as `analysis report --db` calls it), any PostgreSQL scheme
-    assert export_rows(pg_url, "ind") == expected
-    assert export_rows(pg_url.replace("postgresql://", "postgres://", 1), "ind") == expected
-    assert len(export_rows(pg_url)) == len(expected) + 4
+    # the export command on the URL alone, any PostgreSQL scheme
+    assert export_rows(pg_url, "ind", tmp_path) == expected
+    assert export_rows(pg_url.replace("postgresql://", "postgres://", 1), "ind", tmp_path) == expected
+    assert len(export_rows(pg_url, None, tmp_path)) == len(expected) + 4
     # withdrawal, in one transaction
     lazy = db_participant(app, "pg-lazy")
     r = runner.invoke(args=["withdraw", "ind", lazy, "--yes", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["responses"] == 6
-    assert len(export_rows(pg_url, "ind")) == len(expected) - 6
+    assert len(export_rows(pg_url, "ind", tmp_path)) == len(expected) - 6
     with app.app_context():
         db.engine.dispose()
 
@@ -183,7 +194,7 @@ def test_answers_written_as_one_group_on_postgresql(pg_url):
     one transaction, each in its savepoint; every answer stored once."""
     app = pg_app(pg_url)
     with app.app_context():
-        batch = import_batch(fixture_batch(), decode=False)
+        batch = import_batch(server_batch(), decode=False)
         create_study("ind", batch, "indistinguishability", trials=3, practice_trials=0, sensitivity_share=0.34,
                      control_share=0.0)  # fmt: skip
     people = [ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID=f"pg-g{i}") for i in range(3)]

@@ -94,6 +94,7 @@ from torch import nn
 
 from attack_gen.data.preprocess import Canonical
 from attack_gen.recognizer import pipeline_logits
+from stimuli.attack_results import STATUSES
 from stimuli.errors import SmartStudyError
 from stimuli.skeleton import STANDARD, Skeleton
 
@@ -147,7 +148,6 @@ THREAT_MODELS = ("canonical", "raw")
 """``canonical``: attack the recognizer through its own preprocessing, on the skeleton's real
 degrees of freedom; ``raw``: the backbone on unpreprocessed input (see the module docstring)."""
 
-STATUSES = ("pending", "success", "failed", "nonfinite", "skipped")
 """A clip's outcome: not attacked yet; fooled the model; used every iteration without
 success; NaN/Inf during optimisation; not attacked (not recognised, or SA target equal
 to its true label)."""

@@ -46,6 +46,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from stimuli.attack_results import METRIC_KEYS, MODEL_DISPLAY, RESULT_FORMAT, RESULT_VERSION, STATUSES
 from stimuli.errors import DataError
 from stimuli.fileio import atomic_write, json_default as _json_default, read_npz
 
@@ -70,12 +71,7 @@ __all__ = [
     "METRIC_KEYS",
 ]
 
-RESULT_FORMAT = "smart-study-attack-result"
-RESULT_VERSION = 2
 LOSS_KEYS = ("class", "perceptual", "total", "position", "acceleration", "bone")
-METRIC_KEYS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
-MODEL_DISPLAY = {"hrnn": "HRNN", "stgcn": "ST-GCN", "asgcn": "AS-GCN", "dgnn": "DGNN", "agcn": "2s-AGCN"}
-"""The paper's names and row order."""
 
 _INT_FIELDS = ("iterations", "true_label", "original_label", "final_label", "target")
 
@@ -280,7 +276,7 @@ def summarize(result: AttackResult) -> dict[str, Any]:
     """
     a, rec = result.arrays, result.record
     status = a["status"]
-    counts = {s: int((status == s).sum()) for s in ("success", "failed", "nonfinite", "skipped", "pending")}
+    counts = {s: int((status == s).sum()) for s in STATUSES}
     attacked = counts["success"] + counts["failed"] + counts["nonfinite"]
     ok = status == "success"
     robust = int((ok & a["robust_success"]).sum())

@@ -33,8 +33,8 @@ from werkzeug.serving import make_server
 
 from study_server.extensions import db
 from study_server.models import MediaToken
-from study_server.testing import fixture_batch
-from study_server.testing import make_test_app
+from support.batches import server_batch
+from support.server import make_test_app
 
 CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -133,7 +133,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 def admin_server(tmp_path: Path) -> Iterator[LiveServer]:
     """An empty study server (no batch yet) with a researcher account; the dashboard refreshes every 0.5 s."""
     app = make_test_app(tmp_path / "admin.sqlite3", with_batch=False, researcher=True,
-                        config={"BATCH_ROOTS": [str(fixture_batch().parent)], "ADMIN_REFRESH_MS": 500})  # fmt: skip
+                        config={"BATCH_ROOTS": [str(server_batch().parent)], "ADMIN_REFRESH_MS": 500})  # fmt: skip
     with _serving(app, Faults()) as live:
         yield live
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from stimuli.responses import read_responses
-from study_server.testing import RESEARCHER
-from study_server.testing import fixture_batch
+from support.server import RESEARCHER
+from support.batches import server_batch
 
 try:
     from playwright.sync_api import expect
@@ -75,7 +75,7 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
 
     # import the batch (every video decoded), then again: nothing changes
     page.get_by_role("link", name="Batches").click()
-    batch = str(fixture_batch())
+    batch = str(server_batch())
     expect(page.locator("main")).to_contain_text(batch)
     page.get_by_label("Batch folder on the server").fill(batch)
     expect(page.get_by_label("Decode every video while checking")).to_be_checked()
@@ -169,7 +169,7 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
 
 def check_report_of_the_export(csv_path: Path, out: Path) -> None:
     exe = Path(sys.executable).with_name("analysis")
-    r = subprocess.run([str(exe), "report", "--responses", str(csv_path), "--batch", str(fixture_batch()),
+    r = subprocess.run([str(exe), "report", "--responses", str(csv_path), "--batch", str(server_batch()),
                         "--out", str(out), "--json", "--no-glmm", "--bootstrap", "50"],
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

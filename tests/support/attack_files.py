@@ -1,12 +1,7 @@
-"""Helpers for tests and benchmarks of ``analysis``: a tiny real stimulus batch and fake attack results.
+"""Attack result files with known counts, for tests of ``analysis``.
 
-* :func:`build_test_batch` writes a real batch (H.264 videos, posters) of a few synthetic
-  motions at 96x96, 10 fps, 1 s with the writer; the attacked variants are small smooth
-  deterministic perturbations (no attack engine, no torch) and only the composites the
-  analysis tests name are rendered (a few seconds on two cores).
-  :func:`cached_batch` builds it once per process into a temporary folder.
-* :func:`write_fake_result` / :func:`write_fake_transfer` write files in the attack
-  result / transfer formats (:mod:`analysis.attack_files`) from numpy, with known counts.
+:func:`write_fake_result` / :func:`write_fake_transfer` write files in the attack result
+and transfer formats (:mod:`stimuli.attack_results`) from numpy, with known counts.
 """
 
 from __future__ import annotations
@@ -20,66 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["TEST_ACTIONS", "build_test_batch", "cached_batch", "write_fake_result", "write_fake_transfer"]
-
-TEST_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack", "kick_right", "punch_right")
-_BUILT: dict[tuple, Path] = {}
-
-
-def _perturb(x: np.ndarray, k: int, scale: float) -> np.ndarray:
-    t = np.arange(len(x), dtype=np.float32)[:, None, None]
-    j = np.arange(25, dtype=np.float32)[None, :, None]
-    c = np.arange(3, dtype=np.float32)[None, None, :]
-    return (x + scale * (k + 1) * np.sin(0.4 * t + 0.7 * j + 1.3 * c + k)).astype(np.float32)
-
-
-def build_test_batch(out: str | Path, n_items: int = 5, dataset: str = "hdm05", model: str = "agcn",
-                     strategy: str = "ab", workers: int = 2) -> Path:  # fmt: skip
-    """Write the test batch (``n_items`` <= 6 synthetic motions; every variant fools the model but l2-bone on item 2)."""
-    from attack_gen.data.synthetic import generate_motion
-    from stimuli.batch import (
-        ATTACK_VARIANTS,
-        BatchItemInput,
-        CompositePlan,
-        Label,
-        SourceClip,
-        VariantInput,
-        write_batch,
-    )
-    from stimuli.render import RenderConfig
-
-    if not 1 <= n_items <= len(TEST_ACTIONS):
-        raise ValueError(f"n_items must be in 1..{len(TEST_ACTIONS)}, got {n_items}")
-    items = []
-    for i, action in enumerate(TEST_ACTIONS[:n_items]):
-        x = generate_motion(action, seed=i, fps=10.0, num_frames=10).positions.astype(np.float32)
-        true = Label(action, i)
-        other = Label(TEST_ACTIONS[(i + 1) % len(TEST_ACTIONS)], (i + 1) % len(TEST_ACTIONS))
-        variants: dict[str, VariantInput] = {"original": VariantInput(x, final_label=true)}
-        for k, name in enumerate(ATTACK_VARIANTS):
-            fooled = not (i == 2 and name == "l2-bone")
-            moved = _perturb(x, k, 0.004 * (1 + i % 3))
-            disp = float(np.linalg.norm(moved - x, axis=-1).mean())
-            variants[name] = VariantInput(moved, final_label=other if fooled else true, success=fooled,
-                                          metrics={"mean_joint_displacement_m": disp})  # fmt: skip
-        items.append(BatchItemInput(variants, true_label=true, attacked_label=other, motion_fps=10.0,
-                                    source=SourceClip(dataset, window=i, file=f"test-{i}.npz")))  # fmt: skip
-    write_batch(out, items, render_config=RenderConfig(width=96, height=96, fps=10.0, duration=1.0),
-                generator_config={"command": "analysis.testing.build_test_batch", "n_items": n_items},
-                provenance={"dataset": {"name": dataset}, "model": {"name": model}, "attack": {"strategy": strategy}},
-                composites=CompositePlan(naturalness=("smart", "l2"), indistinguishability=("original", "smart")),
-                workers=workers)  # fmt: skip
-    return Path(out)
-
-
-def cached_batch(n_items: int = 5, **kw: Any) -> Path:
-    """The test batch, built on first use in this process (removed at exit). Treat it as read-only."""
-    key = (n_items, tuple(sorted(kw.items())))
-    if key not in _BUILT:
-        tmp = Path(tempfile.mkdtemp(prefix="analysis-test-batch-"))
-        atexit.register(shutil.rmtree, tmp, True)
-        _BUILT[key] = build_test_batch(tmp / "batch", n_items, **kw)
-    return _BUILT[key]
+__all__ = ["write_fake_result", "write_fake_transfer"]
 
 
 

@@ -1,4 +1,4 @@
-"""Screening on the server (SPEC §5): a pure function of a participant's analysed answers.
+"""The screening rule (SPEC §5), once: the server applies it, the analysis and the simulator recompute it.
 
 Indistinguishability only (the other designs have no catch trials):
 
@@ -22,7 +22,13 @@ from dataclasses import field
 from typing import Any
 from typing import Iterable
 
-__all__ = ["Answer", "Screening", "screen"]
+__all__ = ["SENSITIVITY_THRESHOLD", "CONTROL_HIT_THRESHOLD", "Answer", "Screening", "screen", "exclusion_reasons"]
+
+SENSITIVITY_THRESHOLD = 0.8
+"""The paper's screen: a sensitivity accuracy below this excludes."""
+CONTROL_HIT_THRESHOLD = 0.8
+"""The positive-control screen when one is applied (a study sets it, or the report's "+controls" row uses it);
+by default a study does not screen on controls (the paper has none)."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,24 @@ def _rate(k: int, n: int) -> float | None:
     return None if n == 0 else k / n
 
 
-def screen(answers: Iterable[Answer], threshold: float = 0.8,
-           control_hit_threshold: float | None = None) -> Screening:  # fmt: skip
+def exclusion_reasons(accuracy: float | None, control_hit_rate: float | None,
+                      threshold: float = SENSITIVITY_THRESHOLD,
+                      control_hit_threshold: float | None = None) -> list[str]:
+    """Why a participant with this sensitivity accuracy and control hit rate is excluded (empty: kept).
+
+    A rate that is None or NaN (no such trials) excludes no one.
+    """
+    reasons = []
+    if accuracy is not None and accuracy == accuracy and accuracy < threshold:
+        reasons.append(f"sensitivity accuracy {accuracy:.2f} < {threshold:.2f}")
+    rate = control_hit_rate
+    if control_hit_threshold is not None and rate is not None and rate == rate and rate < control_hit_threshold:
+        reasons.append(f"positive-control hit rate {rate:.2f} < {control_hit_threshold:.2f}")
+    return reasons
+
+
+def screen(answers: Iterable[Answer], threshold: float = SENSITIVITY_THRESHOLD,
+           control_hit_threshold: float | None = None) -> Screening:
     """Screen one participant's valid indistinguishability answers (see module docstring)."""
     answers = list(answers)
     sens = [a for a in answers if a.kind == "sensitivity"]
@@ -75,11 +97,6 @@ def screen(answers: Iterable[Answer], threshold: float = 0.8,
     if ctrl and hits == 0:
         flags.append("missed_every_control")
     stats["flags"] = flags
-    reasons = []
-    acc = stats["sensitivity_accuracy"]
-    if acc is not None and acc < threshold:
-        reasons.append(f"sensitivity accuracy {acc:.2f} < {threshold:.2f}")
-    rate = stats["control_hit_rate"]
-    if control_hit_threshold is not None and rate is not None and rate < control_hit_threshold:
-        reasons.append(f"positive-control hit rate {rate:.2f} < {control_hit_threshold:.2f}")
+    reasons = exclusion_reasons(stats["sensitivity_accuracy"], stats["control_hit_rate"], threshold,
+                                control_hit_threshold)
     return Screening(bool(reasons), "; ".join(reasons) or None, stats)

@@ -1,11 +1,7 @@
-"""Helpers for tests of the study server: a tiny real stimulus batch and a scripted participant.
+"""Helpers for tests of the study server: a test app and a scripted participant and researcher.
 
-* :func:`fixture_batch` - a real batch (H.264 videos, posters, every composite) of a few
-  synthetic motions at 96x96, 10 fps, 1 s, built once per process (about 10 s on two
-  cores) into a temporary folder. The attacked variants are small deterministic
-  perturbations (the attack engine is not needed); the positive controls are the
-  writer's default. Building it imports the renderer and the synthetic motion generator
-  (numpy only); the server itself never imports either.
+* :func:`make_test_app` - a testing app on a fresh SQLite file with the server test batch
+  (:func:`support.batches.server_batch`) imported and the given studies created.
 * :class:`ParticipantActions` - drives a Flask test client through a study like a
   participant (entry, consent, about you, instructions, trials), flaskr's
   ``AuthActions`` style; ``trial()`` looks the current trial up in the database (the
@@ -34,70 +30,21 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from .answers import answer_sql
-from .extensions import db
-from .models import Attempt
-from .models import Participant
-from .models import Trial
+from study_server.answers import answer_sql
+from study_server.extensions import db
+from study_server.models import Attempt
+from study_server.models import Participant
+from study_server.models import Trial
 
-__all__ = ["FIXTURE_ACTIONS", "fixture_batch", "build_fixture_batch", "make_test_app", "ParticipantActions",
-           "ResearcherActions", "RESEARCHER", "csrf_token", "as_one_group"]
+from .batches import server_batch
+
+__all__ = ["make_test_app", "ParticipantActions", "ResearcherActions", "RESEARCHER", "PLAYED", "csrf_token",
+           "as_one_group"]
 
 RESEARCHER = ("researcher@example.org", "correct-horse-battery")
+"""The researcher account ``make_test_app(..., researcher=True)`` creates: (email, password)."""
 PLAYED = [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 1001.0, "mt": 1.0}]
 """Playback events of a clip watched to the end (what the page reports with an answer)."""
-"""The researcher account ``make_test_app(..., researcher=True)`` creates: (email, password)."""
-
-FIXTURE_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack")
-"""True classes of the fixture items (in order); every attack on them yields 'jog', except l2-bone on the third."""
-
-_BUILT: dict[int, Path] = {}
-
-
-def build_fixture_batch(out: str | Path, n_items: int = 3, workers: int = 2) -> Path:
-    """Write the fixture batch (``n_items`` <= 4 items) to ``out``; returns ``out``."""
-    import numpy as np
-
-    from attack_gen.data.synthetic import generate_motion
-    from stimuli.batch import ATTACK_VARIANTS
-    from stimuli.batch import BatchItemInput
-    from stimuli.batch import Label
-    from stimuli.batch import SourceClip
-    from stimuli.batch import VariantInput
-    from stimuli.batch import write_batch
-    from stimuli.render import RenderConfig
-
-    if not 1 <= n_items <= len(FIXTURE_ACTIONS):
-        raise ValueError(f"n_items must be in 1..{len(FIXTURE_ACTIONS)}, got {n_items}")
-    jog = Label("jog", 1)
-    items = []
-    for i, action in enumerate(FIXTURE_ACTIONS[:n_items]):
-        x = generate_motion(action, seed=i, fps=10.0, num_frames=10).positions
-        true = Label(action, 10 + i)
-        variants: dict[str, VariantInput] = {"original": VariantInput(x, final_label=true)}
-        t = np.arange(len(x), dtype=np.float32)[:, None, None]
-        j = np.arange(25, dtype=np.float32)[None, :, None]
-        c = np.arange(3, dtype=np.float32)[None, None, :]
-        for k, name in enumerate(ATTACK_VARIANTS):
-            fooled = not (i == 2 and name == "l2-bone")
-            moved = (x + 0.015 * (k + 1) * np.sin(0.4 * t + 0.7 * j + 1.3 * c + k)).astype(np.float32)
-            variants[name] = VariantInput(moved, final_label=jog if fooled else true, success=fooled)
-        items.append(BatchItemInput(variants, true_label=true, attacked_label=jog, motion_fps=10.0,
-                                    source=SourceClip("synthetic", window=i, file=f"fixture-{i}.npz")))  # fmt: skip
-    write_batch(out, items, render_config=RenderConfig(width=96, height=96, fps=10.0, duration=1.0),
-                generator_config={"command": "study_server.testing.build_fixture_batch", "n_items": n_items},
-                provenance={"dataset": {"name": "synthetic"}, "model": {"name": "stgcn"},
-                            "attack": {"strategy": "ab"}}, workers=workers)  # fmt: skip
-    return Path(out)
-
-
-def fixture_batch(n_items: int = 3) -> Path:
-    """The fixture batch, built on first use in this process (removed at exit). Treat it as read-only."""
-    if n_items not in _BUILT:
-        tmp = Path(tempfile.mkdtemp(prefix="study-fixture-batch-"))
-        atexit.register(shutil.rmtree, tmp, True)
-        _BUILT[n_items] = build_fixture_batch(tmp / "batch", n_items)
-    return _BUILT[n_items]
 
 
 def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[str, Any]]] = (), *,
@@ -110,10 +57,10 @@ def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[st
     exists. The database is built once per distinct set-up and copied for every later
     call (tests stay fast).
     """
-    from . import create_app
+    from study_server import create_app
 
     studies = [(slug, kind, dict(settings)) for slug, kind, settings in studies]
-    batch_dir = fixture_batch(n_items) if batch is None and with_batch else (Path(batch) if batch else None)
+    batch_dir = server_batch(n_items) if batch is None and with_batch else (Path(batch) if batch else None)
     key = repr((studies, str(batch_dir), researcher))
     if key not in _TEMPLATES:
         _TEMPLATES[key] = _build_template(batch_dir, studies, researcher)
@@ -129,11 +76,11 @@ def _build_template(batch_dir: Path | None, studies: list[tuple[str, str, dict[s
     from flask_migrate import stamp
     from sqlalchemy import text
 
-    from . import MIGRATIONS
-    from . import create_app
-    from .accounts import create_researcher
-    from .studies import create_study
-    from .studies import import_batch
+    from study_server import MIGRATIONS
+    from study_server import create_app
+    from study_server.accounts import create_researcher
+    from study_server.studies import create_study
+    from study_server.studies import import_batch
 
     tmp = Path(tempfile.mkdtemp(prefix="study-test-db-"))
     atexit.register(shutil.rmtree, tmp, True)
@@ -245,7 +192,7 @@ class ParticipantActions:
         these trials must store exactly one answer."""
         from sqlalchemy import func
 
-        from .models import Response
+        from study_server.models import Response
 
         for round_ in range(identical_rounds + 1):
             s = self.state()

@@ -1,6 +1,6 @@
-"""Reading attack result files without ``attack_gen`` (which imports torch): numpy and json only.
+"""The attack-result contract, once: the constants ``attack_gen`` writes with and the reader ``analysis`` uses.
 
-Two kinds of file (``attack-gen attack`` / ``attack-gen transfer`` write them):
+Numpy and json only (no torch). Two kinds of file (``attack-gen attack`` / ``attack-gen transfer`` write them):
 
 * an **attack result** ``.npz`` (``allow_pickle=False``) with a JSON ``record``
   (``format: "smart-study-attack-result"``, ``version: 2``). Fields this module needs:
@@ -27,6 +27,7 @@ one-line :class:`stimuli.errors.DataError` naming the file and field.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -36,17 +37,34 @@ import numpy as np
 from stimuli.errors import DataError
 from stimuli.fileio import read_npz
 
-from .paper import paper_strategy
-
-__all__ = ["RESULT_FORMAT", "AttackRun", "TransferRun", "read_attack_result", "read_transfer", "read_attack_files"]
+__all__ = ["RESULT_FORMAT", "RESULT_VERSION", "TRANSFER_VERSION", "THREAT_MODELS", "STATUSES", "ATTACKED",
+           "METRIC_KEYS", "MODEL_DISPLAY", "strategy_label", "AttackRun", "TransferRun", "read_attack_result",
+           "read_transfer", "read_attack_files"]
 
 RESULT_FORMAT = "smart-study-attack-result"
 RESULT_VERSION = 2
 TRANSFER_VERSION = 2
 THREAT_MODELS = ("canonical", "raw")
 STATUSES = ("pending", "success", "failed", "nonfinite", "skipped")
+"""A clip's status in a result: not yet attacked, fooled, not fooled, diverged, not eligible."""
+ATTACKED = ("success", "failed", "nonfinite")
+"""The statuses of clips that were attacked."""
+METRIC_KEYS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
+"""The perceptual metrics stored per clip (``stimuli.controls.deviation_metrics``)."""
+MODEL_DISPLAY = {"hrnn": "HRNN", "stgcn": "ST-GCN", "asgcn": "AS-GCN", "dgnn": "DGNN", "agcn": "2s-AGCN"}
+"""Registry name -> the paper's name, in the paper's row order."""
 _REQUIRED_ARRAYS = ("status", "success", "robust_success", "true_label", "final_label", "original", "adversarial")
-_OPTIONAL_ARRAYS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m", "iterations")
+_OPTIONAL_ARRAYS = (*METRIC_KEYS, "iterations")
+
+
+def strategy_label(strategy: Any, top_n: Any = None) -> str | None:
+    """``("abn", 3)`` -> ``"AB3"``, ``"ab"`` -> ``"AB"``, ``"AB5"`` -> ``"AB5"``, ``"sa"`` -> ``"SA"``; else None."""
+    if not isinstance(strategy, str):
+        return None
+    s = strategy.strip().upper()
+    if s == "ABN" and top_n is not None:
+        s = f"AB{int(top_n)}"
+    return s if s in ("AB", "SA") or re.fullmatch(r"AB\d+", s) else None
 
 
 @dataclass
@@ -74,7 +92,7 @@ class AttackRun:
     @property
     def attacked(self) -> np.ndarray:
         """Clips that were attacked (success, failed or non-finite; skipped and pending clips are not)."""
-        return np.isin(self.status, ("success", "failed", "nonfinite"))
+        return np.isin(self.status, ATTACKED)
 
     def class_name(self, k: int) -> str:
         return self.class_names[k] if 0 <= k < len(self.class_names) else str(k)
@@ -141,7 +159,7 @@ def read_attack_result(path: str | Path) -> AttackRun:
     if odd:
         raise DataError(f"{path}: unknown status value(s) {', '.join(odd)}; expected {', '.join(STATUSES)}")
     strategy = str(_get(record, "config.strategy"))
-    label = record.get("strategy_label") or paper_strategy(strategy, _get(record, "config.top_n")) or strategy
+    label = record.get("strategy_label") or strategy_label(strategy, _get(record, "config.top_n")) or strategy
     names_ = record.get("class_names")
     return AttackRun(
         path=path, model=str(_get(record, "checkpoint.model")), dataset=str(_get(record, "dataset.name") or "unknown"),
@@ -184,7 +202,7 @@ def read_transfer(path: str | Path) -> TransferRun:
                 raise DataError(f"{path}: matrix[{s!r}][{t!r}] must have {', '.join(sorted(keys))}")
     wb = doc.get("white_box") if isinstance(doc.get("white_box"), dict) else {}
     datasets = {str(wb[m]["dataset"]) for m in models if isinstance(wb.get(m), dict) and wb[m].get("dataset")}
-    label = doc.get("label") or paper_strategy(doc.get("strategy"), _get(doc, "config.top_n")) or "?"
+    label = doc.get("label") or strategy_label(doc.get("strategy"), _get(doc, "config.top_n")) or "?"
     return TransferRun(path, str(label), str(doc.get("loss") or "smart"), models, matrix,
                        datasets.pop() if len(datasets) == 1 else None, str(doc["threat_model"]))  # fmt: skip
 

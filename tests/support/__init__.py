@@ -1,0 +1,1 @@
+"""Test support shared by tests/ and bench/: real tiny batches, scripted participants, fake attack files."""
