@@ -21,15 +21,18 @@ Definitions (per clip ``n``, joint ``j``, frame ``t``; ``q`` original, ``q^`` ad
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any
+from typing import Iterable
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from stimuli.attack_results import AttackRun
+from stimuli.attack_results import TransferRun
 from stimuli.skeleton import STANDARD
 
 from . import paper
-from stimuli.attack_results import AttackRun, TransferRun
 from .stats import wilson_ci
 
 __all__ = [
@@ -67,21 +70,37 @@ def success_table(runs: Sequence[AttackRun], level: float = 0.95) -> pd.DataFram
         rlo, rhi = wilson_ci(kr, n, level)
         pm, pd_, ps = paper.paper_model(r.model), paper.paper_dataset(r.dataset), paper.paper_strategy(r.label)
         pv = paper.WHITE_BOX.get((pm, pd_, ps)) if r.loss == "smart" and r.threat_model == "raw" else None
-        rows.append({"file": r.path.name, "model": paper.display_model(r.model), "dataset": pd_ or r.dataset,
-                     "strategy": ps or r.label, "loss": r.loss, "threat_model": r.threat_model,
-                     "clips": len(r.status), "attacked": n,
-                     "succeeded": k, "robust_succeeded": kr, "failed": int((r.status == "failed").sum()),
-                     "nonfinite": int((r.status == "nonfinite").sum()), "skipped": int((r.status == "skipped").sum()),
-                     "pending": int((r.status == "pending").sum()), "rate": k / n if n else math.nan,
-                     "wilson_low": float(lo), "wilson_high": float(hi),
-                     "robust_rate": kr / n if n else math.nan, "robust_wilson_low": float(rlo),
-                     "robust_wilson_high": float(rhi),
-                     "paper": pv / 100 if pv is not None else math.nan})  # fmt: skip
+        rows.append(
+            {
+                "file": r.path.name,
+                "model": paper.display_model(r.model),
+                "dataset": pd_ or r.dataset,
+                "strategy": ps or r.label,
+                "loss": r.loss,
+                "threat_model": r.threat_model,
+                "clips": len(r.status),
+                "attacked": n,
+                "succeeded": k,
+                "robust_succeeded": kr,
+                "failed": int((r.status == "failed").sum()),
+                "nonfinite": int((r.status == "nonfinite").sum()),
+                "skipped": int((r.status == "skipped").sum()),
+                "pending": int((r.status == "pending").sum()),
+                "rate": k / n if n else math.nan,
+                "wilson_low": float(lo),
+                "wilson_high": float(hi),
+                "robust_rate": kr / n if n else math.nan,
+                "robust_wilson_low": float(rlo),
+                "robust_wilson_high": float(rhi),
+                "paper": pv / 100 if pv is not None else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def success_layout(table: pd.DataFrame, strategies: Sequence[str], loss: str = "smart",
-                   threat_model: str = "canonical") -> pd.DataFrame:
+def success_layout(
+    table: pd.DataFrame, strategies: Sequence[str], loss: str = "smart", threat_model: str = "canonical"
+) -> pd.DataFrame:
     """The paper's layout for one threat model: rows models (paper order, then others, then the mean),
     columns ``dataset strategy``.
 
@@ -128,15 +147,29 @@ def transfer_table(transfers: Sequence[TransferRun]) -> pd.DataFrame:
             for t in tr.models:
                 c = tr.matrix[s][t]
                 ps, pt = paper.display_model(s), paper.display_model(t)
-                pv = (paper.TRANSFER.get((ps, pt, paper.paper_strategy(tr.label)))
-                      if ntu and tr.loss == "smart" and tr.threat_model == "raw" else None)
-                rows.append({"file": tr.path.name, "strategy": tr.label, "loss": tr.loss, "threat_model": tr.threat_model,
-                             "dataset": paper.paper_dataset(tr.dataset) or tr.dataset, "surrogate": ps, "target": pt,
-                             "white_box": s == t, "eligible": c.get("eligible"), "fooled": c.get("fooled"),
-                             "rate": c["rate"] if c.get("rate") is not None else math.nan,
-                             "robust_fooled": c.get("robust_fooled"),
-                             "robust_rate": c["robust_rate"] if c.get("robust_rate") is not None else math.nan,
-                             "paper": pv / 100 if pv is not None else math.nan})  # fmt: skip
+                pv = (
+                    paper.TRANSFER.get((ps, pt, paper.paper_strategy(tr.label)))
+                    if ntu and tr.loss == "smart" and tr.threat_model == "raw"
+                    else None
+                )
+                rows.append(
+                    {
+                        "file": tr.path.name,
+                        "strategy": tr.label,
+                        "loss": tr.loss,
+                        "threat_model": tr.threat_model,
+                        "dataset": paper.paper_dataset(tr.dataset) or tr.dataset,
+                        "surrogate": ps,
+                        "target": pt,
+                        "white_box": s == t,
+                        "eligible": c.get("eligible"),
+                        "fooled": c.get("fooled"),
+                        "rate": c["rate"] if c.get("rate") is not None else math.nan,
+                        "robust_fooled": c.get("robust_fooled"),
+                        "robust_rate": c["robust_rate"] if c.get("robust_rate") is not None else math.nan,
+                        "paper": pv / 100 if pv is not None else math.nan,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -163,8 +196,9 @@ def transfer_layout(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def confusion(true: np.ndarray, final: np.ndarray, names: Sequence[str] | None = None,
-              normalise: bool = True) -> pd.DataFrame:  # fmt: skip
+def confusion(
+    true: np.ndarray, final: np.ndarray, names: Sequence[str] | None = None, normalise: bool = True
+) -> pd.DataFrame:
     """Confusion matrix of attacked labels: rows true class, columns the class the attacked clip got.
 
     Rows are normalised to sum to 1 (``normalise``), as in the paper's Fig. 2; classes that
@@ -174,18 +208,24 @@ def confusion(true: np.ndarray, final: np.ndarray, names: Sequence[str] | None =
     labels = sorted(set(true.tolist()) | set(final.tolist()), key=lambda x: (str(type(x)), x))
     idx = {v: i for i, v in enumerate(labels)}
     k = len(labels)
-    m = np.bincount(pd.Series(true).map(idx).to_numpy() * k + pd.Series(final).map(idx).to_numpy(),
-                    minlength=k * k).reshape(k, k).astype(float)  # fmt: skip
+    m = (
+        np.bincount(pd.Series(true).map(idx).to_numpy() * k + pd.Series(final).map(idx).to_numpy(), minlength=k * k)
+        .reshape(k, k)
+        .astype(float)
+    )
     if normalise:
         with np.errstate(invalid="ignore", divide="ignore"):
             m = m / m.sum(1, keepdims=True)
-    show = [names[v] if names is not None and isinstance(v, (int, np.integer)) and 0 <= v < len(names) else str(v)
-            for v in labels]  # fmt: skip
+    show = [
+        names[v] if names is not None and isinstance(v, (int, np.integer)) and 0 <= v < len(names) else str(v)
+        for v in labels
+    ]
     return pd.DataFrame(m, index=pd.Index(show, name="true"), columns=pd.Index(show, name="attacked"))
 
 
-def clip_summaries(original: Iterable[np.ndarray], adversarial: Iterable[np.ndarray],
-                   fps: float | Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def clip_summaries(
+    original: Iterable[np.ndarray], adversarial: Iterable[np.ndarray], fps: float | Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per clip and joint: mean displacement, original speed and original acceleration magnitude ``(N, 25)`` each."""
     D, S, A = [], [], []
     fps_list = list(fps) if isinstance(fps, (list, tuple, np.ndarray)) else None
@@ -213,8 +253,10 @@ def joint_correlations(D: np.ndarray, S: np.ndarray, A: np.ndarray) -> dict[str,
     """Fig. 4's three maps: displacement-displacement, -speed and -acceleration (rows: displacement's joint)."""
     names = list(STANDARD.joint_names)
     idx = pd.Index(names, name="displacement")
-    return {kind: pd.DataFrame(_corr(D, other), index=idx, columns=pd.Index(names, name=kind))
-            for kind, other in (("displacement", D), ("speed", S), ("acceleration", A))}  # fmt: skip
+    return {
+        kind: pd.DataFrame(_corr(D, other), index=idx, columns=pd.Index(names, name=kind))
+        for kind, other in (("displacement", D), ("speed", S), ("acceleration", A))
+    }
 
 
 def joint_deviation(pairs: dict[str, tuple[Iterable[np.ndarray], Iterable[np.ndarray]]]) -> pd.DataFrame:
@@ -224,15 +266,23 @@ def joint_deviation(pairs: dict[str, tuple[Iterable[np.ndarray], Iterable[np.nda
     """
     rows = []
     for method, (orig, adv) in pairs.items():
-        d = [np.linalg.norm(np.asarray(a, np.float64) - np.asarray(o, np.float64), axis=-1)
-             for o, a in zip(orig, adv)]  # fmt: skip
+        d = [np.linalg.norm(np.asarray(a, np.float64) - np.asarray(o, np.float64), axis=-1) for o, a in zip(orig, adv)]
         if not d:
             continue
         n_clips = len(d)
         d = np.concatenate(d, axis=0)  # (frames of all clips, 25)
         for j, name in enumerate(STANDARD.joint_names):
-            rows.append({"method": method, "joint": j, "joint_name": name, "clips": n_clips, "frames": int(d.shape[0]),
-                         "mean": float(d[:, j].mean()), "std": float(d[:, j].std(ddof=0))})
+            rows.append(
+                {
+                    "method": method,
+                    "joint": j,
+                    "joint_name": name,
+                    "clips": n_clips,
+                    "frames": int(d.shape[0]),
+                    "mean": float(d[:, j].mean()),
+                    "std": float(d[:, j].std(ddof=0)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -246,9 +296,16 @@ def batch_success(variants: pd.DataFrame, items: pd.DataFrame, level: float = 0.
         robust = g["robust_success"] if "robust_success" in g else pd.Series([None] * n)
         kr = int((ok & robust.fillna(False).astype(bool).to_numpy()).sum()) if robust.notna().all() else None
         lo, hi = wilson_ci(k, n, level)
-        row = {"variant": name, "items": n, "succeeded": k, "rate": k / n if n else math.nan,
-               "wilson_low": float(lo), "wilson_high": float(hi),
-               "robust_succeeded": kr, "robust_rate": kr / n if n and kr is not None else math.nan}  # fmt: skip
+        row = {
+            "variant": name,
+            "items": n,
+            "succeeded": k,
+            "rate": k / n if n else math.nan,
+            "wilson_low": float(lo),
+            "wilson_high": float(hi),
+            "robust_succeeded": kr,
+            "robust_rate": kr / n if n and kr is not None else math.nan,
+        }
         for c in g.columns:
             if c.startswith("metric:"):
                 row[c.split(":", 1)[1]] = float(pd.to_numeric(g[c], errors="coerce").mean())

@@ -179,8 +179,14 @@ def _fit(items, k, p, c, ties, start) -> BTDFit:
         return -ll, -g[sel]
 
     x0 = np.zeros(dim) if start is None else start
-    res = minimize(fun, x0, jac=True, method="L-BFGS-B",
-                   bounds=[(-BOUND, BOUND)] * dim, options={"maxiter": 500, "ftol": 1e-14, "gtol": 1e-10})
+    res = minimize(
+        fun,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-BOUND, BOUND)] * dim,
+        options={"maxiter": 500, "ftol": 1e-14, "gtol": 1e-10},
+    )
     full = unpack(res.x)
     lam = np.full(k, np.nan)
     lam[keep] = full[:kk] - full[:kk].mean()
@@ -188,8 +194,14 @@ def _fit(items, k, p, c, ties, start) -> BTDFit:
     return BTDFit(items, lam, nu, float(-res.fun), bool(res.success), n_total)
 
 
-def fit_btd_many(items: Sequence[str], pairs: Sequence[tuple[int, int]], counts, ties: bool | None = None,
-                 max_iter: int = 100, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+def fit_btd_many(
+    items: Sequence[str],
+    pairs: Sequence[tuple[int, int]],
+    counts,
+    ties: bool | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-9,
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit many tables ``counts (B, pairs, 3)`` at once: ``(log_strength (B, k), nu (B,))``.
 
     Damped Newton in numpy (the log-likelihood is concave), for bootstrap replicates.

@@ -14,9 +14,11 @@ from typing import Sequence
 import click
 
 from stimuli.cliutil import user_errors as _user_errors
-from stimuli.screening import CONTROL_HIT_THRESHOLD, SENSITIVITY_THRESHOLD
+from stimuli.screening import CONTROL_HIT_THRESHOLD
+from stimuli.screening import SENSITIVITY_THRESHOLD
 
 from . import __version__
+
 
 @click.group()
 @click.version_option(__version__, prog_name="analysis")
@@ -55,31 +57,85 @@ def _stdin_responses(columns: Sequence[str]):
 
 
 @cli.command()
-@click.option("--responses", "responses", type=click.Path(path_type=Path), required=True,
-              help="Exported responses (CSV or JSON); - reads them from standard input.")
+@click.option(
+    "--responses",
+    "responses",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Exported responses (CSV or JSON); - reads them from standard input.",
+)
 @click.option("--study", "studies", multiple=True, help="Only these study slugs (repeat; default: all).")
-@click.option("--batch", "batch_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
-              help="Stimulus batch folder the responses refer to (repeat for several).")
-@click.option("--attacks", "attack_files", type=click.Path(path_type=Path), multiple=True,
-              help="Attack result (.npz) or transfer summary (.json), or a folder of them (repeat).")
+@click.option(
+    "--batch",
+    "batch_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="Stimulus batch folder the responses refer to (repeat for several).",
+)
+@click.option(
+    "--attacks",
+    "attack_files",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Attack result (.npz) or transfer summary (.json), or a folder of them (repeat).",
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(0, 100_000), default=1000, show_default=True,
-              help="Bootstrap replicates for the intervals.")
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(0, 100_000),
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates for the intervals.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-@click.option("--level", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True,
-              help="Confidence level of the intervals.")
-@click.option("--sensitivity-threshold", type=click.FloatRange(0, 1), default=SENSITIVITY_THRESHOLD, show_default=True,
-              help="Paper's screen: minimum accuracy on original | original trials.")
-@click.option("--control-threshold", type=click.FloatRange(0, 1), default=CONTROL_HIT_THRESHOLD, show_default=True,
-              help="Positive-control screen: minimum hit rate on original | control trials.")
+@click.option(
+    "--level",
+    type=click.FloatRange(0.5, 1, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Confidence level of the intervals.",
+)
+@click.option(
+    "--sensitivity-threshold",
+    type=click.FloatRange(0, 1),
+    default=SENSITIVITY_THRESHOLD,
+    show_default=True,
+    help="Paper's screen: minimum accuracy on original | original trials.",
+)
+@click.option(
+    "--control-threshold",
+    type=click.FloatRange(0, 1),
+    default=CONTROL_HIT_THRESHOLD,
+    show_default=True,
+    help="Positive-control screen: minimum hit rate on original | control trials.",
+)
 @click.option("--glmm/--no-glmm", default=True, show_default=True, help="Fit the mixed logistic model.")
-@click.option("--glmm-max-participants", type=click.IntRange(2), default=100, show_default=True,
-              help="Fit the mixed model on a seeded random subset of at most this many participants.")
+@click.option(
+    "--glmm-max-participants",
+    type=click.IntRange(2),
+    default=100,
+    show_default=True,
+    help="Fit the mixed model on a seeded random subset of at most this many participants.",
+)
 @_user_errors
-def report(responses: Path, studies: Sequence[str], batch_dirs: Sequence[Path],
-           attack_files: Sequence[Path], out_dir: Path, as_json: bool, n_boot: int, seed: int, level: float,
-           sensitivity_threshold: float, control_threshold: float, glmm: bool, glmm_max_participants: int) -> None:
+def report(
+    responses: Path,
+    studies: Sequence[str],
+    batch_dirs: Sequence[Path],
+    attack_files: Sequence[Path],
+    out_dir: Path,
+    as_json: bool,
+    n_boot: int,
+    seed: int,
+    level: float,
+    sensitivity_threshold: float,
+    control_threshold: float,
+    glmm: bool,
+    glmm_max_participants: int,
+) -> None:
     """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
 
     Reads responses from --responses FILE (the server's CSV or JSON export; - for standard
@@ -89,16 +145,16 @@ def report(responses: Path, studies: Sequence[str], batch_dirs: Sequence[Path],
     labels) and prints a summary.
     """
     from stimuli.attack_results import read_attack_files
+
     from .perceptual import Options
-    from .readers import (
-        REPORT_COLUMNS,
-        attach_batches,
-        describe_inputs,
-        dumps,
-        load_batches,
-        read_responses_frame,
-    )
-    from .report import build_report, write_report
+    from .readers import REPORT_COLUMNS
+    from .readers import attach_batches
+    from .readers import describe_inputs
+    from .readers import dumps
+    from .readers import load_batches
+    from .readers import read_responses_frame
+    from .report import build_report
+    from .report import write_report
 
     t0 = time.perf_counter()
     batches = load_batches(batch_dirs)
@@ -113,10 +169,21 @@ def report(responses: Path, studies: Sequence[str], batch_dirs: Sequence[Path],
         df = df[df["study"].astype(str).isin(studies)]
     df = attach_batches(df, batches, source)
     runs, transfers = read_attack_files(_attack_paths(attack_files))
-    opts = Options(n_boot=n_boot, seed=seed, level=level, sensitivity_threshold=sensitivity_threshold,
-                   control_threshold=control_threshold, glmm=glmm, glmm_max_participants=glmm_max_participants)
-    inputs = {"responses": source, **describe_inputs(df), "batch_dirs": [str(b) for b in batch_dirs],
-              "attack_files": [str(p) for p in _attack_paths(attack_files)]}  # fmt: skip
+    opts = Options(
+        n_boot=n_boot,
+        seed=seed,
+        level=level,
+        sensitivity_threshold=sensitivity_threshold,
+        control_threshold=control_threshold,
+        glmm=glmm,
+        glmm_max_participants=glmm_max_participants,
+    )
+    inputs = {
+        "responses": source,
+        **describe_inputs(df),
+        "batch_dirs": [str(b) for b in batch_dirs],
+        "attack_files": [str(p) for p in _attack_paths(attack_files)],
+    }
     rep = build_report(df, batches, runs, transfers, opts, inputs)
     files = write_report(rep, out_dir)
     seconds = time.perf_counter() - t0
@@ -125,60 +192,141 @@ def report(responses: Path, studies: Sequence[str], batch_dirs: Sequence[Path],
         return
     for line in rep.console:
         click.echo(line)
-    click.echo(f"wrote {files['html']}, {files['markdown']}, {len(files['tables'])} tables and "
-               f"{len(files['figures'])} figures in {seconds:.1f} s")  # fmt: skip
+    click.echo(
+        f"wrote {files['html']}, {files['markdown']}, {len(files['tables'])} tables and "
+        f"{len(files['figures'])} figures in {seconds:.1f} s"
+    )
 
 
 @cli.command()
 @click.option("--participants", type=click.IntRange(1), required=True, help="Participants per study.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch", "batch_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
-              help="Stimulus batch folder to draw the trials from (repeat for several).")
+@click.option(
+    "--batch",
+    "batch_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="Stimulus batch folder to draw the trials from (repeat for several).",
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Responses file (.csv or .json).")
-@click.option("--study", "studies", type=click.Choice(["deceitfulness", "naturalness", "indistinguishability"]),
-              multiple=True, help="Study types to simulate (repeat; default: all three).")
+@click.option(
+    "--study",
+    "studies",
+    type=click.Choice(["deceitfulness", "naturalness", "indistinguishability"]),
+    multiple=True,
+    help="Study types to simulate (repeat; default: all three).",
+)
 @click.option("--deceitfulness-trials", type=click.IntRange(1), default=100, show_default=True)
-@click.option("--naturalness-motions", type=click.IntRange(1), default=50, show_default=True,
-              help="Motions per participant; two trials each (SMART vs an ablation, two ablations).")
+@click.option(
+    "--naturalness-motions",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="Motions per participant; two trials each (SMART vs an ablation, two ablations).",
+)
 @click.option("--indistinguishability-trials", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--sensitivity-share", type=click.FloatRange(0, 1), default=0.3, show_default=True)
 @click.option("--control-share", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--practice-trials", type=click.IntRange(0), default=2, show_default=True)
-@click.option("--perceivability-variant", "perc_variants", multiple=True,
-              help="Attacked variant(s) on the right in perceivability trials (default: smart).")
-@click.option("--screen-threshold", type=click.FloatRange(0, 1), default=SENSITIVITY_THRESHOLD, show_default=True,
-              help="The server's exclusion: sensitivity accuracy below this.")
-@click.option("--control-screen", type=click.FloatRange(0, 1), default=None,
-              help="Also exclude a positive-control hit rate below this (default: not screened).")
-@click.option("--slowdown", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
-              help="Playback slow-down of the indistinguishability clips.")
-@click.option("--p-true", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.93, show_default=True,
-              help="Deceitfulness: P(true label) for a typical participant and clip.")
+@click.option(
+    "--perceivability-variant",
+    "perc_variants",
+    multiple=True,
+    help="Attacked variant(s) on the right in perceivability trials (default: smart).",
+)
+@click.option(
+    "--screen-threshold",
+    type=click.FloatRange(0, 1),
+    default=SENSITIVITY_THRESHOLD,
+    show_default=True,
+    help="The server's exclusion: sensitivity accuracy below this.",
+)
+@click.option(
+    "--control-screen",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Also exclude a positive-control hit rate below this (default: not screened).",
+)
+@click.option(
+    "--slowdown",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Playback slow-down of the indistinguishability clips.",
+)
+@click.option(
+    "--p-true",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.93,
+    show_default=True,
+    help="Deceitfulness: P(true label) for a typical participant and clip.",
+)
 @click.option("--participant-sd", type=click.FloatRange(0), default=0.5, show_default=True, help="Log-odds SD.")
 @click.option("--clip-sd", type=click.FloatRange(0), default=0.3, show_default=True, help="Log-odds SD.")
-@click.option("--strength", "strengths", multiple=True, metavar="NAME=VALUE",
-              help="Naturalness strength of a method (default smart=2, l2-acc=1.3, l2=1, l2-bone=0.8).")
+@click.option(
+    "--strength",
+    "strengths",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Naturalness strength of a method (default smart=2, l2-acc=1.3, l2=1, l2-bone=0.8).",
+)
 @click.option("--tie", type=click.FloatRange(0), default=0.5, show_default=True, help="Davidson's tie parameter.")
 @click.option("--dprime", type=float, default=0.75, show_default=True, help="d' of an attacked clip.")
 @click.option("--dprime-sd", type=click.FloatRange(0), default=0.0, show_default=True)
 @click.option("--control-dprime", type=float, default=4.0, show_default=True, help="d' of a positive control.")
 @click.option("--criterion", type=float, default=1.645, show_default=True, help="'changed' above this.")
 @click.option("--lapse", type=click.FloatRange(0, 1), default=0.02, show_default=True)
-@click.option("--guessers", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of participants answering at random.")
-@click.option("--always-unchanged", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share answering 'unchanged' to every indistinguishability trial.")
+@click.option(
+    "--guessers",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of participants answering at random.",
+)
+@click.option(
+    "--always-unchanged",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share answering 'unchanged' to every indistinguishability trial.",
+)
 @click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--playback-failure", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the parameters and implied values as JSON.")
 @_user_errors
-def simulate(participants: int, seed: int, batch_dirs: Sequence[Path], out: Path, studies: Sequence[str],
-             deceitfulness_trials: int, naturalness_motions: int, indistinguishability_trials: int,
-             sensitivity_share: float, control_share: float, practice_trials: int, perc_variants: Sequence[str],
-             screen_threshold: float, control_screen: float | None, slowdown: float, p_true: float,
-             participant_sd: float, clip_sd: float, strengths: Sequence[str], tie: float, dprime: float,
-             dprime_sd: float, control_dprime: float, criterion: float, lapse: float, guessers: float,
-             always_unchanged: float, dropout: float, playback_failure: float, as_json: bool) -> None:
+def simulate(
+    participants: int,
+    seed: int,
+    batch_dirs: Sequence[Path],
+    out: Path,
+    studies: Sequence[str],
+    deceitfulness_trials: int,
+    naturalness_motions: int,
+    indistinguishability_trials: int,
+    sensitivity_share: float,
+    control_share: float,
+    practice_trials: int,
+    perc_variants: Sequence[str],
+    screen_threshold: float,
+    control_screen: float | None,
+    slowdown: float,
+    p_true: float,
+    participant_sd: float,
+    clip_sd: float,
+    strengths: Sequence[str],
+    tie: float,
+    dprime: float,
+    dprime_sd: float,
+    control_dprime: float,
+    criterion: float,
+    lapse: float,
+    guessers: float,
+    always_unchanged: float,
+    dropout: float,
+    playback_failure: float,
+    as_json: bool,
+) -> None:
     """Simulate participants of the three studies on a stimulus batch; write responses in the export format.
 
     Each study type gets --participants people of the observer model (see
@@ -187,36 +335,72 @@ def simulate(participants: int, seed: int, batch_dirs: Sequence[Path], out: Path
     """
     from dataclasses import asdict
 
-    from .readers import dumps, load_batches
-    from .simulate import Design, Observer, observer_from_options, parse_strengths, write_responses
+    from .readers import dumps
+    from .readers import load_batches
+    from .simulate import Design
+    from .simulate import Observer
+    from .simulate import observer_from_options
+    from .simulate import parse_strengths
     from .simulate import simulate as run
+    from .simulate import write_responses
 
     batches = load_batches(batch_dirs)
-    obs = observer_from_options(Observer(), parse_strengths(strengths), p_true=p_true, participant_sd=participant_sd,
-                                clip_sd=clip_sd, tie=tie, dprime=dprime, dprime_sd=dprime_sd,
-                                control_dprime=control_dprime, criterion=criterion, lapse=lapse, guessers=guessers,
-                                always_unchanged=always_unchanged, dropout=dropout,
-                                playback_failure=playback_failure)  # fmt: skip
-    design = Design(studies=tuple(studies) or Design().studies, deceitfulness_trials=deceitfulness_trials,
-                    naturalness_motions=naturalness_motions, indistinguishability_trials=indistinguishability_trials,
-                    sensitivity_share=sensitivity_share, control_share=control_share, practice_trials=practice_trials,
-                    perceivability_variants=tuple(perc_variants) or ("smart",), screen_threshold=screen_threshold,
-                    control_screen=control_screen, slowdown=slowdown)  # fmt: skip
+    obs = observer_from_options(
+        Observer(),
+        parse_strengths(strengths),
+        p_true=p_true,
+        participant_sd=participant_sd,
+        clip_sd=clip_sd,
+        tie=tie,
+        dprime=dprime,
+        dprime_sd=dprime_sd,
+        control_dprime=control_dprime,
+        criterion=criterion,
+        lapse=lapse,
+        guessers=guessers,
+        always_unchanged=always_unchanged,
+        dropout=dropout,
+        playback_failure=playback_failure,
+    )
+    design = Design(
+        studies=tuple(studies) or Design().studies,
+        deceitfulness_trials=deceitfulness_trials,
+        naturalness_motions=naturalness_motions,
+        indistinguishability_trials=indistinguishability_trials,
+        sensitivity_share=sensitivity_share,
+        control_share=control_share,
+        practice_trials=practice_trials,
+        perceivability_variants=tuple(perc_variants) or ("smart",),
+        screen_threshold=screen_threshold,
+        control_screen=control_screen,
+        slowdown=slowdown,
+    )
     t0 = time.perf_counter()
     df = run(batches, participants, seed, obs, design)
     write_responses(df, out)
-    payload = {"out": str(out), "rows": int(len(df)), "participants_per_study": participants, "seed": seed,
-               "observer": asdict(obs), "design": asdict(design), "implied": obs.implied(),
-               "seconds": time.perf_counter() - t0}  # fmt: skip
+    payload = {
+        "out": str(out),
+        "rows": int(len(df)),
+        "participants_per_study": participants,
+        "seed": seed,
+        "observer": asdict(obs),
+        "design": asdict(design),
+        "implied": obs.implied(),
+        "seconds": time.perf_counter() - t0,
+    }
     if as_json:
         click.echo(dumps(payload))
         return
     imp = obs.implied()
-    click.echo(f"wrote {out}: {len(df)} rows, {participants} participants x {len(design.studies)} "
-               f"stud{'y' if len(design.studies) == 1 else 'ies'} ({payload['seconds']:.1f} s)")  # fmt: skip
-    click.echo(f"implied: P(true label) {imp['p_true_marginal']:.3f} (typical {p_true:.3f}); attacked judged "
-               f"unchanged {imp['share_unchanged']:.3f}; d' {imp['dprime']:.2f}; control hits "
-               f"{imp['control_hit_rate']:.3f}")  # fmt: skip
+    click.echo(
+        f"wrote {out}: {len(df)} rows, {participants} participants x {len(design.studies)} "
+        f"stud{'y' if len(design.studies) == 1 else 'ies'} ({payload['seconds']:.1f} s)"
+    )
+    click.echo(
+        f"implied: P(true label) {imp['p_true_marginal']:.3f} (typical {p_true:.3f}); attacked judged "
+        f"unchanged {imp['share_unchanged']:.3f}; d' {imp['dprime']:.2f}; control hits "
+        f"{imp['control_hit_rate']:.3f}"
+    )
 
 
 def main() -> None:  # pragma: no cover

@@ -16,7 +16,8 @@ import base64
 import html
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,20 @@ import pandas as pd
 
 from .readers import dumps
 
-__all__ = ["MAX_ROWS", "Table", "Fig", "Section", "Report", "write_report", "pct", "ci", "pvalue", "p_text",
-           "format_table", "save_png"]
+__all__ = [
+    "MAX_ROWS",
+    "Table",
+    "Fig",
+    "Section",
+    "Report",
+    "write_report",
+    "pct",
+    "ci",
+    "pvalue",
+    "p_text",
+    "format_table",
+    "save_png",
+]
 
 MAX_ROWS = 40
 """Rows of a table shown in the HTML and Markdown reports (the CSV has all)."""
@@ -144,9 +157,13 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     md = [f"# {report.title}", "", f"Generated {report.summary['generated']}.", ""]
-    body = [f"<h1>{html.escape(report.title)}</h1>", f"<p class=note>Generated {report.summary['generated']}.</p>",
-            "<nav>" + "".join(f"<a href='#s{k}'>{html.escape(s.title)}</a>" for k, s in enumerate(report.sections))
-            + "</nav>"]  # fmt: skip
+    body = [
+        f"<h1>{html.escape(report.title)}</h1>",
+        f"<p class=note>Generated {report.summary['generated']}.</p>",
+        "<nav>"
+        + "".join(f"<a href='#s{k}'>{html.escape(s.title)}</a>" for k, s in enumerate(report.sections))
+        + "</nav>",
+    ]
     written_tables, written_figs = [], []
     table_names: set[str] = set()
     figure_names: set[str] = set()
@@ -162,8 +179,10 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
             (out / "figures" / f"{name}.png").write_bytes(png)
             written_figs.append(f"figures/{name}.png")
             md += [f"![{fig.caption}](figures/{name}.png)", "", f"*{fig.caption}*", ""]
-            body.append(f"<figure><img alt='{html.escape(fig.caption, quote=True)}' src='data:image/png;base64,"
-                        f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(fig.caption)}</figcaption></figure>")
+            body.append(
+                f"<figure><img alt='{html.escape(fig.caption, quote=True)}' src='data:image/png;base64,"
+                f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(fig.caption)}</figcaption></figure>"
+            )
             fig.figure.clear()
         for t in sec.tables:
             name = _unique(t.name, table_names)
@@ -187,12 +206,18 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
             if more:
                 body.append(f"<p class=note>{html.escape(more)}</p>")
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>smart-study report</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")  # fmt: skip
+    page = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>smart-study report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
     (out / "report.html").write_text(page, encoding="utf-8")
     summary = dict(report.summary)
-    summary["files"] = {"html": str(out / "report.html"), "markdown": str(out / "report.md"),
-                        "tables": written_tables, "figures": written_figs}  # fmt: skip
+    summary["files"] = {
+        "html": str(out / "report.html"),
+        "markdown": str(out / "report.md"),
+        "tables": written_tables,
+        "figures": written_figs,
+    }
     (out / "summary.json").write_text(dumps(summary) + "\n", encoding="utf-8")
     return summary["files"]
 

@@ -48,8 +48,9 @@ def _ax(ax: Axes | None, width: float = 6.4, height: float = 4.0) -> Axes:
     return new_axes(width, height) if ax is None else ax
 
 
-def plot_shares(table: pd.DataFrame, ax: Axes | None = None, title: str = "", xlabel: str = "share",
-                chance: float | None = 0.5) -> Axes:  # fmt: skip
+def plot_shares(
+    table: pd.DataFrame, ax: Axes | None = None, title: str = "", xlabel: str = "share", chance: float | None = 0.5
+) -> Axes:
     """Shares with two-way bootstrap (thick) and Wilson (thin) intervals per subset and group; the paper's as x."""
     ax = _ax(ax, 6.4, max(2.0, 0.32 * len(table) + 1.2))
     if table.empty:
@@ -73,8 +74,14 @@ def plot_shares(table: pd.DataFrame, ax: Axes | None = None, title: str = "", xl
     return ax
 
 
-def plot_histogram(values: Sequence[float], ax: Axes | None = None, title: str = "", xlabel: str = "",
-                   threshold: float | None = None, bins: int = 20) -> Axes:  # fmt: skip
+def plot_histogram(
+    values: Sequence[float],
+    ax: Axes | None = None,
+    title: str = "",
+    xlabel: str = "",
+    threshold: float | None = None,
+    bins: int = 20,
+) -> Axes:
     """A histogram on [0, 1] (e.g. per-participant shares), with an optional threshold line."""
     ax = _ax(ax, 5.0, 3.2)
     v = np.asarray(values, float)
@@ -95,8 +102,14 @@ def plot_preference(pref: pd.DataFrame, ax: Axes | None = None, title: str = "No
     p = pref.set_index("method").loc[order]
     ax.bar(order, 100 * p["normalised_preference"], color=[_METHOD_COLOURS.get(m, "#7f7f7f") for m in order])
     for i, m in enumerate(order):
-        ax.text(i, 100 * p.loc[m, "normalised_preference"], f"{100 * p.loc[m, 'normalised_preference']:.1f}",
-                ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.text(
+            i,
+            100 * p.loc[m, "normalised_preference"],
+            f"{100 * p.loc[m, 'normalised_preference']:.1f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylabel("preference (%)")
     ax.set_title(title + "\npaper: " + " > ".join(paper.NATURALNESS_ORDER), fontsize=9)
     return ax
@@ -134,15 +147,25 @@ def plot_pairs(pairs: pd.DataFrame, ax: Axes | None = None, title: str = "Pairwi
     return ax
 
 
-def plot_hit_fa(part: pd.DataFrame, ax: Axes | None = None, title: str = "Hits and false alarms per participant") -> Axes:
+def plot_hit_fa(
+    part: pd.DataFrame, ax: Axes | None = None, title: str = "Hits and false alarms per participant"
+) -> Axes:
     """False-alarm rate (sensitivity trials) against hit rate (attacked trials); excluded participants hollow."""
     ax = _ax(ax, 4.6, 4.2)
     rng = np.random.default_rng(0)
-    jit = lambda n: rng.uniform(-0.006, 0.006, n)
+
+    def jit(n: int) -> np.ndarray:
+        return rng.uniform(-0.006, 0.006, n)
+
     for excluded, style in ((False, dict(color="#1f77b4")), (True, dict(facecolors="none", edgecolors="#d62728"))):
         g = part[part["server_excluded"] == excluded]
-        ax.scatter(g["false_alarms"] / g["sensitivity_trials"] + jit(len(g)), g["hit_rate"] + jit(len(g)), s=14,
-                   label="excluded" if excluded else "analysed", **style)  # fmt: skip
+        ax.scatter(
+            g["false_alarms"] / g["sensitivity_trials"] + jit(len(g)),
+            g["hit_rate"] + jit(len(g)),
+            s=14,
+            label="excluded" if excluded else "analysed",
+            **style,
+        )
     ax.plot([0, 1], [0, 1], color="k", lw=0.5, ls=":")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
@@ -168,8 +191,9 @@ def plot_confusion(matrix: pd.DataFrame, ax: Axes | None = None, title: str = ""
     return ax
 
 
-def plot_joint_map(corr: pd.DataFrame, ax: Axes | None = None, title: str = "", names: bool = True,
-                   colorbar: bool = True) -> Axes:  # fmt: skip
+def plot_joint_map(
+    corr: pd.DataFrame, ax: Axes | None = None, title: str = "", names: bool = True, colorbar: bool = True
+) -> Axes:
     """A 25 x 25 joint correlation map (Fig. 4): brighter is higher; joint numbers on x, numbers and names on y."""
     ax = _ax(ax, 5.6, 5.0)
     im = ax.imshow(corr.to_numpy(float), cmap="viridis", vmin=-1, vmax=1)
@@ -189,8 +213,9 @@ def plot_joint_map(corr: pd.DataFrame, ax: Axes | None = None, title: str = "", 
 def joint_maps_figure(maps: dict[str, pd.DataFrame], title: str = "") -> Figure:
     """Fig. 4's three maps side by side (displacement-displacement, -speed, -acceleration)."""
     fig = Figure(figsize=(12.5, 4.2))  # fixed margins: a layout engine would measure every tick label twice
-    axes = fig.subplots(1, len(maps), gridspec_kw={"left": 0.1, "right": 0.97, "bottom": 0.11, "top": 0.9,
-                                                   "wspace": 0.06})  # fmt: skip
+    axes = fig.subplots(
+        1, len(maps), gridspec_kw={"left": 0.1, "right": 0.97, "bottom": 0.11, "top": 0.9, "wspace": 0.06}
+    )
     for k, (kind, m) in enumerate(maps.items()):
         plot_joint_map(m, ax=axes[k], title=f"displacement-{kind}", names=k == 0, colorbar=False)
     fig.colorbar(axes[0].images[0], ax=list(axes), shrink=0.8, pad=0.01)
@@ -198,8 +223,9 @@ def joint_maps_figure(maps: dict[str, pd.DataFrame], title: str = "") -> Figure:
     return fig
 
 
-def plot_joint_deviation(dev: pd.DataFrame, stat: str = "mean", ax: Axes | None = None, title: str = "",
-                         names: bool = True) -> Axes:  # fmt: skip
+def plot_joint_deviation(
+    dev: pd.DataFrame, stat: str = "mean", ax: Axes | None = None, title: str = "", names: bool = True
+) -> Axes:
     """Grouped bars per joint of the deviation's ``stat`` (mean or std, cm) for each method (Fig. 7)."""
     ax = _ax(ax, 8.0, 3.2)
     methods = [m for m in paper.METHODS if m in set(dev["method"])] + sorted(set(dev["method"]) - set(paper.METHODS))
@@ -233,7 +259,7 @@ def plot_success(table: pd.DataFrame, ax: Axes | None = None, title: str = "Atta
     ax = _ax(ax, 6.4, max(2.0, 0.35 * len(table) + 1.2))
     y = np.arange(len(table))[::-1]
     lab = table.get("label", pd.Series([""] * len(table)))
-    for yi, r, name in zip(y, table.itertuples(), lab):
+    for yi, r in zip(y, table.itertuples()):
         ax.plot([r.wilson_low, r.wilson_high], [yi, yi], color="#1f77b4")
         ax.plot(r.rate, yi, "o", color="#1f77b4")
         if np.isfinite(getattr(r, "robust_rate", np.nan)):

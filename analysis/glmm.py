@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import numpy as np
 import pandas as pd
@@ -51,8 +52,15 @@ def _expit(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def mixed_logistic(y: np.ndarray, participant: np.ndarray, clip: np.ndarray, *, max_participants: int = 100,
-                   seed: int = 0, level: float = 0.95) -> MixedFit:  # fmt: skip
+def mixed_logistic(
+    y: np.ndarray,
+    participant: np.ndarray,
+    clip: np.ndarray,
+    *,
+    max_participants: int = 100,
+    seed: int = 0,
+    level: float = 0.95,
+) -> MixedFit:
     """Fit the model to binary outcomes ``y`` with group labels ``participant`` and ``clip`` (arrays of one length)."""
     from scipy import sparse
     from scipy.stats import norm
@@ -104,8 +112,15 @@ def mixed_logistic(y: np.ndarray, participant: np.ndarray, clip: np.ndarray, *, 
     from threadpoolctl import threadpool_limits
 
     names = [c[0] for c in comps]
-    model = BinomialBayesMixedGLM(y, np.ones((n, 1)), z, ident_a, fep_names=["Intercept"], vcp_names=names,
-                                  vc_names=[f"re{i}" for i in range(offset)])  # fmt: skip
+    model = BinomialBayesMixedGLM(
+        y,
+        np.ones((n, 1)),
+        z,
+        ident_a,
+        fep_names=["Intercept"],
+        vcp_names=names,
+        vc_names=[f"re{i}" for i in range(offset)],
+    )
     k_all = 1 + len(comps) + offset
     mean = np.zeros(k_all)
     mean[0] = math.log(pbar / (1 - pbar))
@@ -130,14 +145,36 @@ def mixed_logistic(y: np.ndarray, participant: np.ndarray, clip: np.ndarray, *, 
     lo, hi = fe - z975 * fe_sd, fe + z975 * fe_sd
     table = [
         {"term": "intercept", "scale": "log-odds", "estimate": fe, "sd": fe_sd, "ci_low": lo, "ci_high": hi},
-        {"term": "intercept", "scale": "probability", "estimate": _expit(fe), "sd": math.nan,
-         "ci_low": _expit(lo), "ci_high": _expit(hi)},
-    ]  # fmt: skip
+        {
+            "term": "intercept",
+            "scale": "probability",
+            "estimate": _expit(fe),
+            "sd": math.nan,
+            "ci_low": _expit(lo),
+            "ci_high": _expit(hi),
+        },
+    ]
     for name, m, s in zip(names, vcp, vcp_sd):
-        table.append({"term": f"sd({name})", "scale": "log-odds", "estimate": math.exp(m), "sd": math.nan,
-                      "ci_low": math.exp(m - z975 * s), "ci_high": math.exp(m + z975 * s)})  # fmt: skip
+        table.append(
+            {
+                "term": f"sd({name})",
+                "scale": "log-odds",
+                "estimate": math.exp(m),
+                "sd": math.nan,
+                "ci_low": math.exp(m - z975 * s),
+                "ci_high": math.exp(m + z975 * s),
+            }
+        )
     missing = {"participant", "clip"} - set(names)
     if missing:
         note = "; ".join(x for x in (note, f"only one level of {', '.join(sorted(missing))}: effect left out") if x)
-    return MixedFit(pd.DataFrame(table), True, "BinomialBayesMixedGLM.fit_vb (mean-field VB)",
-                    note, used, n_total, int(n), {"iterations": int(getattr(res.optim_retvals, "nit", -1))})  # fmt: skip
+    return MixedFit(
+        pd.DataFrame(table),
+        True,
+        "BinomialBayesMixedGLM.fit_vb (mean-field VB)",
+        note,
+        used,
+        n_total,
+        int(n),
+        {"iterations": int(getattr(res.optim_retvals, "nit", -1))},
+    )

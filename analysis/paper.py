@@ -9,11 +9,11 @@ paper's names: datasets ``HDM05``, ``MHAD``, ``NTU``; models ``HRNN``, ``ST-GCN`
 
 from __future__ import annotations
 
-
 from types import MappingProxyType
 from typing import Any
 
-from stimuli.attack_results import MODEL_DISPLAY, strategy_label
+from stimuli.attack_results import MODEL_DISPLAY
+from stimuli.attack_results import strategy_label
 
 __all__ = [
     "DATASETS",
@@ -41,8 +41,9 @@ STRATEGIES = ("AB", "AB3", "AB5", "SA")
 METHODS = ("smart", "l2", "l2-acc", "l2-bone")
 """SMART and its ablations (the Naturalness study's methods), in the batch's variant names."""
 
-MODEL_NAMES = MappingProxyType({**MODEL_DISPLAY, "2s-agcn": "2s-AGCN", "st-gcn": "ST-GCN", "as-gcn": "AS-GCN",
-                                "2sagcn": "2s-AGCN"})
+MODEL_NAMES = MappingProxyType(
+    {**MODEL_DISPLAY, "2s-agcn": "2s-AGCN", "st-gcn": "ST-GCN", "as-gcn": "AS-GCN", "2sagcn": "2s-AGCN"}
+)
 """Our registry names (``attack_gen.models``) and spellings of them -> the paper's names."""
 
 
@@ -55,30 +56,64 @@ def _table(rows: dict[str, dict[str, tuple[float, float, float]]]) -> MappingPro
     return MappingProxyType(out)
 
 
-WHITE_BOX = _table({
-    "HRNN": {"AB": (100, 100, 99.56), "AB3": (100, 100, 99.84), "AB5": (100, 100, 99.62),
-             "SA": (67.19, 57.41, 49.17)},
-    "ST-GCN": {"AB": (99.57, 99.96, 100), "AB3": (93.30, 76.86, 95.86), "AB5": (90.28, 70.5, 91.32),
-               "SA": (74.95, 66.93, 100)},
-    "AS-GCN": {"AB": (99.36, 92.84, 97.43), "AB3": (91.46, 42.07, 91.18), "AB5": (82.83, 22.34, 82.47),
-               "SA": (64.62, 40.18, 99.48)},
-    "DGNN": {"AB": (96.09, 94.46, 92.51), "AB3": (93.55, 87.54, 98.73), "AB5": (86.32, 74.27, 97.62),
-             "SA": (97.26, 96.13, 99.99)},
-    "2s-AGCN": {"AB": (99.18, 95.97, 100), "AB3": (83.40, 55.9, 100), "AB5": (75.2, 32.08, 100),
-                "SA": (96.72, 97.53, 100)},
-    "mean": {"AB": (98.84, 96.65, 97.9), "AB3": (92.34, 72.47, 97.12), "AB5": (86.93, 59.84, 94.21),
-             "SA": (80.15, 71.64, 89.73)},
-})  # fmt: skip
-"""Tables 1-3: white-box success rate (%) by ``(model, dataset, strategy)``; ``model="mean"`` is the paper's mean row."""
+WHITE_BOX = _table(
+    {
+        "HRNN": {
+            "AB": (100, 100, 99.56),
+            "AB3": (100, 100, 99.84),
+            "AB5": (100, 100, 99.62),
+            "SA": (67.19, 57.41, 49.17),
+        },
+        "ST-GCN": {
+            "AB": (99.57, 99.96, 100),
+            "AB3": (93.30, 76.86, 95.86),
+            "AB5": (90.28, 70.5, 91.32),
+            "SA": (74.95, 66.93, 100),
+        },
+        "AS-GCN": {
+            "AB": (99.36, 92.84, 97.43),
+            "AB3": (91.46, 42.07, 91.18),
+            "AB5": (82.83, 22.34, 82.47),
+            "SA": (64.62, 40.18, 99.48),
+        },
+        "DGNN": {
+            "AB": (96.09, 94.46, 92.51),
+            "AB3": (93.55, 87.54, 98.73),
+            "AB5": (86.32, 74.27, 97.62),
+            "SA": (97.26, 96.13, 99.99),
+        },
+        "2s-AGCN": {
+            "AB": (99.18, 95.97, 100),
+            "AB3": (83.40, 55.9, 100),
+            "AB5": (75.2, 32.08, 100),
+            "SA": (96.72, 97.53, 100),
+        },
+        "mean": {
+            "AB": (98.84, 96.65, 97.9),
+            "AB3": (92.34, 72.47, 97.12),
+            "AB5": (86.93, 59.84, 94.21),
+            "SA": (80.15, 71.64, 89.73),
+        },
+    }
+)
+"""Tables 1-3: white-box success rate (%) by ``(model, dataset, strategy)``; ``model="mean"``: the mean row."""
 
-TRANSFER = MappingProxyType({
-    ("DGNN", "2s-AGCN", "AB"): 90.6, ("DGNN", "2s-AGCN", "AB5"): 90.99,
-    ("DGNN", "AS-GCN", "AB"): 7.24, ("DGNN", "AS-GCN", "AB5"): 7.63,
-    ("2s-AGCN", "DGNN", "AB"): 98.37, ("2s-AGCN", "DGNN", "AB5"): 98.46,
-    ("2s-AGCN", "AS-GCN", "AB"): 98.10, ("2s-AGCN", "AS-GCN", "AB5"): 98.96,
-    ("AS-GCN", "DGNN", "AB"): 10.90, ("AS-GCN", "DGNN", "AB5"): 12.97,
-    ("AS-GCN", "2s-AGCN", "AB"): 91.17, ("AS-GCN", "2s-AGCN", "AB5"): 91.99,
-})  # fmt: skip
+TRANSFER = MappingProxyType(
+    {
+        ("DGNN", "2s-AGCN", "AB"): 90.6,
+        ("DGNN", "2s-AGCN", "AB5"): 90.99,
+        ("DGNN", "AS-GCN", "AB"): 7.24,
+        ("DGNN", "AS-GCN", "AB5"): 7.63,
+        ("2s-AGCN", "DGNN", "AB"): 98.37,
+        ("2s-AGCN", "DGNN", "AB5"): 98.46,
+        ("2s-AGCN", "AS-GCN", "AB"): 98.10,
+        ("2s-AGCN", "AS-GCN", "AB5"): 98.96,
+        ("AS-GCN", "DGNN", "AB"): 10.90,
+        ("AS-GCN", "DGNN", "AB5"): 12.97,
+        ("AS-GCN", "2s-AGCN", "AB"): 91.17,
+        ("AS-GCN", "2s-AGCN", "AB5"): 91.99,
+    }
+)
 """Table 4: black-box transfer success (%) on NTU by ``(surrogate, target, strategy)``."""
 
 DECEITFULNESS = MappingProxyType({"overall": 93.32, "HDM05": 86.77, "MHAD": 96.38})

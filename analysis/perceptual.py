@@ -21,30 +21,34 @@ and the attacked variant shown is SMART.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from stimuli.errors import DataError
-from stimuli.screening import CONTROL_HIT_THRESHOLD, SENSITIVITY_THRESHOLD, exclusion_reasons
+from stimuli.screening import CONTROL_HIT_THRESHOLD
+from stimuli.screening import SENSITIVITY_THRESHOLD
+from stimuli.screening import exclusion_reasons
 
 from . import paper
-from .bt import comparison_groups, fit_btd, fit_btd_many
-from .stats import (
-    binom_test,
-    bootstrap_weights,
-    clopper_pearson_ci,
-    cluster_bootstrap_ratio,
-    dprime,
-    holm,
-    percentile_interval,
-    pigeonhole_bootstrap_ratio,
-    sign_test,
-    spread,
-    wilson_ci,
-)
+from .bt import comparison_groups
+from .bt import fit_btd
+from .bt import fit_btd_many
+from .stats import binom_test
+from .stats import bootstrap_weights
+from .stats import clopper_pearson_ci
+from .stats import cluster_bootstrap_ratio
+from .stats import dprime
+from .stats import holm
+from .stats import percentile_interval
+from .stats import pigeonhole_bootstrap_ratio
+from .stats import sign_test
+from .stats import spread
+from .stats import wilson_ci
 
 __all__ = [
     "Options",
@@ -153,8 +157,20 @@ def _share_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> di
     num, den, P, C = _two_way(g, y)
     if n == 0:
         nan = math.nan
-        return {"participants": 0, "clips": 0, "trials": 0, "count": 0, "share": nan, "wilson_low": nan,
-                "wilson_high": nan, "cp_low": nan, "cp_high": nan, "boot_low": nan, "boot_high": nan, "p_value": nan}
+        return {
+            "participants": 0,
+            "clips": 0,
+            "trials": 0,
+            "count": 0,
+            "share": nan,
+            "wilson_low": nan,
+            "wilson_high": nan,
+            "cp_low": nan,
+            "cp_high": nan,
+            "boot_low": nan,
+            "boot_high": nan,
+            "p_value": nan,
+        }
     wl, wh = wilson_ci(k, n, opts.level)
     cl, ch = clopper_pearson_ci(k, n, opts.level)
     if P < 2:  # resampling one participant says nothing about other participants
@@ -163,9 +179,20 @@ def _share_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> di
         bl, bh = pigeonhole_bootstrap_ratio(num, den, opts.n_boot, opts.level, opts.rng(*salt))
     else:
         bl, bh = cluster_bootstrap_ratio(num[:, 0], den[:, 0], opts.n_boot, opts.level, opts.rng(*salt))
-    return {"participants": P, "clips": C, "trials": n, "count": int(k), "share": k / n if n else math.nan,
-            "wilson_low": float(wl), "wilson_high": float(wh), "cp_low": float(cl), "cp_high": float(ch),
-            "boot_low": bl, "boot_high": bh, "p_value": float(binom_test(int(k), n)) if n else math.nan}  # fmt: skip
+    return {
+        "participants": P,
+        "clips": C,
+        "trials": n,
+        "count": int(k),
+        "share": k / n if n else math.nan,
+        "wilson_low": float(wl),
+        "wilson_high": float(wh),
+        "cp_low": float(cl),
+        "cp_high": float(ch),
+        "boot_low": bl,
+        "boot_high": bh,
+        "p_value": float(binom_test(int(k), n)) if n else math.nan,
+    }
 
 
 def _reason_category(reason: pd.Series) -> pd.Series:
@@ -188,36 +215,64 @@ def counts(df: pd.DataFrame) -> StudyResult:
     """
     ok = analysable(df)
     keys = ["study", "study_type", "participant"]
-    p = (df.assign(_ok=ok, _reason=df["exclusion_reason"].astype(object))
-         .groupby(keys, observed=True, sort=False)
-         .agg(completed=("participant_completed", "max"), excluded=("excluded", "max"), started=("_ok", "max"),
-              reason=("_reason", "first"))
-         .reset_index())  # fmt: skip
+    p = (
+        df.assign(_ok=ok, _reason=df["exclusion_reason"].astype(object))
+        .groupby(keys, observed=True, sort=False)
+        .agg(
+            completed=("participant_completed", "max"),
+            excluded=("excluded", "max"),
+            started=("_ok", "max"),
+            reason=("_reason", "first"),
+        )
+        .reset_index()
+    )
     p["analysed"] = p["completed"] & ~p["excluded"]
-    c = (p.groupby(["study", "study_type"], observed=True)
-         .agg(recruited=("participant", "size"), started=("started", "sum"), completed=("completed", "sum"),
-              excluded=("excluded", "sum"), analysed=("analysed", "sum"))
-         .reset_index())  # fmt: skip
+    c = (
+        p.groupby(["study", "study_type"], observed=True)
+        .agg(
+            recruited=("participant", "size"),
+            started=("started", "sum"),
+            completed=("completed", "sum"),
+            excluded=("excluded", "sum"),
+            analysed=("analysed", "sum"),
+        )
+        .reset_index()
+    )
     ex = p[p["excluded"]].copy()
     ex["reason"] = ex["reason"].fillna("(no reason given)")
     ex["reason_kind"] = _reason_category(ex["reason"])
-    exclusions = (ex.groupby(["study", "study_type", "reason_kind"], observed=True)
-                  .agg(participants=("participant", "size"), completed=("completed", "sum"),
-                       example=("reason", "first"))
-                  .reset_index())  # fmt: skip
-    t = df.assign(_ok=ok, _an=ok & _analysed(df), _rep=df["attempt"] > 1, _inv=~df["valid"],
-                  _rt=df["response_time_ms"].where(ok))
-    trials = (t.groupby(["study", "study_type"], observed=True)
-              .agg(rows=("participant", "size"), practice=("practice", "sum"), invalid=("_inv", "sum"),
-                   playback_failed=("playback_failed", "sum"), repeated=("_rep", "sum"),
-                   analysable=("_ok", "sum"), analysed=("_an", "sum"), median_response_ms=("_rt", "median"))
-              .reset_index())  # fmt: skip
+    exclusions = (
+        ex.groupby(["study", "study_type", "reason_kind"], observed=True)
+        .agg(participants=("participant", "size"), completed=("completed", "sum"), example=("reason", "first"))
+        .reset_index()
+    )
+    t = df.assign(
+        _ok=ok, _an=ok & _analysed(df), _rep=df["attempt"] > 1, _inv=~df["valid"], _rt=df["response_time_ms"].where(ok)
+    )
+    trials = (
+        t.groupby(["study", "study_type"], observed=True)
+        .agg(
+            rows=("participant", "size"),
+            practice=("practice", "sum"),
+            invalid=("_inv", "sum"),
+            playback_failed=("playback_failed", "sum"),
+            repeated=("_rep", "sum"),
+            analysable=("_ok", "sum"),
+            analysed=("_an", "sum"),
+            median_response_ms=("_rt", "median"),
+        )
+        .reset_index()
+    )
     for tab in (c, trials, exclusions):
         for col in ("study", "study_type"):
             tab[col] = tab[col].astype(str)
     res = StudyResult({"counts": c, "exclusions": exclusions, "trials": trials})
-    res.summary = {f"{r.study_type}:{r.study}": {k: int(getattr(r, k)) for k in
-                   ("recruited", "started", "completed", "excluded", "analysed")} for r in c.itertuples()}  # fmt: skip
+    res.summary = {
+        f"{r.study_type}:{r.study}": {
+            k: int(getattr(r, k)) for k in ("recruited", "started", "completed", "excluded", "analysed")
+        }
+        for r in c.itertuples()
+    }
     return res
 
 
@@ -237,9 +292,15 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     for subset, mask in (("all", np.ones(len(d), bool)), ("analysed", analysed)):
         sub = d[mask]
         for bd, lv, g in _groups(sub, extra=("variant",)):
-            rows.append({"subset": subset, "breakdown": bd, "level": lv,
-                         **_share_row(g, g["_y"].to_numpy(), opts, ("dec", subset, bd, lv)),
-                         "paper": _paper_value(paper.DECEITFULNESS, g)})  # fmt: skip
+            rows.append(
+                {
+                    "subset": subset,
+                    "breakdown": bd,
+                    "level": lv,
+                    **_share_row(g, g["_y"].to_numpy(), opts, ("dec", subset, bd, lv)),
+                    "paper": _paper_value(paper.DECEITFULNESS, g),
+                }
+            )
         if len(sub):
             for unit, col in (("participant", "participant"), ("clip", "item_key")):
                 r = sub.groupby(col, observed=True)["_y"].mean()
@@ -247,16 +308,25 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     res.tables["deceitfulness_rates"] = pd.DataFrame(rows)
     res.tables["deceitfulness_spread"] = pd.DataFrame(spreads)
     tmp = d
-    part = (tmp.groupby(["study", "participant"], observed=True)
-            .agg(trials=("_y", "size"), chose_true=("_y", "sum"), completed=("participant_completed", "max"),
-                 excluded=("excluded", "max"), analysed=("_analysed", "max"))
-            .reset_index())  # fmt: skip
+    part = (
+        tmp.groupby(["study", "participant"], observed=True)
+        .agg(
+            trials=("_y", "size"),
+            chose_true=("_y", "sum"),
+            completed=("participant_completed", "max"),
+            excluded=("excluded", "max"),
+            analysed=("_analysed", "max"),
+        )
+        .reset_index()
+    )
     part["share"] = part["chose_true"] / part["trials"]
     res.tables["deceitfulness_participants"] = part
     an = tmp[tmp["_analysed"]]
-    clips = (an.groupby(["batch_id", "item_id", "true_label", "attacked_label"], observed=True)
-             .agg(trials=("_y", "size"), chose_true=("_y", "sum"), participants=("participant", "nunique"))
-             .reset_index())  # fmt: skip
+    clips = (
+        an.groupby(["batch_id", "item_id", "true_label", "attacked_label"], observed=True)
+        .agg(trials=("_y", "size"), chose_true=("_y", "sum"), participants=("participant", "nunique"))
+        .reset_index()
+    )
     clips["share"] = clips["chose_true"] / clips["trials"]
     res.tables["deceitfulness_clips"] = clips.sort_values("share").reset_index(drop=True)
     prior = []
@@ -267,21 +337,30 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     if opts.glmm and len(an):
         from .glmm import mixed_logistic
 
-        fit = mixed_logistic(an["_y"].to_numpy(), an["participant"].astype(str).to_numpy(),
-                             an["item_key"].astype(str).to_numpy(), max_participants=opts.glmm_max_participants,
-                             seed=opts.seed, level=opts.level)  # fmt: skip
+        fit = mixed_logistic(
+            an["_y"].to_numpy(),
+            an["participant"].astype(str).to_numpy(),
+            an["item_key"].astype(str).to_numpy(),
+            max_participants=opts.glmm_max_participants,
+            seed=opts.seed,
+            level=opts.level,
+        )
         tab = fit.table.copy()
         tab.insert(0, "subset", "analysed")
         res.tables["deceitfulness_glmm"] = tab
         res.extra["glmm"] = fit
         if fit.converged:
-            res.notes.append(f"mixed logistic model ({fit.method}) on {fit.trials} trials of "
-                             f"{fit.participants_used} participants; its intervals are the variational "
-                             "posterior's, known to be too narrow; the two-way bootstrap interval is the primary one"
-                             + (f"; {fit.note}" if fit.note else ""))  # fmt: skip
+            res.notes.append(
+                f"mixed logistic model ({fit.method}) on {fit.trials} trials of "
+                f"{fit.participants_used} participants; its intervals are the variational "
+                "posterior's, known to be too narrow; the two-way bootstrap interval is the primary one"
+                + (f"; {fit.note}" if fit.note else "")
+            )
         else:
-            res.notes.append(f"mixed logistic model: {fit.note}; falling back on the two-way (participants x "
-                             "clips) bootstrap interval of the share")  # fmt: skip
+            res.notes.append(
+                f"mixed logistic model: {fit.note}; falling back on the two-way (participants x "
+                "clips) bootstrap interval of the share"
+            )
     over = res.tables["deceitfulness_rates"]
     res.summary = _headline(over, "share", "analysed")
     res.summary["label_prior_baseline"] = {r["frequencies"]: r["accuracy"] for r in prior}
@@ -315,9 +394,14 @@ def _headline(table: pd.DataFrame, col: str, subset: str) -> dict[str, Any]:
     sel = table[(table["subset"] == subset)]
     for r in sel.itertuples():
         key = "overall" if r.breakdown == "overall" else f"{r.breakdown}={r.level}"
-        out[key] = {"share": getattr(r, col), "ci_wilson": [r.wilson_low, r.wilson_high],
-                    "ci_bootstrap": [r.boot_low, r.boot_high], "n": r.trials, "participants": r.participants,
-                    "paper": r.paper}  # fmt: skip
+        out[key] = {
+            "share": getattr(r, col),
+            "ci_wilson": [r.wilson_low, r.wilson_high],
+            "ci_bootstrap": [r.boot_low, r.boot_high],
+            "n": r.trials,
+            "participants": r.participants,
+            "paper": r.paper,
+        }
     return out
 
 
@@ -373,24 +457,47 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
             for i in range(K):
                 for j in range(K):
                     if flat[i, j].sum():
-                        t_ord.append({**tag, "left": methods[i], "right": methods[j], "trials": int(flat[i, j].sum()),
-                                      "left_chosen": int(flat[i, j, 0]), "right_chosen": int(flat[i, j, 1]),
-                                      "cant_tell": int(flat[i, j, 2])})  # fmt: skip
+                        t_ord.append(
+                            {
+                                **tag,
+                                "left": methods[i],
+                                "right": methods[j],
+                                "trials": int(flat[i, j].sum()),
+                                "left_chosen": int(flat[i, j, 0]),
+                                "right_chosen": int(flat[i, j, 1]),
+                                "cant_tell": int(flat[i, j, 2]),
+                            }
+                        )
             dec = side < 2
             nl = int((side[dec] == 0).sum())
-            t_pos.append({**tag, "decisive": int(dec.sum()), "left_chosen": nl,
-                          "share_left": nl / dec.sum() if dec.sum() else math.nan,
-                          "p_value": float(binom_test(nl, int(dec.sum()))) if dec.sum() else math.nan})  # fmt: skip
+            t_pos.append(
+                {
+                    **tag,
+                    "decisive": int(dec.sum()),
+                    "left_chosen": nl,
+                    "share_left": nl / dec.sum() if dec.sum() else math.nan,
+                    "p_value": float(binom_test(nl, int(dec.sum()))) if dec.sum() else math.nan,
+                }
+            )
             # unordered pairs (a before b in method order)
             tot = np.bincount(q * 3 + outcome, minlength=K * K * 3).reshape(K * K, 3)
             pairs = [(i, j) for i in range(K) for j in range(i + 1, K) if tot[i * K + j].sum()]
             cnt = np.array([tot[i * K + j] for i, j in pairs], float).reshape(-1, 3)
             for (i, j), c in zip(pairs, cnt):
                 dec_n = c[0] + c[1]
-                t_pairs.append({**tag, "a": methods[i], "b": methods[j], "trials": int(c.sum()), "a_preferred": int(c[0]),
-                                "b_preferred": int(c[1]), "cant_tell": int(c[2]),
-                                "share_a_decisive": c[0] / dec_n if dec_n else math.nan,
-                                "share_cant_tell": c[2] / c.sum()})  # fmt: skip
+                t_pairs.append(
+                    {
+                        **tag,
+                        "a": methods[i],
+                        "b": methods[j],
+                        "trials": int(c.sum()),
+                        "a_preferred": int(c[0]),
+                        "b_preferred": int(c[1]),
+                        "cant_tell": int(c[2]),
+                        "share_a_decisive": c[0] / dec_n if dec_n else math.nan,
+                        "share_cant_tell": c[2] / c.sum(),
+                    }
+                )
             # normalised preference (Fig. 6): chosen / shown per method, normalised to sum 1
             shown = np.bincount(li, minlength=K) + np.bincount(ri, minlength=K)
             pref_idx = np.where(side == 0, li, np.where(side == 1, ri, -1))
@@ -401,11 +508,22 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
             total = np.nansum(win)
             for m in range(K):
                 if shown[m]:
-                    t_pref.append({**tag, "method": methods[m], "shown": int(shown[m]), "chosen": int(chosen[m]),
-                                   "cant_tell": int(tied[m]), "win_rate": float(win[m]),
-                                   "normalised_preference": float(win[m] / total) if total else math.nan,
-                                   "paper_rank": (paper.NATURALNESS_ORDER.index(methods[m]) + 1
-                                                  if methods[m] in paper.NATURALNESS_ORDER else None)})  # fmt: skip
+                    t_pref.append(
+                        {
+                            **tag,
+                            "method": methods[m],
+                            "shown": int(shown[m]),
+                            "chosen": int(chosen[m]),
+                            "cant_tell": int(tied[m]),
+                            "win_rate": float(win[m]),
+                            "normalised_preference": float(win[m] / total) if total else math.nan,
+                            "paper_rank": (
+                                paper.NATURALNESS_ORDER.index(methods[m]) + 1
+                                if methods[m] in paper.NATURALNESS_ORDER
+                                else None
+                            ),
+                        }
+                    )
             # Bradley-Terry-Davidson with a cluster bootstrap over participants
             t_bt += _bt_rows(g, methods, pairs, cnt, q, outcome, tag, opts)
             # sign tests: SMART vs each ablation, Holm across ablations
@@ -417,10 +535,18 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
                         continue
                     sw, aw = (c[0], c[1]) if i == s else (c[1], c[0])
                     abl = methods[j] if i == s else methods[i]
-                    srows.append({**tag, "ablation": abl, "trials": int(c.sum()), "smart_preferred": int(sw),
-                                  "ablation_preferred": int(aw), "cant_tell": int(c[2]),
-                                  "share_smart_decisive": sw / (sw + aw) if sw + aw else math.nan,
-                                  "p_value": float(sign_test(int(sw), int(aw))) if sw + aw else math.nan})  # fmt: skip
+                    srows.append(
+                        {
+                            **tag,
+                            "ablation": abl,
+                            "trials": int(c.sum()),
+                            "smart_preferred": int(sw),
+                            "ablation_preferred": int(aw),
+                            "cant_tell": int(c[2]),
+                            "share_smart_decisive": sw / (sw + aw) if sw + aw else math.nan,
+                            "p_value": float(sign_test(int(sw), int(aw))) if sw + aw else math.nan,
+                        }
+                    )
                 adj = holm([r["p_value"] for r in srows])
                 for r, a in zip(srows, adj):
                     r["p_holm"] = float(a)
@@ -435,38 +561,69 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     sel = bt[(bt["subset"] == "analysed") & (bt["breakdown"] == "overall")] if len(bt) else bt
     sel = sel.sort_values("log_strength", ascending=False) if len(sel) else sel
     order = sel.loc[np.isfinite(sel["log_strength"].astype(float)), "method"].tolist() if len(sel) else []
-    res.summary = {"order_bt": order, "paper_order": list(paper.NATURALNESS_ORDER),
-                   "matches_paper": order == [m for m in paper.NATURALNESS_ORDER if m in order],
-                   "bt": {r.method: {"log_strength": r.log_strength, "ci": [r.ci_low, r.ci_high]}
-                          for r in sel.itertuples()},
-                   "nu": float(sel["nu"].iloc[0]) if len(sel) else None,
-                   "nu_ci": [float(sel["nu_low"].iloc[0]), float(sel["nu_high"].iloc[0])] if len(sel) else None}  # fmt: skip
+    res.summary = {
+        "order_bt": order,
+        "paper_order": list(paper.NATURALNESS_ORDER),
+        "matches_paper": order == [m for m in paper.NATURALNESS_ORDER if m in order],
+        "bt": {r.method: {"log_strength": r.log_strength, "ci": [r.ci_low, r.ci_high]} for r in sel.itertuples()},
+        "nu": float(sel["nu"].iloc[0]) if len(sel) else None,
+        "nu_ci": [float(sel["nu_low"].iloc[0]), float(sel["nu_high"].iloc[0])] if len(sel) else None,
+    }
     if len(sel) and not order and "no_order" in sel:
         res.summary["no_order"] = str(sel["no_order"].dropna().iloc[0])
         res.notes.append(f"Bradley-Terry: no order: {res.summary['no_order']}")
     st = res.tables["naturalness_sign_tests"]
     if len(st):
         s0 = st[(st["subset"] == "analysed") & (st["breakdown"] == "overall")]
-        res.summary["sign_tests"] = {r.ablation: {"smart_share": r.share_smart_decisive, "p_holm": r.p_holm}
-                                     for r in s0.itertuples()}  # fmt: skip
+        res.summary["sign_tests"] = {
+            r.ablation: {"smart_share": r.share_smart_decisive, "p_holm": r.p_holm} for r in s0.itertuples()
+        }
     return res
 
 
-def _bt_rows(g: pd.DataFrame, methods: list[str], pairs: list[tuple[int, int]], cnt: np.ndarray, q: np.ndarray,
-             outcome: np.ndarray, tag: dict[str, Any], opts: Options) -> list[dict[str, Any]]:  # fmt: skip
+def _bt_rows(
+    g: pd.DataFrame,
+    methods: list[str],
+    pairs: list[tuple[int, int]],
+    cnt: np.ndarray,
+    q: np.ndarray,
+    outcome: np.ndarray,
+    tag: dict[str, Any],
+    opts: Options,
+) -> list[dict[str, Any]]:
     if len(pairs) == 0:
         return []
     K = len(methods)
     groups = comparison_groups(K, pairs, cnt)
     if len(groups) > 1 or cnt[:, :2].sum() == 0:
-        why = ("every comparison was a tie ('can't tell')" if cnt[:, :2].sum() == 0 else
-               "methods " + " and ".join("{" + ", ".join(methods[i] for i in g) + "}" for g in groups)
-               + " were never compared with each other")
-        return [{**tag, "method": methods[m], "log_strength": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                 "strength_share": math.nan, "rank": None, "nu": math.nan, "nu_low": math.nan, "nu_high": math.nan,
-                 "converged": False, "participants": int(g["participant"].nunique()), "no_order": why,
-                 "paper_rank": (paper.NATURALNESS_ORDER.index(methods[m]) + 1
-                                if methods[m] in paper.NATURALNESS_ORDER else None)} for m in range(K)]  # fmt: skip
+        why = (
+            "every comparison was a tie ('can't tell')"
+            if cnt[:, :2].sum() == 0
+            else "methods "
+            + " and ".join("{" + ", ".join(methods[i] for i in g) + "}" for g in groups)
+            + " were never compared with each other"
+        )
+        return [
+            {
+                **tag,
+                "method": methods[m],
+                "log_strength": math.nan,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "strength_share": math.nan,
+                "rank": None,
+                "nu": math.nan,
+                "nu_low": math.nan,
+                "nu_high": math.nan,
+                "converged": False,
+                "participants": int(g["participant"].nunique()),
+                "no_order": why,
+                "paper_rank": (
+                    paper.NATURALNESS_ORDER.index(methods[m]) + 1 if methods[m] in paper.NATURALNESS_ORDER else None
+                ),
+            }
+            for m in range(K)
+        ]
     fit = fit_btd(methods, pairs, cnt)
     # per-participant counts (participants, pairs, outcomes), then multinomial resampling of participants
     pc, _ = pd.factorize(g["participant"].to_numpy())
@@ -489,12 +646,25 @@ def _bt_rows(g: pd.DataFrame, methods: list[str], pairs: list[tuple[int, int]], 
     ranks = pd.Series(-fit.log_strength).rank(method="min").to_numpy()
     rows = []
     for m in range(K):
-        rows.append({**tag, "method": methods[m], "log_strength": float(fit.log_strength[m]),
-                     "ci_low": float(lo[m]), "ci_high": float(hi[m]), "strength_share": float(share[m]),
-                     "rank": int(ranks[m]) if np.isfinite(ranks[m]) else None, "nu": fit.nu, "nu_low": nlo,
-                     "nu_high": nhi, "converged": fit.converged, "participants": P,
-                     "paper_rank": (paper.NATURALNESS_ORDER.index(methods[m]) + 1
-                                    if methods[m] in paper.NATURALNESS_ORDER else None)})  # fmt: skip
+        rows.append(
+            {
+                **tag,
+                "method": methods[m],
+                "log_strength": float(fit.log_strength[m]),
+                "ci_low": float(lo[m]),
+                "ci_high": float(hi[m]),
+                "strength_share": float(share[m]),
+                "rank": int(ranks[m]) if np.isfinite(ranks[m]) else None,
+                "nu": fit.nu,
+                "nu_low": nlo,
+                "nu_high": nhi,
+                "converged": fit.converged,
+                "participants": P,
+                "paper_rank": (
+                    paper.NATURALNESS_ORDER.index(methods[m]) + 1 if methods[m] in paper.NATURALNESS_ORDER else None
+                ),
+            }
+        )
     return rows
 
 
@@ -522,8 +692,9 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
     kinds = d["trial_kind"].astype(str)
     odd = sorted(set(kinds.unique()) - set(_KINDS))
     if odd:
-        raise DataError(f"indistinguishability: unknown trial_kind {', '.join(map(repr, odd))}; "
-                        f"expected {', '.join(_KINDS)}")  # fmt: skip
+        raise DataError(
+            f"indistinguishability: unknown trial_kind {', '.join(map(repr, odd))}; expected {', '.join(_KINDS)}"
+        )
     if d["said_changed"].isna().any():
         raise DataError("indistinguishability: answered trials without said_changed")
     d = d.assign(_y=d["said_changed"].astype(bool).to_numpy(dtype=float))
@@ -532,12 +703,21 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
     pc, puniq = pd.factorize(d["participant"].to_numpy())
     P = len(puniq)
     kc = _kind_counts(d, y, pc, P)
-    first = d.groupby(pc, sort=True).agg(study=("study", "first"), completed=("participant_completed", "max"),
-                                         server_excluded=("excluded", "max"),
-                                         reason=("exclusion_reason", "first"))  # fmt: skip
-    part = pd.DataFrame({"participant": np.asarray(puniq).astype(str), "study": first["study"].astype(str).to_numpy(),
-                         "completed": first["completed"].to_numpy(), "server_excluded": first["server_excluded"].to_numpy(),
-                         "reason": first["reason"].astype(object).to_numpy()})  # fmt: skip
+    first = d.groupby(pc, sort=True).agg(
+        study=("study", "first"),
+        completed=("participant_completed", "max"),
+        server_excluded=("excluded", "max"),
+        reason=("exclusion_reason", "first"),
+    )
+    part = pd.DataFrame(
+        {
+            "participant": np.asarray(puniq).astype(str),
+            "study": first["study"].astype(str).to_numpy(),
+            "completed": first["completed"].to_numpy(),
+            "server_excluded": first["server_excluded"].to_numpy(),
+            "reason": first["reason"].astype(object).to_numpy(),
+        }
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         part["sensitivity_trials"] = kc["sensitivity_n"].astype(int)
         part["false_alarms"] = kc["sensitivity_changed"].astype(int)
@@ -548,23 +728,29 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
         part["control_trials"] = kc["control_n"].astype(int)
         part["control_hits"] = kc["control_changed"].astype(int)
         part["control_hit_rate"] = kc["control_changed"] / kc["control_n"]
-    part["dprime"] = dprime(part["hits"], part["perceivability_trials"], part["false_alarms"],
-                            part["sensitivity_trials"])  # fmt: skip
-    part["dprime_control"] = dprime(part["control_hits"], part["control_trials"], part["false_alarms"],
-                                    part["sensitivity_trials"])  # fmt: skip
-    part["passes_sensitivity"] = [not exclusion_reasons(a, None, opts.sensitivity_threshold)
-                                  for a in part["sensitivity_accuracy"]]
-    part["passes_control"] = [not exclusion_reasons(None, r, control_hit_threshold=opts.control_threshold)
-                              for r in part["control_hit_rate"]]
+    part["dprime"] = dprime(
+        part["hits"], part["perceivability_trials"], part["false_alarms"], part["sensitivity_trials"]
+    )
+    part["dprime_control"] = dprime(
+        part["control_hits"], part["control_trials"], part["false_alarms"], part["sensitivity_trials"]
+    )
+    part["passes_sensitivity"] = [
+        not exclusion_reasons(a, None, opts.sensitivity_threshold) for a in part["sensitivity_accuracy"]
+    ]
+    part["passes_control"] = [
+        not exclusion_reasons(None, r, control_hit_threshold=opts.control_threshold) for r in part["control_hit_rate"]
+    ]
     total_changed = kc["sensitivity_changed"] + kc["perceivability_changed"] + kc["control_changed"]
     part["always_unchanged"] = total_changed == 0
     part["analysed"] = part["completed"] & ~part["server_excluded"]
     res.tables["indistinguishability_participants"] = part
     disagree = part["completed"] & (part["server_excluded"] == part["passes_sensitivity"])
     if disagree.any():
-        res.notes.append(f"{int(disagree.sum())} completed participants where the server's exclusion differs from "
-                         f"the paper's rule recomputed here (sensitivity accuracy >= {opts.sensitivity_threshold:.2f}); "
-                         "the server may screen on positive controls too")  # fmt: skip
+        res.notes.append(
+            f"{int(disagree.sum())} completed participants where the server's exclusion differs from "
+            f"the paper's rule recomputed here (sensitivity accuracy >= {opts.sensitivity_threshold:.2f}); "
+            "the server may screen on positive controls too"
+        )
     has_ctrl = bool(kc["control_n"].sum() > 0)
     if not has_ctrl:
         res.notes.append("no positive-control trials: the control screen and control d' are not available")
@@ -586,9 +772,15 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
             if gp.any():
                 gg = g[gp]
                 unchanged = 1 - yg[gp]
-                rates.append({"subset": subset, "breakdown": bd, "level": lv,
-                              **_share_row(gg, unchanged, opts, ("ind", subset, bd, lv)),
-                              "paper": _paper_value(paper.INDISTINGUISHABILITY, gg)})  # fmt: skip
+                rates.append(
+                    {
+                        "subset": subset,
+                        "breakdown": bd,
+                        "level": lv,
+                        **_share_row(gg, unchanged, opts, ("ind", subset, bd, lv)),
+                        "paper": _paper_value(paper.INDISTINGUISHABILITY, gg),
+                    }
+                )
             # d': signal = this group's perceivability trials; noise = sensitivity trials (all variants)
             if bd == "variant":
                 g2 = sub[~perc | (sub["variant"].astype(str) == lv).to_numpy()]
@@ -600,22 +792,29 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
     res.tables["indistinguishability_dprime"] = pd.DataFrame(dps)
     res.summary = _headline(res.tables["indistinguishability_rates"], "share", "analysed")
     if has_ctrl:
-        res.summary["with_control_screen"] = _headline(res.tables["indistinguishability_rates"], "share",
-                                                       "analysed+controls").get("overall")  # fmt: skip
+        res.summary["with_control_screen"] = _headline(
+            res.tables["indistinguishability_rates"], "share", "analysed+controls"
+        ).get("overall")
     dp = res.tables["indistinguishability_dprime"]
     o = dp[(dp["subset"] == "analysed") & (dp["breakdown"] == "overall")]
     if len(o):
         r = o.iloc[0]
-        res.summary["dprime"] = {"pooled": r["dprime"], "ci": [r["dprime_low"], r["dprime_high"]],
-                                 "hit_rate": r["hit_rate"], "false_alarm_rate": r["false_alarm_rate"],
-                                 "control_hit_rate": r["control_hit_rate"]}  # fmt: skip
+        res.summary["dprime"] = {
+            "pooled": r["dprime"],
+            "ci": [r["dprime_low"], r["dprime_high"]],
+            "hit_rate": r["hit_rate"],
+            "false_alarm_rate": r["false_alarm_rate"],
+            "control_hit_rate": r["control_hit_rate"],
+        }
     sc = part[part["completed"]]
-    res.summary["screening"] = {"completed": int(len(sc)), "server_excluded": int(sc["server_excluded"].sum()),
-                                "fail_sensitivity": int((~sc["passes_sensitivity"]).sum()),
-                                "fail_control": int((~sc["passes_control"]).sum()) if has_ctrl else None,
-                                "always_unchanged": int(sc["always_unchanged"].sum()),
-                                "always_unchanged_passing_sensitivity":
-                                    int((sc["always_unchanged"] & sc["passes_sensitivity"]).sum())}  # fmt: skip
+    res.summary["screening"] = {
+        "completed": int(len(sc)),
+        "server_excluded": int(sc["server_excluded"].sum()),
+        "fail_sensitivity": int((~sc["passes_sensitivity"]).sum()),
+        "fail_control": int((~sc["passes_control"]).sum()) if has_ctrl else None,
+        "always_unchanged": int(sc["always_unchanged"].sum()),
+        "always_unchanged_passing_sensitivity": int((sc["always_unchanged"] & sc["passes_sensitivity"]).sum()),
+    }
     return res
 
 
@@ -642,11 +841,25 @@ def _dprime_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> d
                 cb = B["control_changed"] / B["control_n"]
             clo, chi = (float(x) for x in percentile_interval(cb, opts.level))
     cwl, cwh = wilson_ci(S["control_changed"], S["control_n"], opts.level)
-    return {"participants": P, "signal_trials": int(S["perceivability_n"]), "hits": int(S["perceivability_changed"]),
-            "noise_trials": int(S["sensitivity_n"]), "false_alarms": int(S["sensitivity_changed"]),
-            "hit_rate": h_raw, "false_alarm_rate": f_raw, "dprime": d, "dprime_low": lo, "dprime_high": hi,
-            "dprime_participant_mean": float(np.nanmean(per)) if np.isfinite(per).any() else math.nan,
-            "dprime_participant_median": float(np.nanmedian(per)) if np.isfinite(per).any() else math.nan,
-            "control_trials": int(S["control_n"]), "control_hits": int(S["control_changed"]),
-            "control_hit_rate": c_raw, "control_wilson_low": float(cwl), "control_wilson_high": float(cwh),
-            "control_boot_low": clo, "control_boot_high": chi, "dprime_control": dc}  # fmt: skip
+    return {
+        "participants": P,
+        "signal_trials": int(S["perceivability_n"]),
+        "hits": int(S["perceivability_changed"]),
+        "noise_trials": int(S["sensitivity_n"]),
+        "false_alarms": int(S["sensitivity_changed"]),
+        "hit_rate": h_raw,
+        "false_alarm_rate": f_raw,
+        "dprime": d,
+        "dprime_low": lo,
+        "dprime_high": hi,
+        "dprime_participant_mean": float(np.nanmean(per)) if np.isfinite(per).any() else math.nan,
+        "dprime_participant_median": float(np.nanmedian(per)) if np.isfinite(per).any() else math.nan,
+        "control_trials": int(S["control_n"]),
+        "control_hits": int(S["control_changed"]),
+        "control_hit_rate": c_raw,
+        "control_wilson_low": float(cwl),
+        "control_wilson_high": float(cwh),
+        "control_boot_low": clo,
+        "control_boot_high": chi,
+        "dprime_control": dc,
+    }

@@ -18,14 +18,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+from typing import Iterable
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from stimuli.errors import DataError
 from stimuli.fileio import json_default
-from stimuli.responses import COLUMN_NAMES, COLUMNS, STUDY_TYPES, read_responses
+from stimuli.responses import COLUMN_NAMES
+from stimuli.responses import COLUMNS
+from stimuli.responses import STUDY_TYPES
+from stimuli.responses import read_responses
 from stimuli.skeleton import STANDARD
 
 __all__ = [
@@ -42,9 +47,12 @@ _SKIPPED = ("playback_events", "shown_at", "answered_at")
 ANALYSIS_COLUMNS = tuple(c for c in COLUMN_NAMES if c not in _SKIPPED)
 """The export's columns that the analysis keeps (the playback log and timestamps are not needed)."""
 _COL = {c.name: c for c in COLUMNS}
-REPORT_COLUMNS = tuple(c for c in ANALYSIS_COLUMNS if c not in (
-    "recruit_platform", "age", "plays", "seconds", "slowdown", "label_order",
-    "naturalness_pair", "correct"))  # fmt: skip
+REPORT_COLUMNS = tuple(
+    c
+    for c in ANALYSIS_COLUMNS
+    if c
+    not in ("recruit_platform", "age", "plays", "seconds", "slowdown", "label_order", "naturalness_pair", "correct")
+)
 """The columns ``analysis report`` uses (reading fewer columns makes a large CSV faster to parse)."""
 
 
@@ -68,8 +76,9 @@ def _finish(df: pd.DataFrame, where: str, columns: Sequence[str] = ANALYSIS_COLU
     bad = frame["study_type"].dropna().unique().tolist()
     bad = sorted(str(b) for b in bad if b not in STUDY_TYPES)
     if bad:
-        raise DataError(f"{where}: unknown study_type {', '.join(map(repr, bad))}; expected one of "
-                        f"{', '.join(STUDY_TYPES)}")  # fmt: skip
+        raise DataError(
+            f"{where}: unknown study_type {', '.join(map(repr, bad))}; expected one of {', '.join(STUDY_TYPES)}"
+        )
     check_consistent(frame, where)
     return frame
 
@@ -91,9 +100,11 @@ def check_consistent(df: pd.DataFrame, where: str) -> None:
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
             r = df.iloc[i]
-            raise DataError(f"{where}: row {i + 1} repeats participant {r['participant']}'s trial {r['trial_index']} "
-                            f"(block {r['block']}, attempt {r['attempt']}) of study {r['study']} ({int(dup.sum())} "
-                            "repeated rows); an export has one row per attempt at a trial")
+            raise DataError(
+                f"{where}: row {i + 1} repeats participant {r['participant']}'s trial {r['trial_index']} "
+                f"(block {r['block']}, attempt {r['attempt']}) of study {r['study']} ({int(dup.sum())} "
+                "repeated rows); an export has one row per attempt at a trial"
+            )
     if "answer" not in df or "study_type" not in df:
         return
     answered = df["answer"].notna().to_numpy()
@@ -107,13 +118,15 @@ def check_consistent(df: pd.DataFrame, where: str) -> None:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             r = df.iloc[i]
-            raise DataError(f"{where}: row {i + 1} (participant {r['participant']}, trial {r['trial_index']}): answer "
-                            f"{r['answer']!r} but {col} is {bool(r[col])}; the two must agree "
-                            f"({int(bad.sum())} such rows)")
+            raise DataError(
+                f"{where}: row {i + 1} (participant {r['participant']}, trial {r['trial_index']}): answer "
+                f"{r['answer']!r} but {col} is {bool(r[col])}; the two must agree "
+                f"({int(bad.sum())} such rows)"
+            )
 
 
 def rows_to_frame(rows: Sequence[dict[str, Any]], where: str = "responses") -> pd.DataFrame:
-    """A typed DataFrame from export rows (dicts with every column, values as :func:`stimuli.responses.make_row` gives)."""
+    """A typed DataFrame from export rows (dicts with every column, as :func:`stimuli.responses.make_row` gives)."""
     if not rows:
         return _finish(pd.DataFrame({c: pd.Series([], dtype=object) for c in ANALYSIS_COLUMNS}), where)
     raw = pd.DataFrame.from_records(list(rows), columns=list(COLUMN_NAMES))
@@ -142,8 +155,7 @@ def _read_csv_fast(path: Path, columns: Sequence[str]) -> pd.DataFrame | None:
         t = _COL[name].type
         dtypes[name] = "category" if t == "str" else "float64"
     try:
-        df = pd.read_csv(path, usecols=list(columns), dtype=dtypes, na_values=[""], keep_default_na=False,
-                         engine="c")  # fmt: skip
+        df = pd.read_csv(path, usecols=list(columns), dtype=dtypes, na_values=[""], keep_default_na=False, engine="c")
     except (ValueError, pd.errors.ParserError):
         return None
     for name in columns:
@@ -263,15 +275,32 @@ def load_batches(dirs: Iterable[str | Path]) -> Batches:
         strategy = _prov_name(prov.attack, "strategy_label", "strategy")
         threat = prov.attack.get("threat_model") if isinstance(prov.attack, dict) else None
         for it in b.items:
-            items.append({"batch_id": b.batch_id, "item_id": it.id, "dataset": dataset or it.source.dataset,
-                          "model": model, "strategy": strategy, "true_label": it.true_label.name,
-                          "attacked_label": None if it.attacked_label is None else it.attacked_label.name,
-                          "motion_fps": it.motion_fps, "threat_model": threat})  # fmt: skip
+            items.append(
+                {
+                    "batch_id": b.batch_id,
+                    "item_id": it.id,
+                    "dataset": dataset or it.source.dataset,
+                    "model": model,
+                    "strategy": strategy,
+                    "true_label": it.true_label.name,
+                    "attacked_label": None if it.attacked_label is None else it.attacked_label.name,
+                    "motion_fps": it.motion_fps,
+                    "threat_model": threat,
+                }
+            )
             for name, v in it.variants.items():
-                variants.append({"batch_id": b.batch_id, "item_id": it.id, "variant": name, "role": v.role,
-                                 "success": v.success, "robust_success": v.info.get("robust_success"),
-                                 "final_label": None if v.final_label is None else v.final_label.name,
-                                 **{f"metric:{k}": val for k, val in v.metrics.items()}})  # fmt: skip
+                variants.append(
+                    {
+                        "batch_id": b.batch_id,
+                        "item_id": it.id,
+                        "variant": name,
+                        "role": v.role,
+                        "success": v.success,
+                        "robust_success": v.info.get("robust_success"),
+                        "final_label": None if v.final_label is None else v.final_label.name,
+                        **{f"metric:{k}": val for k, val in v.metrics.items()},
+                    }
+                )
     if not batches:
         raise DataError("no stimulus batch given (--batch DIR)")
     return Batches(batches, roots, pd.DataFrame(items), pd.DataFrame(variants))
@@ -291,8 +320,7 @@ def _combinations(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
     Works on category codes, so a million rows cost one ``np.unique`` of integers.
     """
-    cats = {c: (df[c] if isinstance(df[c].dtype, pd.CategoricalDtype) else df[c].astype("category"))
-            for c in _KEY_COLS}  # fmt: skip
+    cats = {c: (df[c] if isinstance(df[c].dtype, pd.CategoricalDtype) else df[c].astype("category")) for c in _KEY_COLS}
     key = np.zeros(len(df), np.int64)
     radix = 1
     for c in _KEY_COLS:
@@ -329,31 +357,41 @@ def attach_batches(df: pd.DataFrame, batches: Batches, where: str = "responses")
     unknown = combos[~combos["batch_id"].isin(known)]
     if len(unknown):
         given = ", ".join(f"{bid!r} ({batches.roots[bid]})" for bid in batches.batches)
-        raise DataError(f"{where}: batch_id {_listing(unknown['batch_id'].unique())} ({int(unknown['rows'].sum())} "
-                        f"rows) is not the batch given: {given}")  # fmt: skip
+        raise DataError(
+            f"{where}: batch_id {_listing(unknown['batch_id'].unique())} ({int(unknown['rows'].sum())} "
+            f"rows) is not the batch given: {given}"
+        )
     items = batches.items
     pos = pd.MultiIndex.from_frame(items[["batch_id", "item_id"]]).get_indexer(
-        pd.MultiIndex.from_frame(combos[["batch_id", "item_id"]]))
+        pd.MultiIndex.from_frame(combos[["batch_id", "item_id"]])
+    )
     if (pos < 0).any():
         bad = combos[pos < 0]
-        raise DataError(f"{where}: unknown item id(s) {_listing(bad['item_id'].unique())} in batch "
-                        f"{bad['batch_id'].iloc[0]!r} ({int(bad['rows'].sum())} rows)")  # fmt: skip
+        raise DataError(
+            f"{where}: unknown item id(s) {_listing(bad['item_id'].unique())} in batch "
+            f"{bad['batch_id'].iloc[0]!r} ({int(bad['rows'].sum())} rows)"
+        )
     names = set(batches.variants["variant"].astype(str))
     for col in ("variant", "left_variant", "right_variant", "preferred_variant"):
         s = df[col]
-        vals = pd.Series((s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else s.dropna().unique())
-                         ).astype(str)  # fmt: skip
+        vals = pd.Series(
+            (s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else s.dropna().unique())
+        ).astype(str)
         bad_v = [v for v in vals if v not in names and (s == v).any()]
         if bad_v:
-            raise DataError(f"{where}: column {col!r} names variant(s) {_listing(bad_v)} that the batch lacks; "
-                            f"its variants: {', '.join(sorted(names))}")  # fmt: skip
+            raise DataError(
+                f"{where}: column {col!r} names variant(s) {_listing(bad_v)} that the batch lacks; "
+                f"its variants: {', '.join(sorted(names))}"
+            )
     matched = items.iloc[pos].reset_index(drop=True)
     mism = combos["true_label"].to_numpy() != matched["true_label"].astype(str).to_numpy()
     if mism.any():
         i = int(np.flatnonzero(mism)[0])
-        raise DataError(f"{where}: item {combos['item_id'].iloc[i]!r} of batch {combos['batch_id'].iloc[i]!r} has true "
-                        f"label {matched['true_label'].iloc[i]!r} in the batch, but {combos['true_label'].iloc[i]!r} "
-                        f"in the responses ({int(combos.loc[mism, 'rows'].sum())} rows)")  # fmt: skip
+        raise DataError(
+            f"{where}: item {combos['item_id'].iloc[i]!r} of batch {combos['batch_id'].iloc[i]!r} has true "
+            f"label {matched['true_label'].iloc[i]!r} in the batch, but {combos['true_label'].iloc[i]!r} "
+            f"in the responses ({int(combos.loc[mism, 'rows'].sum())} rows)"
+        )
     out = df.copy(deep=False)
     for col in ("dataset", "model", "strategy"):
         mine = combos[col]
@@ -361,8 +399,10 @@ def attach_batches(df: pd.DataFrame, batches: Batches, where: str = "responses")
         diff = mine.notna() & theirs.notna() & (mine.astype(str) != theirs.astype(str))
         if diff.any():
             i = int(np.flatnonzero(diff.to_numpy())[0])
-            raise DataError(f"{where}: {col} {mine.iloc[i]!r} differs from batch {combos['batch_id'].iloc[i]!r}'s "
-                            f"provenance ({theirs.iloc[i]!r}) in {int(combos.loc[diff, 'rows'].sum())} rows")  # fmt: skip
+            raise DataError(
+                f"{where}: {col} {mine.iloc[i]!r} differs from batch {combos['batch_id'].iloc[i]!r}'s "
+                f"provenance ({theirs.iloc[i]!r}) in {int(combos.loc[diff, 'rows'].sum())} rows"
+            )
         filled = mine.where(mine.notna(), theirs)
         codes, cats = pd.factorize(filled.astype(object), use_na_sentinel=True)
         out[col] = pd.Categorical.from_codes(codes[inverse], cats.astype(str))
@@ -373,10 +413,12 @@ def attach_batches(df: pd.DataFrame, batches: Batches, where: str = "responses")
 
 def describe_inputs(df: pd.DataFrame) -> dict[str, Any]:
     """Counts of the raw input (rows per study type, studies, batches), JSON-ready."""
-    return {"rows": int(len(df)),
-            "study_types": {str(k): int(v) for k, v in df["study_type"].value_counts(sort=False).items() if v},
-            "studies": sorted(str(s) for s in df["study"].dropna().unique()),
-            "batches": sorted(str(s) for s in df["batch_id"].dropna().unique())}  # fmt: skip
+    return {
+        "rows": int(len(df)),
+        "study_types": {str(k): int(v) for k, v in df["study_type"].value_counts(sort=False).items() if v},
+        "studies": sorted(str(s) for s in df["study"].dropna().unique()),
+        "batches": sorted(str(s) for s in df["batch_id"].dropna().unique()),
+    }
 
 
 def dumps(obj: Any) -> str:

@@ -10,16 +10,36 @@ from __future__ import annotations
 
 import math
 import platform
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime
+from datetime import timezone
+from typing import Any
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import __version__, figures, paper
-from stimuli.attack_results import AttackRun, TransferRun
-from .document import MAX_ROWS, Fig, Report, Section, Table, ci, p_text, pct, pvalue, write_report
-from .perceptual import Options, StudyResult, counts, deceitfulness, indistinguishability, naturalness
+from stimuli.attack_results import AttackRun
+from stimuli.attack_results import TransferRun
+
+from . import __version__
+from . import figures
+from . import paper
+from .document import MAX_ROWS
+from .document import Fig
+from .document import Report
+from .document import Section
+from .document import Table
+from .document import ci
+from .document import p_text
+from .document import pct
+from .document import pvalue
+from .document import write_report
+from .perceptual import Options
+from .perceptual import StudyResult
+from .perceptual import counts
+from .perceptual import deceitfulness
+from .perceptual import indistinguishability
+from .perceptual import naturalness
 from .readers import Batches
 from .report_attacks import attack_sections
 
@@ -27,8 +47,11 @@ __all__ = ["Table", "Fig", "Section", "Report", "build_report", "write_report", 
 
 
 def _paper_note(share: Any, overall: float) -> str:
-    return (f"paper {pct(share, 2)} %" if isinstance(share, float) and math.isfinite(share)
-            else f"paper {overall} % (2s-AGCN, AB, HDM05 and MHAD)")  # fmt: skip
+    return (
+        f"paper {pct(share, 2)} %"
+        if isinstance(share, float) and math.isfinite(share)
+        else f"paper {overall} % (2s-AGCN, AB, HDM05 and MHAD)"
+    )
 
 
 def _group(r: Any) -> str:
@@ -42,61 +65,92 @@ def _lv(opts: Options) -> str:
 def _share_display(t: pd.DataFrame, what: str, lv: str) -> pd.DataFrame:
     rows = []
     for r in t.itertuples():
-        rows.append({"subset": r.subset, "group": _group(r), "participants": r.participants, "clips": r.clips,
-                     "trials": r.trials, f"{what} %": pct(r.share), f"{lv} % CI (two-way bootstrap)": ci(r.boot_low, r.boot_high),
-                     "Wilson": ci(r.wilson_low, r.wilson_high), "Clopper-Pearson": ci(r.cp_low, r.cp_high),
-                     "p (exact, vs 50 %)": pvalue(r.p_value), "paper %": pct(r.paper, 2)})  # fmt: skip
+        rows.append(
+            {
+                "subset": r.subset,
+                "group": _group(r),
+                "participants": r.participants,
+                "clips": r.clips,
+                "trials": r.trials,
+                f"{what} %": pct(r.share),
+                f"{lv} % CI (two-way bootstrap)": ci(r.boot_low, r.boot_high),
+                "Wilson": ci(r.wilson_low, r.wilson_high),
+                "Clopper-Pearson": ci(r.cp_low, r.cp_high),
+                "p (exact, vs 50 %)": pvalue(r.p_value),
+                "paper %": pct(r.paper, 2),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _share_phrase(share: Any, n: int, participants: Any, boot: Sequence[Any], wilson: Sequence[Any], lv: str,
-                  what: str = "trials") -> str:
+def _share_phrase(
+    share: Any, n: int, participants: Any, boot: Sequence[Any], wilson: Sequence[Any], lv: str, what: str = "trials"
+) -> str:
     """``"91.0 % of 600 trials (two-way bootstrap 95 % CI [..]; Wilson [..])"``, saying so when it cannot be formed."""
     if not n:
         return f"no share: 0 analysed {what} (no analysed participant)"
     if ci(*boot):
         interval = f"two-way bootstrap {lv} % CI {ci(*boot)}; Wilson {ci(*wilson)}"
     else:
-        interval = (f"{participants or 0} participant: no participant-level interval can be formed; Wilson "
-                    f"{ci(*wilson)}, which treats trials as independent")
+        interval = (
+            f"{participants or 0} participant: no participant-level interval can be formed; Wilson "
+            f"{ci(*wilson)}, which treats trials as independent"
+        )
     return f"{pct(share)} % of {n} {what} ({interval})"
 
 
-def _inputs_section(inputs: dict[str, Any], batches: Batches, opts: Options, runs: Sequence[AttackRun],
-                    transfers: Sequence[TransferRun]) -> Section:  # fmt: skip
+def _inputs_section(
+    inputs: dict[str, Any], batches: Batches, opts: Options, runs: Sequence[AttackRun], transfers: Sequence[TransferRun]
+) -> Section:
     s = Section("Inputs")
-    s.text.append(f"Responses: {inputs.get('responses')} ({inputs.get('rows')} rows; "
-                  + ", ".join(f"{k}: {v}" for k, v in inputs.get("study_types", {}).items()) + ").")  # fmt: skip
+    s.text.append(
+        f"Responses: {inputs.get('responses')} ({inputs.get('rows')} rows; "
+        + ", ".join(f"{k}: {v}" for k, v in inputs.get("study_types", {}).items())
+        + ")."
+    )
     for bid, b in batches.batches.items():
         prov = b.provenance
-        s.text.append(f"Stimulus batch {bid} ({batches.roots[bid]}): {len(b.items)} items, variants "
-                      f"{', '.join(b.variant_names)}; dataset {prov.dataset.get('name')!r}, model "
-                      f"{prov.model.get('name') or prov.model.get('model')!r}, attack {dict(prov.attack)!r}.")  # fmt: skip
+        s.text.append(
+            f"Stimulus batch {bid} ({batches.roots[bid]}): {len(b.items)} items, variants "
+            f"{', '.join(b.variant_names)}; dataset {prov.dataset.get('name')!r}, model "
+            f"{prov.model.get('name') or prov.model.get('model')!r}, attack {dict(prov.attack)!r}."
+        )
     if runs or transfers:
-        s.text.append(f"Attack files: {len(runs)} result(s) ({', '.join(r.path.name for r in runs) or '-'}), "
-                      f"{len(transfers)} transfer summar{'y' if len(transfers) == 1 else 'ies'} "
-                      f"({', '.join(t.path.name for t in transfers) or '-'}).")  # fmt: skip
+        s.text.append(
+            f"Attack files: {len(runs)} result(s) ({', '.join(r.path.name for r in runs) or '-'}), "
+            f"{len(transfers)} transfer summar{'y' if len(transfers) == 1 else 'ies'} "
+            f"({', '.join(t.path.name for t in transfers) or '-'})."
+        )
     else:
         s.text.append("No attack result files given (--attacks): the attack sections use the stimulus batch.")
-    s.text.append(f"Settings: {opts.n_boot} bootstrap replicates (seed {opts.seed}), {_lv(opts)} % "
-                  f"intervals, sensitivity screen {opts.sensitivity_threshold:.2f}, positive-control screen "
-                  f"{opts.control_threshold:.2f}, mixed model on at most {opts.glmm_max_participants} participants.")
+    s.text.append(
+        f"Settings: {opts.n_boot} bootstrap replicates (seed {opts.seed}), {_lv(opts)} % "
+        f"intervals, sensitivity screen {opts.sensitivity_threshold:.2f}, positive-control screen "
+        f"{opts.control_threshold:.2f}, mixed model on at most {opts.glmm_max_participants} participants."
+    )
     return s
 
 
 def _counts_section(res: StudyResult) -> Section:
     s = Section("Participants and trials")
-    s.text.append("Counts first. recruited: participants in the export; started: with at least one answered, "
-                  "valid, non-practice trial; completed: reached the end; excluded: by the server's screening "
-                  "(data kept); analysed: completed and not excluded.")  # fmt: skip
+    s.text.append(
+        "Counts first. recruited: participants in the export; started: with at least one answered, "
+        "valid, non-practice trial; completed: reached the end; excluded: by the server's screening "
+        "(data kept); analysed: completed and not excluded."
+    )
     s.tables.append(Table("counts", "Participants per study", res.tables["counts"]))
     ex = res.tables["exclusions"]
     s.tables.append(Table("exclusions", "Exclusions by reason (numbers in the reason replaced by #)", ex))
     if ex.empty:
         s.text.append("No participant was excluded.")
-    s.tables.append(Table("trials", "Trials per study: practice, invalid (playback failed), repeated attempts, "
-                                    "analysable (not practice, valid, answered), analysed (of analysed participants)",
-                          res.tables["trials"]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "trials",
+            "Trials per study: practice, invalid (playback failed), repeated attempts, "
+            "analysable (not practice, valid, answered), analysed (of analysed participants)",
+            res.tables["trials"],
+        )
+    )
     return s
 
 
@@ -109,38 +163,81 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
     o = rates[(rates["subset"] == "analysed") & (rates["breakdown"] == "overall")]
     if len(o):
         r = o.iloc[0]
-        phrase = _share_phrase(r.share, int(r.trials), r.participants, (r.boot_low, r.boot_high),
-                               (r.wilson_low, r.wilson_high), _lv(opts))
-        s.text.append(f"Participants chose the ground-truth label in {phrase}"
-                      + (f"; exact binomial test against 50 %: {p_text(r.p_value)}" if r.trials else "")
-                      + (f"; paper: {pct(r.paper, 2)} %." if np.isfinite(r.paper) else
-                         f"; paper (2s-AGCN, AB, HDM05 and MHAD): {paper.DECEITFULNESS['overall']} %."))  # fmt: skip
+        phrase = _share_phrase(
+            r.share, int(r.trials), r.participants, (r.boot_low, r.boot_high), (r.wilson_low, r.wilson_high), _lv(opts)
+        )
+        s.text.append(
+            f"Participants chose the ground-truth label in {phrase}"
+            + (f"; exact binomial test against 50 %: {p_text(r.p_value)}" if r.trials else "")
+            + (
+                f"; paper: {pct(r.paper, 2)} %."
+                if np.isfinite(r.paper)
+                else f"; paper (2s-AGCN, AB, HDM05 and MHAD): {paper.DECEITFULNESS['overall']} %."
+            )
+        )
     prior = res.tables.get("deceitfulness_label_prior")
     if prior is not None and len(prior) and np.isfinite(prior["accuracy"]).any():
         p = {r.frequencies: r.accuracy for r in prior.itertuples()}
-        s.text.append(f"Label-prior baseline: ignoring the motion and picking the label that is more often the true one "
-                      f"would be right in {pct(p['pooled'])} % of these trials (label frequencies over all trials), "
-                      f"{pct(p['within participant'])} % (over each participant's own trials); chance is 50 %. The "
-                      "share above is evidence about the motion only as far as it exceeds this.")
+        s.text.append(
+            f"Label-prior baseline: ignoring the motion and picking the label that is more often the true one "
+            f"would be right in {pct(p['pooled'])} % of these trials (label frequencies over all trials), "
+            f"{pct(p['within participant'])} % (over each participant's own trials); chance is 50 %. The "
+            "share above is evidence about the motion only as far as it exceeds this."
+        )
         s.tables.append(Table("deceitfulness_label_prior", "Label-prior baseline", prior))
     s.text += res.notes
-    s.tables.append(Table("deceitfulness_rates", "Share choosing the true label", rates, _share_display(rates, "true label", _lv(opts))))
-    s.figures.append(Fig("deceitfulness_rates", "Share choosing the true label with intervals",
-                         figures.plot_shares(rates, title="Deceitfulness: true label chosen").figure))  # fmt: skip
-    s.tables.append(Table("deceitfulness_spread", "Spread of the share over participants and over clips",
-                          res.tables["deceitfulness_spread"]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "deceitfulness_rates",
+            "Share choosing the true label",
+            rates,
+            _share_display(rates, "true label", _lv(opts)),
+        )
+    )
+    s.figures.append(
+        Fig(
+            "deceitfulness_rates",
+            "Share choosing the true label with intervals",
+            figures.plot_shares(rates, title="Deceitfulness: true label chosen").figure,
+        )
+    )
+    s.tables.append(
+        Table(
+            "deceitfulness_spread",
+            "Spread of the share over participants and over clips",
+            res.tables["deceitfulness_spread"],
+        )
+    )
     part = res.tables["deceitfulness_participants"]
-    s.figures.append(Fig("deceitfulness_participants", "Per-participant share choosing the true label (analysed)",
-                         figures.plot_histogram(part.loc[part["analysed"], "share"], title="Deceitfulness per participant",
-                                                xlabel="share choosing the true label").figure))  # fmt: skip
+    s.figures.append(
+        Fig(
+            "deceitfulness_participants",
+            "Per-participant share choosing the true label (analysed)",
+            figures.plot_histogram(
+                part.loc[part["analysed"], "share"],
+                title="Deceitfulness per participant",
+                xlabel="share choosing the true label",
+            ).figure,
+        )
+    )
     s.tables.append(Table("deceitfulness_participants", "Per participant", part))
-    s.tables.append(Table("deceitfulness_clips", "Per clip (analysed participants), lowest share first",
-                          res.tables["deceitfulness_clips"]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "deceitfulness_clips",
+            "Per clip (analysed participants), lowest share first",
+            res.tables["deceitfulness_clips"],
+        )
+    )
     if "deceitfulness_glmm" in res.tables:
-        s.tables.append(Table("deceitfulness_glmm", "Mixed-effects logistic model y ~ 1 + (1|participant) + "
-                              "(1|clip): intercept and random-effect SDs (variational posterior mean and "
-                              f"{_lv(opts)} % interval)",
-                              res.tables["deceitfulness_glmm"]))  # fmt: skip
+        s.tables.append(
+            Table(
+                "deceitfulness_glmm",
+                "Mixed-effects logistic model y ~ 1 + (1|participant) + "
+                "(1|clip): intercept and random-effect SDs (variational posterior mean and "
+                f"{_lv(opts)} % interval)",
+                res.tables["deceitfulness_glmm"],
+            )
+        )
     return s
 
 
@@ -150,39 +247,84 @@ def _nat_section(res: StudyResult, opts: Options) -> Section:
         s.text += res.notes or ["No naturalness responses."]
         return s
     sm = res.summary
-    s.text.append(f"Bradley-Terry-Davidson order (analysed, overall): {' > '.join(sm.get('order_bt', []))}; "
-                  f"paper (Fig. 6): {' > '.join(paper.NATURALNESS_ORDER)}"
-                  f"{' (same order)' if sm.get('matches_paper') else ' (different order)'}.")  # fmt: skip
+    s.text.append(
+        f"Bradley-Terry-Davidson order (analysed, overall): {' > '.join(sm.get('order_bt', []))}; "
+        f"paper (Fig. 6): {' > '.join(paper.NATURALNESS_ORDER)}"
+        f"{' (same order)' if sm.get('matches_paper') else ' (different order)'}."
+    )
     for abl, v in sm.get("sign_tests", {}).items():
-        s.text.append(f"SMART vs {abl}: SMART preferred in {pct(v['smart_share'])} % of decisive answers "
-                      f"(sign test, Holm-adjusted p = {pvalue(v['p_holm'])}).")  # fmt: skip
+        s.text.append(
+            f"SMART vs {abl}: SMART preferred in {pct(v['smart_share'])} % of decisive answers "
+            f"(sign test, Holm-adjusted p = {pvalue(v['p_holm'])})."
+        )
     s.text += res.notes
     T = res.tables
-    over = lambda t: t[(t["subset"] == "analysed") & (t["breakdown"] == "overall")]
+
+    def over(t: pd.DataFrame) -> pd.DataFrame:
+        return t[(t["subset"] == "analysed") & (t["breakdown"] == "overall")]
+
     pref = T["naturalness_preference"]
     if len(over(pref)):
-        s.figures.append(Fig("naturalness_preference", "Normalised preference per method (Fig. 6): chosen / shown, "
-                             "normalised to sum to 100 % (analysed, overall)",
-                             figures.plot_preference(over(pref)).figure))  # fmt: skip
-    s.tables.append(Table("naturalness_preference", "Normalised preference per method (win rate = chosen / shown; "
-                          "normalised = win rate / sum of win rates); paper_rank: Fig. 6's order", pref))
+        s.figures.append(
+            Fig(
+                "naturalness_preference",
+                "Normalised preference per method (Fig. 6): chosen / shown, "
+                "normalised to sum to 100 % (analysed, overall)",
+                figures.plot_preference(over(pref)).figure,
+            )
+        )
+    s.tables.append(
+        Table(
+            "naturalness_preference",
+            "Normalised preference per method (win rate = chosen / shown; "
+            "normalised = win rate / sum of win rates); paper_rank: Fig. 6's order",
+            pref,
+        )
+    )
     bt = T["naturalness_bt"]
     if len(over(bt)):
-        s.figures.append(Fig("naturalness_bt", "Bradley-Terry-Davidson log-strengths with cluster-bootstrap "
-                             f"(participants) {_lv(opts)} % intervals", figures.plot_bt(over(bt)).figure))  # fmt: skip
-    s.tables.append(Table("naturalness_bt", "Bradley-Terry scores with ties (Davidson): log-strength (sum zero) "
-                          "with cluster-bootstrap interval, strength share, tie parameter nu", bt))
-    s.tables.append(Table("naturalness_sign_tests", "Sign tests SMART vs each ablation (decisive answers; "
-                          "Holm across ablations)", T["naturalness_sign_tests"]))
+        s.figures.append(
+            Fig(
+                "naturalness_bt",
+                f"Bradley-Terry-Davidson log-strengths with cluster-bootstrap (participants) {_lv(opts)} % intervals",
+                figures.plot_bt(over(bt)).figure,
+            )
+        )
+    s.tables.append(
+        Table(
+            "naturalness_bt",
+            "Bradley-Terry scores with ties (Davidson): log-strength (sum zero) "
+            "with cluster-bootstrap interval, strength share, tie parameter nu",
+            bt,
+        )
+    )
+    s.tables.append(
+        Table(
+            "naturalness_sign_tests",
+            "Sign tests SMART vs each ablation (decisive answers; Holm across ablations)",
+            T["naturalness_sign_tests"],
+        )
+    )
     pairs = T["naturalness_pairs"]
     if len(over(pairs)):
-        s.figures.append(Fig("naturalness_pairs", "Answers per pair of methods (analysed, overall)",
-                             figures.plot_pairs(over(pairs)).figure))  # fmt: skip
+        s.figures.append(
+            Fig(
+                "naturalness_pairs",
+                "Answers per pair of methods (analysed, overall)",
+                figures.plot_pairs(over(pairs)).figure,
+            )
+        )
     s.tables.append(Table("naturalness_pairs", "Per pair of methods (a before b in the paper's method order)", pairs))
-    s.tables.append(Table("naturalness_pairs_lr", "Per ordered pair as shown: left / right / can't tell",
-                          T["naturalness_pairs_lr"]))  # fmt: skip
-    s.tables.append(Table("naturalness_position", "Side bias: share of decisive answers choosing the left clip",
-                          T["naturalness_position"]))  # fmt: skip
+    s.tables.append(
+        Table("naturalness_pairs_lr", "Per ordered pair as shown: left / right / can't tell", T["naturalness_pairs_lr"])
+    )
+    s.tables.append(
+        Table(
+            "naturalness_position",
+            "Side bias: share of decisive answers choosing the left clip",
+            T["naturalness_position"],
+        )
+    )
     return s
 
 
@@ -193,51 +335,101 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
         return s
     sm = res.summary
     sc = sm.get("screening", {})
-    s.text.append(f"Screening: of {sc.get('completed')} completed participants the server excluded "
-                  f"{sc.get('server_excluded')}; recomputed here, {sc.get('fail_sensitivity')} fall below "
-                  f"{opts.sensitivity_threshold:.0%} sensitivity accuracy (the paper's rule) and "
-                  f"{sc.get('fail_control')} below {opts.control_threshold:.0%} positive-control hits; "
-                  f"{sc.get('always_unchanged')} answered 'unchanged' to everything "
-                  f"({sc.get('always_unchanged_passing_sensitivity')} of them pass the paper's screen).")  # fmt: skip
+    s.text.append(
+        f"Screening: of {sc.get('completed')} completed participants the server excluded "
+        f"{sc.get('server_excluded')}; recomputed here, {sc.get('fail_sensitivity')} fall below "
+        f"{opts.sensitivity_threshold:.0%} sensitivity accuracy (the paper's rule) and "
+        f"{sc.get('fail_control')} below {opts.control_threshold:.0%} positive-control hits; "
+        f"{sc.get('always_unchanged')} answered 'unchanged' to everything "
+        f"({sc.get('always_unchanged_passing_sensitivity')} of them pass the paper's screen)."
+    )
     o = sm.get("overall")
     if o:
-        phrase = _share_phrase(o["share"], int(o["n"]), o["participants"], o["ci_bootstrap"], o["ci_wilson"],
-                               _lv(opts), "perceivability trials")
-        s.text.append(f"Attacked clips judged unchanged: {phrase}; "
-                      f"{_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}, after screening "
-                      f"(HDM05 {paper.INDISTINGUISHABILITY['HDM05']} %, MHAD {paper.INDISTINGUISHABILITY['MHAD']} %).")
+        phrase = _share_phrase(
+            o["share"],
+            int(o["n"]),
+            o["participants"],
+            o["ci_bootstrap"],
+            o["ci_wilson"],
+            _lv(opts),
+            "perceivability trials",
+        )
+        s.text.append(
+            f"Attacked clips judged unchanged: {phrase}; "
+            f"{_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}, after screening "
+            f"(HDM05 {paper.INDISTINGUISHABILITY['HDM05']} %, MHAD {paper.INDISTINGUISHABILITY['MHAD']} %)."
+        )
     w = sm.get("with_control_screen")
     if w:
-        s.text.append(f"Again with positive controls used for screening: {pct(w['share'])} % "
-                      f"{ci(*w['ci_bootstrap'])} ({w['participants']} participants).")  # fmt: skip
+        s.text.append(
+            f"Again with positive controls used for screening: {pct(w['share'])} % "
+            f"{ci(*w['ci_bootstrap'])} ({w['participants']} participants)."
+        )
     d = sm.get("dprime")
     if d and not np.isfinite(d.get("pooled", math.nan)):
-        s.text.append("d' cannot be estimated: no analysed participant with both sensitivity and perceivability "
-                      "trials.")
+        s.text.append(
+            "d' cannot be estimated: no analysed participant with both sensitivity and perceivability trials."
+        )
     elif d:
-        s.text.append(f"Pooled hit rate {pct(d['hit_rate'])} %, false-alarm rate {pct(d['false_alarm_rate'])} %, "
-                      f"d' = {d['pooled']:.2f} (log-linear correction; cluster bootstrap {d['ci'][0]:.2f} to "
-                      f"{d['ci'][1]:.2f}); positive-control hit rate {pct(d['control_hit_rate'])} %. A yes/no d'; "
-                      "the same-different task's own models give larger values (Macmillan & Creelman 2005).")  # fmt: skip
+        s.text.append(
+            f"Pooled hit rate {pct(d['hit_rate'])} %, false-alarm rate {pct(d['false_alarm_rate'])} %, "
+            f"d' = {d['pooled']:.2f} (log-linear correction; cluster bootstrap {d['ci'][0]:.2f} to "
+            f"{d['ci'][1]:.2f}); positive-control hit rate {pct(d['control_hit_rate'])} %. A yes/no d'; "
+            "the same-different task's own models give larger values (Macmillan & Creelman 2005)."
+        )
     s.text += res.notes
     T = res.tables
     part = T["indistinguishability_participants"]
-    s.figures.append(Fig("indistinguishability_sensitivity", "Sensitivity accuracy per participant (completed); "
-                         "dashed: the paper's 80 % screen",
-                         figures.plot_histogram(part.loc[part["completed"], "sensitivity_accuracy"],
-                                                title="Sensitivity accuracy", xlabel="accuracy on original | original",
-                                                threshold=opts.sensitivity_threshold).figure))  # fmt: skip
-    s.figures.append(Fig("indistinguishability_hit_fa", "Hit and false-alarm rates per participant",
-                         figures.plot_hit_fa(part[part["completed"]]).figure))  # fmt: skip
-    s.tables.append(Table("indistinguishability_participants", "Per participant: sensitivity accuracy, hits, "
-                          "positive controls, d' (log-linear), the screens", part))
+    s.figures.append(
+        Fig(
+            "indistinguishability_sensitivity",
+            "Sensitivity accuracy per participant (completed); dashed: the paper's 80 % screen",
+            figures.plot_histogram(
+                part.loc[part["completed"], "sensitivity_accuracy"],
+                title="Sensitivity accuracy",
+                xlabel="accuracy on original | original",
+                threshold=opts.sensitivity_threshold,
+            ).figure,
+        )
+    )
+    s.figures.append(
+        Fig(
+            "indistinguishability_hit_fa",
+            "Hit and false-alarm rates per participant",
+            figures.plot_hit_fa(part[part["completed"]]).figure,
+        )
+    )
+    s.tables.append(
+        Table(
+            "indistinguishability_participants",
+            "Per participant: sensitivity accuracy, hits, positive controls, d' (log-linear), the screens",
+            part,
+        )
+    )
     rates = T["indistinguishability_rates"]
-    s.tables.append(Table("indistinguishability_rates", "Share of attacked (perceivability) trials judged unchanged",
-                          rates, _share_display(rates, "unchanged", _lv(opts))))  # fmt: skip
-    s.figures.append(Fig("indistinguishability_rates", "Share of attacked trials judged unchanged",
-                         figures.plot_shares(rates, title="Indistinguishability: attacked judged unchanged").figure))
-    s.tables.append(Table("indistinguishability_dprime", "Hit and false-alarm rates, d' pooled (log-linear; cluster "
-                          "bootstrap interval) and per participant, positive controls", T["indistinguishability_dprime"]))
+    s.tables.append(
+        Table(
+            "indistinguishability_rates",
+            "Share of attacked (perceivability) trials judged unchanged",
+            rates,
+            _share_display(rates, "unchanged", _lv(opts)),
+        )
+    )
+    s.figures.append(
+        Fig(
+            "indistinguishability_rates",
+            "Share of attacked trials judged unchanged",
+            figures.plot_shares(rates, title="Indistinguishability: attacked judged unchanged").figure,
+        )
+    )
+    s.tables.append(
+        Table(
+            "indistinguishability_dprime",
+            "Hit and false-alarm rates, d' pooled (log-linear; cluster "
+            "bootstrap interval) and per participant, positive controls",
+            T["indistinguishability_dprime"],
+        )
+    )
     return s
 
 
@@ -271,9 +463,14 @@ def _methods_section() -> Section:
     return s
 
 
-def build_report(df: pd.DataFrame, batches: Batches, runs: Sequence[AttackRun] = (),
-                 transfers: Sequence[TransferRun] = (), opts: Options = Options(),
-                 inputs: dict[str, Any] | None = None) -> Report:  # fmt: skip
+def build_report(
+    df: pd.DataFrame,
+    batches: Batches,
+    runs: Sequence[AttackRun] = (),
+    transfers: Sequence[TransferRun] = (),
+    opts: Options = Options(),
+    inputs: dict[str, Any] | None = None,
+) -> Report:
     """Run every analysis on ``df`` (responses attached to ``batches``) and the attack files."""
     from threadpoolctl import threadpool_limits
 
@@ -286,14 +483,26 @@ def build_report(df: pd.DataFrame, batches: Batches, runs: Sequence[AttackRun] =
         nat = naturalness(df, opts)
         ind = indistinguishability(df, opts)
         att_sections, att_summary = attack_sections(runs, transfers, batches, df, opts)
-    sections = [_inputs_section(inputs, batches, opts, runs, transfers), _counts_section(c),
-                _deceit_section(dec, opts), _nat_section(nat, opts), _ind_section(ind, opts), *att_sections,
-                _methods_section()]  # fmt: skip
-    summary = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), "inputs": inputs,
-               "counts": c.summary, "deceitfulness": dec.summary, "naturalness": nat.summary,
-               "indistinguishability": ind.summary, "attacks": att_summary,
-               "notes": {"deceitfulness": dec.notes, "naturalness": nat.notes, "indistinguishability": ind.notes},
-               "versions": _versions()}  # fmt: skip
+    sections = [
+        _inputs_section(inputs, batches, opts, runs, transfers),
+        _counts_section(c),
+        _deceit_section(dec, opts),
+        _nat_section(nat, opts),
+        _ind_section(ind, opts),
+        *att_sections,
+        _methods_section(),
+    ]
+    summary = {
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": inputs,
+        "counts": c.summary,
+        "deceitfulness": dec.summary,
+        "naturalness": nat.summary,
+        "indistinguishability": ind.summary,
+        "attacks": att_summary,
+        "notes": {"deceitfulness": dec.notes, "naturalness": nat.notes, "indistinguishability": ind.notes},
+        "versions": _versions(),
+    }
     return Report("smart-study report", sections, summary, _console(c, dec, nat, ind, att_summary))
 
 
@@ -302,29 +511,41 @@ def _versions() -> dict[str, str]:
     import scipy
     import statsmodels
 
-    return {"analysis": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "pandas": pd.__version__, "scipy": scipy.__version__, "statsmodels": statsmodels.__version__,
-            "matplotlib": matplotlib.__version__}  # fmt: skip
+    return {
+        "analysis": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
 
 
 def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResult, att: dict[str, Any]) -> list[str]:
     lines = []
     for key, v in c.summary.items():
         st, study = key.split(":", 1)
-        lines.append(f"{st} ({study}): {v['recruited']} recruited, {v['started']} started, {v['completed']} completed, "
-                     f"{v['excluded']} excluded, {v['analysed']} analysed")  # fmt: skip
+        lines.append(
+            f"{st} ({study}): {v['recruited']} recruited, {v['started']} started, {v['completed']} completed, "
+            f"{v['excluded']} excluded, {v['analysed']} analysed"
+        )
     o = dec.summary.get("overall")
     if o and not o["n"]:
         lines.append("deceitfulness: 0 analysed participants: no share")
     elif o:
         base = dec.summary.get("label_prior_baseline", {}).get("pooled")
-        lines.append(f"deceitfulness: true label chosen in {pct(o['share'])} % "
-                     f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} of {o['n']} "
-                     f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])}; label-prior baseline "
-                     f"{pct(base)} %)")  # fmt: skip
+        lines.append(
+            f"deceitfulness: true label chosen in {pct(o['share'])} % "
+            f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} of {o['n']} "
+            f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])}; label-prior baseline "
+            f"{pct(base)} %)"
+        )
     if nat.summary.get("order_bt"):
-        lines.append(f"naturalness: {' > '.join(nat.summary['order_bt'])} (Bradley-Terry); paper "
-                     f"{' > '.join(paper.NATURALNESS_ORDER)}")  # fmt: skip
+        lines.append(
+            f"naturalness: {' > '.join(nat.summary['order_bt'])} (Bradley-Terry); paper "
+            f"{' > '.join(paper.NATURALNESS_ORDER)}"
+        )
     elif nat.summary.get("no_order"):
         lines.append(f"naturalness: no Bradley-Terry order ({nat.summary['no_order']})")
     o = ind.summary.get("overall")
@@ -336,16 +557,26 @@ def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResul
         d = ind.summary.get("dprime", {})
         w = ind.summary.get("with_control_screen")
         dp = d.get("pooled", float("nan"))
-        lines.append(f"indistinguishability: attacked judged unchanged in {pct(o['share'])} % "
-                     f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} "
-                     f"({_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}); "
-                     + (f"d' {dp:.2f}" if np.isfinite(dp) else "d' cannot be estimated")
-                     + (f"; with control screen {pct(w['share'])} %" if w else ""))  # fmt: skip
+        lines.append(
+            f"indistinguishability: attacked judged unchanged in {pct(o['share'])} % "
+            f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} "
+            f"({_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}); "
+            + (f"d' {dp:.2f}" if np.isfinite(dp) else "d' cannot be estimated")
+            + (f"; with control screen {pct(w['share'])} %" if w else "")
+        )
     if att.get("runs"):
-        lines.append(f"attacks: {len(att['runs'])} result file(s)"
-                     + (f", {len({r['file'] for r in att.get('transfer', [])})} transfer summary file(s)"
-                        if att.get("transfer") else ""))  # fmt: skip
+        lines.append(
+            f"attacks: {len(att['runs'])} result file(s)"
+            + (
+                f", {len({r['file'] for r in att.get('transfer', [])})} transfer summary file(s)"
+                if att.get("transfer")
+                else ""
+            )
+        )
     elif att.get("batch_success"):
-        lines.append("attacks: " + ", ".join(f"{r['variant']} {pct(r['rate'])} %" for r in att["batch_success"])
-                     + " success in the batch")  # fmt: skip
+        lines.append(
+            "attacks: "
+            + ", ".join(f"{r['variant']} {pct(r['rate'])} %" for r in att["batch_success"])
+            + " success in the batch"
+        )
     return lines

@@ -6,13 +6,20 @@ From attack result files when given, else from the stimulus batch (its manifest 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from typing import Sequence
 
 import pandas as pd
 
-from . import attacks, figures, paper
-from stimuli.attack_results import AttackRun, TransferRun
-from .document import Fig, Section, Table
+from stimuli.attack_results import AttackRun
+from stimuli.attack_results import TransferRun
+
+from . import attacks
+from . import figures
+from . import paper
+from .document import Fig
+from .document import Section
+from .document import Table
 from .perceptual import Options
 from .readers import Batches
 
@@ -25,39 +32,58 @@ def _select_runs(runs: Sequence[AttackRun], limit: int = 4) -> list[AttackRun]:
     return smart[:limit]
 
 
-def attack_sections(runs: Sequence[AttackRun], transfers: Sequence[TransferRun], batches: Batches,
-                     df: pd.DataFrame, opts: Options) -> tuple[list[Section], dict[str, Any]]:  # fmt: skip
+def attack_sections(
+    runs: Sequence[AttackRun], transfers: Sequence[TransferRun], batches: Batches, df: pd.DataFrame, opts: Options
+) -> tuple[list[Section], dict[str, Any]]:
     summary: dict[str, Any] = {}
     out = []
     # Tables 1-3
     s = Section("Attack success (Tables 1-3)")
     if runs:
         tab = attacks.success_table(runs, opts.level)
-        tab["label"] = (tab["model"] + " " + tab["dataset"] + " " + tab["strategy"] + " " + tab["loss"]
-                        + tab["threat_model"].map(lambda t: "" if t == "canonical" else f" ({t})"))
-        s.text.append("Success rate = successful / attacked clips (only clips the model recognised are attacked). "
-                      "Robust success: the successes whose adversarial clip, passed through the dataset's own "
-                      "preprocessing again (re-tied, re-faced where the dataset faces, re-centred), still fools the "
-                      "model. Threat model canonical: the model was attacked through its own preprocessing, so "
-                      "robust success equals success; raw: the paper's setting (the network on unpreprocessed "
-                      "input), where the two can differ. Cells: success / robust success (paper), in %; the "
-                      "paper's numbers (SMART loss, its raw setting) stand beside raw runs only.")
+        tab["label"] = (
+            tab["model"]
+            + " "
+            + tab["dataset"]
+            + " "
+            + tab["strategy"]
+            + " "
+            + tab["loss"]
+            + tab["threat_model"].map(lambda t: "" if t == "canonical" else f" ({t})")
+        )
+        s.text.append(
+            "Success rate = successful / attacked clips (only clips the model recognised are attacked). "
+            "Robust success: the successes whose adversarial clip, passed through the dataset's own "
+            "preprocessing again (re-tied, re-faced where the dataset faces, re-centred), still fools the "
+            "model. Threat model canonical: the model was attacked through its own preprocessing, so "
+            "robust success equals success; raw: the paper's setting (the network on unpreprocessed "
+            "input), where the two can differ. Cells: success / robust success (paper), in %; the "
+            "paper's numbers (SMART loss, its raw setting) stand beside raw runs only."
+        )
         for tm in ("canonical", "raw"):
             for name, strategies in attacks.TABLES.items():
                 lay = attacks.success_layout(tab, strategies, threat_model=tm)
                 if not lay.empty:
                     key = name if tm == "canonical" else f"{name}_raw"
-                    s.tables.append(Table(key, f"{name.replace('table', 'Table ')}: success of "
-                                          f"{'/'.join(strategies)}, {tm} threat model (success / robust (paper), %)",
-                                          lay, lay))
+                    s.tables.append(
+                        Table(
+                            key,
+                            f"{name.replace('table', 'Table ')}: success of "
+                            f"{'/'.join(strategies)}, {tm} threat model (success / robust (paper), %)",
+                            lay,
+                            lay,
+                        )
+                    )
         s.tables.append(Table("attack_success", "Every attack run", tab.drop(columns="label")))
         s.figures.append(Fig("attack_success", "Success per run", figures.plot_success(tab).figure))
         summary["runs"] = tab.drop(columns="label").to_dict("records")
     else:
         tab = attacks.batch_success(batches.variants, batches.items, opts.level)
-        s.text.append("No attack result files: success and robust success of the batch's attacked variants from "
-                      "its manifest (the target model's verdict on each stimulus, and on it re-preprocessed by the "
-                      "dataset's pipeline), with the threat model and the mean perceptual metrics.")
+        s.text.append(
+            "No attack result files: success and robust success of the batch's attacked variants from "
+            "its manifest (the target model's verdict on each stimulus, and on it re-preprocessed by the "
+            "dataset's pipeline), with the threat model and the mean perceptual metrics."
+        )
         s.tables.append(Table("batch_success", "Attack success per variant in the stimulus batch", tab))
         summary["batch_success"] = tab.to_dict("records")
     out.append(s)
@@ -66,19 +92,28 @@ def attack_sections(runs: Sequence[AttackRun], transfers: Sequence[TransferRun],
     if transfers:
         tt = attacks.transfer_table(transfers)
         lay = attacks.transfer_layout(tt)
-        s.text.append("Rows surrogate, columns target: of the surrogate's successful adversarial clips whose "
-                      "original the target recognises, the share that fool the target, then the share that fool it "
-                      "after its dataset's preprocessing (robust); diagonal: white-box. Threat model: "
-                      + ", ".join(sorted(set(tt["threat_model"]))) + ". "
-                      "Paper numbers (NTU, SMART loss, raw threat model) in brackets, beside raw runs only.")
+        s.text.append(
+            "Rows surrogate, columns target: of the surrogate's successful adversarial clips whose "
+            "original the target recognises, the share that fool the target, then the share that fool it "
+            "after its dataset's preprocessing (robust); diagonal: white-box. Threat model: "
+            + ", ".join(sorted(set(tt["threat_model"])))
+            + ". "
+            "Paper numbers (NTU, SMART loss, raw threat model) in brackets, beside raw runs only."
+        )
         s.tables.append(Table("table4", "Table 4: transfer success (%)", lay, lay))
         s.tables.append(Table("transfer", "Every transfer cell", tt))
         summary["transfer"] = tt.to_dict("records")
     else:
-        s.text.append("No transfer summaries given (`attack-gen transfer` writes transfer.<label>.<loss>.json; pass "
-                      "it with --attacks). The paper's Table 4 (NTU, AB (AB5)):")
-        pt = pd.DataFrame([{"surrogate": s_, "target": t_, "strategy": st, "paper %": v}
-                           for (s_, t_, st), v in paper.TRANSFER.items()])  # fmt: skip
+        s.text.append(
+            "No transfer summaries given (`attack-gen transfer` writes transfer.<label>.<loss>.json; pass "
+            "it with --attacks). The paper's Table 4 (NTU, AB (AB5)):"
+        )
+        pt = pd.DataFrame(
+            [
+                {"surrogate": s_, "target": t_, "strategy": st, "paper %": v}
+                for (s_, t_, st), v in paper.TRANSFER.items()
+            ]
+        )
         s.tables.append(Table("table4_paper", "The paper's Table 4", pt))
     out.append(s)
     # Fig. 2, 4, 7
@@ -95,10 +130,16 @@ def attack_sections(runs: Sequence[AttackRun], transfers: Sequence[TransferRun],
                 s2.text.append(f"{tag}: no successful attack.")
                 continue
             cm = attacks.confusion(r.true_label[ok], r.final_label[ok], r.class_names or None)
-            s2.tables.append(Table(f"confusion_{slug}", f"{tag}: row-normalised confusion of attacked labels",
-                                   cm.reset_index()))  # fmt: skip
-            s2.figures.append(Fig(f"confusion_{slug}", f"{tag} ({int(ok.sum())} successful clips)",
-                                  figures.plot_confusion(cm, title=tag).figure))  # fmt: skip
+            s2.tables.append(
+                Table(f"confusion_{slug}", f"{tag}: row-normalised confusion of attacked labels", cm.reset_index())
+            )
+            s2.figures.append(
+                Fig(
+                    f"confusion_{slug}",
+                    f"{tag} ({int(ok.sum())} successful clips)",
+                    figures.plot_confusion(cm, title=tag).figure,
+                )
+            )
             if ok.sum() >= 3 and n_corr < 2:  # the paper shows two settings
                 D, S, A = attacks.clip_summaries(r.original[ok], r.adversarial[ok], r.fps)
                 _add_corr(s4, attacks.joint_correlations(D, S, A), slug, f"{tag} ({int(ok.sum())} clips)")
@@ -108,8 +149,9 @@ def attack_sections(runs: Sequence[AttackRun], transfers: Sequence[TransferRun],
         pairs = _smart_l2_runs(runs)
         for key, (rs, rl) in pairs.items():
             ok_s, ok_l = rs.status == "success", rl.status == "success"
-            dev = attacks.joint_deviation({"smart": (rs.original[ok_s], rs.adversarial[ok_s]),
-                                           "l2": (rl.original[ok_l], rl.adversarial[ok_l])})  # fmt: skip
+            dev = attacks.joint_deviation(
+                {"smart": (rs.original[ok_s], rs.adversarial[ok_s]), "l2": (rl.original[ok_l], rl.adversarial[ok_l])}
+            )
             _add_dev(s7, dev, _slug(key), f"{key}: successful clips of each run")
         if not pairs:
             s7.text.append("Needs a SMART and an l2 result of the same model, dataset and strategy.")
@@ -139,17 +181,28 @@ def _smart_l2_runs(runs: Sequence[AttackRun]) -> dict[str, tuple[AttackRun, Atta
 
 def _add_corr(sec: Section, maps: dict[str, pd.DataFrame], slug: str, tag: str) -> None:
     for kind, m in maps.items():
-        sec.tables.append(Table(f"joint_corr_{kind}_{slug}", f"{tag}: correlation of joint displacement with {kind}",
-                                m.reset_index()))  # fmt: skip
-    sec.figures.append(Fig(f"joint_corr_{slug}", f"{tag}: correlations of joint displacement with displacement, "
-                           "speed and acceleration (rows: the displaced joint)",
-                           figures.joint_maps_figure(maps, title=tag)))  # fmt: skip
+        sec.tables.append(
+            Table(f"joint_corr_{kind}_{slug}", f"{tag}: correlation of joint displacement with {kind}", m.reset_index())
+        )
+    sec.figures.append(
+        Fig(
+            f"joint_corr_{slug}",
+            f"{tag}: correlations of joint displacement with displacement, "
+            "speed and acceleration (rows: the displaced joint)",
+            figures.joint_maps_figure(maps, title=tag),
+        )
+    )
 
 
 def _add_dev(sec: Section, dev: pd.DataFrame, slug: str, tag: str) -> None:
     sec.tables.append(Table(f"joint_deviation_{slug}", f"{tag}: per-joint deviation (m)", dev))
-    sec.figures.append(Fig(f"joint_deviation_{slug}", f"{tag}: mean (top) and standard deviation (bottom) of the "
-                           "joint-wise deviation", figures.joint_deviation_figure(dev, title=tag)))  # fmt: skip
+    sec.figures.append(
+        Fig(
+            f"joint_deviation_{slug}",
+            f"{tag}: mean (top) and standard deviation (bottom) of the joint-wise deviation",
+            figures.joint_deviation_figure(dev, title=tag),
+        )
+    )
 
 
 def _batch_figures(batches: Batches, df: pd.DataFrame, s2: Section, s4: Section, s7: Section) -> None:
@@ -165,11 +218,20 @@ def _batch_figures(batches: Batches, df: pd.DataFrame, s2: Section, s4: Section,
     if len(ok):
         true = it.loc[list(zip(ok["batch_id"], ok["item_id"])), "true_label"].astype(str).to_numpy()
         cm = attacks.confusion(true, ok["final_label"].astype(str).to_numpy())
-        s2.text.append(f"From the stimulus batch: true label against the target model's label for the SMART variant "
-                       f"of the {len(ok)} items it fooled.")  # fmt: skip
-        s2.tables.append(Table("confusion_batch", "Row-normalised confusion of attacked labels (batch)", cm.reset_index()))
-        s2.figures.append(Fig("confusion_batch", "Confusion of attacked labels (stimulus batch, SMART)",
-                              figures.plot_confusion(cm, title="stimulus batch, SMART").figure))  # fmt: skip
+        s2.text.append(
+            f"From the stimulus batch: true label against the target model's label for the SMART variant "
+            f"of the {len(ok)} items it fooled."
+        )
+        s2.tables.append(
+            Table("confusion_batch", "Row-normalised confusion of attacked labels (batch)", cm.reset_index())
+        )
+        s2.figures.append(
+            Fig(
+                "confusion_batch",
+                "Confusion of attacked labels (stimulus batch, SMART)",
+                figures.plot_confusion(cm, title="stimulus batch, SMART").figure,
+            )
+        )
     else:
         s2.text.append("The SMART variant fooled the model on no item of the batch.")
     keys = list(zip(sm["batch_id"], sm["item_id"]))
@@ -187,10 +249,22 @@ def _batch_figures(batches: Batches, df: pd.DataFrame, s2: Section, s4: Section,
         return
     chosen = _smart_over_l2_items(df)
     sel = [k for k in keys if f"{k[0]}\x1f{k[1]}" in chosen] if chosen else keys
-    s7.text.append(f"From the stimulus batch: {len(sel)} items" + (" on which participants chose SMART over l2 at "
-                   "least once (the paper's selection)" if chosen else " (no SMART-vs-l2 choices in the responses)") + ".")
-    pairs = {m: ([batches.canonical_motion(b, i, "original") for b, i in sel],
-                 [batches.canonical_motion(b, i, m) for b, i in sel]) for m in ("smart", "l2")}
+    s7.text.append(
+        f"From the stimulus batch: {len(sel)} items"
+        + (
+            " on which participants chose SMART over l2 at least once (the paper's selection)"
+            if chosen
+            else " (no SMART-vs-l2 choices in the responses)"
+        )
+        + "."
+    )
+    pairs = {
+        m: (
+            [batches.canonical_motion(b, i, "original") for b, i in sel],
+            [batches.canonical_motion(b, i, m) for b, i in sel],
+        )
+        for m in ("smart", "l2")
+    }
     _add_dev(s7, attacks.joint_deviation(pairs), "batch", "stimulus batch")
 
 
@@ -198,7 +272,7 @@ def _smart_over_l2_items(df: pd.DataFrame) -> set[str]:
     nat = df[(df["study_type"] == "naturalness") & df["preferred_variant"].notna()]
     if nat.empty:
         return set()
-    l, r = nat["left_variant"].astype(str), nat["right_variant"].astype(str)
-    pair = ((l == "smart") & (r == "l2")) | ((l == "l2") & (r == "smart"))
+    left, right = nat["left_variant"].astype(str), nat["right_variant"].astype(str)
+    pair = ((left == "smart") & (right == "l2")) | ((left == "l2") & (right == "smart"))
     won = pair & (nat["preferred_variant"].astype(str) == "smart")
     return set(nat.loc[won, "item_key"].astype(str))

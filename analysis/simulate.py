@@ -32,17 +32,25 @@ hit rate is below ``control_screen``) is excluded, with the server's reason text
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
 from stimuli.errors import DataError
-from stimuli.screening import SENSITIVITY_THRESHOLD, exclusion_reasons
-from stimuli.responses import COLUMN_NAMES, COLUMNS, RESPONSES_FORMAT, STUDY_TYPES
+from stimuli.responses import COLUMN_NAMES
+from stimuli.responses import COLUMNS
+from stimuli.responses import RESPONSES_FORMAT
+from stimuli.responses import STUDY_TYPES
+from stimuli.screening import SENSITIVITY_THRESHOLD
+from stimuli.screening import exclusion_reasons
 
 from .readers import Batches
 
@@ -106,13 +114,18 @@ class Observer:
         h_obs, f_obs, c_obs = ((1 - lam) * v + lam / 2 for v in (h, f, c))
         logs = {m: math.log(s) for m, s in self.strengths}
         mean = sum(logs.values()) / len(logs)
-        return {"p_true_typical": self.p_true,
-                "p_true_marginal": (1 - lam) * marginal + lam / 2,
-                "hit_rate": h_obs, "false_alarm_rate": f_obs, "control_hit_rate": c_obs,
-                "share_unchanged": 1 - h_obs,
-                "dprime": float(norm.ppf(h_obs) - norm.ppf(f_obs)),
-                "sensitivity_accuracy": 1 - f_obs,
-                "log_strength": {m: v - mean for m, v in logs.items()}, "tie": self.tie}  # fmt: skip
+        return {
+            "p_true_typical": self.p_true,
+            "p_true_marginal": (1 - lam) * marginal + lam / 2,
+            "hit_rate": h_obs,
+            "false_alarm_rate": f_obs,
+            "control_hit_rate": c_obs,
+            "share_unchanged": 1 - h_obs,
+            "dprime": float(norm.ppf(h_obs) - norm.ppf(f_obs)),
+            "sensitivity_accuracy": 1 - f_obs,
+            "log_strength": {m: v - mean for m, v in logs.items()},
+            "tie": self.tie,
+        }
 
 
 @dataclass(frozen=True)
@@ -143,8 +156,9 @@ class Design:
                 raise DataError(f"design: {name} must be >= 1, got {getattr(self, name)!r}")
         if self.practice_trials < 0:
             raise DataError(f"design: practice_trials must be >= 0, got {self.practice_trials!r}")
-        if not (0 <= self.sensitivity_share and 0 <= self.control_share and
-                self.sensitivity_share + self.control_share < 1):  # fmt: skip
+        if not (
+            0 <= self.sensitivity_share and 0 <= self.control_share and self.sensitivity_share + self.control_share < 1
+        ):
             raise DataError("design: sensitivity_share and control_share must be >= 0 and sum to less than 1")
 
 
@@ -180,8 +194,12 @@ class _Pool:
 def _pool(batches: Batches) -> tuple[_Pool, dict[str, str]]:
     it = batches.items
     v = batches.variants
-    pool = _Pool(*(it[c].astype(object).to_numpy() for c in
-                   ("batch_id", "item_id", "dataset", "model", "strategy", "true_label", "attacked_label")))  # fmt: skip
+    pool = _Pool(
+        *(
+            it[c].astype(object).to_numpy()
+            for c in ("batch_id", "item_id", "dataset", "model", "strategy", "true_label", "attacked_label")
+        )
+    )
     key_it = it["batch_id"] + "\x1f" + it["item_id"]
     key_v = v["batch_id"] + "\x1f" + v["item_id"]
     roles = dict(zip(v["variant"], v["role"]))
@@ -200,8 +218,7 @@ def _empty_columns(n: int) -> dict[str, Any]:
 def _deceitfulness(rng, P, n, pool, roles, obs: Observer, des: Design, kind_of: np.ndarray) -> dict[str, np.ndarray]:
     v = des.deceit_variant
     if roles.get(v) != "attack":
-        raise DataError(f"deceitfulness: the batch has no attacked variant {v!r} "
-                        f"(variants: {', '.join(roles)})")  # fmt: skip
+        raise DataError(f"deceitfulness: the batch has no attacked variant {v!r} (variants: {', '.join(roles)})")
     ok = np.flatnonzero([s is True for s in pool.success[v]])  # per item: the variant fooled the model
     candidates = ok if len(ok) else np.arange(len(pool.item_id))
     items = candidates[_cycle(rng, P, n, len(candidates))]
@@ -214,9 +231,15 @@ def _deceitfulness(rng, P, n, pool, roles, obs: Observer, des: Design, kind_of: 
     attacked = pool.labels[v][items]
     attacked = np.where(pd.isna(attacked), None, attacked)
     order = np.where(rng.random((P, n)) < 0.5, "true,attacked", "attacked,true")
-    return {"item": items, "variant": np.full((P, n), v, dtype=object), "attacked_label": attacked,
-            "answer": np.where(chose, "true_label", "attacked_label"), "label_order": order,
-            "chose_true_label": chose, "plays": np.full((P, n), 1)}  # fmt: skip
+    return {
+        "item": items,
+        "variant": np.full((P, n), v, dtype=object),
+        "attacked_label": attacked,
+        "answer": np.where(chose, "true_label", "attacked_label"),
+        "label_order": order,
+        "chose_true_label": chose,
+        "plays": np.full((P, n), 1),
+    }
 
 
 def _naturalness(rng, P, n_motions, pool, roles, obs: Observer, des: Design, kind_of) -> dict[str, np.ndarray]:
@@ -240,8 +263,9 @@ def _naturalness(rng, P, n_motions, pool, roles, obs: Observer, des: Design, kin
     a_l, a_r = abl[pair_a], abl[pair_b]
     left = np.concatenate([first_l, a_l], axis=1)
     right = np.concatenate([first_r, a_r], axis=1)
-    kind = np.concatenate([np.full((P, n_motions), "smart-vs-ablation"), np.full((P, n_motions), "ablation-vs-ablation")],
-                          axis=1)  # fmt: skip
+    kind = np.concatenate(
+        [np.full((P, n_motions), "smart-vs-ablation"), np.full((P, n_motions), "ablation-vs-ablation")], axis=1
+    )
     items = np.concatenate([motions, motions], axis=1)
     swap = rng.random((P, n)) < 0.5
     left, right = np.where(swap, right, left), np.where(swap, left, right)
@@ -260,8 +284,16 @@ def _naturalness(rng, P, n_motions, pool, roles, obs: Observer, des: Design, kin
     u = rng.random((P, n))
     ans = np.where(u < pl, "left", np.where(u < pl + pr, "right", "cant_tell"))
     pref = np.where(ans == "left", left, np.where(ans == "right", right, None))
-    return {"item": items, "left_variant": left, "right_variant": right, "variant": right, "answer": ans,
-            "naturalness_pair": kind, "preferred_variant": pref, "plays": np.full((P, n), 2)}  # fmt: skip
+    return {
+        "item": items,
+        "left_variant": left,
+        "right_variant": right,
+        "variant": right,
+        "answer": ans,
+        "naturalness_pair": kind,
+        "preferred_variant": pref,
+        "plays": np.full((P, n), 2),
+    }
 
 
 def _indistinguishability(rng, P, n, pool, roles, obs: Observer, des: Design, kind_of) -> dict[str, np.ndarray]:
@@ -285,26 +317,48 @@ def _indistinguishability(rng, P, n, pool, roles, obs: Observer, des: Design, ki
     changed = rng.normal(mu, 1.0) > obs.criterion
     changed = np.where((kind_of[:, None] == 1) | (rng.random((P, n)) < obs.lapse), rng.random((P, n)) < 0.5, changed)
     changed = np.where(kind_of[:, None] == 2, False, changed)
-    return {"item": items, "left_variant": np.full((P, n), "original", dtype=object), "right_variant": right,
-            "variant": right, "trial_kind": kinds, "answer": np.where(changed, "changed", "unchanged"),
-            "said_changed": changed, "correct": changed == (kinds != "sensitivity"),
-            "plays": np.full((P, n), 1)}  # fmt: skip
+    return {
+        "item": items,
+        "left_variant": np.full((P, n), "original", dtype=object),
+        "right_variant": right,
+        "variant": right,
+        "trial_kind": kinds,
+        "answer": np.where(changed, "changed", "unchanged"),
+        "said_changed": changed,
+        "correct": changed == (kinds != "sensitivity"),
+        "plays": np.full((P, n), 1),
+    }
 
 
-_GENERATORS = {"deceitfulness": _deceitfulness, "naturalness": _naturalness,
-               "indistinguishability": _indistinguishability}  # fmt: skip
+_GENERATORS = {
+    "deceitfulness": _deceitfulness,
+    "naturalness": _naturalness,
+    "indistinguishability": _indistinguishability,
+}
 
 
-def _study(rng, study_type: str, participants: int, pool: _Pool, roles, obs: Observer, des: Design,
-           seconds: float, t0: np.datetime64) -> pd.DataFrame:  # fmt: skip
+def _study(
+    rng,
+    study_type: str,
+    participants: int,
+    pool: _Pool,
+    roles,
+    obs: Observer,
+    des: Design,
+    seconds: float,
+    t0: np.datetime64,
+) -> pd.DataFrame:
     P = participants
     gen = _GENERATORS[study_type]
     u = rng.random(P)
     kind_of = np.where(u < obs.guessers, 1, np.where(u < obs.guessers + obs.always_unchanged, 2, 0))
     if study_type != "indistinguishability":
         kind_of = np.where(kind_of == 2, 0, kind_of)
-    size = {"deceitfulness": des.deceitfulness_trials, "naturalness": des.naturalness_motions,
-            "indistinguishability": des.indistinguishability_trials}[study_type]  # fmt: skip
+    size = {
+        "deceitfulness": des.deceitfulness_trials,
+        "naturalness": des.naturalness_motions,
+        "indistinguishability": des.indistinguishability_trials,
+    }[study_type]
     main = gen(rng, P, size, pool, roles, obs, des, kind_of)
     R = des.practice_trials
     if R:
@@ -377,8 +431,16 @@ def _study(rng, study_type: str, participants: int, pool: _Pool, roles, obs: Obs
     fail = rng.random(n) < obs.playback_failure
     if fail.any():
         bad = frame[fail].copy()
-        for c in ("answer", "label_order", "chose_true_label", "preferred_variant", "said_changed", "correct",
-                  "response_time_ms", "answered_at"):  # fmt: skip
+        for c in (
+            "answer",
+            "label_order",
+            "chose_true_label",
+            "preferred_variant",
+            "said_changed",
+            "correct",
+            "response_time_ms",
+            "answered_at",
+        ):
             bad[c] = None
         bad["valid"] = False
         bad["playback_failed"] = True
@@ -388,8 +450,9 @@ def _study(rng, study_type: str, participants: int, pool: _Pool, roles, obs: Obs
     return frame
 
 
-def simulate(batches: Batches, participants: int, seed: int = 0, observer: Observer = Observer(),
-             design: Design = Design()) -> pd.DataFrame:  # fmt: skip
+def simulate(
+    batches: Batches, participants: int, seed: int = 0, observer: Observer = Observer(), design: Design = Design()
+) -> pd.DataFrame:
     """Responses of ``participants`` simulated people per study type, one row per trial (export columns).
 
     Deterministic for a given seed, batch and parameters.
@@ -401,8 +464,7 @@ def simulate(batches: Batches, participants: int, seed: int = 0, observer: Obser
     first = next(iter(batches.batches.values()))
     seconds = float(first.render_config.get("duration", 6.0))
     t0 = np.datetime64("2026-01-01T09:00:00.000")
-    frames = [_study(rng, st, participants, pool, roles, observer, design, seconds, t0)
-              for st in design.studies]  # fmt: skip
+    frames = [_study(rng, st, participants, pool, roles, observer, design, seconds, t0) for st in design.studies]
     df = pd.concat(frames, ignore_index=True)
     return df[list(COLUMN_NAMES)]
 
@@ -444,8 +506,9 @@ def write_responses(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def observer_from_options(base: Observer = Observer(), strengths: Mapping[str, float] | None = None,
-                          **values: Any) -> Observer:  # fmt: skip
+def observer_from_options(
+    base: Observer = Observer(), strengths: Mapping[str, float] | None = None, **values: Any
+) -> Observer:
     """An :class:`Observer` with the given fields replaced (None values keep the default)."""
     kw = {k: v for k, v in values.items() if v is not None}
     if strengths:

@@ -156,8 +156,9 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0)
     return lo, hi
 
 
-def cluster_bootstrap_ratio(num, den, n_boot: int = 1000, level: float = 0.95,
-                            rng: np.random.Generator | None = None) -> tuple[float, float]:
+def cluster_bootstrap_ratio(
+    num, den, n_boot: int = 1000, level: float = 0.95, rng: np.random.Generator | None = None
+) -> tuple[float, float]:
     """Percentile interval of ``sum(num) / sum(den)`` resampling clusters (e.g. participants) with replacement.
 
     ``num`` and ``den`` are per-cluster sums (e.g. successes and trials of each participant).
@@ -173,8 +174,9 @@ def cluster_bootstrap_ratio(num, den, n_boot: int = 1000, level: float = 0.95,
     return float(lo), float(hi)
 
 
-def pigeonhole_bootstrap_ratio(num: np.ndarray, den: np.ndarray, n_boot: int = 1000, level: float = 0.95,
-                               rng: np.random.Generator | None = None) -> tuple[float, float]:
+def pigeonhole_bootstrap_ratio(
+    num: np.ndarray, den: np.ndarray, n_boot: int = 1000, level: float = 0.95, rng: np.random.Generator | None = None
+) -> tuple[float, float]:
     """Two-way (participants x clips) bootstrap interval of ``num.sum() / den.sum()``.
 
     ``num`` and ``den`` are ``(participants, clips)`` tables of sums. Each replicate
@@ -200,5 +202,13 @@ def spread(values) -> dict[str, float]:
     if not len(v):
         return {k: math.nan for k in ("n", "mean", "sd", "min", "q1", "median", "q3", "max")} | {"n": 0}
     q = np.quantile(v, [0, 0.25, 0.5, 0.75, 1])
-    return {"n": int(len(v)), "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
-            "min": float(q[0]), "q1": float(q[1]), "median": float(q[2]), "q3": float(q[3]), "max": float(q[4])}
+    return {
+        "n": int(len(v)),
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+        "min": float(q[0]),
+        "q1": float(q[1]),
+        "median": float(q[2]),
+        "q3": float(q[3]),
+        "max": float(q[4]),
+    }

@@ -22,19 +22,30 @@ Steps (each reused when its output already exists, so a killed run resumes):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from typing import Callable
 
 import numpy as np
 
-from stimuli.batch import BatchItemInput, CompositePlan, ControlSpec, Label, VariantInput, write_batch
-from stimuli.batch.schema import ATTACK_VARIANTS, ORIGINAL
+from stimuli.batch import BatchItemInput
+from stimuli.batch import CompositePlan
+from stimuli.batch import ControlSpec
+from stimuli.batch import Label
+from stimuli.batch import VariantInput
+from stimuli.batch import write_batch
+from stimuli.batch.schema import ATTACK_VARIANTS
+from stimuli.batch.schema import ORIGINAL
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
 from stimuli.labels import display_names
 
-from .data.clips import ClipSet, load_clips, save_clips
+from .data.clips import ClipSet
+from .data.clips import load_clips
+from .data.clips import save_clips
 
 __all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "balanced_selection", "build_batch"]
 
@@ -162,8 +173,7 @@ def _label_balance(smart: Any, chosen: list[int], on_cycles: int) -> dict[str, A
         t, a = int(smart["true_label"][k]), int(smart["final_label"][k])
         b[t] = b.get(t, 0) + 1
         b[a] = b.get(a, 0) - 1
-    return {"imbalance": int(sum(abs(v) for v in b.values())), "items_on_cycles": int(on_cycles),
-            "items": len(chosen)}
+    return {"imbalance": int(sum(abs(v) for v in b.values())), "items_on_cycles": int(on_cycles), "items": len(chosen)}
 
 
 def _subset(clips: ClipSet, rows: np.ndarray) -> ClipSet:
@@ -171,8 +181,14 @@ def _subset(clips: ClipSet, rows: np.ndarray) -> ClipSet:
     for key in ("sources", "subjects"):
         if key in meta:
             meta[key] = [meta[key][i] for i in rows]
-    return ClipSet(clips.motions[rows], clips.labels[rows], clips.predictions[rows], clips.index[rows], meta,
-                   clips.trajectory[rows])
+    return ClipSet(
+        clips.motions[rows],
+        clips.labels[rows],
+        clips.predictions[rows],
+        clips.index[rows],
+        meta,
+        clips.trajectory[rows],
+    )
 
 
 def build_batch(
@@ -204,8 +220,13 @@ def build_batch(
     candidates_path = work / "candidates.npz"
     save_clips(_subset(clips, order), candidates_path)
 
-    base = {"strategy": job.strategy, "top_n": job.top_n, "iterations": job.iterations, "seed": job.seed,
-            "threat_model": job.threat_model}
+    base = {
+        "strategy": job.strategy,
+        "top_n": job.top_n,
+        "iterations": job.iterations,
+        "seed": job.seed,
+        "threat_model": job.threat_model,
+    }
     if job.lr is not None:
         base["lr"] = job.lr
     configs = {loss: AttackConfig(**base, loss=loss) for loss in job.losses}
@@ -224,8 +245,13 @@ def build_batch(
         for loss, config in configs.items():
             done = int(load_result(paths[loss]).done.sum()) if paths[loss].exists() else 0
             summaries[loss], results[loss] = run_attack(
-                checkpoint, candidates_path, config, paths[loss], device=device,
-                limit=max(target - done, 0), progress=progress,
+                checkpoint,
+                candidates_path,
+                config,
+                paths[loss],
+                device=device,
+                limit=max(target - done, 0),
+                progress=progress,
             )
         ok = np.ones(target, dtype=bool)
         for r in results.values():
@@ -233,13 +259,16 @@ def build_batch(
         fooled = np.flatnonzero(ok)
         if job.balance_labels:
             smart_res = results["smart"]
-            chosen, balanced = balanced_selection(np.asarray(smart_res["true_label"])[fooled],
-                                                  np.asarray(smart_res["final_label"])[fooled], job.motions)
+            chosen, balanced = balanced_selection(
+                np.asarray(smart_res["true_label"])[fooled], np.asarray(smart_res["final_label"])[fooled], job.motions
+            )
             chosen = fooled[chosen].tolist()
         else:
             chosen = fooled[: job.motions].tolist()
-        log(f"{len(chosen)} of {job.motions} motions fooled the model under every loss ({target} tried"
-            + (f"; {balanced} of them on label cycles)" if job.balance_labels else ")"))
+        log(
+            f"{len(chosen)} of {job.motions} motions fooled the model under every loss ({target} tried"
+            + (f"; {balanced} of them on label cycles)" if job.balance_labels else ")")
+        )
     if len(chosen) < job.motions:
         raise DataError(
             f"only {len(chosen)} of {len(order)} clips were fooled under every loss; ask for fewer --motions "
@@ -252,8 +281,9 @@ def build_batch(
     names = cand.class_names
     unknown = sorted(set(job.display_names) - set(names))
     if unknown:
-        raise DataError(f"--display-names: no class {', '.join(map(repr, unknown))} in the dataset "
-                        f"(classes: {', '.join(names)})")
+        raise DataError(
+            f"--display-names: no class {', '.join(map(repr, unknown))} in the dataset (classes: {', '.join(names)})"
+        )
     shown = display_names(names, job.display_names)
 
     def label(k: int) -> Label:
@@ -277,8 +307,11 @@ def build_batch(
                     "acceleration_deviation": float(r["acceleration_deviation"][k]),
                     "bone_length_deviation_m": float(r["bone_length_deviation_m"][k]),
                 },
-                info={"iterations": int(r["iterations"][k]), "robust_success": bool(r["robust_success"][k]),
-                      "threat_model": job.threat_model},
+                info={
+                    "iterations": int(r["iterations"][k]),
+                    "robust_success": bool(r["robust_success"][k]),
+                    "threat_model": job.threat_model,
+                },
             )
         items.append(
             BatchItemInput(
@@ -342,4 +375,3 @@ def build_batch(
         "tried": target,
         "model": info["model"],
     }
-

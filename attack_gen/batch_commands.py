@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from stimuli.batch import BatchError, Problem, read_manifest
+from stimuli.batch import BatchError
+from stimuli.batch import Problem
+from stimuli.batch import read_manifest
 from stimuli.batch import validate_batch as _validate_batch
 from stimuli.errors import SmartStudyError
 
@@ -32,12 +34,23 @@ def validate_batch(directory: Path, no_decode: bool, as_json: bool) -> None:
         problems = e.problems if isinstance(e, BatchError) else [Problem("", str(e))]
     summary = _summary(directory) if not problems else {}
     if as_json:
-        click.echo(json.dumps({"path": str(directory), "valid": not problems, "decoded": not no_decode,
-                               "problems": [p.to_dict() for p in problems], **summary}))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(directory),
+                    "valid": not problems,
+                    "decoded": not no_decode,
+                    "problems": [p.to_dict() for p in problems],
+                    **summary,
+                }
+            )
+        )
     elif not problems:
-        click.echo(f"{directory}: valid stimulus batch {summary['batch_id']}: {summary['items']} items x "
-                   f"{len(summary['variants'])} variants ({', '.join(summary['variants'])}), "
-                   f"{summary['videos']} videos")  # fmt: skip
+        click.echo(
+            f"{directory}: valid stimulus batch {summary['batch_id']}: {summary['items']} items x "
+            f"{len(summary['variants'])} variants ({', '.join(summary['variants'])}), "
+            f"{summary['videos']} videos"
+        )
     else:
         for p in problems:
             click.echo(f"Error: {directory}: {p}", err=True)
@@ -52,5 +65,10 @@ def _summary(directory: Path) -> dict[str, object]:
 
     batch = Batch.from_dict(read_manifest(directory), directory)
     videos = sum(1 for _, ref in batch.files() if ref.path.endswith(".mp4"))
-    return {"batch_id": batch.batch_id, "items": len(batch.items), "variants": list(batch.variant_names),
-            "composites": len(batch.items[0].composites), "videos": videos}  # fmt: skip
+    return {
+        "batch_id": batch.batch_id,
+        "items": len(batch.items),
+        "variants": list(batch.variant_names),
+        "composites": len(batch.items[0].composites),
+        "videos": videos,
+    }

@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from typing import Sequence
 
 import click
 
+from stimuli.cliutil import emit as _emit
+from stimuli.cliutil import log as _log
+from stimuli.cliutil import user_errors
 from stimuli.fileio import file_sha256
 from stimuli.paths import data_root
 
 from . import __version__
 from .attack.commands import commands as attack_commands
 from .batch_commands import validate_batch
-from stimuli.cliutil import emit as _emit, log as _log, user_errors
 
 
 def default_dataset_path() -> Path:
@@ -46,8 +49,12 @@ def _split_csv(value: str | None) -> list[str]:
 
 @click.group()
 @click.version_option(__version__, prog_name="attack-gen")
-@click.option("--threads", type=click.IntRange(min=1), envvar="SMART_STUDY_THREADS",
-              help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    envvar="SMART_STUDY_THREADS",
+    help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine).",
+)
 def cli(threads: int | None) -> None:
     """Offline side of smart-study: data, recognizers, attacks and stimulus batches."""
     if threads:
@@ -57,58 +64,103 @@ def cli(threads: int | None) -> None:
 
 
 @cli.command()
-@click.option("--train", "train_paths", multiple=True, type=click.Path(path_type=Path),
-              help="Motion files or folders for training (repeatable). None: the synthetic dataset.")
-@click.option("--test", "test_paths", multiple=True, type=click.Path(path_type=Path),
-              help="Motion files or folders for testing (repeatable).")
+@click.option(
+    "--train",
+    "train_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Motion files or folders for training (repeatable). None: the synthetic dataset.",
+)
+@click.option(
+    "--test",
+    "test_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Motion files or folders for testing (repeatable).",
+)
 @click.option("--test-subjects", help="Comma-separated subjects whose recordings form the test set (cross-subject).")
 @click.option("--test-fraction", type=float, help="Seeded share of recordings for testing.")
-@click.option("--label-rule", help="Regex searched in each file's relative path; group 'label' (or 1) is the class. "
-              "Default: the name of the folder holding the file.")
+@click.option(
+    "--label-rule",
+    help="Regex searched in each file's relative path; group 'label' (or 1) is the class. "
+    "Default: the name of the folder holding the file.",
+)
 @click.option("--subject-rule", help="Regex giving each file's subject (group 'subject' or 1). Default: from the file.")
 @click.option("--fps", type=float, default=30.0, show_default=True, help="Target frame rate.")
 @click.option("--window", type=int, default=60, show_default=True, help="Frames per window.")
 @click.option("--stride", type=int, default=10, show_default=True, help="Frames between window starts.")
-@click.option("--center", type=click.Choice(["frame", "first", "none"]), default="frame", show_default=True,
-              help="Root-centring: every frame (the paper), the first frame only, or none.")
+@click.option(
+    "--center",
+    type=click.Choice(["frame", "first", "none"]),
+    default="frame",
+    show_default=True,
+    help="Root-centring: every frame (the paper), the first frame only, or none.",
+)
 @click.option("--no-face-forward", is_flag=True, help="Keep the recorded facing direction.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--name", help="A name stored in the dataset.")
 @click.option("--out", type=click.Path(path_type=Path), help="Dataset file to write (default: under the data root).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
 @user_errors
-def prepare(train_paths: Sequence[Path], test_paths: Sequence[Path], test_subjects: str | None,
-            test_fraction: float | None, label_rule: str | None, subject_rule: str | None, fps: float,
-            window: int, stride: int, center: str, no_face_forward: bool, seed: int, name: str | None,
-            out: Path | None, as_json: bool) -> None:
+def prepare(
+    train_paths: Sequence[Path],
+    test_paths: Sequence[Path],
+    test_subjects: str | None,
+    test_fraction: float | None,
+    label_rule: str | None,
+    subject_rule: str | None,
+    fps: float,
+    window: int,
+    stride: int,
+    center: str,
+    no_face_forward: bool,
+    seed: int,
+    name: str | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
     """Turn raw motion files (or the synthetic generator) into one dataset file."""
     from tqdm import tqdm
 
     from .data.dataset import save_dataset
+    from .data.prepare import SplitSpec
+    from .data.prepare import prepare_dataset
+    from .data.prepare import prepare_from_smart_npz
+    from .data.prepare import prepare_synthetic
     from .data.preprocess import PreprocessConfig
-    from .data.prepare import SplitSpec, prepare_dataset, prepare_from_smart_npz, prepare_synthetic
 
     try:
-        config = PreprocessConfig(fps=fps, window=window, stride=stride, center=center,
-                                  face_forward=not no_face_forward)
+        config = PreprocessConfig(
+            fps=fps, window=window, stride=stride, center=center, face_forward=not no_face_forward
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    split = SplitSpec(test_paths=list(test_paths), test_subjects=_split_csv(test_subjects),
-                      test_fraction=test_fraction, seed=seed)
+    split = SplitSpec(
+        test_paths=list(test_paths), test_subjects=_split_csv(test_subjects), test_fraction=test_fraction, seed=seed
+    )
     if not train_paths:
         if test_paths or test_fraction is not None:
             raise click.UsageError("--test / --test-fraction need --train")
-        ds = prepare_synthetic(seed=seed, config=config,
-                               **({"test_subjects": split.test_subjects} if split.test_subjects else {}))
+        ds = prepare_synthetic(
+            seed=seed, config=config, **({"test_subjects": split.test_subjects} if split.test_subjects else {})
+        )
         out = out or default_dataset_path()
-    elif len(train_paths) == 1 and train_paths[0].suffix == ".npz" or (
-        len(train_paths) == 1 and (train_paths[0] / "adClassTrain.npz").is_file()
+    elif (
+        len(train_paths) == 1
+        and train_paths[0].suffix == ".npz"
+        or (len(train_paths) == 1 and (train_paths[0] / "adClassTrain.npz").is_file())
     ):
         ds = prepare_from_smart_npz(train_paths[0], split, name=name)
     else:
-        ds = prepare_dataset(list(train_paths), split, config=config, label_rule=label_rule,
-                             subject_rule=subject_rule, name=name,
-                             progress=lambda it: tqdm(it, desc="load", unit="file", disable=as_json))
+        ds = prepare_dataset(
+            list(train_paths),
+            split,
+            config=config,
+            label_rule=label_rule,
+            subject_rule=subject_rule,
+            name=name,
+            progress=lambda it: tqdm(it, desc="load", unit="file", disable=as_json),
+        )
     if out is None:
         out = data_root() / "datasets" / f"{name or 'dataset'}.npz"
     save_dataset(ds, out)
@@ -128,9 +180,12 @@ def prepare(train_paths: Sequence[Path], test_paths: Sequence[Path], test_subjec
     }
     for s in summary["skipped"] if not as_json else ():  # with --json they are in the object
         _log(f"skipped {s['path']}: {s['reason']}")
-    _emit(as_json, summary,
-          f"wrote {out}: {len(ds)} windows ({n_train} train, {len(ds) - n_train} test) from "
-          f"{len(ds.sources)} recordings, {ds.num_classes} classes")
+    _emit(
+        as_json,
+        summary,
+        f"wrote {out}: {len(ds)} windows ({n_train} train, {len(ds) - n_train} test) from "
+        f"{len(ds.sources)} recordings, {ds.num_classes} classes",
+    )
 
 
 def _load_ds(dataset: Path | None, quiet: bool) -> tuple[Any, Path]:
@@ -140,11 +195,21 @@ def _load_ds(dataset: Path | None, quiet: bool) -> tuple[Any, Path]:
     return load_dataset(path), path
 
 
-def run_train(model_name: str, dataset: Path | None, out: Path | None, *, size: str | None = None,
-              device: str | None = None, quiet: bool = False, **settings: Any) -> tuple[dict[str, Any], str]:
+def run_train(
+    model_name: str,
+    dataset: Path | None,
+    out: Path | None,
+    *,
+    size: str | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+    **settings: Any,
+) -> tuple[dict[str, Any], str]:
     """Train one model; ``settings`` are :class:`attack_gen.train.TrainConfig` fields (its defaults otherwise)."""
     from .recognizer import pick_device
-    from .train import TrainConfig, evaluate, train_model
+    from .train import TrainConfig
+    from .train import evaluate
+    from .train import train_model
 
     ds, ds_path = _load_ds(dataset, quiet)
     if size is None:
@@ -166,10 +231,15 @@ def run_train(model_name: str, dataset: Path | None, out: Path | None, *, size: 
         "device": tr["device"],
         "history": tr["history"],
     }
-    why = f"stopped after {tr['epochs_run']} epochs (" + (
-        f"no better validation score in {cfg.patience}" if tr["stopped"] == "patience" else "the maximum") + ")"
-    text = (f"{model_name} ({size}): test accuracy {res.accuracy:.2%} on {res.num_windows} windows; "
-            f"best epoch {tr['best_epoch']}, {why}; {tr['seconds']:.1f} s; saved {out}")
+    why = (
+        f"stopped after {tr['epochs_run']} epochs ("
+        + (f"no better validation score in {cfg.patience}" if tr["stopped"] == "patience" else "the maximum")
+        + ")"
+    )
+    text = (
+        f"{model_name} ({size}): test accuracy {res.accuracy:.2%} on {res.num_windows} windows; "
+        f"best epoch {tr['best_epoch']}, {why}; {tr['seconds']:.1f} s; saved {out}"
+    )
     return payload, text
 
 
@@ -185,22 +255,44 @@ def _train_default(name: str) -> Any:
 @click.option("--model", "model_name", default="stgcn", show_default=True, help="hrnn, stgcn, asgcn, dgnn or agcn.")
 @click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
 @click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (default: under the data root).")
-@click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default=None,
-              help="Model size: small (CPU) or paper. Default: paper on CUDA, small on CPU.")
-@click.option("--epochs", type=int, default=_train_default("epochs"), show_default=True,
-              help="At most this many epochs.")
-@click.option("--patience", type=int, default=_train_default("patience"), show_default=True,
-              help="Stop after this many epochs without a better validation score (0: never early).")
+@click.option(
+    "--size",
+    type=click.Choice(["tiny", "small", "paper"]),
+    default=None,
+    help="Model size: small (CPU) or paper. Default: paper on CUDA, small on CPU.",
+)
+@click.option(
+    "--epochs", type=int, default=_train_default("epochs"), show_default=True, help="At most this many epochs."
+)
+@click.option(
+    "--patience",
+    type=int,
+    default=_train_default("patience"),
+    show_default=True,
+    help="Stop after this many epochs without a better validation score (0: never early).",
+)
 @click.option("--batch-size", type=int, default=_train_default("batch_size"), show_default=True)
 @click.option("--lr", type=float, default=_train_default("lr"), show_default=True)
 @click.option("--seed", type=int, default=_train_default("seed"), show_default=True)
-@click.option("--val-fraction", type=float, default=_train_default("val_fraction"), show_default=True,
-              help="Share of training recordings held out to pick the best epoch and to stop.")
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=_train_default("val_fraction"),
+    show_default=True,
+    help="Share of training recordings held out to pick the best epoch and to stop.",
+)
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def train(model_name: str, dataset: Path | None, out: Path | None, size: str | None, device: str | None,
-          as_json: bool, **settings: Any) -> None:
+def train(
+    model_name: str,
+    dataset: Path | None,
+    out: Path | None,
+    size: str | None,
+    device: str | None,
+    as_json: bool,
+    **settings: Any,
+) -> None:
     """Train a recognizer until validation stops improving; the best epoch is saved with its config."""
     _emit(as_json, *run_train(model_name, dataset, out, size=size, device=device, quiet=as_json, **settings))
 
@@ -213,11 +305,14 @@ def _check_match(info: dict[str, Any], ds: Any, ds_path: Path) -> None:
             f"{ds_path}: its classes ({ds.num_classes}) differ from the checkpoint's ({len(info['class_names'])})"
         )
     if int(info.get("window", ds.motions.shape[1])) != ds.motions.shape[1]:
-        raise DataError(f"{ds_path}: windows of {ds.motions.shape[1]} frames; the model was trained on {info['window']}")
+        raise DataError(
+            f"{ds_path}: windows of {ds.motions.shape[1]} frames; the model was trained on {info['window']}"
+        )
 
 
-def run_evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None,
-                 quiet: bool) -> tuple[dict[str, Any], str]:
+def run_evaluate(
+    checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None, quiet: bool
+) -> tuple[dict[str, Any], str]:
     from .recognizer import load_checkpoint
     from .train import evaluate as run_eval
 
@@ -228,8 +323,14 @@ def run_evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: P
     if confusion is None:
         confusion = checkpoint.with_suffix(f".{part}-confusion.csv")
     _write_confusion(confusion, res.confusion, ds.class_names)
-    payload = {"checkpoint": str(checkpoint), "dataset": str(ds_path), "part": part, "model": info["model"],
-               "confusion_csv": str(confusion), **res.to_json()}
+    payload = {
+        "checkpoint": str(checkpoint),
+        "dataset": str(ds_path),
+        "part": part,
+        "model": info["model"],
+        "confusion_csv": str(confusion),
+        **res.to_json(),
+    }
     lines = [f"{info['model']} on {ds_path.name} ({part}): accuracy {res.accuracy:.2%} ({res.num_windows} windows)"]
     for name, acc in res.per_class.items():
         lines.append(f"  {name:<40} {'-' if acc is None else f'{acc:.2%}'}")
@@ -245,8 +346,9 @@ def run_evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: P
 @click.option("--device")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def evaluate(checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None,
-             as_json: bool) -> None:
+def evaluate(
+    checkpoint: Path, dataset: Path | None, part: str, confusion: Path | None, device: str | None, as_json: bool
+) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a checkpoint on a dataset."""
     _emit(as_json, *run_evaluate(checkpoint, dataset, part, confusion, device, as_json))
 
@@ -265,10 +367,13 @@ def _write_confusion(path: Path, conf: Any, names: list[str]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, device: str | None,
-                quiet: bool) -> tuple[dict[str, Any], str]:
-    from .data.clips import ClipSet, save_clips
-    from .recognizer import file_sha256, load_checkpoint
+def run_collect(
+    checkpoint: Path, dataset: Path | None, out: Path, part: str, device: str | None, quiet: bool
+) -> tuple[dict[str, Any], str]:
+    from .data.clips import ClipSet
+    from .data.clips import save_clips
+    from .recognizer import file_sha256
+    from .recognizer import load_checkpoint
     from .train import predict
 
     model, info = load_checkpoint(checkpoint, device)
@@ -279,24 +384,39 @@ def run_collect(checkpoint: Path, dataset: Path | None, out: Path, part: str, de
     ok = pred == ds.labels[idx]
     keep = idx[ok]
     clips = ClipSet(
-        ds.motions[keep], ds.labels[keep], pred[ok], keep,
+        ds.motions[keep],
+        ds.labels[keep],
+        pred[ok],
+        keep,
         {
             "class_names": ds.class_names,
             "fps": ds.fps,
             "canonical": ds.meta["canonical"],
             "normalisation": ds.meta["normalisation"],
-            "dataset": {"path": str(ds_path), "sha256": file_sha256(ds_path), "name": ds.meta.get("name"),
-                        "part": part},
-            "checkpoint": {"path": str(checkpoint), "sha256": info["sha256"], "model": info["model"],
-                           "size": info.get("size")},
+            "dataset": {
+                "path": str(ds_path),
+                "sha256": file_sha256(ds_path),
+                "name": ds.meta.get("name"),
+                "part": part,
+            },
+            "checkpoint": {
+                "path": str(checkpoint),
+                "sha256": info["sha256"],
+                "model": info["model"],
+                "size": info.get("size"),
+            },
             "sources": [ds.sources[s]["path"] for s in ds.source[keep]],
             "subjects": [ds.sources[s].get("subject") for s in ds.source[keep]],
         },
         ds.trajectory[keep],
     )
     save_clips(clips, out)
-    payload = {"out": str(out), "clips": int(ok.sum()), "of": int(len(idx)),
-               "accuracy": float(ok.mean()) if len(idx) else 0.0}
+    payload = {
+        "out": str(out),
+        "clips": int(ok.sum()),
+        "of": int(len(idx)),
+        "accuracy": float(ok.mean()) if len(idx) else 0.0,
+    }
     return payload, f"wrote {out}: {ok.sum()} of {len(idx)} {part} clips recognised correctly"
 
 
@@ -324,8 +444,9 @@ def _read_display_names(path: Path | None) -> dict[str, str]:
         raise DataError(f"{path}: display names file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not a JSON file ({e})") from None
-    if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
-                                              for k, v in names.items()):
+    if not isinstance(names, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in names.items()
+    ):
         raise DataError(f"{path}: expected a JSON object of class name -> non-empty display name")
     return {k: v.strip() for k, v in names.items()}
 
@@ -339,7 +460,9 @@ def _cached_checkpoint(ds_path: Path, model_name: str, size: str, epochs: int, s
         info = torch.load(ckpt, map_location="cpu", weights_only=True)
         from .recognizer import CHECKPOINT_VERSION
 
-        if info.get("version") == CHECKPOINT_VERSION and (info.get("dataset") or {}).get("sha256") == file_sha256(ds_path):
+        if info.get("version") == CHECKPOINT_VERSION and (info.get("dataset") or {}).get("sha256") == file_sha256(
+            ds_path
+        ):
             if not quiet:
                 _log(f"reusing {ckpt}")
             return ckpt
@@ -359,25 +482,47 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 
 
 @cli.command()
-@click.option("--demo", is_flag=True, help="The embedded default (also when no data, model or clips are given): "
-              "synthetic dataset, small ST-GCN (6 epochs, 1 torch thread unless --threads), 20 motions, "
-              "360x360 at 20 fps, written to <data root>/batches/demo.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="The embedded default (also when no data, model or clips are given): "
+    "synthetic dataset, small ST-GCN (6 epochs, 1 torch thread unless --threads), 20 motions, "
+    "360x360 at 20 fps, written to <data root>/batches/demo.",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Batch folder to create (must not exist).")
 @click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="Trained model (default: train the small one).")
-@click.option("--clips", "clips_path", type=click.Path(path_type=Path),
-              help="Attack set from `attack-gen collect` (default: collected from the dataset's test part).")
+@click.option(
+    "--clips",
+    "clips_path",
+    type=click.Path(path_type=Path),
+    help="Attack set from `attack-gen collect` (default: collected from the dataset's test part).",
+)
 @click.option("--model", "model_name", default="stgcn", show_default=True, help="Model to train when no checkpoint.")
 @click.option("--size", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True)
 @click.option("--epochs", type=int, help="Training epochs when no checkpoint (default: 15; demo: 6).")
 @click.option("--motions", type=int, default=20, show_default=True, help="Motions in the batch.")
 @click.option("--strategy", type=click.Choice(["ab", "abn", "sa"]), default="ab", show_default=True)
-@click.option("--threat-model", type=click.Choice(["canonical", "raw"]), default="canonical", show_default=True,
-              help="canonical: attack through the model's own preprocessing; raw: the paper's setting.")
-@click.option("--trajectory", type=click.Choice(["original", "in-place"]), default="original", show_default=True,
-              help="Draw every variant on the original's root path (a walk travels), or in place.")
-@click.option("--balance-labels/--no-balance-labels", default=True, show_default=True,
-              help="Choose motions so that each class is as often the true as the attacked label (label cycles).")
+@click.option(
+    "--threat-model",
+    type=click.Choice(["canonical", "raw"]),
+    default="canonical",
+    show_default=True,
+    help="canonical: attack through the model's own preprocessing; raw: the paper's setting.",
+)
+@click.option(
+    "--trajectory",
+    type=click.Choice(["original", "in-place"]),
+    default="original",
+    show_default=True,
+    help="Draw every variant on the original's root path (a walk travels), or in place.",
+)
+@click.option(
+    "--balance-labels/--no-balance-labels",
+    default=True,
+    show_default=True,
+    help="Choose motions so that each class is as often the true as the attacked label (label cycles).",
+)
 @click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N.")
 @click.option("--losses", default="smart,l2,l2-acc,l2-bone", show_default=True, help="Attacked variants.")
 @click.option("--iterations", type=int, default=300, show_default=True)
@@ -389,28 +534,64 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 @click.option("--duration", type=float, help="Seconds per video (default 6).")
 @click.option("--slowdown", type=float, help="Play the motion this many times slower (default 1).")
 @click.option("--fill", type=click.Choice(["loop", "hold"]), help="Short motions loop (default) or hold the last pose.")
-@click.option("--indist", help="Right-hand variants of the indistinguishability composites, comma-separated "
-              "(default: all; demo: original,smart,control).")
+@click.option(
+    "--indist",
+    help="Right-hand variants of the indistinguishability composites, comma-separated "
+    "(default: all; demo: original,smart,control).",
+)
 @click.option("--workers", type=int, help="Rendering processes (default: one per CPU).")
-@click.option("--display-names", "display_file", type=click.Path(path_type=Path),
-              help="JSON object {class name: words participants read}; the others get stimuli.labels' names.")
+@click.option(
+    "--display-names",
+    "display_file",
+    type=click.Path(path_type=Path),
+    help="JSON object {class name: words participants read}; the others get stimuli.labels' names.",
+)
 @click.option("--device")
 @click.option("--json", "as_json", is_flag=True)
 @user_errors
-def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path | None, clips_path: Path | None,
-          model_name: str, size: str, epochs: int | None, motions: int, strategy: str, threat_model: str,
-          trajectory: str, balance_labels: bool, top_n: int, losses: str,
-          iterations: int, lr: float | None, seed: int, width: int | None, height: int | None, fps: float | None,
-          duration: float | None, slowdown: float | None, fill: str | None, indist: str | None,
-          workers: int | None, display_file: Path | None, device: str | None, as_json: bool) -> None:
+def batch(
+    demo: bool,
+    out: Path | None,
+    dataset: Path | None,
+    checkpoint: Path | None,
+    clips_path: Path | None,
+    model_name: str,
+    size: str,
+    epochs: int | None,
+    motions: int,
+    strategy: str,
+    threat_model: str,
+    trajectory: str,
+    balance_labels: bool,
+    top_n: int,
+    losses: str,
+    iterations: int,
+    lr: float | None,
+    seed: int,
+    width: int | None,
+    height: int | None,
+    fps: float | None,
+    duration: float | None,
+    slowdown: float | None,
+    fill: str | None,
+    indist: str | None,
+    workers: int | None,
+    display_file: Path | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
     """Attack clips with SMART and its ablations and render a stimulus batch, end to end.
 
     With no dataset, checkpoint or clips (or with --demo) it builds the demo batch from
     the embedded synthetic dataset. Every stage is reused on a re-run, so a killed run
     resumes where it stopped.
     """
-    from .batch import DEMO_INDIST, DEMO_RENDER, BatchJob, build_batch
     from stimuli.batch import load_batch
+
+    from .batch import DEMO_INDIST
+    from .batch import DEMO_RENDER
+    from .batch import BatchJob
+    from .batch import build_batch
 
     demo = demo or not (dataset or checkpoint or clips_path)
     epochs = epochs or (6 if demo else 15)
@@ -422,34 +603,69 @@ def batch(demo: bool, out: Path | None, dataset: Path | None, checkpoint: Path |
     out = out or data_root() / "batches" / ("demo" if demo else "batch")
     if demo and out.is_dir() and (out / "manifest.json").is_file():
         b = load_batch(out)
-        _emit(as_json, {"out": str(out), "batch_id": b.batch_id, "items": len(b.items), "reused": True},
-              f"demo batch already built: {out} ({len(b.items)} motions)")
+        _emit(
+            as_json,
+            {"out": str(out), "batch_id": b.batch_id, "items": len(b.items), "reused": True},
+            f"demo batch already built: {out} ({len(b.items)} motions)",
+        )
         return
     render: dict[str, Any] = dict(DEMO_RENDER) if demo else {}
-    for key, value in (("width", width), ("height", height), ("fps", fps), ("duration", duration),
-                       ("slowdown", slowdown), ("fill", fill)):
+    for key, value in (
+        ("width", width),
+        ("height", height),
+        ("fps", fps),
+        ("duration", duration),
+        ("slowdown", slowdown),
+        ("fill", fill),
+    ):
         if value is not None:
             render[key] = value
     indist_variants = tuple(_split_csv(indist)) or (DEMO_INDIST if demo else None)
-    job = BatchJob(motions=motions, strategy=strategy, threat_model=threat_model, trajectory=trajectory,
-                   display_names=_read_display_names(display_file), balance_labels=balance_labels,
-                   top_n=top_n, losses=tuple(_split_csv(losses)),
-                   iterations=iterations, lr=lr, seed=seed, render=render, indistinguishability=indist_variants)
+    job = BatchJob(
+        motions=motions,
+        strategy=strategy,
+        threat_model=threat_model,
+        trajectory=trajectory,
+        display_names=_read_display_names(display_file),
+        balance_labels=balance_labels,
+        top_n=top_n,
+        losses=tuple(_split_csv(losses)),
+        iterations=iterations,
+        lr=lr,
+        seed=seed,
+        render=render,
+        indistinguishability=indist_variants,
+    )
     if checkpoint is None:
         ds_path = dataset or ensure_default_dataset(as_json)
         checkpoint = _cached_checkpoint(ds_path, model_name, size, epochs, seed, as_json)
     if clips_path is None:
         ds_path = dataset or ensure_default_dataset(as_json)
         clips_path = _cached_clips(checkpoint, ds_path, as_json)
-    summary = build_batch(out, checkpoint=checkpoint, clips_path=clips_path, job=job, workers=workers,
-                          device=device, progress=not as_json, log=_log if not as_json else (lambda s: None))
-    rates = ", ".join(f"{k} {v:.0%} (robust {summary['robust_success_rates'][k]:.0%})"
-                      for k, v in summary["success_rates"].items() if v is not None)
-    _emit(as_json, summary,
-          f"wrote {out}: {summary['items']} motions x {len(summary['variants'])} variants "
-          f"({', '.join(summary['variants'])}), drawn {'on the original trajectory' if trajectory == 'original' else 'in place'}; "
-          f"{threat_model} threat model; attack success on the candidates tried: {rates}; "
-          f"attack results in {summary['attacks_dir']}")
+    summary = build_batch(
+        out,
+        checkpoint=checkpoint,
+        clips_path=clips_path,
+        job=job,
+        workers=workers,
+        device=device,
+        progress=not as_json,
+        log=_log if not as_json else (lambda s: None),
+    )
+    rates = ", ".join(
+        f"{k} {v:.0%} (robust {summary['robust_success_rates'][k]:.0%})"
+        for k, v in summary["success_rates"].items()
+        if v is not None
+    )
+    _emit(
+        as_json,
+        summary,
+        f"wrote {out}: {summary['items']} motions x {len(summary['variants'])} variants "
+        f"({', '.join(summary['variants'])}), drawn "
+        f"{'on the original trajectory' if trajectory == 'original' else 'in place'}; "
+        f"{threat_model} threat model; attack success on the candidates tried: {rates}; "
+        f"attack results in {summary['attacks_dir']}",
+    )
 
 
 @cli.command()
@@ -465,8 +681,11 @@ def demo(model_name: str, epochs: int, as_json: bool) -> None:
     trained, t1 = run_train(model_name, ds_path, ckpt, size="small", quiet=as_json, epochs=epochs)
     evaluated, t2 = run_evaluate(ckpt, ds_path, "test", None, None, as_json)
     collected, t3 = run_collect(ckpt, ds_path, clips, "test", None, as_json)
-    _emit(as_json, {"dataset": str(ds_path), "train": trained, "evaluate": evaluated, "collect": collected},
-          "\n".join([f"dataset: {ds_path}", t1, t2, t3]))
+    _emit(
+        as_json,
+        {"dataset": str(ds_path), "train": trained, "evaluate": evaluated, "collect": collected},
+        "\n".join([f"dataset: {ds_path}", t1, t2, t3]),
+    )
 
 
 for _command in (*attack_commands, validate_batch):

@@ -31,10 +31,13 @@ import torch
 from torch import nn
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write, file_sha256
+from stimuli.fileio import atomic_write
+from stimuli.fileio import file_sha256
 from stimuli.skeleton import STANDARD
 
-from .data.preprocess import IDENTITY, Canonical, canonicalise
+from .data.preprocess import IDENTITY
+from .data.preprocess import Canonical
+from .data.preprocess import canonicalise
 from .models import build_model_from_config
 
 __all__ = [
@@ -59,8 +62,12 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-_ACROSS = (STANDARD.index("LeftUpLeg"), STANDARD.index("RightUpLeg"), STANDARD.index("LeftArm"),
-           STANDARD.index("RightArm"))
+_ACROSS = (
+    STANDARD.index("LeftUpLeg"),
+    STANDARD.index("RightUpLeg"),
+    STANDARD.index("LeftArm"),
+    STANDARD.index("RightArm"),
+)
 
 
 class Canonicaliser(nn.Module):
@@ -189,8 +196,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str | None = None) 
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path}: not a smart-study checkpoint")
     if payload.get("version") == 1:
-        raise DataError(f"{path}: checkpoint version 1 predates recognizers that apply their dataset's "
-                        "preprocessing; train it again with attack-gen train on a dataset from attack-gen prepare")
+        raise DataError(
+            f"{path}: checkpoint version 1 predates recognizers that apply their dataset's "
+            "preprocessing; train it again with attack-gen train on a dataset from attack-gen prepare"
+        )
     if payload.get("version") != CHECKPOINT_VERSION:
         raise DataError(f"{path}: checkpoint version {payload.get('version')} not supported")
     try:
@@ -203,7 +212,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str | None = None) 
         spec = Canonical.from_json(payload.get("canonical"))
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
-    model = Recognizer(backbone, norm["mean"], norm["std"], spec).to(pick_device(device) if not isinstance(device, torch.device) else device)
+    model = Recognizer(backbone, norm["mean"], norm["std"], spec).to(
+        pick_device(device) if not isinstance(device, torch.device) else device
+    )
     model.eval()
     info = {k: v for k, v in payload.items() if k != "state_dict"}
     info["path"] = str(path)

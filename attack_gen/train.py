@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from stimuli.errors import DataError
+from stimuli.fileio import file_sha256
 
 from . import __version__
 from .data.dataset import Dataset
-from stimuli.fileio import file_sha256
-
-from .models import build_model_from_config, list_models, model_config
-from .recognizer import Recognizer, pick_device, save_checkpoint
+from .models import build_model_from_config
+from .models import list_models
+from .models import model_config
+from .recognizer import Recognizer
+from .recognizer import pick_device
+from .recognizer import save_checkpoint
 
 __all__ = ["TrainConfig", "train_model", "predict", "evaluate", "EvalResult", "seed_everything"]
 
@@ -170,8 +175,7 @@ def train_model(
     backbone = build_model_from_config(cfg.model, asdict(mcfg))
     model = Recognizer(backbone, ds.mean, ds.std, ds.canonical).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5,
-                                                       patience=max(1, cfg.patience // 3))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=max(1, cfg.patience // 3))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     history: list[dict[str, float]] = []
@@ -200,8 +204,12 @@ def train_model(
             loss_sum += float(loss.detach()) * len(b)
             correct += int((logits.argmax(1) == y).sum())
             total += len(b)
-        rec = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / max(total, 1),
-               "train_acc": correct / max(total, 1)}
+        rec = {
+            "epoch": epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(total, 1),
+            "train_acc": correct / max(total, 1),
+        }
         if val is not None:
             logits = torch.as_tensor(predict(model, val.motions))
             rec["val_loss"] = float(nn.functional.cross_entropy(logits, torch.as_tensor(val.labels)))

@@ -35,8 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from attack_gen.attack import AttackConfig  # noqa: E402
-from attack_gen.attack.commands import _transfer_cell, run_attack  # noqa: E402
-from attack_gen.attack.results import MODEL_DISPLAY, load_result  # noqa: E402
+from attack_gen.attack.commands import _transfer_cell  # noqa: E402
+from attack_gen.attack.commands import run_attack  # noqa: E402
+from attack_gen.attack.results import MODEL_DISPLAY  # noqa: E402
+from attack_gen.attack.results import load_result  # noqa: E402
 from attack_gen.cli import run_collect  # noqa: E402
 from attack_gen.recognizer import load_checkpoint  # noqa: E402
 from stimuli.paths import data_root  # noqa: E402
@@ -91,11 +93,26 @@ def main() -> None:
             out = out_dir / f"{ckpt.stem}.{name}.npz"
             s, r = run_attack(ckpt, clips, config, out, limit=args.limit, progress=False)
             results[(ckpt.stem, name)] = r
-            per[name] = {k: s[k] for k in ("model", "attacked", "succeeded", "robust_succeeded", "success_rate",
-                                           "robust_success_rate", "iterations", "perceptual", "threat_model")}
-            print(f"{ckpt.stem}: {name:17s} success {pct(s['success_rate'])} % / robust "
-                  f"{pct(s['robust_success_rate'])} % of {s['attacked']} clips; mean iterations to success "
-                  f"{s['iterations']['mean_success']}", flush=True)
+            per[name] = {
+                k: s[k]
+                for k in (
+                    "model",
+                    "attacked",
+                    "succeeded",
+                    "robust_succeeded",
+                    "success_rate",
+                    "robust_success_rate",
+                    "iterations",
+                    "perceptual",
+                    "threat_model",
+                )
+            }
+            print(
+                f"{ckpt.stem}: {name:17s} success {pct(s['success_rate'])} % / robust "
+                f"{pct(s['robust_success_rate'])} % of {s['attacked']} clips; mean iterations to success "
+                f"{s['iterations']['mean_success']}",
+                flush=True,
+            )
         # ABN's stop rule: clips that stopped early had the true label out of the top N
         for name in ("AB3.smart", "AB5.smart"):
             if name in runs:
@@ -108,8 +125,10 @@ def main() -> None:
         if {"AB.smart", "AB.l2"} <= set(runs):
             sm, l2 = results[(ckpt.stem, "AB.smart")], results[(ckpt.stem, "AB.l2")]
             both = np.asarray(sm["robust_success"]) & np.asarray(l2["robust_success"])
-            per["smart_vs_l2"] = {"clips": int(both.sum()), **{
-                k: {"smart": float(np.mean(sm[k][both])), "l2": float(np.mean(l2[k][both]))} for k in METRICS}}
+            per["smart_vs_l2"] = {
+                "clips": int(both.sum()),
+                **{k: {"smart": float(np.mean(sm[k][both])), "l2": float(np.mean(l2[k][both]))} for k in METRICS},
+            }
 
     print(f"\nload average {os.getloadavg()[0]:.2f}")
     print("\nsuccess / robust success (%), every correctly recognised test clip; canonical threat model unless marked")
@@ -117,8 +136,10 @@ def main() -> None:
     print(head + "\n" + "-" * len(head))
     for stem, per in report.items():
         model = MODEL_DISPLAY.get(str(per[runs[0]]["model"]), stem)
-        print(f"{model:8s} " + " ".join(f"{pct(per[n]['success_rate']) + ' / ' + pct(per[n]['robust_success_rate']):>17s}"
-                                        for n in runs))
+        print(
+            f"{model:8s} "
+            + " ".join(f"{pct(per[n]['success_rate']) + ' / ' + pct(per[n]['robust_success_rate']):>17s}" for n in runs)
+        )
     print("\nmean iterations to success")
     for stem, per in report.items():
         model = MODEL_DISPLAY.get(str(per[runs[0]]["model"]), stem)
@@ -130,9 +151,11 @@ def main() -> None:
         if c:
             model = MODEL_DISPLAY.get(str(per[runs[0]]["model"]), stem)
             d, a, b = (c[k] for k in METRICS)
-            print(f"{model:8s} ({c['clips']:3d})  {1e3 * d['smart']:6.2f} / {1e3 * d['l2']:6.2f}   "
-                  f"{a['smart']:.4f} / {a['l2']:.3f}   {1e3 * b['smart']:.3f} / {1e3 * b['l2']:.3f}   "
-                  f"acc below: {a['smart'] < a['l2']}, bone below: {b['smart'] < b['l2']}")
+            print(
+                f"{model:8s} ({c['clips']:3d})  {1e3 * d['smart']:6.2f} / {1e3 * d['l2']:6.2f}   "
+                f"{a['smart']:.4f} / {a['l2']:.3f}   {1e3 * b['smart']:.3f} / {1e3 * b['l2']:.3f}   "
+                f"acc below: {a['smart'] < a['l2']}, bone below: {b['smart'] < b['l2']}"
+            )
     for name in ("AB3.smart", "AB5.smart"):
         for stem, per in report.items():
             if name in per and "stop_rule" in per[name]:
@@ -153,11 +176,17 @@ def main() -> None:
                 else:
                     cell = _transfer_cell(strat, t_model, load_result(r.path), "canonical")
                 transfer.setdefault(s_ckpt.stem, {})[t_ckpt.stem] = cell
-        print("\ntransfer, AB SMART, canonical (rows surrogate, columns target; success / robust %; diagonal white-box)")
+        print(
+            "\ntransfer, AB SMART, canonical (rows surrogate, columns target; success / robust %; diagonal white-box)"
+        )
         print(f"{'':28s}" + "".join(f"{n[-12:]:>16s}" for n in names))
         for s in names:
-            print(f"{s[-28:]:28s}" + "".join(
-                f"{pct(transfer[s][t]['rate']) + ' / ' + pct(transfer[s][t]['robust_rate']):>16s}" for t in names))
+            print(
+                f"{s[-28:]:28s}"
+                + "".join(
+                    f"{pct(transfer[s][t]['rate']) + ' / ' + pct(transfer[s][t]['robust_rate']):>16s}" for t in names
+                )
+            )
     if args.json:
         args.json.write_text(json.dumps({"report": report, "transfer": transfer}, indent=1, default=str))
 

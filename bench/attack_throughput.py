@@ -37,19 +37,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attack_gen.attack import AttackConfig, attack  # noqa: E402
-from attack_gen.attack.engine import _frozen, dof_projection, project, resolve_targets  # noqa: E402
-from attack_gen.attack.losses import (  # noqa: E402
-    apply_in_space,
-    apply_in_time,
-    bone_lengths,
-    bone_preconditioner,
-    dynamics_preconditioner,
-    joint_weights,
-    perceptual_loss,
-    perceptual_terms,
-)
-from attack_gen.recognizer import Recognizer, pipeline_logits  # noqa: E402
+from attack_gen.attack import AttackConfig  # noqa: E402
+from attack_gen.attack import attack  # noqa: E402
+from attack_gen.attack.engine import _frozen  # noqa: E402
+from attack_gen.attack.engine import dof_projection  # noqa: E402
+from attack_gen.attack.engine import project  # noqa: E402
+from attack_gen.attack.engine import resolve_targets  # noqa: E402
+from attack_gen.attack.losses import apply_in_space  # noqa: E402
+from attack_gen.attack.losses import apply_in_time  # noqa: E402
+from attack_gen.attack.losses import bone_lengths  # noqa: E402
+from attack_gen.attack.losses import bone_preconditioner  # noqa: E402
+from attack_gen.attack.losses import dynamics_preconditioner  # noqa: E402
+from attack_gen.attack.losses import joint_weights  # noqa: E402
+from attack_gen.attack.losses import perceptual_loss  # noqa: E402
+from attack_gen.attack.losses import perceptual_terms  # noqa: E402
+from attack_gen.recognizer import Recognizer  # noqa: E402
+from attack_gen.recognizer import pipeline_logits  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -57,8 +60,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.ndarray, fps: float,
-                  cfg: AttackConfig) -> list[tuple[str, int]]:
+def one_at_a_time(
+    model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.ndarray, fps: float, cfg: AttackConfig
+) -> list[tuple[str, int]]:
     """The reference loop: one clip, ``torch.optim.Adam``, early stop. Returns (status, iterations) per clip.
 
     The same optimisation as the engine: Adam on ``u`` with ``z = z0 + T P S u`` when the config
@@ -72,8 +76,11 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
     device = model.mean.device
     strategy = cfg.build_strategy()
     weights = cfg.term_weights()
-    precond = (dynamics_preconditioner(x.shape[1], fps, weights, device=device)
-               if cfg.precondition in ("perceptual", "dynamics") else None)
+    precond = (
+        dynamics_preconditioner(x.shape[1], fps, weights, device=device)
+        if cfg.precondition in ("perceptual", "dynamics")
+        else None
+    )
     temperature = float(cfg.temperature or 1.0)
     gamma = joint_weights(spine=cfg.gamma_spine, other=cfg.gamma_other, device=device)
     offset = model.mean / model.std
@@ -102,8 +109,14 @@ def one_at_a_time(model: Recognizer, x: np.ndarray, y: np.ndarray, targets: np.n
                 if int(ctx.original) != int(t):
                     status, step = "skipped", 0
                     break
-            if bool(strategy.success(logits, ctx)) and (not canonical or bool(strategy.success(
-                    pipeline_logits(model, model.unnormalise(z).detach().cpu().numpy()).to(device), ctx))):
+            if bool(strategy.success(logits, ctx)) and (
+                not canonical
+                or bool(
+                    strategy.success(
+                        pipeline_logits(model, model.unnormalise(z).detach().cpu().numpy()).to(device), ctx
+                    )
+                )
+            ):
                 status, step = "success", k
                 break
             if k == cfg.iterations:
@@ -149,20 +162,25 @@ def prepare(args: argparse.Namespace, device: torch.device) -> tuple[Recognizer,
         what = f"{info['model']} ({info.get('size')}) from {args.checkpoint}"
     else:
         from attack_gen.data.prepare import prepare_synthetic
-        from attack_gen.train import TrainConfig, predict, train_model
+        from attack_gen.train import TrainConfig
+        from attack_gen.train import predict
+        from attack_gen.train import train_model
 
         ds = prepare_synthetic(samples_per_class=args.samples_per_class, seed=0)
         t0 = time.perf_counter()
-        cfg = TrainConfig(model=args.model, size=args.size, epochs=args.epochs, batch_size=32, lr=2e-3,
-                          val_fraction=0.0)
+        cfg = TrainConfig(
+            model=args.model, size=args.size, epochs=args.epochs, batch_size=32, lr=2e-3, val_fraction=0.0
+        )
         out = Path(args.work_dir) / f"bench-{args.model}-{args.size}.pt"
         model, _ = train_model(ds, cfg, out=out, device=str(device), progress=False)
         test = ds.part("test")
         pred = predict(model, test.motions).argmax(1)
         ok = pred == test.labels
         x, y, fps = test.motions[ok], test.labels[ok], ds.fps
-        what = (f"{args.model} ({args.size}) trained {args.epochs} epochs on synthetic data in "
-                f"{time.perf_counter() - t0:.0f} s; test accuracy {ok.mean():.0%}")
+        what = (
+            f"{args.model} ({args.size}) trained {args.epochs} epochs on synthetic data in "
+            f"{time.perf_counter() - t0:.0f} s; test accuracy {ok.mean():.0%}"
+        )
     if len(x) == 0:
         raise SystemExit("no correctly recognised clips to attack")
     reps = int(np.ceil(args.num_clips / len(x)))
@@ -181,8 +199,12 @@ def main() -> None:
     p.add_argument("--checkpoint", help="Use this checkpoint (with --clips) instead of training one.")
     p.add_argument("--clips")
     p.add_argument("--num-clips", type=int, default=None, help="Default 64 (CPU), 256 (GPU).")
-    p.add_argument("--loop-clips", type=int, default=None,
-                   help="Clips timed in the one-at-a-time loop (default: all on CPU, 16 on GPU).")
+    p.add_argument(
+        "--loop-clips",
+        type=int,
+        default=None,
+        help="Clips timed in the one-at-a-time loop (default: all on CPU, 16 on GPU).",
+    )
     p.add_argument("--iterations", type=int, default=None, help="Default 100 (CPU), 300 (GPU).")
     p.add_argument("--strategy", default="ab")
     p.add_argument("--loss", default="smart")
@@ -205,8 +227,14 @@ def main() -> None:
     torch.manual_seed(0)
 
     model, x, y, fps, what = prepare(args, device)
-    cfg = AttackConfig(strategy=args.strategy, loss=args.loss, iterations=args.iterations, lr=args.lr,
-                       threat_model=args.threat_model, batch_size=len(x))
+    cfg = AttackConfig(
+        strategy=args.strategy,
+        loss=args.loss,
+        iterations=args.iterations,
+        lr=args.lr,
+        threat_model=args.threat_model,
+        batch_size=len(x),
+    )
     targets = resolve_targets(cfg, y, len(model(model.normalise(torch.as_tensor(x[:1], device=device)))[0]))
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     log(f"model: {what}; device {device}; torch threads {torch.get_num_threads()}")
@@ -246,10 +274,19 @@ def main() -> None:
         "iterations_max": cfg.iterations,
         "strategy": cfg.strategy,
         "loss": cfg.loss,
-        "batched": {"seconds": t_batched, "clips_per_s": len(x) / t_batched, "clip_iterations": its_b,
-                    "successes": sum(r.success for r in batched)},
-        "one_at_a_time": {"clips": n_loop, "seconds": t_loop, "clips_per_s": n_loop / t_loop,
-                          "clip_iterations": its_l, "successes": sum(s == "success" for s, _ in loop)},
+        "batched": {
+            "seconds": t_batched,
+            "clips_per_s": len(x) / t_batched,
+            "clip_iterations": its_b,
+            "successes": sum(r.success for r in batched),
+        },
+        "one_at_a_time": {
+            "clips": n_loop,
+            "seconds": t_loop,
+            "clips_per_s": n_loop / t_loop,
+            "clip_iterations": its_l,
+            "successes": sum(s == "success" for s, _ in loop),
+        },
         "speedup_per_clip": per_clip_loop / per_clip_batched,
         "speedup_per_clip_iteration": ratio_clip_its,
         "same_outcome_share": same,
@@ -260,15 +297,23 @@ def main() -> None:
     if args.json:
         print(json.dumps(res))
         return
-    print(f"batched:        {t_batched:8.2f} s  {res['batched']['clips_per_s']:8.2f} clips/s  "
-          f"({its_b} clip-iterations, {res['batched']['successes']}/{len(x)} succeeded)")
-    print(f"one at a time:  {t_loop:8.2f} s  {res['one_at_a_time']['clips_per_s']:8.2f} clips/s  "
-          f"({its_l} clip-iterations on {n_loop} clips, {res['one_at_a_time']['successes']}/{n_loop} succeeded)")
-    print(f"speed-up: {res['speedup_per_clip']:.1f}x per clip, {ratio_clip_its:.1f}x per clip-iteration; "
-          f"same outcome and iteration count for {same:.0%} of the looped clips")
-    print(f"model alone (forward + input gradient): {ms_one:.2f} ms per clip one at a time, {ms_all:.2f} ms per clip "
-          f"{len(x)} at a time; the loop's {t_loop / max(its_l, 1) * 1000:.2f} ms per clip-iteration over the latter "
-          f"bounds any batched engine's speed-up here at {res['speedup_bound_per_clip_iteration']:.1f}x")
+    print(
+        f"batched:        {t_batched:8.2f} s  {res['batched']['clips_per_s']:8.2f} clips/s  "
+        f"({its_b} clip-iterations, {res['batched']['successes']}/{len(x)} succeeded)"
+    )
+    print(
+        f"one at a time:  {t_loop:8.2f} s  {res['one_at_a_time']['clips_per_s']:8.2f} clips/s  "
+        f"({its_l} clip-iterations on {n_loop} clips, {res['one_at_a_time']['successes']}/{n_loop} succeeded)"
+    )
+    print(
+        f"speed-up: {res['speedup_per_clip']:.1f}x per clip, {ratio_clip_its:.1f}x per clip-iteration; "
+        f"same outcome and iteration count for {same:.0%} of the looped clips"
+    )
+    print(
+        f"model alone (forward + input gradient): {ms_one:.2f} ms per clip one at a time, {ms_all:.2f} ms per clip "
+        f"{len(x)} at a time; the loop's {t_loop / max(its_l, 1) * 1000:.2f} ms per clip-iteration over the latter "
+        f"bounds any batched engine's speed-up here at {res['speedup_bound_per_clip_iteration']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     batch = load_batch(args.batch)
-    items = [it for it in batch.items if (args.item is None or it.id == args.item)
-             and (args.label is None or args.label in it.true_label.name)]
+    items = [
+        it
+        for it in batch.items
+        if (args.item is None or it.id == args.item) and (args.label is None or args.label in it.true_label.name)
+    ]
     if not items:
         raise SystemExit(f"{args.batch}: no item matches (labels: {sorted({i.true_label.name for i in batch.items})})")
     item = items[0]
@@ -47,8 +50,10 @@ def main() -> None:
     motion = np.load(args.batch / v.motion.path)
     root = motion[:, STANDARD.root]
     travel = float(np.linalg.norm(root[-1, [0, 2]] - root[0, [0, 2]]))
-    print(f"{item.id} ({item.true_label.name}), {args.variant}: {len(frames)} frames, root travels {travel:.2f} m "
-          f"on the floor; wrote {args.out}")
+    print(
+        f"{item.id} ({item.true_label.name}), {args.variant}: {len(frames)} frames, root travels {travel:.2f} m "
+        f"on the floor; wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

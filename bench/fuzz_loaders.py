@@ -20,7 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fuzzing import base_files, judge, mutate  # noqa: E402
+from fuzzing import base_files  # noqa: E402
+from fuzzing import judge  # noqa: E402
+from fuzzing import mutate  # noqa: E402
+
 from stimuli.paths import shared_data_dir  # noqa: E402
 
 

@@ -39,8 +39,8 @@ with a keep-alive connection; the client shares the machine's cores with the ser
 both throughputs are lower than on a machine of their own (the load average before and
 after is printed). The CPU time the server's processes and this client spent in the bare
 and the answer phases is given per request (server: Linux only): it tells a path that
-burns CPU from one that waits (the disk's fsync, the one SQLite writer at a time). Goals (issue 6): answer path >= 0.5 x bare throughput, p99 < 100 ms,
-0 lost, 0 duplicated, also across the kill.
+burns CPU from one that waits (the disk's fsync, the one SQLite writer at a time). Goals (issue 6):
+answer path >= 0.5 x bare throughput, p99 < 100 ms, 0 lost, 0 duplicated, also across the kill.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from typing import Callable
@@ -98,9 +99,22 @@ class Server:
     def start(self, timeout: float = 60.0) -> float:
         """Start gunicorn and wait until /healthz answers; the seconds that took."""
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf",
-               "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--threads", str(self.threads),
-               "--log-level", "warning", "study_server:create_app()"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:study_server.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--log-level",
+            "warning",
+            "study_server:create_app()",
+        ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
         self.starts += 1
@@ -153,13 +167,13 @@ class Server:
 def prepare(tmp: Path, database_url: str | None, trials: int, batch: Path | None) -> tuple[str, dict[str, str]]:
     """Fixture batch, database, study; the database URL and the environment for gunicorn."""
     from flask_migrate import upgrade
+    from support.batches import build_batch
 
     from study_server import MIGRATIONS
     from study_server import create_app
     from study_server.extensions import db
     from study_server.studies import create_study
     from study_server.studies import import_batch
-    from support.batches import build_batch
 
     if batch is None:
         print("building the fixture batch ...", file=sys.stderr)
@@ -169,13 +183,22 @@ def prepare(tmp: Path, database_url: str | None, trials: int, batch: Path | None
     with app.app_context():
         upgrade(directory=str(MIGRATIONS))
         b = import_batch(batch, decode=False)
-        create_study(SLUG, b, "indistinguishability", trials=trials, practice_trials=0, sensitivity_share=0.2,
-                     control_share=0.1, completion_code="BENCH")  # fmt: skip
+        create_study(
+            SLUG,
+            b,
+            "indistinguishability",
+            trials=trials,
+            practice_trials=0,
+            sensitivity_share=0.2,
+            control_share=0.1,
+            completion_code="BENCH",
+        )
         db.session.remove()
         db.engine.dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN"))}
-    env.update({"SECRET_KEY": SECRET, "DATABASE_URL": url, "STUDY_ENV": "production",
-                "SMART_STUDY_DATA": str(tmp / "data")})  # fmt: skip
+    env.update(
+        {"SECRET_KEY": SECRET, "DATABASE_URL": url, "STUDY_ENV": "production", "SMART_STUDY_DATA": str(tmp / "data")}
+    )
     return url, env
 
 
@@ -189,8 +212,9 @@ class Client:
         self.transport_errors = 0
         self.lock = threading.Lock()
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:  # fmt: skip
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
         conn = getattr(self.local, "conn", None)
         if conn is None:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -210,8 +234,14 @@ class Client:
                 self.transport_errors += 1
             raise Transport(str(e)) from None
 
-    def retrying(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-                 deadline_s: float = 120.0) -> tuple[int, http.client.HTTPMessage, bytes, int]:  # fmt: skip
+    def retrying(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        deadline_s: float = 120.0,
+    ) -> tuple[int, http.client.HTTPMessage, bytes, int]:
         """Send until an HTTP response (or a 5xx) is no longer a transport failure; (status, headers, body, tries)."""
         t_end = time.monotonic() + deadline_s
         delay, tries = 0.02, 0
@@ -264,8 +294,9 @@ def enrol(client: Client, p: Participant) -> None:
     p.csrf = m.group(1)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     for page, data in (("consent", {"agree": "1"}), ("about", {"age": "30"}), ("instructions", {"submit": "Start"})):
-        status, h, _, _ = client.retrying("POST", f"{base}/{page}", urlencode({"csrf_token": p.csrf, **data}).encode(),
-                                          p.headers(**form))  # fmt: skip
+        status, h, _, _ = client.retrying(
+            "POST", f"{base}/{page}", urlencode({"csrf_token": p.csrf, **data}).encode(), p.headers(**form)
+        )
         assert status == 302, (page, status)
         p.keep_cookie(h)
 
@@ -281,9 +312,13 @@ def fetch_state(client: Client, p: Participant) -> None:
     p.attempt, p.options = s["attempt"], [o["value"] for o in s["options"]]
 
 
-EVENTS = [{"type": "play", "t": 12.0, "mt": 0.0}, {"type": "play-end", "t": 1010.0, "mt": 1.0, "n": 1},
-          {"type": "ended", "t": 1011.0, "mt": 1.0}, {"type": "answerable", "t": 1012.0},
-          {"type": "answer", "t": 1800.0}]  # fmt: skip
+EVENTS = [
+    {"type": "play", "t": 12.0, "mt": 0.0},
+    {"type": "play-end", "t": 1010.0, "mt": 1.0, "n": 1},
+    {"type": "ended", "t": 1011.0, "mt": 1.0},
+    {"type": "answerable", "t": 1012.0},
+    {"type": "answer", "t": 1800.0},
+]
 
 
 def prepare_answer(p: Participant, i: int) -> None:
@@ -291,9 +326,17 @@ def prepare_answer(p: Participant, i: int) -> None:
     assert p.attempt is not None
     choice = p.options[i % len(p.options)]
     key = uuid.uuid4().hex
-    body = json.dumps({"attempt": p.attempt, "key": key, "answer": choice, "rt_ms": 790.0 + i % 400,
-                       "playback_failed": False, "events": EVENTS,
-                       "client": {"width": 1280, "height": 800, "dpr": 1}}).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "attempt": p.attempt,
+            "key": key,
+            "answer": choice,
+            "rt_ms": 790.0 + i % 400,
+            "playback_failed": False,
+            "events": EVENTS,
+            "client": {"width": 1280, "height": 800, "dpr": 1},
+        }
+    ).encode()
     headers = p.headers(**{"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": p.csrf})
     p.ready = (key, choice, body, headers)
 
@@ -342,15 +385,22 @@ class CPU:
         return out
 
     def per_request_ms(self, n: int) -> dict[str, float | None]:
-        return {"server_cpu_ms": None if self.server_s is None else round(1000 * self.server_s / n, 3),
-                "client_cpu_ms": round(1000 * self.client_s / n, 3)}  # fmt: skip
+        return {
+            "server_cpu_ms": None if self.server_s is None else round(1000 * self.server_s / n, 3),
+            "client_cpu_ms": round(1000 * self.client_s / n, 3),
+        }
 
 
 def stats(latencies: list[float], wall: float, cpu: CPU | None = None) -> dict[str, Any]:
     qs = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
-    out = {"requests": len(latencies), "seconds": round(wall, 3), "throughput_per_s": round(len(latencies) / wall, 1),
-           "p50_ms": round(qs[49] * 1000, 2), "p99_ms": round(qs[98] * 1000, 2),
-           "max_ms": round(max(latencies) * 1000, 2)}  # fmt: skip
+    out = {
+        "requests": len(latencies),
+        "seconds": round(wall, 3),
+        "throughput_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(qs[49] * 1000, 2),
+        "p99_ms": round(qs[98] * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+    }
     if cpu is not None:
         out.update(cpu.per_request_ms(len(latencies)))
     return out
@@ -365,9 +415,12 @@ def check(url: str, participants: list[Participant], trials: int) -> dict[str, i
 
     engine = create_engine(database_url(url))
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT p.recruit_id, a.ref, r.idempotency_key, r.answer, r.trial_pk, r.valid FROM response r "
-            "JOIN attempt a ON a.id = r.attempt_pk JOIN participant p ON p.id = r.participant_pk")).all()
+        rows = conn.execute(
+            text(
+                "SELECT p.recruit_id, a.ref, r.idempotency_key, r.answer, r.trial_pk, r.valid FROM response r "
+                "JOIN attempt a ON a.id = r.attempt_pk JOIN participant p ON p.id = r.participant_pk"
+            )
+        ).all()
         completed = conn.execute(text("SELECT count(*) FROM participant WHERE status = 'completed'")).scalar_one()
     engine.dispose()
     stored = {(pid, ref): (key, ans) for pid, ref, key, ans, _, _ in rows}
@@ -378,9 +431,15 @@ def check(url: str, participants: list[Participant], trials: int) -> dict[str, i
     acked = {(p.pid, ref): (key, ans) for p in participants for ref, key, ans in p.acked}
     lost = sum(1 for k, v in acked.items() if stored.get(k) != v)
     duplicated = sum(n - 1 for n in per_trial.values() if n > 1) + (len(rows) - len(stored))
-    return {"answers_acked": len(acked), "answers_stored": len(rows), "lost": lost, "duplicated": duplicated,
-            "stored_not_acked": len(set(stored) - set(acked)), "participants_completed": completed,
-            "expected_answers": len(participants) * trials}  # fmt: skip
+    return {
+        "answers_acked": len(acked),
+        "answers_stored": len(rows),
+        "lost": lost,
+        "duplicated": duplicated,
+        "stored_not_acked": len(set(stored) - set(acked)),
+        "participants_completed": completed,
+        "expected_answers": len(participants) * trials,
+    }
 
 
 # ---- the run -------------------------------------------------------------------------------------
@@ -422,7 +481,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     counter = {"n": 0}
                     lock = threading.Lock()
 
-                    def killer(kill: dict[str, Any] = kill, counter: dict[str, int] = counter) -> None:
+                    def killer(kill: dict[str, Any] = kill, counter: dict[str, int] = counter, started=started) -> None:
                         started.wait()
                         while counter["n"] < len(people) // 3:
                             time.sleep(0.001)
@@ -433,8 +492,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         kill["restart_s"] = round(server.start(), 3)
                         kill["downtime_s"] = round(time.perf_counter() - t0, 3)
 
-                    def counted(p: Participant, i: int, counter: dict[str, int] = counter,
-                                lock: threading.Lock = lock) -> tuple[float, int]:  # fmt: skip
+                    def counted(
+                        p: Participant,
+                        i: int,
+                        counter: dict[str, int] = counter,
+                        lock: threading.Lock = lock,
+                        started=started,
+                    ) -> tuple[float, int]:
                         started.set()
                         out = answer(client, p, i)
                         with lock:
@@ -449,7 +513,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     t_kill_round += wall
                 else:
                     res, wall = answer_cpu.measure(
-                        lambda: pmap(pool, lambda p, i: answer(client, p, i), people, range(len(people))))
+                        lambda people=people: pmap(pool, partial(answer, client), people, range(len(people)))
+                    )
                     answer_lat += [dt for dt, _ in res]
                     t_answers += wall
                 retries += sum(t - 1 for _, t in res)
@@ -460,17 +525,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bare = stats(bare_lat, t_bare, bare_cpu)
         answers = stats(answer_lat, t_answers, answer_cpu)
         result: dict[str, Any] = {
-            "participants": len(people), "trials": args.trials, "concurrency": args.concurrency,
+            "participants": len(people),
+            "trials": args.trials,
+            "concurrency": args.concurrency,
             "gunicorn": {"workers": args.workers, "threads": args.threads, "starts": server.starts},
             "database": "sqlite" if url.startswith("sqlite") else url.split(":", 1)[0],
             "sqlite_synchronous": args.sqlite_synchronous or "FULL (default)",
-            "cpus": os.cpu_count(), "load_before": [round(x, 2) for x in load_before],
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in load_after],
             "enrol": {"participants": len(people), "seconds": round(t_enrol, 2)},
-            "bare": bare, "answer": answers,
+            "bare": bare,
+            "answer": answers,
             "answer_vs_bare": round(answers["throughput_per_s"] / bare["throughput_per_s"], 3),
-            "retries": retries, "transport_errors": client.transport_errors, "integrity": integrity,
-        }  # fmt: skip
+            "retries": retries,
+            "transport_errors": client.transport_errors,
+            "integrity": integrity,
+        }
         if kill is not None:
             kill["round_latency"] = stats(kill_lat, t_kill_round)
             result["kill"] = kill
@@ -481,7 +552,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "duplicated_0": integrity["duplicated"] == 0,
             "all_completed": integrity["participants_completed"] == len(people)
             and integrity["answers_stored"] == integrity["expected_answers"],
-        }  # fmt: skip
+        }
         return result
     finally:
         if server is not None:
@@ -498,6 +569,7 @@ def report(r: dict[str, Any]) -> str:
     def cpu(x: dict[str, Any]) -> str:
         server = "?" if x.get("server_cpu_ms") is None else f"{x['server_cpu_ms']:.2f}"
         return f"   CPU/request: server {server} ms, client {x['client_cpu_ms']:.2f} ms"
+
     lines = [
         f"{r['participants']} participants x {r['trials']} trials, {r['concurrency']} client threads; gunicorn "
         f"{r['gunicorn']['workers']} workers x {r['gunicorn']['threads']} threads on {r['database']} "
@@ -508,18 +580,22 @@ def report(r: dict[str, Any]) -> str:
         f"p99 {b['p99_ms']:6.2f} ms" + cpu(b),
         f"answer:  {a['requests']} POST answer      {a['throughput_per_s']:8.1f}/s  p50 {a['p50_ms']:6.2f} ms  "
         f"p99 {a['p99_ms']:6.2f} ms   ({r['answer_vs_bare']:.2f} x bare)" + cpu(a),
-    ]  # fmt: skip
+    ]
     if "kill" in r:
         k = r["kill"]
         kl = k["round_latency"]
-        lines.append(f"kill:    SIGKILL in round {k['round']} after {k['answers_in_before_kill']} answers; back in "
-                     f"{k['downtime_s']} s; that round p50 {kl['p50_ms']} ms, p99 {kl['p99_ms']} ms, max "
-                     f"{kl['max_ms']} ms")  # fmt: skip
+        lines.append(
+            f"kill:    SIGKILL in round {k['round']} after {k['answers_in_before_kill']} answers; back in "
+            f"{k['downtime_s']} s; that round p50 {kl['p50_ms']} ms, p99 {kl['p99_ms']} ms, max "
+            f"{kl['max_ms']} ms"
+        )
     i = r["integrity"]
-    lines.append(f"integrity: {i['answers_acked']} acknowledged, {i['answers_stored']} stored of "
-                 f"{i['expected_answers']} expected; lost {i['lost']}, duplicated {i['duplicated']}; "
-                 f"{i['participants_completed']} completed; {r['retries']} retried requests, "
-                 f"{r['transport_errors']} transport errors")  # fmt: skip
+    lines.append(
+        f"integrity: {i['answers_acked']} acknowledged, {i['answers_stored']} stored of "
+        f"{i['expected_answers']} expected; lost {i['lost']}, duplicated {i['duplicated']}; "
+        f"{i['participants_completed']} completed; {r['retries']} retried requests, "
+        f"{r['transport_errors']} transport errors"
+    )
     lines.append("goals: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["goals"].items()))
     return "\n".join(lines)
 
@@ -532,8 +608,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
     ap.add_argument("--threads", type=int, default=4, help="Threads per gunicorn worker.")
     ap.add_argument("--kill", action="store_true", help="SIGKILL the server mid-run, restart it, let clients retry.")
-    ap.add_argument("--sqlite-synchronous", choices=["FULL", "NORMAL"], default=None,
-                    help="The server's SQLITE_SYNCHRONOUS (default: the server's default, FULL).")
+    ap.add_argument(
+        "--sqlite-synchronous",
+        choices=["FULL", "NORMAL"],
+        default=None,
+        help="The server's SQLITE_SYNCHRONOUS (default: the server's default, FULL).",
+    )
     ap.add_argument("--database-url", help="Another database (e.g. PostgreSQL) instead of a fresh SQLite file.")
     ap.add_argument("--batch", type=Path, help="Use this stimulus batch instead of building the fixture batch.")
     ap.add_argument("--keep", action="store_true", help="Keep the temporary folder (database, gunicorn log).")
@@ -543,8 +623,7 @@ def main() -> None:
         ap.error("--participants, --trials and --concurrency must be >= 1")
     result = run(args)
     print(json.dumps(result, indent=1) if args.json else report(result))
-    sys.exit(0 if all(v for k, v in result["goals"].items() if k in ("lost_0", "duplicated_0", "all_completed"))
-             else 1)
+    sys.exit(0 if all(v for k, v in result["goals"].items() if k in ("lost_0", "duplicated_0", "all_completed")) else 1)
 
 
 if __name__ == "__main__":

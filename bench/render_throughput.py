@@ -36,9 +36,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stimuli.render import Camera, RenderConfig, render_video  # noqa: E402
+from stimuli.render import Camera  # noqa: E402
+from stimuli.render import RenderConfig  # noqa: E402
+from stimuli.render import render_video  # noqa: E402
 from stimuli.render.draw import FigureRenderer  # noqa: E402
-from stimuli.render.ffmpeg import VideoEncoder, encoder_args, ffmpeg_exe  # noqa: E402
+from stimuli.render.ffmpeg import VideoEncoder  # noqa: E402
+from stimuli.render.ffmpeg import encoder_args  # noqa: E402
+from stimuli.render.ffmpeg import ffmpeg_exe  # noqa: E402
 from stimuli.render.timing import resample  # noqa: E402
 from stimuli.skeleton import STANDARD  # noqa: E402
 
@@ -115,8 +119,22 @@ def bench_naive(poses: np.ndarray, config: RenderConfig, out: Path) -> Clock:
             ax.view_init(elev=config.elevation_deg, azim=90 - config.azimuth_deg)
             fig.savefig(folder / f"f{k:05d}.png", dpi=dpi)
             plt.close(fig)
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-framerate", str(config.fps),
-               "-i", str(folder / "f%05d.png"), *encoder_args(config), "-f", "mp4", str(out / "naive.mp4")]
+        cmd = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-framerate",
+            str(config.fps),
+            "-i",
+            str(folder / "f%05d.png"),
+            *encoder_args(config),
+            "-f",
+            "mp4",
+            str(out / "naive.mp4"),
+        ]
         subprocess.run(cmd, check=True)
     return clock
 
@@ -204,13 +222,17 @@ def main() -> None:
     print(f"    drawing only (no encoding):      {res['drawing_only_fps']:6.1f} frames/s")
     print(f"renderer / encode-only: {res['ratio_renderer_to_encode_only']:.2f}   (goal >= 0.6)")
     print(f"renderer / naive:       {res['ratio_renderer_to_naive']:.0f}x    (goal >= 45x)")
-    print(f"CPU ms/frame: renderer {ms['renderer_python']:.2f} python + {ms['renderer_ffmpeg']:.2f} ffmpeg "
-          f"(drawing alone {ms['drawing_only']:.2f}); encode-only {ms['encode_only_python']:.2f} python + "
-          f"{ms['encode_only_ffmpeg']:.2f} ffmpeg; naive {ms['naive_total']:.0f}")
-    print(f"idle 2-core estimate from CPU time: renderer {idle['renderer']:.0f} frames/s, encode-only "
-          f"{idle['encode_only']:.0f}, naive {idle['naive']:.1f} "
-          f"(renderer/encode-only {idle['renderer'] / idle['encode_only']:.2f}, "
-          f"renderer/naive {idle['renderer'] / idle['naive']:.0f}x)")
+    print(
+        f"CPU ms/frame: renderer {ms['renderer_python']:.2f} python + {ms['renderer_ffmpeg']:.2f} ffmpeg "
+        f"(drawing alone {ms['drawing_only']:.2f}); encode-only {ms['encode_only_python']:.2f} python + "
+        f"{ms['encode_only_ffmpeg']:.2f} ffmpeg; naive {ms['naive_total']:.0f}"
+    )
+    print(
+        f"idle 2-core estimate from CPU time: renderer {idle['renderer']:.0f} frames/s, encode-only "
+        f"{idle['encode_only']:.0f}, naive {idle['naive']:.1f} "
+        f"(renderer/encode-only {idle['renderer'] / idle['encode_only']:.2f}, "
+        f"renderer/naive {idle['renderer'] / idle['naive']:.0f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,19 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "tests")]
 
-from stimuli.attack_results import read_attack_files  # noqa: E402
-from analysis.perceptual import Options  # noqa: E402
-from analysis.readers import REPORT_COLUMNS, attach_batches, load_batches, read_responses_frame  # noqa: E402
-from analysis.report import build_report, write_report  # noqa: E402
-from analysis.simulate import Observer, simulate, write_responses  # noqa: E402
 from support.batches import build_batch  # noqa: E402
+
+from analysis.perceptual import Options  # noqa: E402
+from analysis.readers import REPORT_COLUMNS  # noqa: E402
+from analysis.readers import attach_batches  # noqa: E402
+from analysis.readers import load_batches  # noqa: E402
+from analysis.readers import read_responses_frame  # noqa: E402
+from analysis.report import build_report  # noqa: E402
+from analysis.report import write_report  # noqa: E402
+from analysis.simulate import Observer  # noqa: E402
+from analysis.simulate import simulate  # noqa: E402
+from analysis.simulate import write_responses  # noqa: E402
+from stimuli.attack_results import read_attack_files  # noqa: E402
 
 ROWS_PER_PARTICIPANT = 3 * 102.5
 """Rows of one participant in each of the three studies (100 trials + 2 practice + repeats after failures)."""
@@ -39,8 +46,9 @@ def run(size: int, batch_dir: Path, work: Path) -> dict[str, float]:
     batches = load_batches([batch_dir])
     participants = max(1, round(size / ROWS_PER_PARTICIPANT))
     t = time.perf_counter()
-    df = simulate(batches, participants, seed=0, observer=Observer(dropout=0.05, playback_failure=0.01,
-                                                                   always_unchanged=0.05))  # fmt: skip
+    df = simulate(
+        batches, participants, seed=0, observer=Observer(dropout=0.05, playback_failure=0.01, always_unchanged=0.05)
+    )
     t_sim = time.perf_counter() - t
     rows = len(df)
     csv_path = work / f"responses_{size}.csv"
@@ -62,10 +70,21 @@ def run(size: int, batch_dir: Path, work: Path) -> dict[str, float]:
     files = write_report(rep, work / f"report_{size}")
     t_write = time.perf_counter() - t
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"size": size, "rows": rows, "participants_per_study": participants, "simulate_s": t_sim,
-            "write_csv_s": t_csv, "csv_mb": csv_path.stat().st_size / 1e6, "read_s": t_read,
-            "analyse_s": t_analyse, "write_report_s": t_write, "report_s": total, "report_cpu_s": cpu,
-            "figures": len(files["figures"]), "tables": len(files["tables"])}  # fmt: skip
+    return {
+        "size": size,
+        "rows": rows,
+        "participants_per_study": participants,
+        "simulate_s": t_sim,
+        "write_csv_s": t_csv,
+        "csv_mb": csv_path.stat().st_size / 1e6,
+        "read_s": t_read,
+        "analyse_s": t_analyse,
+        "write_report_s": t_write,
+        "report_s": total,
+        "report_cpu_s": cpu,
+        "figures": len(files["figures"]),
+        "tables": len(files["tables"]),
+    }
 
 
 def main() -> None:
@@ -82,23 +101,35 @@ def main() -> None:
         if batch_dir is None:
             batch_dir = work / "batch"
             if not batch_dir.exists():
-                build_batch(batch_dir, 5, preset="analysis", dataset="hdm05", model="agcn",
-                            workers=min(2, os.cpu_count() or 1))
+                build_batch(
+                    batch_dir, 5, preset="analysis", dataset="hdm05", model="agcn", workers=min(2, os.cpu_count() or 1)
+                )
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"{os.cpu_count()} CPUs, load average {load:.1f} at the start (other processes slow the wall times; "
-              "cpu = this process's CPU time)")  # fmt: skip
-        print(f"{'responses':>10} {'rows':>9} {'people':>7} | {'report':>7} {'cpu':>6} {'read':>6} {'analyse':>8} "
-              f"{'write':>6} | {'simulate':>8} {'csv':>6}")  # fmt: skip
+        print(
+            f"{os.cpu_count()} CPUs, load average {load:.1f} at the start (other processes slow the wall times; "
+            "cpu = this process's CPU time)"
+        )
+        print(
+            f"{'responses':>10} {'rows':>9} {'people':>7} | {'report':>7} {'cpu':>6} {'read':>6} {'analyse':>8} "
+            f"{'write':>6} | {'simulate':>8} {'csv':>6}"
+        )
         for size in args.sizes:
             r = run(size, batch_dir, work)
             if args.json:
                 print(json.dumps(r), flush=True)
             else:
-                ok = " (goal < 20 s: met)" if size >= 1_000_000 and r["report_s"] < 20 else (
-                    " (goal < 20 s: MISSED)" if size >= 1_000_000 else "")  # fmt: skip
-                print(f"{size:>10,} {r['rows']:>9,} {r['participants_per_study']:>7} | {r['report_s']:6.1f}s "
-                      f"{r['report_cpu_s']:5.1f}s {r['read_s']:5.1f}s {r['analyse_s']:7.1f}s {r['write_report_s']:5.1f}s | "
-                      f"{r['simulate_s']:7.1f}s {r['write_csv_s']:5.1f}s{ok}", flush=True)  # fmt: skip
+                ok = (
+                    " (goal < 20 s: met)"
+                    if size >= 1_000_000 and r["report_s"] < 20
+                    else (" (goal < 20 s: MISSED)" if size >= 1_000_000 else "")
+                )
+                print(
+                    f"{size:>10,} {r['rows']:>9,} {r['participants_per_study']:>7} | {r['report_s']:6.1f}s "
+                    f"{r['report_cpu_s']:5.1f}s {r['read_s']:5.1f}s {r['analyse_s']:7.1f}s "
+                    f"{r['write_report_s']:5.1f}s | "
+                    f"{r['simulate_s']:7.1f}s {r['write_csv_s']:5.1f}s{ok}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

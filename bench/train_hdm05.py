@@ -28,11 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from attack_gen.data.dataset import load_dataset, save_dataset  # noqa: E402
-from attack_gen.data.prepare import SplitSpec, prepare_dataset  # noqa: E402
+from attack_gen.data.dataset import load_dataset  # noqa: E402
+from attack_gen.data.dataset import save_dataset  # noqa: E402
+from attack_gen.data.prepare import SplitSpec  # noqa: E402
+from attack_gen.data.prepare import prepare_dataset  # noqa: E402
 from attack_gen.models import list_models  # noqa: E402
-from attack_gen.train import TrainConfig, evaluate, train_model  # noqa: E402
-from stimuli.paths import data_root, shared_data_dir  # noqa: E402
+from attack_gen.train import TrainConfig  # noqa: E402
+from attack_gen.train import evaluate  # noqa: E402
+from attack_gen.train import train_model  # noqa: E402
+from stimuli.paths import data_root  # noqa: E402
+from stimuli.paths import shared_data_dir  # noqa: E402
 
 
 def main() -> None:
@@ -63,28 +68,45 @@ def main() -> None:
     for name in args.models.split(","):
         if name not in list_models():
             raise SystemExit(f"unknown model {name!r}; known: {', '.join(list_models())}")
-        cfg = TrainConfig(model=name, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                          patience=args.patience)
+        cfg = TrainConfig(
+            model=name, size=args.size, epochs=args.epochs, lr=args.lr, seed=args.seed, patience=args.patience
+        )
         suffix = "" if args.seed == 0 else f"-seed{args.seed}"
         ckpt = data_root() / "checkpoints" / f"{ds_path.stem}-{name}-{args.size}{suffix}.pt"
         model, info = train_model(ds, cfg, out=ckpt, dataset_path=ds_path, progress=False)
         res = evaluate(model, ds.part("test"))
         params = sum(p.numel() for p in model.backbone.parameters())
-        row = {"model": name, "size": args.size, "test_accuracy": res.accuracy, "best_epoch": info["train"]["best_epoch"],
-               "epochs_run": info["train"]["epochs_run"], "stopped": info["train"]["stopped"],
-               "train_seconds": info["train"]["seconds"], "params": params, "checkpoint": str(ckpt)}
+        row = {
+            "model": name,
+            "size": args.size,
+            "test_accuracy": res.accuracy,
+            "best_epoch": info["train"]["best_epoch"],
+            "epochs_run": info["train"]["epochs_run"],
+            "stopped": info["train"]["stopped"],
+            "train_seconds": info["train"]["seconds"],
+            "params": params,
+            "checkpoint": str(ckpt),
+        }
         rows.append(row)
-        print(f"{name:6s} accuracy {res.accuracy:6.2%}  best epoch {row['best_epoch']:3d} of {row['epochs_run']:3d} "
-              f"({row['stopped']})  {row['train_seconds']:7.1f} s  {params:,} params", flush=True)
+        print(
+            f"{name:6s} accuracy {res.accuracy:6.2%}  best epoch {row['best_epoch']:3d} of {row['epochs_run']:3d} "
+            f"({row['stopped']})  {row['train_seconds']:7.1f} s  {params:,} params",
+            flush=True,
+        )
 
     print(f"\nload average {os.getloadavg()[0]:.2f}")
     print("model   accuracy  >=80%   best/run epochs  train s")
     for r in rows:
-        print(f"{r['model']:6s}  {r['test_accuracy']:7.2%}  {'yes' if r['test_accuracy'] >= 0.8 else 'NO':5s}  "
-              f"{r['best_epoch']:4d}/{r['epochs_run']:<4d}  {r['train_seconds']:8.1f}")
+        print(
+            f"{r['model']:6s}  {r['test_accuracy']:7.2%}  {'yes' if r['test_accuracy'] >= 0.8 else 'NO':5s}  "
+            f"{r['best_epoch']:4d}/{r['epochs_run']:<4d}  {r['train_seconds']:8.1f}"
+        )
     if args.out:
-        args.out.write_text(json.dumps({"dataset": str(ds_path), "epochs": args.epochs, "threads": args.threads,
-                                        "results": rows}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {"dataset": str(ds_path), "epochs": args.epochs, "threads": args.threads, "results": rows}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

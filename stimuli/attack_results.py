@@ -12,7 +12,8 @@ Numpy and json only (no torch). Two kinds of file (``attack-gen attack`` / ``att
     perceptual metrics ``mean_joint_displacement_m``, ``acceleration_deviation``,
     ``bone_length_deviation_m`` and ``iterations``;
   - record: ``config.strategy`` (ab, abn, sa), ``config.top_n`` (abn), ``config.loss``
-    (smart, l2, l2-acc, l2-bone), ``config.threat_model`` (canonical, raw), ``checkpoint.model``, ``dataset.name``, ``fps``,
+    (smart, l2, l2-acc, l2-bone), ``config.threat_model`` (canonical, raw), ``checkpoint.model``,
+    ``dataset.name``, ``fps``,
     optional ``strategy_label`` (AB, AB3, ...) and ``class_names``.
 
 * a **transfer summary** ``.json`` (``transfer.<label>.<loss>[.raw].json``, ``version: 2``):
@@ -28,18 +29,33 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from typing import Iterable
 
 import numpy as np
 
 from stimuli.errors import DataError
 from stimuli.fileio import read_npz
 
-__all__ = ["RESULT_FORMAT", "RESULT_VERSION", "TRANSFER_VERSION", "THREAT_MODELS", "STATUSES", "ATTACKED",
-           "METRIC_KEYS", "MODEL_DISPLAY", "strategy_label", "AttackRun", "TransferRun", "read_attack_result",
-           "read_transfer", "read_attack_files"]
+__all__ = [
+    "RESULT_FORMAT",
+    "RESULT_VERSION",
+    "TRANSFER_VERSION",
+    "THREAT_MODELS",
+    "STATUSES",
+    "ATTACKED",
+    "METRIC_KEYS",
+    "MODEL_DISPLAY",
+    "strategy_label",
+    "AttackRun",
+    "TransferRun",
+    "read_attack_result",
+    "read_transfer",
+    "read_attack_files",
+]
 
 RESULT_FORMAT = "smart-study-attack-result"
 RESULT_VERSION = 2
@@ -133,10 +149,17 @@ def read_attack_result(path: str | Path) -> AttackRun:
         fmt = record.get("format") if isinstance(record, dict) else None
         raise DataError(f"{path}: not a smart-study attack result (record format {fmt!r})")
     if record.get("version") != RESULT_VERSION:
-        raise DataError(f"{path}: attack result version {record.get('version')!r} not supported "
-                        f"(this code reads version {RESULT_VERSION})")  # fmt: skip
-    needed = {"config.strategy": str, "config.loss": str, "config.threat_model": str, "checkpoint.model": str,
-              "fps": (int, float)}
+        raise DataError(
+            f"{path}: attack result version {record.get('version')!r} not supported "
+            f"(this code reads version {RESULT_VERSION})"
+        )
+    needed = {
+        "config.strategy": str,
+        "config.loss": str,
+        "config.threat_model": str,
+        "checkpoint.model": str,
+        "fps": (int, float),
+    }
     for key, typ in needed.items():
         v = _get(record, key)
         if not isinstance(v, typ) or isinstance(v, bool):
@@ -149,11 +172,15 @@ def read_attack_result(path: str | Path) -> AttackRun:
         if arrays[k].ndim != 4 or arrays[k].shape[2:] != (25, 3):
             raise DataError(f"{path}: array {k!r} must have shape (N, T, 25, 3), got {arrays[k].shape}")
     if arrays["original"].shape != arrays["adversarial"].shape:
-        raise DataError(f"{path}: 'original' {arrays['original'].shape} and 'adversarial' "
-                        f"{arrays['adversarial'].shape} differ in shape")  # fmt: skip
+        raise DataError(
+            f"{path}: 'original' {arrays['original'].shape} and 'adversarial' "
+            f"{arrays['adversarial'].shape} differ in shape"
+        )
     if _get(record, "config.threat_model") not in THREAT_MODELS:
-        raise DataError(f"{path}: record field 'config.threat_model' is {_get(record, 'config.threat_model')!r}; "
-                        f"expected one of {', '.join(THREAT_MODELS)}")
+        raise DataError(
+            f"{path}: record field 'config.threat_model' is {_get(record, 'config.threat_model')!r}; "
+            f"expected one of {', '.join(THREAT_MODELS)}"
+        )
     status = arrays["status"].astype(str)
     odd = sorted(set(status) - set(STATUSES))
     if odd:
@@ -162,16 +189,24 @@ def read_attack_result(path: str | Path) -> AttackRun:
     label = record.get("strategy_label") or strategy_label(strategy, _get(record, "config.top_n")) or strategy
     names_ = record.get("class_names")
     return AttackRun(
-        path=path, model=str(_get(record, "checkpoint.model")), dataset=str(_get(record, "dataset.name") or "unknown"),
-        strategy=strategy, label=str(label), loss=str(_get(record, "config.loss")), fps=float(record["fps"]),
+        path=path,
+        model=str(_get(record, "checkpoint.model")),
+        dataset=str(_get(record, "dataset.name") or "unknown"),
+        strategy=strategy,
+        label=str(label),
+        loss=str(_get(record, "config.loss")),
+        fps=float(record["fps"]),
         class_names=[str(c) for c in names_] if isinstance(names_, list) else [],
-        status=status, success=arrays["success"].astype(bool),
+        status=status,
+        success=arrays["success"].astype(bool),
         robust_success=arrays["robust_success"].astype(bool) & arrays["success"].astype(bool),
         threat_model=str(_get(record, "config.threat_model")),
-        true_label=arrays["true_label"].astype(np.int64), final_label=arrays["final_label"].astype(np.int64),
-        original=arrays["original"].astype(np.float32), adversarial=arrays["adversarial"].astype(np.float32),
+        true_label=arrays["true_label"].astype(np.int64),
+        final_label=arrays["final_label"].astype(np.int64),
+        original=arrays["original"].astype(np.float32),
+        adversarial=arrays["adversarial"].astype(np.float32),
         metrics={k: arrays[k] for k in _OPTIONAL_ARRAYS if k in arrays},
-    )  # fmt: skip
+    )
 
 
 def read_transfer(path: str | Path) -> TransferRun:
@@ -186,11 +221,14 @@ def read_transfer(path: str | Path) -> TransferRun:
     if not isinstance(doc, dict) or not isinstance(doc.get("matrix"), dict) or not isinstance(doc.get("models"), list):
         raise DataError(f"{path}: not a transfer summary (expected 'models' and 'matrix')")
     if doc.get("version") != TRANSFER_VERSION:
-        raise DataError(f"{path}: transfer summary version {doc.get('version')!r} not supported (this code reads "
-                        f"version {TRANSFER_VERSION}, which reports robust success; run attack-gen transfer again)")
+        raise DataError(
+            f"{path}: transfer summary version {doc.get('version')!r} not supported (this code reads "
+            f"version {TRANSFER_VERSION}, which reports robust success; run attack-gen transfer again)"
+        )
     if doc.get("threat_model") not in THREAT_MODELS:
-        raise DataError(f"{path}: field 'threat_model' is {doc.get('threat_model')!r}; expected one of "
-                        f"{', '.join(THREAT_MODELS)}")
+        raise DataError(
+            f"{path}: field 'threat_model' is {doc.get('threat_model')!r}; expected one of {', '.join(THREAT_MODELS)}"
+        )
     models = [str(m) for m in doc["models"]]
     matrix = doc["matrix"]
     keys = {"eligible", "fooled", "rate", "robust_fooled", "robust_rate"}
@@ -203,8 +241,15 @@ def read_transfer(path: str | Path) -> TransferRun:
     wb = doc.get("white_box") if isinstance(doc.get("white_box"), dict) else {}
     datasets = {str(wb[m]["dataset"]) for m in models if isinstance(wb.get(m), dict) and wb[m].get("dataset")}
     label = doc.get("label") or strategy_label(doc.get("strategy"), _get(doc, "config.top_n")) or "?"
-    return TransferRun(path, str(label), str(doc.get("loss") or "smart"), models, matrix,
-                       datasets.pop() if len(datasets) == 1 else None, str(doc["threat_model"]))  # fmt: skip
+    return TransferRun(
+        path,
+        str(label),
+        str(doc.get("loss") or "smart"),
+        models,
+        matrix,
+        datasets.pop() if len(datasets) == 1 else None,
+        str(doc["threat_model"]),
+    )
 
 
 def read_attack_files(paths: Iterable[str | Path]) -> tuple[list[AttackRun], list[TransferRun]]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Callable, TypeVar
+from typing import Any
+from typing import Callable
+from typing import TypeVar
 
 import click
 

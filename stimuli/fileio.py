@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import tempfile
-from pathlib import Path
+import threading
 import zipfile
 import zlib
-from typing import IO, Any, Callable, Sequence
+from pathlib import Path
+from typing import IO
+from typing import Any
+from typing import Callable
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["NPY_LOCK", "atomic_write", "atomic_write_bytes", "atomic_write_npz", "file_sha256", "json_default", "load_npy",
-           "read_npz"]
+__all__ = [
+    "NPY_LOCK",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_npz",
+    "file_sha256",
+    "json_default",
+    "load_npy",
+    "read_npz",
+]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
@@ -79,8 +90,9 @@ def load_npy(path: str | Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
 
 
-def read_npz(path: str | Path, what: str, required: Sequence[str] = (), *,
-             only_required: bool = False) -> dict[str, np.ndarray]:
+def read_npz(
+    path: str | Path, what: str, required: Sequence[str] = (), *, only_required: bool = False
+) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` file (no pickles; all, or only ``required``), or a one-line :class:`DataError`.
 
     ``what`` names the file in the messages: ``"<path>: <what> not found"``, ``"<path>: not

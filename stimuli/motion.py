@@ -7,7 +7,8 @@ Coordinates are metres, Y up. Models convert to their own layouts at their bound
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,7 @@ MOTION_DTYPE = np.float32
 def _check(arr: Any, ndim: int, layout: str, name: str, allow_nonfinite: bool) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim != ndim or arr.shape[-2:] != (NUM_JOINTS, 3):
-        raise MotionFormatError(
-            f"{name}: expected shape {layout} with V={NUM_JOINTS}, C=3, got {tuple(arr.shape)}"
-        )
+        raise MotionFormatError(f"{name}: expected shape {layout} with V={NUM_JOINTS}, C=3, got {tuple(arr.shape)}")
     if arr.shape[-3] == 0:
         raise MotionFormatError(f"{name}: has no frames (T=0)")
     if not np.issubdtype(arr.dtype, np.floating):

@@ -18,7 +18,8 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from typing import Iterable
 
 from .errors import DataError
 

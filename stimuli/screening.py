@@ -50,9 +50,12 @@ def _rate(k: int, n: int) -> float | None:
     return None if n == 0 else k / n
 
 
-def exclusion_reasons(accuracy: float | None, control_hit_rate: float | None,
-                      threshold: float = SENSITIVITY_THRESHOLD,
-                      control_hit_threshold: float | None = None) -> list[str]:
+def exclusion_reasons(
+    accuracy: float | None,
+    control_hit_rate: float | None,
+    threshold: float = SENSITIVITY_THRESHOLD,
+    control_hit_threshold: float | None = None,
+) -> list[str]:
     """Why a participant with this sensitivity accuracy and control hit rate is excluded (empty: kept).
 
     A rate that is None or NaN (no such trials) excludes no one.
@@ -66,8 +69,9 @@ def exclusion_reasons(accuracy: float | None, control_hit_rate: float | None,
     return reasons
 
 
-def screen(answers: Iterable[Answer], threshold: float = SENSITIVITY_THRESHOLD,
-           control_hit_threshold: float | None = None) -> Screening:
+def screen(
+    answers: Iterable[Answer], threshold: float = SENSITIVITY_THRESHOLD, control_hit_threshold: float | None = None
+) -> Screening:
     """Screen one participant's valid indistinguishability answers (see module docstring)."""
     answers = list(answers)
     sens = [a for a in answers if a.kind == "sensitivity"]
@@ -97,6 +101,7 @@ def screen(answers: Iterable[Answer], threshold: float = SENSITIVITY_THRESHOLD,
     if ctrl and hits == 0:
         flags.append("missed_every_control")
     stats["flags"] = flags
-    reasons = exclusion_reasons(stats["sensitivity_accuracy"], stats["control_hit_rate"], threshold,
-                                control_hit_threshold)
+    reasons = exclusion_reasons(
+        stats["sensitivity_accuracy"], stats["control_hit_rate"], threshold, control_hit_threshold
+    )
     return Screening(bool(reasons), "; ".join(reasons) or None, stats)

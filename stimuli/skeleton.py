@@ -27,7 +27,8 @@ Coordinates are right-handed, Y up, in metres once loaded (see ``attack_gen.data
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from types import MappingProxyType
 from typing import Mapping
 
@@ -282,21 +283,39 @@ KINECT_V2 = Skeleton(
 #   authors' array makes it a child of the index joint, so its bone repeats the hand
 #   bone). Kinect's hand tips and thumbs are not used.
 KINECT_TO_STANDARD: tuple[int, ...] = (
-    0, 12, 13, 14, 15,  # left leg: SpineBase, HipLeft, KneeLeft, AnkleLeft, FootLeft
-    0, 16, 17, 18, 19,  # right leg
-    0, 1, 20, 20, 3,  # Hips, Spine, Spine1, Neck, Neck1 <- SpineBase, SpineMid, SpineShoulder x2, Head
-    4, 5, 6, 7, 6,  # left arm: ShoulderLeft, ElbowLeft, WristLeft, HandLeft, WristLeft
-    8, 9, 10, 11, 10,  # right arm
-)  # fmt: skip
+    0,
+    12,
+    13,
+    14,
+    15,  # left leg: SpineBase, HipLeft, KneeLeft, AnkleLeft, FootLeft
+    0,
+    16,
+    17,
+    18,
+    19,  # right leg
+    0,
+    1,
+    20,
+    20,
+    3,  # Hips, Spine, Spine1, Neck, Neck1 <- SpineBase, SpineMid, SpineShoulder x2, Head
+    4,
+    5,
+    6,
+    7,
+    6,  # left arm: ShoulderLeft, ElbowLeft, WristLeft, HandLeft, WristLeft
+    8,
+    9,
+    10,
+    11,
+    10,  # right arm
+)
 
 
 def kinect_to_standard(positions: np.ndarray) -> np.ndarray:
     """Map Kinect v2 / NTU joints ``(..., 25, 3)`` onto the standard skeleton ``(..., 25, 3)``."""
     positions = np.asarray(positions)
     if positions.ndim < 2 or positions.shape[-2:] != (KINECT_V2.num_joints, 3):
-        raise ValueError(
-            f"expected Kinect v2 joints with shape (..., 25, 3), got {tuple(positions.shape)}"
-        )
+        raise ValueError(f"expected Kinect v2 joints with shape (..., 25, 3), got {tuple(positions.shape)}")
     return positions[..., KINECT_TO_STANDARD, :]
 
 

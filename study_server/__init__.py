@@ -153,8 +153,10 @@ def _check_security(app: Flask) -> None:
             "`python -c 'import secrets; print(secrets.token_hex(32))'`), or STUDY_ENV=development for a local trial"
         )
     if app.debug:
-        raise ConfigError("debug mode is on (FLASK_DEBUG) but STUDY_ENV is 'production': "
-                          "never debug a production server; set STUDY_ENV=development to debug locally")  # fmt: skip
+        raise ConfigError(
+            "debug mode is on (FLASK_DEBUG) but STUDY_ENV is 'production': "
+            "never debug a production server; set STUDY_ENV=development to debug locally"
+        )
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:

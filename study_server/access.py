@@ -16,8 +16,16 @@ from .extensions import db
 from .models import Participant
 from .models import Study
 
-__all__ = ["get_study", "session_public_id", "session_participant", "study_and_participant", "session_holds", "bind",
-           "stage_url", "STAGES"]
+__all__ = [
+    "get_study",
+    "session_public_id",
+    "session_participant",
+    "study_and_participant",
+    "session_holds",
+    "bind",
+    "stage_url",
+    "STAGES",
+]
 
 STAGES = {
     "consent": "participant.consent",
@@ -60,9 +68,10 @@ def study_and_participant(slug: str) -> tuple[Study, Participant | None]:
     public_id = session_public_id(slug)
     if public_id is not None:
         row = db.session.execute(
-            select(Study, Participant).join(Participant, Participant.study_pk == Study.id)
+            select(Study, Participant)
+            .join(Participant, Participant.study_pk == Study.id)
             .where(Study.slug == slug, Participant.public_id == public_id)
-        ).first()  # fmt: skip
+        ).first()
         if row is not None:
             return row[0], row[1]
     return get_study(slug), None

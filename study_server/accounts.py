@@ -43,8 +43,17 @@ from .models import LoginAttempt
 from .models import Researcher
 from .models import utcnow
 
-__all__ = ["AccountError", "LoginRefused", "MIN_PASSWORD", "normalise_email", "create_researcher",
-           "set_password", "authenticate", "session_fingerprint", "new_password"]  # fmt: skip
+__all__ = [
+    "AccountError",
+    "LoginRefused",
+    "MIN_PASSWORD",
+    "normalise_email",
+    "create_researcher",
+    "set_password",
+    "authenticate",
+    "session_fingerprint",
+    "new_password",
+]
 
 MIN_PASSWORD = 10
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -125,30 +134,44 @@ class _Limits:
 
 def _limits() -> _Limits:
     c = current_app.config
-    return _Limits(timedelta(seconds=float(c["LOGIN_WINDOW_S"])), int(c["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
-                   int(c["LOGIN_MAX_FAILURES_PER_IP"]))  # fmt: skip
+    return _Limits(
+        timedelta(seconds=float(c["LOGIN_WINDOW_S"])),
+        int(c["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
+        int(c["LOGIN_MAX_FAILURES_PER_IP"]),
+    )
 
 
 def _blocked(ip: str, email: str, lim: _Limits) -> LoginRefused | None:
     now = utcnow()
     since = now - lim.window
-    last_ok = db.session.execute(select(func.max(LoginAttempt.at))
-                                 .where(LoginAttempt.email == email, LoginAttempt.ok.is_(True))).scalar()  # fmt: skip
+    last_ok = db.session.execute(
+        select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email, LoginAttempt.ok.is_(True))
+    ).scalar()
     acct_since = max(since, last_ok) if last_ok is not None else since
     acct = db.session.execute(
-        select(func.count(), func.min(LoginAttempt.at))
-        .where(LoginAttempt.email == email, LoginAttempt.ok.is_(False), LoginAttempt.at > acct_since)).one()
+        select(func.count(), func.min(LoginAttempt.at)).where(
+            LoginAttempt.email == email, LoginAttempt.ok.is_(False), LoginAttempt.at > acct_since
+        )
+    ).one()
     by_ip = db.session.execute(
-        select(func.count(), func.min(LoginAttempt.at))
-        .where(LoginAttempt.ip == ip, LoginAttempt.ok.is_(False), LoginAttempt.at > since)).one()
-    for (n, oldest), limit, what in ((acct, lim.per_account, "for this account"),
-                                     (by_ip, lim.per_ip, "from your address")):  # fmt: skip
+        select(func.count(), func.min(LoginAttempt.at)).where(
+            LoginAttempt.ip == ip, LoginAttempt.ok.is_(False), LoginAttempt.at > since
+        )
+    ).one()
+    for (n, oldest), limit, what in (
+        (acct, lim.per_account, "for this account"),
+        (by_ip, lim.per_ip, "from your address"),
+    ):
         if n >= limit:
             wait = max(1, math.ceil((oldest + lim.window - now).total_seconds()))
             minutes = max(1, math.ceil(wait / 60))
-            return LoginRefused(429, f"Too many failed sign-ins {what}: {n} in the last "
-                                     f"{round(lim.window.total_seconds() / 60)} minutes. Try again in "
-                                     f"{minutes} minute{'s' if minutes != 1 else ''}.", wait)  # fmt: skip
+            return LoginRefused(
+                429,
+                f"Too many failed sign-ins {what}: {n} in the last "
+                f"{round(lim.window.total_seconds() / 60)} minutes. Try again in "
+                f"{minutes} minute{'s' if minutes != 1 else ''}.",
+                wait,
+            )
     return None
 
 

@@ -92,8 +92,10 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PUBLIC = {"admin.login"}
 """Endpoints that do not need a signed-in researcher."""
-ADMIN_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
-             "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+ADMIN_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 DESIGN_LABELS = {
     design.DECEITFULNESS: "Deceitfulness (which label?)",
     design.NATURALNESS: "Naturalness (which looks more natural?)",
@@ -127,8 +129,9 @@ def require_login() -> Any:
             return jsonify(error="not signed in"), 401
         if request.method == "GET":
             return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
-        return render_template("admin/message.html", title="Signed out",
-                               text="Your sign-in has expired. Please sign in again."), 401  # fmt: skip
+        return render_template(
+            "admin/message.html", title="Signed out", text="Your sign-in has expired. Please sign in again."
+        ), 401
     g.researcher = r
     return None
 
@@ -158,8 +161,7 @@ def _actor() -> str:
 # ---- sign-in -------------------------------------------------------------------------------------
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[InputRequired("Please enter your email."), Length(max=254)])
-    password = PasswordField("Password", validators=[InputRequired("Please enter your password."),
-                                                     Length(max=1024)])  # fmt: skip
+    password = PasswordField("Password", validators=[InputRequired("Please enter your password."), Length(max=1024)])
     submit = SubmitField("Sign in")
 
 
@@ -220,8 +222,9 @@ def index() -> Any:
 
 # ---- batches -------------------------------------------------------------------------------------
 class ImportForm(FlaskForm):
-    path = StringField("Batch folder on the server", validators=[InputRequired("Please give the batch's folder."),
-                                                                  Length(max=1024)])  # fmt: skip
+    path = StringField(
+        "Batch folder on the server", validators=[InputRequired("Please give the batch's folder."), Length(max=1024)]
+    )
     decode = BooleanField("Decode every video while checking (slower, thorough)", default=True)
     submit = SubmitField("Import")
 
@@ -238,8 +241,10 @@ def _outside_roots(path: Path) -> str | None:
     roots = batch_roots()
     if any(path == r or r in path.parents for r in roots):
         return None
-    return (f"{path} is outside the folders batches may be imported from here ({', '.join(map(str, roots))}); "
-            f"use `flask --app study_server import-batch {path}` on the server instead")  # fmt: skip
+    return (
+        f"{path} is outside the folders batches may be imported from here ({', '.join(map(str, roots))}); "
+        f"use `flask --app study_server import-batch {path}` on the server instead"
+    )
 
 
 def _candidates(imported: dict[str, Batch]) -> list[dict[str, Any]]:
@@ -248,8 +253,9 @@ def _candidates(imported: dict[str, Batch]) -> list[dict[str, Any]]:
     for root in batch_roots():
         if not root.is_dir():
             continue
-        for manifest in sorted([*root.glob("manifest.json"), *root.glob("*/manifest.json"),
-                                *root.glob("*/*/manifest.json")]):  # fmt: skip
+        for manifest in sorted(
+            [*root.glob("manifest.json"), *root.glob("*/manifest.json"), *root.glob("*/*/manifest.json")]
+        ):
             folder = manifest.parent
             found.append({"path": str(folder), "imported": imported.get(str(folder))})
     return found[:200]
@@ -285,15 +291,26 @@ def batches() -> Any:
         status = 400
     rows = list(db.session.execute(select(Batch).order_by(Batch.imported_at.desc())).scalars())
     imported = {b.root: b for b in rows}
-    return render_template("admin/batches.html", form=form, batches=rows, candidates=_candidates(imported),
-                           roots=batch_roots(), problems=problems), status  # fmt: skip
+    return render_template(
+        "admin/batches.html",
+        form=form,
+        batches=rows,
+        candidates=_candidates(imported),
+        roots=batch_roots(),
+        problems=problems,
+    ), status
 
 
 # ---- creating a study ----------------------------------------------------------------------------
 def _int(label: str, default: int | None, lo: int = 0, hi: int | None = None, required: bool = True) -> IntegerField:
     checks = [InputRequired(f"Please give {label.lower()}.")] if required else [Optional()]
-    checks.append(NumberRange(lo, hi, f"{label} must be a whole number" + (
-        f" from {lo} to {hi}." if hi is not None else f" of at least {lo}.")))  # fmt: skip
+    checks.append(
+        NumberRange(
+            lo,
+            hi,
+            f"{label} must be a whole number" + (f" from {lo} to {hi}." if hi is not None else f" of at least {lo}."),
+        )
+    )
     return IntegerField(label, default=default, validators=checks)
 
 
@@ -304,30 +321,40 @@ def _float(label: str, default: float | None, lo: float, hi: float, required: bo
 
 
 class StudyForm(FlaskForm):
-    slug = StringField("Study link name (participants open /s/NAME)", validators=[
-        InputRequired("Please give the link name."), Length(max=64)])  # fmt: skip
+    slug = StringField(
+        "Study link name (participants open /s/NAME)",
+        validators=[InputRequired("Please give the link name."), Length(max=64)],
+    )
     title = StringField("Title (researchers see it; participants do not)", validators=[Optional(), Length(max=200)])
     batch = SelectField("Stimulus batch", validate_choice=False)
-    study_type = SelectField("Design", choices=[SelectChoice(k, v) for k, v in DESIGN_LABELS.items()],
-                             default=design.INDISTINGUISHABILITY)  # fmt: skip
-    order = StringField("Blocks of a combined session, in order (comma-separated designs)",
-                        default=",".join(design.STUDY_TYPES), validators=[Length(max=200)])  # fmt: skip
+    study_type = SelectField(
+        "Design", choices=[SelectChoice(k, v) for k, v in DESIGN_LABELS.items()], default=design.INDISTINGUISHABILITY
+    )
+    order = StringField(
+        "Blocks of a combined session, in order (comma-separated designs)",
+        default=",".join(design.STUDY_TYPES),
+        validators=[Length(max=200)],
+    )
     # per design
     deceitfulness_trials = _int("Deceitfulness trials", PAPER_DEFAULTS[design.DECEITFULNESS]["trials"], 1, 10_000)
     deceitfulness_plays = _int("Deceitfulness plays per clip", PAPER_DEFAULTS[design.DECEITFULNESS]["plays"], 1, 10)
     deceitfulness_slowdown = _float("Deceitfulness slow-down factor", 1.0, 1 / 16, 16)
     deceitfulness_variant = StringField("Attacked variant shown", default=design.SMART, validators=[Length(max=32)])
-    naturalness_trials = _int("Naturalness trials (two per motion)", PAPER_DEFAULTS[design.NATURALNESS]["trials"],
-                              2, 10_000)  # fmt: skip
+    naturalness_trials = _int(
+        "Naturalness trials (two per motion)", PAPER_DEFAULTS[design.NATURALNESS]["trials"], 2, 10_000
+    )
     naturalness_plays = _int("Naturalness plays per pair", PAPER_DEFAULTS[design.NATURALNESS]["plays"], 1, 10)
     naturalness_slowdown = _float("Naturalness slow-down factor", 1.0, 1 / 16, 16)
-    indistinguishability_trials = _int("Indistinguishability trials",
-                                       PAPER_DEFAULTS[design.INDISTINGUISHABILITY]["trials"], 1, 10_000)  # fmt: skip
-    indistinguishability_plays = _int("Indistinguishability plays per pair",
-                                      PAPER_DEFAULTS[design.INDISTINGUISHABILITY]["plays"], 1, 10)  # fmt: skip
+    indistinguishability_trials = _int(
+        "Indistinguishability trials", PAPER_DEFAULTS[design.INDISTINGUISHABILITY]["trials"], 1, 10_000
+    )
+    indistinguishability_plays = _int(
+        "Indistinguishability plays per pair", PAPER_DEFAULTS[design.INDISTINGUISHABILITY]["plays"], 1, 10
+    )
     indistinguishability_slowdown = _float("Indistinguishability slow-down factor", 1.0, 1 / 16, 16)
-    indistinguishability_variants = StringField("Attacked variant(s) shown on the right (comma-separated)",
-                                                default=design.SMART, validators=[Length(max=200)])  # fmt: skip
+    indistinguishability_variants = StringField(
+        "Attacked variant(s) shown on the right (comma-separated)", default=design.SMART, validators=[Length(max=200)]
+    )
     sensitivity_share = _float("Share of sensitivity trials (original | original)", 0.2, 0, 1)
     control_share = _float("Share of positive-control trials", 0.1, 0, 1)
     # every block
@@ -335,8 +362,9 @@ class StudyForm(FlaskForm):
     seconds = _float("Seconds shown per play (blank: the whole clip)", None, 0.1, 600, required=False)
     # screening and running
     screening_threshold = _float("Screening: minimum sensitivity accuracy", SENSITIVITY_THRESHOLD, 0, 1)
-    control_hit_threshold = _float("Screening: minimum positive-control hit rate (blank: record only)", None, 0, 1,
-                                   required=False)  # fmt: skip
+    control_hit_threshold = _float(
+        "Screening: minimum positive-control hit rate (blank: record only)", None, 0, 1, required=False
+    )
     stall_limit_s = _float("Seconds a stalled video may wait before the trial is given again", 10.0, 1, 600)
     max_attempts = _int("Attempts per trial when videos fail", 3, 1, 10)
     target_participants = _int("Target number of analysed participants", None, 1, 1_000_000, required=False)
@@ -344,8 +372,11 @@ class StudyForm(FlaskForm):
     completion_code = StringField("Completion code (e.g. Prolific's)", validators=[Optional(), Length(max=64)])
     prolific_redirect = BooleanField("Send Prolific participants back to Prolific with the code", default=True)
     allow_anonymous = BooleanField("Allow entry without a Prolific or MTurk id", default=True)
-    status = SelectField("Status", choices=[SelectChoice("open", "Open: taking participants"),
-                                            SelectChoice("closed", "Closed")], default="open")  # fmt: skip
+    status = SelectField(
+        "Status",
+        choices=[SelectChoice("open", "Open: taking participants"), SelectChoice("closed", "Closed")],
+        default="open",
+    )
     submit = SubmitField("Create the study")
 
 
@@ -372,9 +403,11 @@ def _order(form: StudyForm) -> list[str]:
     names = _variants(form.order.data)
     bad = [n for n in names if n not in design.STUDY_TYPES]
     if not names or bad or len(set(names)) != len(names):
-        raise StudyConfigError(f"give each design at most once, separated by commas, from "
-                               f"{', '.join(design.STUDY_TYPES)}" + (f" (unknown: {', '.join(bad)})" if bad else ""),
-                               "order")  # fmt: skip
+        raise StudyConfigError(
+            f"give each design at most once, separated by commas, from "
+            f"{', '.join(design.STUDY_TYPES)}" + (f" (unknown: {', '.join(bad)})" if bad else ""),
+            "order",
+        )
     return names
 
 
@@ -382,15 +415,21 @@ def _create_from(form: StudyForm) -> tuple[Study, list[str]]:
     """Create the study the form describes; :class:`StudyConfigError` names the setting at fault."""
     kind = form.study_type.data
     kwargs: dict[str, Any] = {
-        "title": (form.title.data or "").strip() or None, "practice_trials": form.practice_trials.data,
-        "seconds": form.seconds.data, "screening_threshold": form.screening_threshold.data,
-        "control_hit_threshold": form.control_hit_threshold.data, "stall_limit_s": form.stall_limit_s.data,
-        "max_attempts": form.max_attempts.data, "target_participants": form.target_participants.data,
+        "title": (form.title.data or "").strip() or None,
+        "practice_trials": form.practice_trials.data,
+        "seconds": form.seconds.data,
+        "screening_threshold": form.screening_threshold.data,
+        "control_hit_threshold": form.control_hit_threshold.data,
+        "stall_limit_s": form.stall_limit_s.data,
+        "max_attempts": form.max_attempts.data,
+        "target_participants": form.target_participants.data,
         "completion_code": (form.completion_code.data or "").strip() or None,
-        "prolific_redirect": bool(form.prolific_redirect.data), "allow_anonymous": bool(form.allow_anonymous.data),
-        "status": form.status.data, "sensitivity_share": form.sensitivity_share.data,
+        "prolific_redirect": bool(form.prolific_redirect.data),
+        "allow_anonymous": bool(form.allow_anonymous.data),
+        "status": form.status.data,
+        "sensitivity_share": form.sensitivity_share.data,
         "control_share": form.control_share.data,
-    }  # fmt: skip
+    }
     if kind == design.COMBINED:
         order = _order(form)
         kwargs["blocks"] = [{"study_type": k, **_block_settings(form, k)} for k in order]
@@ -422,8 +461,10 @@ def new_study() -> Any:
     """Create a study from an imported batch (every setting checked, with a message on the field at fault)."""
     form = StudyForm()
     batches = list(db.session.execute(select(Batch).order_by(Batch.imported_at.desc())).scalars())
-    form.batch.choices = [SelectChoice(b.batch_id, f"{b.batch_id} ({b.n_items} motions; {b.dataset or '?'}, "
-                                                   f"{b.model or '?'})") for b in batches]  # fmt: skip
+    form.batch.choices = [
+        SelectChoice(b.batch_id, f"{b.batch_id} ({b.n_items} motions; {b.dataset or '?'}, {b.model or '?'})")
+        for b in batches
+    ]
     if request.method == "GET" and request.args.get("batch"):
         form.batch.data = request.args["batch"]
     status = 200
@@ -442,8 +483,14 @@ def new_study() -> Any:
             flash("The study was not created: " + message + ".", "error")
             status = 400
         else:
-            audit(_actor(), "create-study", study.slug, study_type=study.study_type, batch=study.batch.batch_id,
-                  blocks=[b.study_type for b in study_blocks(study)])  # fmt: skip
+            audit(
+                _actor(),
+                "create-study",
+                study.slug,
+                study_type=study.study_type,
+                batch=study.batch.batch_id,
+                blocks=[b.study_type for b in study_blocks(study)],
+            )
             db.session.commit()
             flash(f"Study {study.slug!r} created; participants enter at /s/{study.slug}.", "ok")
             return redirect(url_for(".study", slug=study.slug))
@@ -469,8 +516,9 @@ def study(slug: str) -> Any:
     s = _study(slug)
     form = StatusForm(status="closed" if s.status == "open" else "open")
     entry = url_for("participant.entry", slug=s.slug, _external=True)
-    return render_template("admin/study.html", study=s, data=summary(s), status_form=form, entry=entry,
-                           blocks=study_blocks(s))  # fmt: skip
+    return render_template(
+        "admin/study.html", study=s, data=summary(s), status_form=form, entry=entry, blocks=study_blocks(s)
+    )
 
 
 @bp.get("/studies/<slug>/live.json")
@@ -491,8 +539,9 @@ def set_status(slug: str) -> Any:
         s.status = form.status.data
         audit(_actor(), "set-status", s.slug, status=s.status)
         db.session.commit()
-    flash(f"Study {slug!r} is {'open to new participants' if s.status == 'open' else 'closed to new participants'}.",
-          "ok")  # fmt: skip
+    flash(
+        f"Study {slug!r} is {'open to new participants' if s.status == 'open' else 'closed to new participants'}.", "ok"
+    )
     return redirect(url_for(".study", slug=slug))
 
 
@@ -501,8 +550,9 @@ def export(slug: str, fmt: str) -> Any:
     """Download the responses (one row per trial, the columns of ``stimuli.responses``) as CSV or JSON."""
     s = _study(slug)
     if fmt not in FORMATS:
-        return render_template("admin/message.html", title="Unknown format",
-                               text=f"Export as {' or '.join(FORMATS)}."), 404  # fmt: skip
+        return render_template(
+            "admin/message.html", title="Unknown format", text=f"Export as {' or '.join(FORMATS)}."
+        ), 404
     body = export_csv(s) if fmt == "csv" else export_json(s)
     audit(_actor(), "export", s.slug, format=fmt)
     db.session.commit()
@@ -520,18 +570,27 @@ def participants(slug: str) -> Any:
     query = select(Participant).where(Participant.study_pk == s.id)
     if q:
         query = query.where(or_(Participant.public_id == q, Participant.recruit_id == q))
-    rows = list(db.session.execute(query.order_by(Participant.created_at.desc(), Participant.id.desc())
-                                   .limit(200)).scalars())  # fmt: skip
-    answers = dict(db.session.execute(
-        select(ResponseRow.participant_pk, func.count()).where(ResponseRow.participant_pk.in_([p.id for p in rows]),
-                                                               ResponseRow.valid.is_(True))
-        .group_by(ResponseRow.participant_pk)).all()) if rows else {}  # fmt: skip
+    rows = list(
+        db.session.execute(query.order_by(Participant.created_at.desc(), Participant.id.desc()).limit(200)).scalars()
+    )
+    answers = (
+        dict(
+            db.session.execute(
+                select(ResponseRow.participant_pk, func.count())
+                .where(ResponseRow.participant_pk.in_([p.id for p in rows]), ResponseRow.valid.is_(True))
+                .group_by(ResponseRow.participant_pk)
+            ).all()
+        )
+        if rows
+        else {}
+    )
     return render_template("admin/participants.html", study=s, participants=rows, answers=answers, q=q)
 
 
 class WithdrawForm(FlaskForm):
-    confirm = StringField("Type the participant id to confirm", validators=[InputRequired("Type the id to confirm."),
-                                                                            Length(max=64)])  # fmt: skip
+    confirm = StringField(
+        "Type the participant id to confirm", validators=[InputRequired("Type the id to confirm."), Length(max=64)]
+    )
     submit = SubmitField("Delete this participant's data")
 
 
@@ -539,22 +598,28 @@ class WithdrawForm(FlaskForm):
 def withdraw(slug: str, pid: str) -> Any:
     """Withdraw a participant: every record of them deleted in one transaction, after confirmation; logged."""
     s = _study(slug)
-    p = db.first_or_404(select(Participant).where(Participant.study_pk == s.id, Participant.public_id == pid),
-                        description=f"No participant {pid!r} in study {slug!r}.")  # fmt: skip
+    p = db.first_or_404(
+        select(Participant).where(Participant.study_pk == s.id, Participant.public_id == pid),
+        description=f"No participant {pid!r} in study {slug!r}.",
+    )
     form = WithdrawForm()
     status = 200
     if form.validate_on_submit():
         if (form.confirm.data or "").strip() == p.public_id:
             done = withdraw_participant(p, _actor())
-            flash(f"Participant {done['participant']} withdrawn: {done['responses']} answers and {done['trials']} "
-                  f"trials deleted.", "ok")  # fmt: skip
+            flash(
+                f"Participant {done['participant']} withdrawn: {done['responses']} answers and {done['trials']} "
+                f"trials deleted.",
+                "ok",
+            )
             return redirect(url_for(".participants", slug=slug))
         form.confirm.errors = [*form.confirm.errors, f"Type {p.public_id} exactly to confirm."]
         status = 400
     elif form.is_submitted():
         status = 400
-    n = db.session.execute(select(func.count()).select_from(ResponseRow)
-                           .where(ResponseRow.participant_pk == p.id)).scalar_one()  # fmt: skip
+    n = db.session.execute(
+        select(func.count()).select_from(ResponseRow).where(ResponseRow.participant_pk == p.id)
+    ).scalar_one()
     return render_template("admin/withdraw.html", study=s, participant=p, form=form, responses=n), status
 
 

@@ -246,14 +246,22 @@ class AnswerSQL:
         return study_type, self.json_value(blocks), threshold, control
 
     def screened_answers(self, cur: Any, participant_pk: int, design: str) -> list[tuple[str, str | None]]:
-        cur.execute(self.screened_answers_sql, {"p": participant_pk, "no": self.no, "yes": self.yes,
-                                                "design": design})  # fmt: skip
+        cur.execute(self.screened_answers_sql, {"p": participant_pk, "no": self.no, "yes": self.yes, "design": design})
         return [(kind, answer) for kind, answer in cur.fetchall()]
 
-    def completed(self, cur: Any, participant_pk: int, at: datetime, excluded: bool, reason: str | None,
-                  stats: dict[str, Any]) -> None:  # fmt: skip
-        cur.execute(self.completed_sql, {"p": participant_pk, "at": self.datetime(at), "excluded": self.boolean(excluded),
-                                         "reason": reason, "stats": self.json(stats)})  # fmt: skip
+    def completed(
+        self, cur: Any, participant_pk: int, at: datetime, excluded: bool, reason: str | None, stats: dict[str, Any]
+    ) -> None:
+        cur.execute(
+            self.completed_sql,
+            {
+                "p": participant_pk,
+                "at": self.datetime(at),
+                "excluded": self.boolean(excluded),
+                "reason": reason,
+                "stats": self.json(stats),
+            },
+        )
 
 
 @dataclass

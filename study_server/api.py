@@ -101,8 +101,16 @@ def _payload(data: Any) -> dict[str, Any] | None:
     events = _events(data.get("events"))
     if events is None:
         return None
-    return {"attempt": attempt, "key": key, "answer": answer, "rt_ms": rt, "playback_failed": failed,
-            "reason": reason, "events": events, "client": _client(data.get("client"))}  # fmt: skip
+    return {
+        "attempt": attempt,
+        "key": key,
+        "answer": answer,
+        "rt_ms": rt,
+        "playback_failed": failed,
+        "reason": reason,
+        "events": events,
+        "client": _client(data.get("client")),
+    }
 
 
 def _json_body() -> Any:

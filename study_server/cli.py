@@ -33,9 +33,9 @@ from stimuli.batch import BatchError
 from stimuli.errors import SmartStudyError
 from stimuli.fileio import atomic_write_bytes
 from stimuli.paths import data_root
-from stimuli.screening import SENSITIVITY_THRESHOLD
 from stimuli.responses import rows_to_csv
 from stimuli.responses import rows_to_json
+from stimuli.screening import SENSITIVITY_THRESHOLD
 
 from . import MIGRATIONS
 from . import design
@@ -57,16 +57,32 @@ from .studies import import_batch_result
 from .studies import rescreen
 from .studies import withdraw
 
-__all__ = ["COMMANDS", "DEMO_STUDIES", "DEMO_EMAIL", "DEMO_PASSWORD", "init_demo", "serve_demo",
-           "create_researcher_command", "import_batch_command", "create_study_command", "summary_command",
-           "set_status_command", "export_command", "withdraw_command", "rescreen_command"]  # fmt: skip
+__all__ = [
+    "COMMANDS",
+    "DEMO_STUDIES",
+    "DEMO_EMAIL",
+    "DEMO_PASSWORD",
+    "init_demo",
+    "serve_demo",
+    "create_researcher_command",
+    "import_batch_command",
+    "create_study_command",
+    "summary_command",
+    "set_status_command",
+    "export_command",
+    "withdraw_command",
+    "rescreen_command",
+]
 
 DEMO_STUDIES = (
-    ("", design.INDISTINGUISHABILITY, {"trials": 10, "practice_trials": 2, "sensitivity_share": 0.2,
-                                       "control_share": 0.2, "target_participants": 20}),
+    (
+        "",
+        design.INDISTINGUISHABILITY,
+        {"trials": 10, "practice_trials": 2, "sensitivity_share": 0.2, "control_share": 0.2, "target_participants": 20},
+    ),
     ("-deceitfulness", design.DECEITFULNESS, {"trials": 8, "practice_trials": 1, "target_participants": 20}),
     ("-naturalness", design.NATURALNESS, {"trials": 6, "practice_trials": 1, "target_participants": 20}),
-)  # fmt: skip
+)
 """The demo studies: ``/s/demo`` (indistinguishability) and one of each other design, short."""
 DEMO_EMAIL = "demo@example.org"
 DEMO_PASSWORD = "demo-password"
@@ -119,8 +135,10 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
     if batch_dir is None:
         batch_dir = data_root(create=True) / "batches" / "demo"
         if not (batch_dir / "manifest.json").is_file():
-            raise click.ClickException(f"no demo batch in {batch_dir}: build it first with `attack-gen batch --demo` "
-                                       "(a few minutes on a CPU), or pass --batch DIR")
+            raise click.ClickException(
+                f"no demo batch in {batch_dir}: build it first with `attack-gen batch --demo` "
+                "(a few minutes on a CPU), or pass --batch DIR"
+            )
     base = base_url.rstrip("/")
     studies = {}
     try:
@@ -142,9 +160,13 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
         email, password, created = _demo_researcher()
     except SmartStudyError as e:
         raise _fail(e) from None
-    return {"participant_url": f"{base}/s/{slug}", "admin_url": f"{base}/admin/", "studies": studies,
-            "researcher": {"email": email, "password": password, "created": created},
-            "batch": str(batch_dir)}  # fmt: skip
+    return {
+        "participant_url": f"{base}/s/{slug}",
+        "admin_url": f"{base}/admin/",
+        "studies": studies,
+        "researcher": {"email": email, "password": password, "created": created},
+        "batch": str(batch_dir),
+    }
 
 
 def _print_demo(info: dict[str, Any]) -> None:
@@ -156,17 +178,25 @@ def _print_demo(info: dict[str, Any]) -> None:
     if r["password"]:
         click.echo(f"Admin sign-in: {r['email']} / {r['password']}")
     else:
-        click.echo(f"Admin sign-in: {r['email']} (password printed when the account was created; set a new one "
-                   f"with `flask --app study_server create-researcher {r['email']} --reset`)")  # fmt: skip
+        click.echo(
+            f"Admin sign-in: {r['email']} (password printed when the account was created; set a new one "
+            f"with `flask --app study_server create-researcher {r['email']} --reset`)"
+        )
 
 
 _DEMO_OPTIONS = [
-    click.option("--batch", "batch_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Use this stimulus batch (default: <data root>/batches/demo, from `attack-gen batch --demo`)."),
+    click.option(
+        "--batch",
+        "batch_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Use this stimulus batch (default: <data root>/batches/demo, from `attack-gen batch --demo`).",
+    ),
     click.option("--slug", default="demo", show_default=True, help="Slug of the main demo study (/s/SLUG)."),
-    click.option("--decode/--no-decode", default=True, show_default=True,
-                 help="Decode every video while validating the batch."),
-]  # fmt: skip
+    click.option(
+        "--decode/--no-decode", default=True, show_default=True, help="Decode every video while validating the batch."
+    ),
+]
 
 
 def _demo_options(fn: Any) -> Any:
@@ -208,8 +238,16 @@ def serve_demo(batch_dir: Path | None, slug: str, decode: bool, host: str, port:
     _print_demo(info)
     sys.stdout.flush()
     sys.stderr.flush()
-    args = [sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind", f"{host}:{port}",
-            "study_server:create_app()"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:study_server.gunicorn_conf",
+        "--bind",
+        f"{host}:{port}",
+        "study_server:create_app()",
+    ]
     os.execv(sys.executable, args)
 
 
@@ -240,15 +278,20 @@ def create_researcher_command(email: str, password: str | None, generate: bool, 
         raise _fail(e) from None
     data = {"email": r.email, "created": created, **({"password": password} if generate else {})}
     text = f"{'created' if created else 'new password set for'} researcher {r.email}" + (
-        f"; password: {password}" if generate else "")  # fmt: skip
+        f"; password: {password}" if generate else ""
+    )
     _emit(as_json, data, text)
 
 
 # ---- batches and studies -----------------------------------------------------------------------
 @click.command("import-batch")
 @click.argument("batch_dir", type=click.Path(path_type=Path))
-@click.option("--decode/--no-decode", default=True, show_default=True,
-              help="Decode every video while validating (thorough; slower).")
+@click.option(
+    "--decode/--no-decode",
+    default=True,
+    show_default=True,
+    help="Decode every video while validating (thorough; slower).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_appcontext
 def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
@@ -263,8 +306,9 @@ def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
     except BatchError as e:
         for p in e.problems[:50]:
             click.echo(f"  {p}", err=True)
-        raise click.ClickException(f"not imported: {batch_dir} is not a valid stimulus batch "
-                                   f"({len(e.problems)} problem(s), listed above)") from None  # fmt: skip
+        raise click.ClickException(
+            f"not imported: {batch_dir} is not a valid stimulus batch ({len(e.problems)} problem(s), listed above)"
+        ) from None
     except SmartStudyError as e:
         raise click.ClickException(f"not imported: {e}") from None
     if result.created or result.moved:
@@ -275,11 +319,21 @@ def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
 
 @click.command("create-study")
 @click.argument("slug")
-@click.option("--batch", "batch_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Stimulus batch folder (imported first; importing again changes nothing).")
+@click.option(
+    "--batch",
+    "batch_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Stimulus batch folder (imported first; importing again changes nothing).",
+)
 @click.option("--type", "study_type", required=True, type=click.Choice(design.DESIGNS))
-@click.option("--block", "blocks", multiple=True, type=click.Choice(design.STUDY_TYPES),
-              help="Combined sessions: a block of this design (repeat, in order; paper defaults per design).")
+@click.option(
+    "--block",
+    "blocks",
+    multiple=True,
+    type=click.Choice(design.STUDY_TYPES),
+    help="Combined sessions: a block of this design (repeat, in order; paper defaults per design).",
+)
 @click.option("--trials", type=int, default=None, help="Analysed trials per participant (paper: 100).")
 @click.option("--practice", "practice_trials", type=int, default=2, show_default=True)
 @click.option("--plays", type=int, default=None, help="Plays per trial (paper: naturalness 2, others 1).")
@@ -294,8 +348,9 @@ def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
 @click.option("--closed", is_flag=True, help="Create it closed to participants (open it later).")
 @click.option("--no-decode", is_flag=True, help="Do not decode every video while validating the batch.")
 @with_appcontext
-def create_study_command(slug: str, batch_dir: Path, study_type: str, blocks: tuple[str, ...], no_decode: bool,
-                         closed: bool, **config: Any) -> None:  # fmt: skip
+def create_study_command(
+    slug: str, batch_dir: Path, study_type: str, blocks: tuple[str, ...], no_decode: bool, closed: bool, **config: Any
+) -> None:
     """Import a stimulus batch if needed and create a study on it; prints its entry path."""
     config["variants"] = list(config["variants"]) or None
     if study_type == design.COMBINED:
@@ -324,13 +379,17 @@ def summary_command(slug: str, as_json: bool) -> None:
     """A study's figures, as on its dashboard: participants, exclusions, duration, playback, balance."""
     data = summary(_study(slug))
     n = data["participants"]
-    lines = [f"{data['study']} ({data['study_type']}, {data['status']}): started {n['started']}, completed "
-             f"{n['completed']}, excluded {n['excluded']}, analysed {n['analysed']}"
-             + (f" of {data['target_participants']}" if data["target_participants"] else "")]  # fmt: skip
+    lines = [
+        f"{data['study']} ({data['study_type']}, {data['status']}): started {n['started']}, completed "
+        f"{n['completed']}, excluded {n['excluded']}, analysed {n['analysed']}"
+        + (f" of {data['target_participants']}" if data["target_participants"] else "")
+    ]
     lines += [f"  excluded {e['participants']}: {e['reason']}" for e in data["exclusions"]]
     lines.append(f"  median duration {data['median_duration_s']} s; playback failures {data['playback']['failures']}")
-    lines += [f"  {c['condition']}: {c['trials']} trials" + (f" of {c['target']}" if c["target"] is not None else "")
-              for c in data["conditions"]]  # fmt: skip
+    lines += [
+        f"  {c['condition']}: {c['trials']} trials" + (f" of {c['target']}" if c["target"] is not None else "")
+        for c in data["conditions"]
+    ]
     _emit(as_json, data, "\n".join(lines))
 
 
@@ -351,10 +410,19 @@ def set_status_command(slug: str, status: str) -> None:
 # ---- data --------------------------------------------------------------------------------------
 @click.command("export")
 @click.argument("slugs", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="csv or json (default: from the --out file's suffix, else csv).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (atomically); default: standard output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="csv or json (default: from the --out file's suffix, else csv).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (atomically); default: standard output.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Report the counts as JSON (needs --out).")
 @with_appcontext
 def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as_json: bool) -> None:
@@ -375,7 +443,11 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
         raise click.UsageError("--json reports on a written file: give --out FILE")
     rows = [row for study in studies for row in response_rows(study)]
     names = [s.slug for s in studies]
-    body = rows_to_csv(rows) if fmt == "csv" else rows_to_json(rows, **({"study": names[0]} if len(names) == 1 else {}), studies=names)
+    body = (
+        rows_to_csv(rows)
+        if fmt == "csv"
+        else rows_to_json(rows, **({"study": names[0]} if len(names) == 1 else {}), studies=names)
+    )
     if out is None:
         click.echo(body, nl=False)
         return
@@ -384,9 +456,11 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
         audit("cli", "export", name, format=fmt, out=str(out))
     db.session.commit()
     participants = len({(r["study"], r["participant"]) for r in rows})
-    _emit(as_json, {"studies": names, "format": fmt, "out": str(out), "rows": len(rows),
-                    "participants": participants},
-          f"wrote {out}: {len(rows)} rows from {participants} participants ({fmt})")
+    _emit(
+        as_json,
+        {"studies": names, "format": fmt, "out": str(out), "rows": len(rows), "participants": participants},
+        f"wrote {out}: {len(rows)} rows from {participants} participants ({fmt})",
+    )
 
 
 @click.command("withdraw")
@@ -398,21 +472,36 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
 def withdraw_command(slug: str, participant: str, yes: bool, as_json: bool) -> None:
     """Delete every record of one participant (by participant id or recruiting id), in one transaction; logged."""
     study = _study(slug)
-    p = db.session.execute(select(Participant).where(
-        Participant.study_pk == study.id,
-        or_(Participant.public_id == participant, Participant.recruit_id == participant))).scalars().all()
+    p = (
+        db.session.execute(
+            select(Participant).where(
+                Participant.study_pk == study.id,
+                or_(Participant.public_id == participant, Participant.recruit_id == participant),
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not p:
         raise click.ClickException(f"no participant {participant!r} in study {slug!r}")
     if len(p) > 1:
-        raise click.ClickException(f"{participant!r} matches {len(p)} participants (one per platform): "
-                                   f"give the participant id ({', '.join(x.public_id for x in p)})")  # fmt: skip
+        raise click.ClickException(
+            f"{participant!r} matches {len(p)} participants (one per platform): "
+            f"give the participant id ({', '.join(x.public_id for x in p)})"
+        )
     target = p[0]
     if not yes:
-        click.confirm(f"Delete every record of participant {target.public_id} ({target.platform} "
-                      f"{target.recruit_id}, {target.status}) in study {slug}? This cannot be undone", abort=True)
+        click.confirm(
+            f"Delete every record of participant {target.public_id} ({target.platform} "
+            f"{target.recruit_id}, {target.status}) in study {slug}? This cannot be undone",
+            abort=True,
+        )
     done = withdraw(target, "cli")
-    _emit(as_json, done, f"withdrew {done['participant']} from {slug}: {done['responses']} answers, "
-                         f"{done['trials']} trials deleted")  # fmt: skip
+    _emit(
+        as_json,
+        done,
+        f"withdrew {done['participant']} from {slug}: {done['responses']} answers, {done['trials']} trials deleted",
+    )
 
 
 @click.command("rescreen")
@@ -425,5 +514,15 @@ def rescreen_command(slug: str, as_json: bool) -> None:
     _emit(as_json, counts, ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-COMMANDS = (init_demo, serve_demo, create_researcher_command, import_batch_command, create_study_command,
-            summary_command, set_status_command, export_command, withdraw_command, rescreen_command)  # fmt: skip
+COMMANDS = (
+    init_demo,
+    serve_demo,
+    create_researcher_command,
+    import_batch_command,
+    create_study_command,
+    summary_command,
+    set_status_command,
+    export_command,
+    withdraw_command,
+    rescreen_command,
+)

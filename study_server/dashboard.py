@@ -38,7 +38,7 @@ def participant_counts(study: Study) -> dict[str, int]:
         select(Participant.status, Participant.excluded, Participant.started_at.is_not(None), func.count())
         .where(Participant.study_pk == study.id)
         .group_by(Participant.status, Participant.excluded, Participant.started_at.is_not(None))
-    ).all()  # fmt: skip
+    ).all()
     n = dict.fromkeys(("entered", "declined", "started", "in_progress", "completed", "excluded", "analysed"), 0)
     for status, excluded, started, k in rows:
         n["entered"] += k
@@ -56,17 +56,21 @@ def _exclusions(study: Study) -> list[dict[str, Any]]:
     rows = db.session.execute(
         select(Participant.exclusion_reason, func.count())
         .where(Participant.study_pk == study.id, Participant.status == "completed", Participant.excluded.is_(True))
-        .group_by(Participant.exclusion_reason).order_by(func.count().desc())
-    ).all()  # fmt: skip
+        .group_by(Participant.exclusion_reason)
+        .order_by(func.count().desc())
+    ).all()
     return [{"reason": reason or "(no reason recorded)", "participants": k} for reason, k in rows]
 
 
 def _median_duration(study: Study) -> float | None:
     rows = db.session.execute(
-        select(Participant.started_at, Participant.completed_at)
-        .where(Participant.study_pk == study.id, Participant.status == "completed",
-               Participant.started_at.is_not(None), Participant.completed_at.is_not(None))
-    ).all()  # fmt: skip
+        select(Participant.started_at, Participant.completed_at).where(
+            Participant.study_pk == study.id,
+            Participant.status == "completed",
+            Participant.started_at.is_not(None),
+            Participant.completed_at.is_not(None),
+        )
+    ).all()
     durations = [(done - start).total_seconds() for start, done in rows]
     return round(statistics.median(durations), 1) if durations else None
 
@@ -77,18 +81,24 @@ def _playback(study: Study) -> dict[str, Any]:
         .join(Participant, Participant.id == Response.participant_pk)
         .where(Participant.study_pk == study.id, Response.playback_failed.is_(True))
         .group_by(Response.failure_reason)
-    ).all()  # fmt: skip
+    ).all()
     people = db.session.execute(
         select(func.count(func.distinct(Response.participant_pk)))
         .join(Participant, Participant.id == Response.participant_pk)
         .where(Participant.study_pk == study.id, Response.playback_failed.is_(True))
-    ).scalar_one()  # fmt: skip
+    ).scalar_one()
     given_up = db.session.execute(
-        select(func.count()).select_from(Trial).join(Participant, Participant.id == Trial.participant_pk)
+        select(func.count())
+        .select_from(Trial)
+        .join(Participant, Participant.id == Trial.participant_pk)
         .where(Participant.study_pk == study.id, Trial.status == "failed")
-    ).scalar_one()  # fmt: skip
-    return {"failures": sum(r[1] for r in rows), "participants": people, "trials_given_up": given_up,
-            "reasons": {reason or "playback": k for reason, k, _ in rows}}  # fmt: skip
+    ).scalar_one()
+    return {
+        "failures": sum(r[1] for r in rows),
+        "participants": people,
+        "trials_given_up": given_up,
+        "reasons": {reason or "playback": k for reason, k, _ in rows},
+    }
 
 
 def _conditions(study: Study) -> list[dict[str, Any]]:
@@ -104,12 +114,18 @@ def _conditions(study: Study) -> list[dict[str, Any]]:
     for name, g in groups.items():
         cells = g["cells"]
         rate = g["rate"]
-        out.append({
-            "condition": name, "trials": sum(cells), "cells": len(cells), "min_per_cell": min(cells),
-            "max_per_cell": max(cells), "per_participant": round(rate, 3),
-            "target": None if target_n is None else round(rate * target_n, 1),
-            "target_per_cell": None if target_n is None else round(rate * target_n / len(cells), 2),
-        })  # fmt: skip
+        out.append(
+            {
+                "condition": name,
+                "trials": sum(cells),
+                "cells": len(cells),
+                "min_per_cell": min(cells),
+                "max_per_cell": max(cells),
+                "per_participant": round(rate, 3),
+                "target": None if target_n is None else round(rate * target_n, 1),
+                "target_per_cell": None if target_n is None else round(rate * target_n / len(cells), 2),
+            }
+        )
     return out
 
 

@@ -150,8 +150,9 @@ class LabelBalancedPicker(BalancedPicker):
     later picks can even it out) comes first.
     """
 
-    def __init__(self, counts: Mapping[Hashable, int], seed: int | str,
-                 labels: Mapping[Hashable, tuple[str, str]]) -> None:  # fmt: skip
+    def __init__(
+        self, counts: Mapping[Hashable, int], seed: int | str, labels: Mapping[Hashable, tuple[str, str]]
+    ) -> None:
         super().__init__(counts, seed)
         self._labels = labels
         self.balance: Counter[str] = Counter()
@@ -235,9 +236,18 @@ def _finish(practice: list[TrialSpec], main: list[TrialSpec], seed: int | str) -
 
 def _deceit_trial(item: ItemInfo, variant: str, rng: random.Random, practice: bool) -> TrialSpec:
     order = "true,attacked" if rng.random() < 0.5 else "attacked,true"
-    return TrialSpec(DECEITFULNESS, DECEITFULNESS, item.item_id, f"{item.item_id}|{variant}", variant,
-                     item.true_label, practice=practice, variant=variant,
-                     attacked_label=item.final_labels.get(variant), label_order=order)  # fmt: skip
+    return TrialSpec(
+        DECEITFULNESS,
+        DECEITFULNESS,
+        item.item_id,
+        f"{item.item_id}|{variant}",
+        variant,
+        item.true_label,
+        practice=practice,
+        variant=variant,
+        attacked_label=item.final_labels.get(variant),
+        label_order=order,
+    )
 
 
 def _pair_trial(item: ItemInfo, a: str, b: str, rng: random.Random, practice: bool) -> TrialSpec:
@@ -246,28 +256,50 @@ def _pair_trial(item: ItemInfo, a: str, b: str, rng: random.Random, practice: bo
     first, second = sorted((a, b), key=lambda v: (v != SMART, v))
     cell = f"{item.item_id}|{first}~{second}"
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
-    return TrialSpec(NATURALNESS, NATURALNESS, item.item_id, cell, f"{left}|{right}", item.true_label,
-                     practice=practice, variant=right, left_variant=left, right_variant=right,
-                     naturalness_pair=pair)  # fmt: skip
+    return TrialSpec(
+        NATURALNESS,
+        NATURALNESS,
+        item.item_id,
+        cell,
+        f"{left}|{right}",
+        item.true_label,
+        practice=practice,
+        variant=right,
+        left_variant=left,
+        right_variant=right,
+        naturalness_pair=pair,
+    )
 
 
 def _side_trial(item: ItemInfo, kind: str, right: str, cell: str, practice: bool) -> TrialSpec:
-    return TrialSpec(INDISTINGUISHABILITY, kind, item.item_id, cell, f"{ORIGINAL}|{right}", item.true_label,
-                     practice=practice, variant=right, left_variant=ORIGINAL, right_variant=right,
-                     attacked_label=item.final_labels.get(right))  # fmt: skip
+    return TrialSpec(
+        INDISTINGUISHABILITY,
+        kind,
+        item.item_id,
+        cell,
+        f"{ORIGINAL}|{right}",
+        item.true_label,
+        practice=practice,
+        variant=right,
+        left_variant=ORIGINAL,
+        right_variant=right,
+        attacked_label=item.final_labels.get(right),
+    )
 
 
 # ---- the three designs -------------------------------------------------------------------------
-def design_deceitfulness(items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int],
-                         seed: int | str, variant: str = SMART) -> list[TrialSpec]:  # fmt: skip
+def design_deceitfulness(
+    items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int], seed: int | str, variant: str = SMART
+) -> list[TrialSpec]:
     """Practice then ``n`` trials: one attacked clip, then its true and attacked labels in random order."""
     eligible = [it for it in items if it.deceives(variant)]
     if not eligible:
         raise ValueError(f"no item where the {variant!r} attack changed the label: nothing to show")
     by_cell = {f"{it.item_id}|{variant}": it for it in eligible}
     rng = _rng(seed, "deceitfulness")
-    picker = LabelBalancedPicker(counts, seed, {c: (it.true_label, str(it.final_labels[variant]))
-                                                for c, it in by_cell.items()})
+    picker = LabelBalancedPicker(
+        counts, seed, {c: (it.true_label, str(it.final_labels[variant])) for c, it in by_cell.items()}
+    )
     cells = list(by_cell)
     main = [_deceit_trial(by_cell[picker.pick(cells)], variant, rng, False) for _ in range(n)]
     prng = _rng(seed, "practice")
@@ -275,8 +307,15 @@ def design_deceitfulness(items: Sequence[ItemInfo], n: int, practice: int, count
     return _finish(prac, main, seed)
 
 
-def design_naturalness(items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int],
-                       seed: int | str, ablations: Sequence[str], smart: str = SMART) -> list[TrialSpec]:  # fmt: skip
+def design_naturalness(
+    items: Sequence[ItemInfo],
+    n: int,
+    practice: int,
+    counts: Mapping[str, int],
+    seed: int | str,
+    ablations: Sequence[str],
+    smart: str = SMART,
+) -> list[TrialSpec]:
     """Practice then ``n`` trials (``n / 2`` motions): per motion SMART vs an ablation, and two ablations.
 
     Motions are the least-filled items (a motion's count is that of its SMART trials);
@@ -317,9 +356,17 @@ def design_naturalness(items: Sequence[ItemInfo], n: int, practice: int, counts:
     return _finish(prac, main, seed)
 
 
-def design_indistinguishability(items: Sequence[ItemInfo], n: int, practice: int, counts: Mapping[str, int],
-                                seed: int | str, variants: Sequence[str], controls: Sequence[str],
-                                sensitivity_share: float, control_share: float) -> list[TrialSpec]:  # fmt: skip
+def design_indistinguishability(
+    items: Sequence[ItemInfo],
+    n: int,
+    practice: int,
+    counts: Mapping[str, int],
+    seed: int | str,
+    variants: Sequence[str],
+    controls: Sequence[str],
+    sensitivity_share: float,
+    control_share: float,
+) -> list[TrialSpec]:
     """Practice then ``n`` trials: left the original; right the original, an attacked clip or a control."""
     if not items:
         raise ValueError("indistinguishability: no items")
@@ -344,13 +391,19 @@ def design_indistinguishability(items: Sequence[ItemInfo], n: int, practice: int
         main.append(_side_trial(by_id[i], "perceivability", v, cell, False))
     # practice: a clear change (a control) first, then unchanged, then attacked, in turn
     prng = _rng(seed, "practice")
-    kinds = [k for k in ("control", "sensitivity", "perceivability")
-             if (k != "control" or controls) and (k != "perceivability" or variants)]  # fmt: skip
+    kinds = [
+        k
+        for k in ("control", "sensitivity", "perceivability")
+        if (k != "control" or controls) and (k != "perceivability" or variants)
+    ]
     prac = []
     for k in range(practice):
         item, kind = prng.choice(list(items)), kinds[k % len(kinds)]
-        right = {"control": lambda: prng.choice(list(controls)), "sensitivity": lambda: ORIGINAL,
-                 "perceivability": lambda: prng.choice(list(variants))}[kind]()  # fmt: skip
+        right = {
+            "control": lambda: prng.choice(list(controls)),
+            "sensitivity": lambda: ORIGINAL,
+            "perceivability": lambda: prng.choice(list(variants)),
+        }[kind]()
         prac.append(_side_trial(item, kind, right, f"practice|{item.item_id}", True))
     return _finish(prac, main, seed)
 
@@ -361,9 +414,18 @@ def kinds_count(specs: Iterable[TrialSpec]) -> Counter[str]:
 
 
 # ---- balance targets ---------------------------------------------------------------------------
-def cell_rates(study_type: str, items: Sequence[ItemInfo], n: int, *, variants: Sequence[str] = (SMART,),
-               ablations: Sequence[str] = (), controls: Sequence[str] = (), sensitivity_share: float = 0.0,
-               control_share: float = 0.0, smart: str = SMART) -> dict[str, float]:  # fmt: skip
+def cell_rates(
+    study_type: str,
+    items: Sequence[ItemInfo],
+    n: int,
+    *,
+    variants: Sequence[str] = (SMART,),
+    ablations: Sequence[str] = (),
+    controls: Sequence[str] = (),
+    sensitivity_share: float = 0.0,
+    control_share: float = 0.0,
+    smart: str = SMART,
+) -> dict[str, float]:
     """Expected analysed trials per cell for one participant of a perfectly balanced design.
 
     Times the target number of participants, it is each cell's balance target: the

@@ -41,14 +41,14 @@ def _render(code: int, title: str | None = None, text: str | None = None) -> Any
     default_title, default_text = MESSAGES.get(code, MESSAGES[400 if code < 500 else 500])
     if _wants_json():
         return jsonify(error=(text or default_text)), code
-    return render_template("participant/message.html", title=title or default_title,
-                           text=text or default_text), code  # fmt: skip
+    return render_template("participant/message.html", title=title or default_title, text=text or default_text), code
 
 
 @bp.app_errorhandler(CSRFError)
 def csrf_error(e: CSRFError) -> Any:
-    return _render(400, "Page expired", "This form has expired or was sent from elsewhere. "
-                                        "Please reload the page and try again.")  # fmt: skip
+    return _render(
+        400, "Page expired", "This form has expired or was sent from elsewhere. Please reload the page and try again."
+    )
 
 
 @bp.app_errorhandler(InternalServerError)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-
 from sqlalchemy import select
 
 from stimuli.responses import make_row
@@ -41,17 +40,39 @@ def row_for(study: Study, p: Participant, t: Trial, r: Response) -> dict[str, An
     """The export row of one stored attempt."""
     batch = study.batch
     values: dict[str, Any] = {
-        "participant": p.public_id, "study": study.slug, "study_type": t.design,
-        "recruit_platform": p.platform, "age": p.age, "participant_completed": p.status == "completed",
-        "excluded": p.excluded, "exclusion_reason": p.exclusion_reason,
-        "block": t.block, "trial_index": t.position, "practice": t.practice, "attempt": r.attempt,
-        "valid": r.valid, "batch_id": batch.batch_id, "item_id": t.item_id, "dataset": batch.dataset,
-        "model": batch.model, "strategy": batch.strategy, "true_label": t.true_label,
-        "attacked_label": t.attacked_label, "variant": t.variant, "left_variant": t.left_variant,
-        "right_variant": t.right_variant, "plays": t.plays, "seconds": t.seconds, "slowdown": t.slowdown,
-        "answer": r.answer, "response_time_ms": r.response_time_ms, "playback_failed": r.playback_failed,
-        "playback_events": r.events, "shown_at": _iso(r.shown_at), "answered_at": _iso(r.answered_at),
-    }  # fmt: skip
+        "participant": p.public_id,
+        "study": study.slug,
+        "study_type": t.design,
+        "recruit_platform": p.platform,
+        "age": p.age,
+        "participant_completed": p.status == "completed",
+        "excluded": p.excluded,
+        "exclusion_reason": p.exclusion_reason,
+        "block": t.block,
+        "trial_index": t.position,
+        "practice": t.practice,
+        "attempt": r.attempt,
+        "valid": r.valid,
+        "batch_id": batch.batch_id,
+        "item_id": t.item_id,
+        "dataset": batch.dataset,
+        "model": batch.model,
+        "strategy": batch.strategy,
+        "true_label": t.true_label,
+        "attacked_label": t.attacked_label,
+        "variant": t.variant,
+        "left_variant": t.left_variant,
+        "right_variant": t.right_variant,
+        "plays": t.plays,
+        "seconds": t.seconds,
+        "slowdown": t.slowdown,
+        "answer": r.answer,
+        "response_time_ms": r.response_time_ms,
+        "playback_failed": r.playback_failed,
+        "playback_events": r.events,
+        "shown_at": _iso(r.shown_at),
+        "answered_at": _iso(r.answered_at),
+    }
     if t.design == design.DECEITFULNESS:
         values["label_order"] = t.label_order
         if r.valid:

@@ -62,7 +62,8 @@ def on_starting(server: Any) -> None:
     import errno
     import socket
 
-    from study_server import ConfigError, check_config
+    from study_server import ConfigError
+    from study_server import check_config
 
     try:
         check_config()

@@ -52,8 +52,13 @@ def serve(token: str) -> Any:
     path = (root / (stim.video_path if mt.kind == "video" else stim.poster_path)).resolve()
     if root not in path.parents or not path.is_file():
         abort(404)
-    rv = send_file(path, mimetype=MIMETYPES[mt.kind], conditional=True, etag=_etag(token),
-                   max_age=current_app.config["MEDIA_MAX_AGE"])  # fmt: skip
+    rv = send_file(
+        path,
+        mimetype=MIMETYPES[mt.kind],
+        conditional=True,
+        etag=_etag(token),
+        max_age=current_app.config["MEDIA_MAX_AGE"],
+    )
     rv.headers.pop("Content-Disposition", None)
     rv.headers.pop("Last-Modified", None)
     rv.cache_control.public = False

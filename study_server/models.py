@@ -19,7 +19,8 @@ Times are naive UTC (:func:`utcnow`).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+from datetime import timezone
 from typing import Any
 
 from sqlalchemy import JSON
@@ -39,8 +40,20 @@ from sqlalchemy.orm import relationship
 
 from .extensions import db
 
-__all__ = ["utcnow", "Batch", "Stimulus", "Study", "Participant", "Trial", "Attempt", "MediaToken", "Response",
-           "Researcher", "LoginAttempt", "AuditEvent"]
+__all__ = [
+    "utcnow",
+    "Batch",
+    "Stimulus",
+    "Study",
+    "Participant",
+    "Trial",
+    "Attempt",
+    "MediaToken",
+    "Response",
+    "Researcher",
+    "LoginAttempt",
+    "AuditEvent",
+]
 
 
 def utcnow() -> datetime:
@@ -171,8 +184,9 @@ class Participant(db.Model):
     """The block whose instructions the participant is at or has passed (0 for single-design studies)."""
 
     study: Mapped[Study] = relationship(back_populates="participants")
-    trials: Mapped[list["Trial"]] = relationship(back_populates="participant", order_by="Trial.position",
-                                                 cascade="all, delete-orphan")  # fmt: skip
+    trials: Mapped[list["Trial"]] = relationship(
+        back_populates="participant", order_by="Trial.position", cascade="all, delete-orphan"
+    )
     responses: Mapped[list["Response"]] = relationship(back_populates="participant", cascade="all, delete-orphan")
 
 
@@ -217,8 +231,9 @@ class Trial(db.Model):
 
     participant: Mapped[Participant] = relationship(back_populates="trials")
     stimulus: Mapped[Stimulus] = relationship()
-    attempt_rows: Mapped[list["Attempt"]] = relationship(back_populates="trial", order_by="Attempt.number",
-                                                         cascade="all, delete-orphan")  # fmt: skip
+    attempt_rows: Mapped[list["Attempt"]] = relationship(
+        back_populates="trial", order_by="Attempt.number", cascade="all, delete-orphan"
+    )
 
 
 class Attempt(db.Model):
@@ -264,8 +279,10 @@ class Response(db.Model):
     """The stored outcome of one attempt: an answer, or a playback failure (``valid`` false)."""
 
     __tablename__ = "response"
-    __table_args__ = (UniqueConstraint("participant_pk", "trial_pk", "attempt"),
-                      Index("ix_response_trial_pk", "trial_pk"))
+    __table_args__ = (
+        UniqueConstraint("participant_pk", "trial_pk", "attempt"),
+        Index("ix_response_trial_pk", "trial_pk"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_pk: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)

@@ -62,17 +62,29 @@ class ConsentForm(FlaskForm):
 
 
 class AboutForm(FlaskForm):
-    age = IntegerField("Your age in years", validators=[
-        InputRequired("Please enter your age."),
-        NumberRange(18, 100, "Please enter an age between 18 and 100 (the study is for adults)."),
-    ])  # fmt: skip
-    gender = SelectField("Gender (optional)", default="", choices=[
-        SelectChoice("", "Prefer not to say"), SelectChoice("woman", "Woman"), SelectChoice("man", "Man"),
-        SelectChoice("non-binary", "Non-binary"), SelectChoice("other", "Another gender"),
-    ])  # fmt: skip
-    vision = SelectField("Is your vision normal or corrected to normal (glasses, lenses)? (optional)", default="",
-                         choices=[SelectChoice("", "Prefer not to say"), SelectChoice("yes", "Yes"),
-                                  SelectChoice("no", "No")])  # fmt: skip
+    age = IntegerField(
+        "Your age in years",
+        validators=[
+            InputRequired("Please enter your age."),
+            NumberRange(18, 100, "Please enter an age between 18 and 100 (the study is for adults)."),
+        ],
+    )
+    gender = SelectField(
+        "Gender (optional)",
+        default="",
+        choices=[
+            SelectChoice("", "Prefer not to say"),
+            SelectChoice("woman", "Woman"),
+            SelectChoice("man", "Man"),
+            SelectChoice("non-binary", "Non-binary"),
+            SelectChoice("other", "Another gender"),
+        ],
+    )
+    vision = SelectField(
+        "Is your vision normal or corrected to normal (glasses, lenses)? (optional)",
+        default="",
+        choices=[SelectChoice("", "Prefer not to say"), SelectChoice("yes", "Yes"), SelectChoice("no", "No")],
+    )
     submit = SubmitField("Continue")
 
 
@@ -115,8 +127,12 @@ def _require(slug: str, status: str) -> tuple[Study, Participant] | Response:
 
 
 def _expired() -> tuple[str, int]:
-    return _message("Session not found", "We could not find your session. If you came from Prolific or MTurk, "
-                                         "please open the study link there again; your progress is kept.", 403)
+    return _message(
+        "Session not found",
+        "We could not find your session. If you came from Prolific or MTurk, "
+        "please open the study link there again; your progress is kept.",
+        403,
+    )
 
 
 @bp.get("/")
@@ -137,8 +153,12 @@ def entry(slug: str) -> Any:
         if p is not None:
             return redirect(stage_url(p))
         if not study.allow_anonymous:
-            return _message("Link incomplete", "This link is missing the id from the recruiting platform. "
-                                               "Please open the study from Prolific or MTurk.", 400)
+            return _message(
+                "Link incomplete",
+                "This link is missing the id from the recruiting platform. "
+                "Please open the study from Prolific or MTurk.",
+                400,
+            )
         recruit = ("anonymous", f"anon-{secrets.token_hex(8)}", {})
     else:
         p = find_participant(study, recruit[0], recruit[1])
@@ -148,12 +168,12 @@ def entry(slug: str) -> Any:
             bind(study, p)
             return redirect(stage_url(p))
     if study.status != "open":
-        return _message("Study closed", "This study is not taking new participants. Thank you for your interest.",
-                        410)  # fmt: skip
+        return _message("Study closed", "This study is not taking new participants. Thank you for your interest.", 410)
     if recruit[0] == "mturk" and request.headers.get("Sec-Fetch-Dest") == "iframe":
         # cookies are not kept inside MTurk's frame: continue in a window of its own
-        return render_template("participant/new_window.html", url=url_for(".entry", slug=slug) + "?" +
-                               urlencode(request.args))  # fmt: skip
+        return render_template(
+            "participant/new_window.html", url=url_for(".entry", slug=slug) + "?" + urlencode(request.args)
+        )
     p = new_participant(study, *recruit)
     bind(study, p)
     return redirect(stage_url(p))
@@ -221,10 +241,17 @@ def instructions(slug: str) -> Any:
         return redirect(stage_url(p))
     blocks = study_blocks(study)
     block = blocks[min(p.block, len(blocks) - 1)]
-    template = {DECEITFULNESS: "deceitfulness", NATURALNESS: "naturalness"}.get(block.study_type,
-                                                                             "indistinguishability")  # fmt: skip
-    return render_template(f"participant/instructions_{template}.html", study=study, form=form, block=block,
-                           part=p.block + 1, parts=len(blocks))  # fmt: skip
+    template = {DECEITFULNESS: "deceitfulness", NATURALNESS: "naturalness"}.get(
+        block.study_type, "indistinguishability"
+    )
+    return render_template(
+        f"participant/instructions_{template}.html",
+        study=study,
+        form=form,
+        block=block,
+        part=p.block + 1,
+        parts=len(blocks),
+    )
 
 
 @bp.get("/s/<slug>/trials")
@@ -254,6 +281,9 @@ def completion(study: Study, p: Participant) -> dict[str, Any]:
         return {"code": code, "prolific_url": f"{PROLIFIC_COMPLETE}?{urlencode({'cc': code})}"}
     if p.platform == "mturk" and p.recruit_info.get("assignmentId"):
         base = p.recruit_info.get("turkSubmitTo") or "https://www.mturk.com"
-        return {"code": code, "mturk_submit": base.rstrip("/") + "/mturk/externalSubmit",
-                "assignment_id": p.recruit_info["assignmentId"]}  # fmt: skip
+        return {
+            "code": code,
+            "mturk_submit": base.rstrip("/") + "/mturk/externalSubmit",
+            "assignment_id": p.recruit_info["assignmentId"],
+        }
     return {"code": code}

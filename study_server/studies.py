@@ -38,10 +38,6 @@ from sqlalchemy import update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from stimuli.screening import Answer
-from stimuli.screening import Screening
-from stimuli.screening import SENSITIVITY_THRESHOLD
-from stimuli.screening import screen
 from stimuli.batch import MANIFEST
 from stimuli.batch import check_batch
 from stimuli.batch import load_batch
@@ -49,11 +45,15 @@ from stimuli.errors import DataError
 from stimuli.errors import SmartStudyError
 from stimuli.fileio import file_sha256
 from stimuli.labels import display_name
+from stimuli.screening import SENSITIVITY_THRESHOLD
+from stimuli.screening import Answer
+from stimuli.screening import Screening
+from stimuli.screening import screen
 
 from . import design
+from .answers import SCREENED_ANSWERS
 from .answers import AnswerContext
 from .answers import AnswerSQL
-from .answers import SCREENED_ANSWERS
 from .answers import AnswerWrite
 from .answers import answer_sql
 from .extensions import db
@@ -139,8 +139,19 @@ def study_blocks(study: Study) -> list[Block]:
     """The blocks of ``study`` in order: its ``blocks`` column, or one block from its own settings."""
     if study.blocks:
         return [Block(**{**b, "variants": tuple(b["variants"])}) for b in study.blocks]
-    return [Block(study.study_type, study.trials, study.practice_trials, study.plays, study.seconds, study.slowdown,
-                  tuple(study.variants), study.sensitivity_share, study.control_share)]  # fmt: skip
+    return [
+        Block(
+            study.study_type,
+            study.trials,
+            study.practice_trials,
+            study.plays,
+            study.seconds,
+            study.slowdown,
+            tuple(study.variants),
+            study.sensitivity_share,
+            study.control_share,
+        )
+    ]
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -174,9 +185,18 @@ class ImportResult:
 
     def to_dict(self) -> dict[str, Any]:
         b = self.batch
-        return {"batch_id": b.batch_id, "root": b.root, "created": self.created, "moved": self.moved,
-                "items": b.n_items, "stimuli": self.stimuli, "variants": b.variants, "dataset": b.dataset,
-                "model": b.model, "strategy": b.strategy}  # fmt: skip
+        return {
+            "batch_id": b.batch_id,
+            "root": b.root,
+            "created": self.created,
+            "moved": self.moved,
+            "items": b.n_items,
+            "stimuli": self.stimuli,
+            "variants": b.variants,
+            "dataset": b.dataset,
+            "model": b.model,
+            "strategy": b.strategy,
+        }
 
 
 def import_batch(root: str | Path, *, decode: bool = True) -> Batch:
@@ -201,8 +221,9 @@ def import_batch_result(root: str | Path, *, decode: bool = True) -> ImportResul
     if existing is not None:
         if existing.manifest_sha256 != sha:
             raise DataError(f"{root}: batch id {sb.batch_id!r} was already imported with a different manifest")
-        n = db.session.execute(select(func.count()).select_from(Stimulus)
-                               .where(Stimulus.batch_pk == existing.id)).scalar_one()  # fmt: skip
+        n = db.session.execute(
+            select(func.count()).select_from(Stimulus).where(Stimulus.batch_pk == existing.id)
+        ).scalar_one()
         moved = existing.root != str(root)
         if moved:
             existing.root = str(root)
@@ -210,22 +231,47 @@ def import_batch_result(root: str | Path, *, decode: bool = True) -> ImportResul
         return ImportResult(existing, False, moved, n)
     first = sb.items[0]
     prov = sb.provenance
-    batch = Batch(batch_id=sb.batch_id, root=str(root), manifest_sha256=sha,
-                  dataset=_name(prov.dataset), model=_name(prov.model),
-                  strategy=str(prov.attack.get("strategy")) if prov.attack.get("strategy") is not None else None,
-                  n_items=len(sb.items), variants=sb.variant_roles(), label_names=_label_names(sb),
-                  clip_seconds=float(first.variants[design.ORIGINAL].video.duration))  # fmt: skip
+    batch = Batch(
+        batch_id=sb.batch_id,
+        root=str(root),
+        manifest_sha256=sha,
+        dataset=_name(prov.dataset),
+        model=_name(prov.model),
+        strategy=str(prov.attack.get("strategy")) if prov.attack.get("strategy") is not None else None,
+        n_items=len(sb.items),
+        variants=sb.variant_roles(),
+        label_names=_label_names(sb),
+        clip_seconds=float(first.variants[design.ORIGINAL].video.duration),
+    )
     for item in sb.items:
         for name, v in item.variants.items():
-            batch.stimuli.append(Stimulus(item_id=item.id, key=name, video_path=v.video.path,
-                                          video_bytes=v.video.bytes, poster_path=v.poster.path,
-                                          duration=v.video.duration, width=v.video.width,
-                                          height=v.video.height))  # fmt: skip
+            batch.stimuli.append(
+                Stimulus(
+                    item_id=item.id,
+                    key=name,
+                    video_path=v.video.path,
+                    video_bytes=v.video.bytes,
+                    poster_path=v.poster.path,
+                    duration=v.video.duration,
+                    width=v.video.width,
+                    height=v.video.height,
+                )
+            )
         for c in item.composites:
-            batch.stimuli.append(Stimulus(item_id=item.id, key=f"{c.left}|{c.right}", left=c.left, right=c.right,
-                                          video_path=c.video.path, video_bytes=c.video.bytes,
-                                          poster_path=c.poster.path, duration=c.video.duration,
-                                          width=c.video.width, height=c.video.height))  # fmt: skip
+            batch.stimuli.append(
+                Stimulus(
+                    item_id=item.id,
+                    key=f"{c.left}|{c.right}",
+                    left=c.left,
+                    right=c.right,
+                    video_path=c.video.path,
+                    video_bytes=c.video.bytes,
+                    poster_path=c.poster.path,
+                    duration=c.video.duration,
+                    width=c.video.width,
+                    height=c.video.height,
+                )
+            )
     db.session.add(batch)
     try:
         db.session.commit()
@@ -289,23 +335,46 @@ def _is_int(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int)
 
 
-BLOCK_SETTINGS = ("trials", "practice_trials", "plays", "seconds", "slowdown", "variants", "sensitivity_share",
-                  "control_share")  # fmt: skip
+BLOCK_SETTINGS = (
+    "trials",
+    "practice_trials",
+    "plays",
+    "seconds",
+    "slowdown",
+    "variants",
+    "sensitivity_share",
+    "control_share",
+)
 """Settings a block of a combined session may set for itself (the rest are the study's)."""
 
 
-def _block(batch: Batch, study_type: Any, *, trials: Any, practice_trials: Any, plays: Any, seconds: Any,
-           slowdown: Any, variants: Any, sensitivity_share: Any, control_share: Any,
-           index: int | None = None) -> Block:  # fmt: skip
+def _block(
+    batch: Batch,
+    study_type: Any,
+    *,
+    trials: Any,
+    practice_trials: Any,
+    plays: Any,
+    seconds: Any,
+    slowdown: Any,
+    variants: Any,
+    sensitivity_share: Any,
+    control_share: Any,
+    index: int | None = None,
+) -> Block:
     """One block's settings, checked (paper defaults filled in); ``index`` set for a block of a combined session."""
     where = "" if index is None else f"block {index + 1} ({study_type}): "
 
     def check(ok: bool, message: str, field: str | None = None) -> None:
         _check(ok, where + message, field, index)
 
-    check(study_type in design.STUDY_TYPES, f"study_type must be one of {', '.join(design.STUDY_TYPES)}"
-                                            f"{'' if index is not None else ' or ' + design.COMBINED}, "
-                                            f"got {study_type!r}", "study_type")  # fmt: skip
+    check(
+        study_type in design.STUDY_TYPES,
+        f"study_type must be one of {', '.join(design.STUDY_TYPES)}"
+        f"{'' if index is not None else ' or ' + design.COMBINED}, "
+        f"got {study_type!r}",
+        "study_type",
+    )
     defaults = PAPER_DEFAULTS[study_type]
     trials = defaults["trials"] if trials is None else trials
     plays = defaults["plays"] if plays is None else plays
@@ -313,34 +382,60 @@ def _block(batch: Batch, study_type: Any, *, trials: Any, practice_trials: Any, 
     slowdown = 1.0 if slowdown is None else slowdown
     variants = [design.SMART] if variants is None else variants
     check(_is_int(trials) and trials >= 1, f"trials must be an integer >= 1, got {trials!r}", "trials")
-    check(_is_int(practice_trials) and practice_trials >= 0,
-          f"practice_trials must be an integer >= 0, got {practice_trials!r}", "practice_trials")  # fmt: skip
+    check(
+        _is_int(practice_trials) and practice_trials >= 0,
+        f"practice_trials must be an integer >= 0, got {practice_trials!r}",
+        "practice_trials",
+    )
     check(_is_int(plays) and 1 <= plays <= 10, f"plays must be an integer in 1..10, got {plays!r}", "plays")
-    check(_is_num(seconds) and 0 < seconds <= batch.clip_seconds + 1e-6,
-          f"seconds must be > 0 and at most the batch's clip length {batch.clip_seconds:g}, got {seconds!r}",
-          "seconds")  # fmt: skip
-    check(_is_num(slowdown) and 1 / 16 <= slowdown <= 16, f"slowdown must be in 1/16..16, got {slowdown!r}",
-          "slowdown")  # fmt: skip
+    check(
+        _is_num(seconds) and 0 < seconds <= batch.clip_seconds + 1e-6,
+        f"seconds must be > 0 and at most the batch's clip length {batch.clip_seconds:g}, got {seconds!r}",
+        "seconds",
+    )
+    check(_is_num(slowdown) and 1 / 16 <= slowdown <= 16, f"slowdown must be in 1/16..16, got {slowdown!r}", "slowdown")
     for name, v in (("sensitivity_share", sensitivity_share), ("control_share", control_share)):
         check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}", name)
-    check(isinstance(variants, (list, tuple)) and bool(variants) and all(isinstance(v, str) for v in variants),
-          f"variants must be a non-empty list of variant names, got {variants!r}", "variants")  # fmt: skip
+    check(
+        isinstance(variants, (list, tuple)) and bool(variants) and all(isinstance(v, str) for v in variants),
+        f"variants must be a non-empty list of variant names, got {variants!r}",
+        "variants",
+    )
     roles = batch.variants
     for v in variants:
-        check(roles.get(v) == "attack", f"variant {v!r} is not an attacked variant of batch {batch.batch_id!r} "
-                                        f"(attacked: {', '.join(n for n, r in roles.items() if r == 'attack')})",
-              "variants")  # fmt: skip
+        check(
+            roles.get(v) == "attack",
+            f"variant {v!r} is not an attacked variant of batch {batch.batch_id!r} "
+            f"(attacked: {', '.join(n for n, r in roles.items() if r == 'attack')})",
+            "variants",
+        )
     if study_type == design.DECEITFULNESS:
         check(len(variants) == 1, f"deceitfulness shows one attacked variant, got {list(variants)}", "variants")
     if study_type == design.NATURALNESS:
         check(trials % 2 == 0, f"naturalness trials must be even (two per motion), got {trials}", "trials")
     if study_type == design.INDISTINGUISHABILITY:
-        n_sens, n_ctrl, n_perc = design.split_counts(trials, [sensitivity_share, control_share]) if (
-            sensitivity_share + control_share <= 1) else (0, 0, -1)  # fmt: skip
-        check(n_perc >= 1, f"sensitivity_share {sensitivity_share} and control_share {control_share} of "
-                           f"{trials} trials leave no perceivability trial", "sensitivity_share")  # fmt: skip
-    return Block(study_type, trials, practice_trials, plays, float(seconds), float(slowdown), tuple(variants),
-                 float(sensitivity_share), float(control_share))  # fmt: skip
+        n_sens, n_ctrl, n_perc = (
+            design.split_counts(trials, [sensitivity_share, control_share])
+            if (sensitivity_share + control_share <= 1)
+            else (0, 0, -1)
+        )
+        check(
+            n_perc >= 1,
+            f"sensitivity_share {sensitivity_share} and control_share {control_share} of "
+            f"{trials} trials leave no perceivability trial",
+            "sensitivity_share",
+        )
+    return Block(
+        study_type,
+        trials,
+        practice_trials,
+        plays,
+        float(seconds),
+        float(slowdown),
+        tuple(variants),
+        float(sensitivity_share),
+        float(control_share),
+    )
 
 
 def create_study(
@@ -381,12 +476,19 @@ def create_study(
     for that design, else the arguments given here), each with its own instructions.
     Screening uses the indistinguishability block's trials.
     """
-    _check(isinstance(slug, str) and bool(SLUG.match(slug)),
-           f"slug must be lower-case letters, digits and '-' (at most 64), got {slug!r}", "slug")  # fmt: skip
-    _check(study_type in design.DESIGNS, f"study_type must be one of {', '.join(design.DESIGNS)}, "
-                                         f"got {study_type!r}", "study_type")  # fmt: skip
-    _check(title is None or (isinstance(title, str) and len(title) <= 200), "title must be at most 200 characters",
-           "title")  # fmt: skip
+    _check(
+        isinstance(slug, str) and bool(SLUG.match(slug)),
+        f"slug must be lower-case letters, digits and '-' (at most 64), got {slug!r}",
+        "slug",
+    )
+    _check(
+        study_type in design.DESIGNS,
+        f"study_type must be one of {', '.join(design.DESIGNS)}, got {study_type!r}",
+        "study_type",
+    )
+    _check(
+        title is None or (isinstance(title, str) and len(title) <= 200), "title must be at most 200 characters", "title"
+    )
     if isinstance(batch, str):
         row = db.session.execute(select(Batch).where(Batch.batch_id == batch)).scalar_one_or_none()
         _check(row is not None, f"no imported batch with id {batch!r}", "batch")
@@ -394,8 +496,14 @@ def create_study(
     assert isinstance(batch, Batch)
     taken = db.session.execute(select(Study.id).where(Study.slug == slug)).first()
     _check(taken is None, f"a study with slug {slug!r} exists already", "slug")
-    shared = {"practice_trials": practice_trials, "seconds": seconds, "slowdown": slowdown, "variants": variants,
-              "sensitivity_share": sensitivity_share, "control_share": control_share}  # fmt: skip
+    shared = {
+        "practice_trials": practice_trials,
+        "seconds": seconds,
+        "slowdown": slowdown,
+        "variants": variants,
+        "sensitivity_share": sensitivity_share,
+        "control_share": control_share,
+    }
     if study_type == design.COMBINED:
         _check(blocks is not None and len(blocks) >= 1, "a combined session needs at least one block", "blocks")
         assert blocks is not None
@@ -410,32 +518,58 @@ def create_study(
         made = [_block(batch, study_type, trials=trials, plays=plays, **shared)]
     for name, v in (("screening_threshold", screening_threshold),):
         _check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}", name)
-    _check(control_hit_threshold is None or (_is_num(control_hit_threshold) and 0 <= control_hit_threshold <= 1),
-           f"control_hit_threshold must be None or in [0, 1], got {control_hit_threshold!r}",
-           "control_hit_threshold")  # fmt: skip
-    _check(_is_num(stall_limit_s) and stall_limit_s > 0, f"stall_limit_s must be > 0, got {stall_limit_s!r}",
-           "stall_limit_s")  # fmt: skip
-    _check(_is_int(max_attempts) and 1 <= max_attempts <= 10,
-           f"max_attempts must be an integer in 1..10, got {max_attempts!r}", "max_attempts")  # fmt: skip
-    _check(completion_code is None or (isinstance(completion_code, str) and bool(CODE.match(completion_code))),
-           f"completion_code must be letters, digits, '_' or '-', got {completion_code!r}", "completion_code")
-    _check(target_participants is None or (_is_int(target_participants) and target_participants >= 1),
-           f"target_participants must be None or an integer >= 1, got {target_participants!r}",
-           "target_participants")  # fmt: skip
+    _check(
+        control_hit_threshold is None or (_is_num(control_hit_threshold) and 0 <= control_hit_threshold <= 1),
+        f"control_hit_threshold must be None or in [0, 1], got {control_hit_threshold!r}",
+        "control_hit_threshold",
+    )
+    _check(
+        _is_num(stall_limit_s) and stall_limit_s > 0,
+        f"stall_limit_s must be > 0, got {stall_limit_s!r}",
+        "stall_limit_s",
+    )
+    _check(
+        _is_int(max_attempts) and 1 <= max_attempts <= 10,
+        f"max_attempts must be an integer in 1..10, got {max_attempts!r}",
+        "max_attempts",
+    )
+    _check(
+        completion_code is None or (isinstance(completion_code, str) and bool(CODE.match(completion_code))),
+        f"completion_code must be letters, digits, '_' or '-', got {completion_code!r}",
+        "completion_code",
+    )
+    _check(
+        target_participants is None or (_is_int(target_participants) and target_participants >= 1),
+        f"target_participants must be None or an integer >= 1, got {target_participants!r}",
+        "target_participants",
+    )
     _check(status in ("open", "closed"), f"status must be 'open' or 'closed', got {status!r}", "status")
     first = made[0]
     indist = next((b for b in made if b.study_type == design.INDISTINGUISHABILITY), first)
-    study = Study(slug=slug, title=title or slug, study_type=study_type, batch=batch, status=status,
-                  trials=sum(b.trials for b in made), practice_trials=sum(b.practice_trials for b in made),
-                  plays=first.plays, seconds=first.seconds, slowdown=first.slowdown,
-                  sensitivity_share=indist.sensitivity_share, control_share=indist.control_share,
-                  screening_threshold=float(screening_threshold),
-                  control_hit_threshold=None if control_hit_threshold is None else float(control_hit_threshold),
-                  stall_limit_s=float(stall_limit_s), max_attempts=max_attempts,
-                  variants=list(dict.fromkeys(v for b in made for v in b.variants)),
-                  allow_anonymous=bool(allow_anonymous), completion_code=completion_code,
-                  target_participants=target_participants, prolific_redirect=bool(prolific_redirect),
-                  blocks=[b.to_dict() for b in made] if study_type == design.COMBINED else None)  # fmt: skip
+    study = Study(
+        slug=slug,
+        title=title or slug,
+        study_type=study_type,
+        batch=batch,
+        status=status,
+        trials=sum(b.trials for b in made),
+        practice_trials=sum(b.practice_trials for b in made),
+        plays=first.plays,
+        seconds=first.seconds,
+        slowdown=first.slowdown,
+        sensitivity_share=indist.sensitivity_share,
+        control_share=indist.control_share,
+        screening_threshold=float(screening_threshold),
+        control_hit_threshold=None if control_hit_threshold is None else float(control_hit_threshold),
+        stall_limit_s=float(stall_limit_s),
+        max_attempts=max_attempts,
+        variants=list(dict.fromkeys(v for b in made for v in b.variants)),
+        allow_anonymous=bool(allow_anonymous),
+        completion_code=completion_code,
+        target_participants=target_participants,
+        prolific_redirect=bool(prolific_redirect),
+        blocks=[b.to_dict() for b in made] if study_type == design.COMBINED else None,
+    )
     try:
         plan(study, seed=0, counts={})  # the batch can serve this design
     except ValueError as e:
@@ -467,8 +601,17 @@ def _plan_block(sb: Any, b: Block, seed: int | str, counts: Mapping[str, int]) -
         return design.design_deceitfulness(infos, b.trials, b.practice_trials, counts, seed, b.variants[0])
     if b.study_type == design.NATURALNESS:
         return design.design_naturalness(infos, b.trials, b.practice_trials, counts, seed, _ablations(sb))
-    return design.design_indistinguishability(infos, b.trials, b.practice_trials, counts, seed, list(b.variants),
-                                              _controls(sb), b.sensitivity_share, b.control_share)  # fmt: skip
+    return design.design_indistinguishability(
+        infos,
+        b.trials,
+        b.practice_trials,
+        counts,
+        seed,
+        list(b.variants),
+        _controls(sb),
+        b.sensitivity_share,
+        b.control_share,
+    )
 
 
 def plan(study: Study, seed: int, counts: Mapping[str, int]) -> list[Planned]:
@@ -494,9 +637,16 @@ def balance_targets(study: Study) -> dict[str, float]:
     out: dict[str, float] = {}
     for i, b in enumerate(study_blocks(study)):
         prefix = _block_prefix(study, i)
-        rates = design.cell_rates(b.study_type, infos, b.trials, variants=b.variants, ablations=_ablations(sb),
-                                  controls=_controls(sb), sensitivity_share=b.sensitivity_share,
-                                  control_share=b.control_share)  # fmt: skip
+        rates = design.cell_rates(
+            b.study_type,
+            infos,
+            b.trials,
+            variants=b.variants,
+            ablations=_ablations(sb),
+            controls=_controls(sb),
+            sensitivity_share=b.sensitivity_share,
+            control_share=b.control_share,
+        )
         out.update({prefix + c: r for c, r in rates.items()})
     return out
 
@@ -506,25 +656,38 @@ def cell_counts(study: Study) -> dict[str, int]:
     rows = db.session.execute(
         select(Trial.cell, func.count())
         .join(Participant, Trial.participant_pk == Participant.id)
-        .where(Participant.study_pk == study.id, Participant.status == "completed",
-               Participant.excluded.is_(False), Trial.practice.is_(False), Trial.status == "done")
+        .where(
+            Participant.study_pk == study.id,
+            Participant.status == "completed",
+            Participant.excluded.is_(False),
+            Trial.practice.is_(False),
+            Trial.status == "done",
+        )
         .group_by(Trial.cell)
-    ).all()  # fmt: skip
+    ).all()
     return {cell: n for cell, n in rows}
 
 
 # ---- participants ----------------------------------------------------------------------------
 def find_participant(study: Study, platform: str, recruit_id: str) -> Participant | None:
     return db.session.execute(
-        select(Participant).where(Participant.study_pk == study.id, Participant.platform == platform,
-                                  Participant.recruit_id == recruit_id)
-    ).scalar_one_or_none()  # fmt: skip
+        select(Participant).where(
+            Participant.study_pk == study.id, Participant.platform == platform, Participant.recruit_id == recruit_id
+        )
+    ).scalar_one_or_none()
 
 
 def new_participant(study: Study, platform: str, recruit_id: str, info: Mapping[str, Any]) -> Participant:
     """Record a new participation (commits); if the same recruiting id raced us here, return that one."""
-    p = Participant(public_id=f"p-{secrets.token_hex(8)}", study=study, platform=platform, recruit_id=recruit_id,
-                    recruit_info=dict(info), seed=secrets.randbits(62), status="consent")  # fmt: skip
+    p = Participant(
+        public_id=f"p-{secrets.token_hex(8)}",
+        study=study,
+        platform=platform,
+        recruit_id=recruit_id,
+        recruit_info=dict(info),
+        seed=secrets.randbits(62),
+        status="consent",
+    )
     db.session.add(p)
     try:
         db.session.commit()
@@ -541,17 +704,38 @@ def enrol(p: Participant) -> None:
     """Decide the participant's whole sequence (seeded, balanced) and store it; consent given. Commits."""
     study = p.study
     planned = plan(study, p.seed, cell_counts(study))
-    stimuli = {(s.item_id, s.key): s.id for s in db.session.execute(
-        select(Stimulus).where(Stimulus.batch_pk == study.batch_pk)).scalars()}  # fmt: skip
+    stimuli = {
+        (s.item_id, s.key): s.id
+        for s in db.session.execute(select(Stimulus).where(Stimulus.batch_pk == study.batch_pk)).scalars()
+    }
     for i, x in enumerate(planned):
         s, b = x.spec, x.settings
-        db.session.add(Trial(participant=p, position=i, queue=i, status="pending", attempts=0, block=x.block,
-                             practice=s.practice, design=s.design, kind=s.kind, cell=s.cell, item_id=s.item_id,
-                             stimulus_pk=stimuli[(s.item_id, s.stimulus)], variant=s.variant,
-                             left_variant=s.left_variant, right_variant=s.right_variant, true_label=s.true_label,
-                             attacked_label=s.attacked_label, label_order=s.label_order,
-                             naturalness_pair=s.naturalness_pair, plays=b.plays, seconds=b.seconds,
-                             slowdown=b.slowdown))  # fmt: skip
+        db.session.add(
+            Trial(
+                participant=p,
+                position=i,
+                queue=i,
+                status="pending",
+                attempts=0,
+                block=x.block,
+                practice=s.practice,
+                design=s.design,
+                kind=s.kind,
+                cell=s.cell,
+                item_id=s.item_id,
+                stimulus_pk=stimuli[(s.item_id, s.stimulus)],
+                variant=s.variant,
+                left_variant=s.left_variant,
+                right_variant=s.right_variant,
+                true_label=s.true_label,
+                attacked_label=s.attacked_label,
+                label_order=s.label_order,
+                naturalness_pair=s.naturalness_pair,
+                plays=b.plays,
+                seconds=b.seconds,
+                slowdown=b.slowdown,
+            )
+        )
     p.status = "about"
     p.block = 0
     p.consented_at = utcnow()
@@ -562,9 +746,14 @@ def enrol(p: Participant) -> None:
 def _pending(p: Participant, limit: int = 2) -> list[Trial]:
     """The next pending trials in presentation order: block by block, then by queue (a failed trial is
     given again at the end of its block)."""
-    return list(db.session.execute(
-        select(Trial).where(Trial.participant_pk == p.id, Trial.status == "pending")
-        .order_by(Trial.block, Trial.queue, Trial.position).limit(limit)).scalars())  # fmt: skip
+    return list(
+        db.session.execute(
+            select(Trial)
+            .where(Trial.participant_pk == p.id, Trial.status == "pending")
+            .order_by(Trial.block, Trial.queue, Trial.position)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def _open_attempt(trial: Trial) -> Attempt:
@@ -572,12 +761,26 @@ def _open_attempt(trial: Trial) -> Attempt:
     last = trial.attempt_rows[-1] if trial.attempt_rows else None
     if last is not None and not last.closed:
         return last
-    att = Attempt(trial=trial, participant_pk=trial.participant_pk, number=trial.attempts + 1,
-                  ref=secrets.token_urlsafe(12), served=0, closed=False, created_at=utcnow())  # fmt: skip
+    att = Attempt(
+        trial=trial,
+        participant_pk=trial.participant_pk,
+        number=trial.attempts + 1,
+        ref=secrets.token_urlsafe(12),
+        served=0,
+        closed=False,
+        created_at=utcnow(),
+    )
     trial.attempts += 1
     for kind in ("video", "poster"):
-        att.tokens.append(MediaToken(token=secrets.token_urlsafe(24), participant_pk=trial.participant_pk,
-                                     stimulus_pk=trial.stimulus_pk, kind=kind, revoked=False))  # fmt: skip
+        att.tokens.append(
+            MediaToken(
+                token=secrets.token_urlsafe(24),
+                participant_pk=trial.participant_pk,
+                stimulus_pk=trial.stimulus_pk,
+                kind=kind,
+                revoked=False,
+            )
+        )
     db.session.add(att)
     return att
 
@@ -587,10 +790,13 @@ def _media(att: Attempt) -> dict[str, str]:
 
 
 _OPTIONS = {
-    design.NATURALNESS: [("left", "Left is more natural"), ("right", "Right is more natural"),
-                         ("cant_tell", "Can't tell")],
+    design.NATURALNESS: [
+        ("left", "Left is more natural"),
+        ("right", "Right is more natural"),
+        ("cant_tell", "Can't tell"),
+    ],
     design.INDISTINGUISHABILITY: [("changed", "Changed"), ("unchanged", "Unchanged")],
-}  # fmt: skip
+}
 _PROMPTS = {
     design.DECEITFULNESS: "Which label describes the motion best?",
     design.NATURALNESS: "Which motion looks more natural?",
@@ -602,8 +808,10 @@ def _options(t: Trial | Row[Any], names: Mapping[str, str] | None = None) -> lis
     """The answer options of a trial; ``names``: class name -> the words shown (Deceitfulness labels)."""
     if t.design == design.DECEITFULNESS:
         names = names or {}
-        labels = {k: names.get(v) or display_name(v) if v else "" for k, v in
-                  (("true", t.true_label), ("attacked", t.attacked_label))}
+        labels = {
+            k: names.get(v) or display_name(v) if v else ""
+            for k, v in (("true", t.true_label), ("attacked", t.attacked_label))
+        }
         pairs = [(str(i + 1), labels[k]) for i, k in enumerate((t.label_order or "true,attacked").split(","))]
     else:
         pairs = _OPTIONS[t.design]
@@ -614,13 +822,18 @@ def _progress(p: Participant, block: int) -> dict[str, int]:
     """Practice and analysed trials done and in all, within the current block."""
     rows = db.session.execute(
         select(Trial.practice, Trial.status, func.count())
-        .where(Trial.participant_pk == p.id, Trial.block == block).group_by(Trial.practice, Trial.status)
-    ).all()  # fmt: skip
+        .where(Trial.participant_pk == p.id, Trial.block == block)
+        .group_by(Trial.practice, Trial.status)
+    ).all()
     n = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
     for practice, status, c in rows:
         n[(bool(practice), status == "pending")] += c
-    return {"practice_done": n[(True, False)], "practice_total": n[(True, False)] + n[(True, True)],
-            "done": n[(False, False)], "total": n[(False, False)] + n[(False, True)]}
+    return {
+        "practice_done": n[(True, False)],
+        "practice_total": n[(True, False)] + n[(True, True)],
+        "done": n[(False, False)],
+        "total": n[(False, False)] + n[(False, True)],
+    }
 
 
 def current_state(p: Participant) -> dict[str, Any]:
@@ -669,8 +882,11 @@ def _state(p: Participant) -> dict[str, Any]:
         "prompt": _PROMPTS[cur.design],
         "options": _options(cur, p.study.batch.label_names),
         "layout": "single" if cur.design == design.DECEITFULNESS else "pair",
-        "captions": {design.DECEITFULNESS: [], design.NATURALNESS: ["Left", "Right"],
-                     design.INDISTINGUISHABILITY: ["Original", "Compare"]}[cur.design],  # fmt: skip
+        "captions": {
+            design.DECEITFULNESS: [],
+            design.NATURALNESS: ["Left", "Right"],
+            design.INDISTINGUISHABILITY: ["Original", "Compare"],
+        }[cur.design],
         "video": _media(att)["video"],
         "poster": _media(att)["poster"],
         "plays": cur.plays,
@@ -704,8 +920,13 @@ def _decode(t: Trial | Row[Any], choice: str) -> str:
     return choice
 
 
-def _stored(store: AnswerSQL, raw: Any, attempt_pk: int, data: Mapping[str, Any],
-            missing: str = "this trial has already been answered") -> dict[str, Any]:  # fmt: skip
+def _stored(
+    store: AnswerSQL,
+    raw: Any,
+    attempt_pk: int,
+    data: Mapping[str, Any],
+    missing: str = "this trial has already been answered",
+) -> dict[str, Any]:
     """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409.
 
     ``missing`` is the 409's message when no answer is stored for the attempt at all.
@@ -722,8 +943,9 @@ def _stored(store: AnswerSQL, raw: Any, attempt_pk: int, data: Mapping[str, Any]
 def played_through(events: Sequence[Mapping[str, Any]], plays: int) -> bool:
     """Whether the page reports the trial's clip played as often as required: its ``answerable`` event, or a
     ``play-end`` event numbered ``plays`` (the page logs both; see ``static/trial.js``)."""
-    return any(e.get("type") == "answerable" or (e.get("type") == "play-end" and (e.get("n") or 0) >= plays)
-               for e in events)
+    return any(
+        e.get("type") == "answerable" or (e.get("type") == "play-end" and (e.get("n") or 0) >= plays) for e in events
+    )
 
 
 def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -776,16 +998,21 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
             raw.rollback()  # (PostgreSQL: a fresh snapshot for the read below)
             return _stored(store, raw, att.id, data)  # a concurrent request stored this attempt first
     try:  # a playback failure: on the ORM objects, in the session's own transaction
-        return _store(db.session.get_one(Participant, att.participant_pk), db.session.get_one(Trial, att.trial_pk),
-                      db.session.get_one(Attempt, att.id), data)  # fmt: skip
+        return _store(
+            db.session.get_one(Participant, att.participant_pk),
+            db.session.get_one(Trial, att.trial_pk),
+            db.session.get_one(Attempt, att.id),
+            data,
+        )
     except IntegrityError:
         db.session.rollback()
     with store.connection() as raw:  # a concurrent request stored this attempt first
         return _stored(store, raw, att.id, data)
 
 
-def _answer_write(att: AnswerContext, data: Mapping[str, Any], choice: str,
-                  answer: str) -> tuple[AnswerWrite, dict[str, Any]]:  # fmt: skip
+def _answer_write(
+    att: AnswerContext, data: Mapping[str, Any], choice: str, answer: str
+) -> tuple[AnswerWrite, dict[str, Any]]:
     """The writes of a valid answer to ``att`` (the trial done, the attempt closed, its media revoked, the answer
     stored; after the last answer the participant completed and screened), and the result to return.
 
@@ -793,15 +1020,33 @@ def _answer_write(att: AnswerContext, data: Mapping[str, Any], choice: str,
     one writer at a time) is as short as it can be.
     """
     done = att.next_block is None
-    result = {"stored": True, "valid": True, "retry": False, "done": done,
-              "redirect": url_for("participant.done", slug=att.slug) if done else None}  # fmt: skip
+    result = {
+        "stored": True,
+        "valid": True,
+        "retry": False,
+        "done": done,
+        "redirect": url_for("participant.done", slug=att.slug) if done else None,
+    }
     events = list(data.get("events") or [])
     events.append({"type": "server-served", "n": att.served})
-    row = {"participant_pk": att.participant_pk, "trial_pk": att.trial_pk, "attempt": att.number,
-           "attempt_pk": att.id, "idempotency_key": data["key"], "choice": choice, "answer": answer, "valid": True,
-           "playback_failed": False, "failure_reason": None, "response_time_ms": float(data["rt_ms"]),
-           "events": events, "client": dict(data.get("client") or {}), "shown_at": att.shown_at,
-           "answered_at": utcnow(), "result": result}  # fmt: skip
+    row = {
+        "participant_pk": att.participant_pk,
+        "trial_pk": att.trial_pk,
+        "attempt": att.number,
+        "attempt_pk": att.id,
+        "idempotency_key": data["key"],
+        "choice": choice,
+        "answer": answer,
+        "valid": True,
+        "playback_failed": False,
+        "failure_reason": None,
+        "response_time_ms": float(data["rt_ms"]),
+        "events": events,
+        "client": dict(data.get("client") or {}),
+        "shown_at": att.shown_at,
+        "answered_at": utcnow(),
+        "result": result,
+    }
 
     def write(store: AnswerSQL, cur: Any) -> bool:
         if not store.trial_done(cur, att.trial_pk):
@@ -810,8 +1055,12 @@ def _answer_write(att: AnswerContext, data: Mapping[str, Any], choice: str,
         store.insert_answer(cur, row)
         if done:
             study_type, blocks, threshold, control = store.screening_settings(cur, att.study_pk)
-            s = _screen_rows(lambda: store.screened_answers(cur, att.participant_pk, design.INDISTINGUISHABILITY),
-                             blocks or [{"study_type": study_type}], threshold, control)  # fmt: skip
+            s = _screen_rows(
+                lambda: store.screened_answers(cur, att.participant_pk, design.INDISTINGUISHABILITY),
+                blocks or [{"study_type": study_type}],
+                threshold,
+                control,
+            )
             store.completed(cur, att.participant_pk, utcnow(), s.excluded, s.reason, s.stats)
         elif att.next_block != att.participant_block:
             store.to_block(cur, att.participant_pk, att.next_block)
@@ -836,12 +1085,24 @@ def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any]) 
     db.session.execute(update(MediaToken).where(MediaToken.attempt_pk == att.id).values(revoked=True))
     events = list(data.get("events") or [])
     events.append({"type": "server-served", "n": att.served})
-    resp = Response(participant_pk=p.id, trial_pk=trial.id, attempt=att.number, attempt_pk=att.id,
-                    idempotency_key=data["key"], choice=choice, answer=answer, valid=not failed,
-                    playback_failed=failed, failure_reason=(data.get("reason") or "playback") if failed else None,
-                    response_time_ms=None if failed else float(data["rt_ms"]), events=events,
-                    client=dict(data.get("client") or {}), shown_at=att.shown_at, answered_at=utcnow(),
-                    result={})  # fmt: skip
+    resp = Response(
+        participant_pk=p.id,
+        trial_pk=trial.id,
+        attempt=att.number,
+        attempt_pk=att.id,
+        idempotency_key=data["key"],
+        choice=choice,
+        answer=answer,
+        valid=not failed,
+        playback_failed=failed,
+        failure_reason=(data.get("reason") or "playback") if failed else None,
+        response_time_ms=None if failed else float(data["rt_ms"]),
+        events=events,
+        client=dict(data.get("client") or {}),
+        shown_at=att.shown_at,
+        answered_at=utcnow(),
+        result={},
+    )
     db.session.add(resp)
     db.session.flush()
     following = _pending(p, 1)
@@ -850,8 +1111,13 @@ def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any]) 
         complete(p)
     elif following[0].block != p.block:
         _to_block(p, following[0].block)
-    resp.result = {"stored": True, "valid": not failed, "retry": retry, "done": done,
-                   "redirect": url_for("participant.done", slug=study.slug) if done else None}  # fmt: skip
+    resp.result = {
+        "stored": True,
+        "valid": not failed,
+        "retry": retry,
+        "done": done,
+        "redirect": url_for("participant.done", slug=study.slug) if done else None,
+    }
     db.session.commit()
     return resp.result
 
@@ -866,8 +1132,12 @@ def _to_block(p: Participant, block: int) -> None:
 _SCREENED_ANSWERS = text(SCREENED_ANSWERS)
 
 
-def _screen_rows(rows: Callable[[], Sequence[tuple[str, str | None]]], blocks: Sequence[Mapping[str, Any]],
-                 threshold: float, control_hit_threshold: float | None) -> Screening:  # fmt: skip
+def _screen_rows(
+    rows: Callable[[], Sequence[tuple[str, str | None]]],
+    blocks: Sequence[Mapping[str, Any]],
+    threshold: float,
+    control_hit_threshold: float | None,
+) -> Screening:
     """Screen on the (kind, answer) rows of a participant's valid analysed indistinguishability answers, read by
     ``rows()`` only when a block of the session has that design (the others screen nobody out)."""
     if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
@@ -879,9 +1149,12 @@ def _screen(p: Participant) -> None:
     study = p.study
     conn = db.session.connection()
     params = {"p": p.id, "no": False, "yes": True, "design": design.INDISTINGUISHABILITY}
-    s = _screen_rows(lambda: [(kind, ans) for kind, ans in conn.execute(_SCREENED_ANSWERS, params)],
-                     study.blocks or [{"study_type": study.study_type}], study.screening_threshold,
-                     study.control_hit_threshold)  # fmt: skip
+    s = _screen_rows(
+        lambda: [(kind, ans) for kind, ans in conn.execute(_SCREENED_ANSWERS, params)],
+        study.blocks or [{"study_type": study.study_type}],
+        study.screening_threshold,
+        study.control_hit_threshold,
+    )
     p.excluded, p.exclusion_reason, p.screening = s.excluded, s.reason, s.stats
 
 
@@ -895,8 +1168,9 @@ def complete(p: Participant) -> None:
 def rescreen(study: Study) -> dict[str, int]:
     """Screen every completed participant of ``study`` again with its current thresholds; commits."""
     n = excluded = 0
-    for p in db.session.execute(select(Participant).where(Participant.study_pk == study.id,
-                                                          Participant.status == "completed")).scalars():  # fmt: skip
+    for p in db.session.execute(
+        select(Participant).where(Participant.study_pk == study.id, Participant.status == "completed")
+    ).scalars():
         _screen(p)
         n += 1
         excluded += p.excluded
@@ -924,8 +1198,12 @@ def withdraw(p: Participant, actor: str) -> dict[str, Any]:
     pk = p.id
     info = {"participant": p.public_id, "platform": p.platform, "status": p.status}
     counts = {}
-    for name, model in (("media_tokens", MediaToken), ("responses", Response), ("attempts", Attempt),
-                        ("trials", Trial)):  # fmt: skip
+    for name, model in (
+        ("media_tokens", MediaToken),
+        ("responses", Response),
+        ("attempts", Attempt),
+        ("trials", Trial),
+    ):
         counts[name] = db.session.execute(delete(model).where(model.participant_pk == pk)).rowcount
     db.session.execute(delete(Participant).where(Participant.id == pk))
     audit(actor, "withdraw", study.slug, **info, **{k: counts[k] for k in ("responses", "trials")})

@@ -17,13 +17,40 @@ from pathlib import Path
 import numpy as np
 
 from attack_gen.data import load_motion
-from attack_gen.data.limits import MAX_BONE_M, MAX_FPS, MAX_POSITION_M, MIN_FPS
+from attack_gen.data.limits import MAX_BONE_M
+from attack_gen.data.limits import MAX_FPS
+from attack_gen.data.limits import MAX_POSITION_M
+from attack_gen.data.limits import MIN_FPS
 from attack_gen.data.smart_npz import load_smart_npz
 from stimuli.errors import DataError
-from stimuli.skeleton import KINECT_V2, STANDARD
+from stimuli.skeleton import KINECT_V2
+from stimuli.skeleton import STANDARD
 
-ODD = ["1e30", "-1e30", "1e308", "3.4e38", "nan", "-inf", "inf", "1e-300", "0", "-0", "١٢", "１２", "1_0", "0x10",
-       "", "abc", "12.5.3", "+", "9" * 40, "1e20", "-1e300", "7", "0.0000001"]
+ODD = [
+    "1e30",
+    "-1e30",
+    "1e308",
+    "3.4e38",
+    "nan",
+    "-inf",
+    "inf",
+    "1e-300",
+    "0",
+    "-0",
+    "١٢",
+    "１２",
+    "1_0",
+    "0x10",
+    "",
+    "abc",
+    "12.5.3",
+    "+",
+    "9" * 40,
+    "1e20",
+    "-1e300",
+    "7",
+    "0.0000001",
+]
 _NUM = re.compile(rb"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 
 
@@ -77,7 +104,10 @@ def base_files(shared: Path, tmp: Path) -> dict[str, tuple[Path, list[Path]]]:
     text = head + "MOTION\nFrames: 30\n" + mlines[1] + "\n" + "\n".join(frames) + "\n"
     out["bvh"] = (tmp / "walk.bvh", [])
     out["bvh"][0].write_text(text)
-    out["kinect_csv"] = (_head(shared / "kinect_v2_gestures" / "Ges01_wavehand.csv", tmp / "Ges01_wavehand.csv", 40), [])
+    out["kinect_csv"] = (
+        _head(shared / "kinect_v2_gestures" / "Ges01_wavehand.csv", tmp / "Ges01_wavehand.csv", 40),
+        [],
+    )
     out["ntu_skeleton"] = (_ntu_from_kinect(out["kinect_csv"][0], tmp / "S001C001P001R001A001.skeleton"), [])
     return out
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attack_gen.data.acclaim import (
-    CMU_BVH_COLLAPSED,
-    find_asf,
-    forward_kinematics,
-    load_amc,
-    parse_amc,
-    parse_asf,
-)
-from attack_gen.data.retarget import ASF_TO_CMU, CMU31_NAMES, CMU31_TO_STANDARD
+from attack_gen.data.acclaim import CMU_BVH_COLLAPSED
+from attack_gen.data.acclaim import find_asf
+from attack_gen.data.acclaim import forward_kinematics
+from attack_gen.data.acclaim import load_amc
+from attack_gen.data.acclaim import parse_amc
+from attack_gen.data.acclaim import parse_asf
+from attack_gen.data.retarget import ASF_TO_CMU
+from attack_gen.data.retarget import CMU31_NAMES
+from attack_gen.data.retarget import CMU31_TO_STANDARD
 from stimuli.errors import DataError
 from stimuli.motion import Motion
 from stimuli.paths import shared_data_dir

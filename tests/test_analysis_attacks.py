@@ -8,22 +8,30 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from support.attack_files import write_fake_result
+from support.attack_files import write_fake_transfer
 
 from analysis import attacks
-from stimuli.attack_results import read_attack_files, read_attack_result, read_transfer
-from support.attack_files import write_fake_result, write_fake_transfer
+from stimuli.attack_results import read_attack_files
+from stimuli.attack_results import read_attack_result
+from stimuli.attack_results import read_transfer
 from stimuli.errors import DataError
 
 
 def test_result_file_and_success_table(tmp_path):
-    p = write_fake_result(tmp_path / "r.npz", status=["success", "success", "success", "failed", "skipped"],
-                          threat_model="raw", robust=[True, False, False, True, True])
+    p = write_fake_result(
+        tmp_path / "r.npz",
+        status=["success", "success", "success", "failed", "skipped"],
+        threat_model="raw",
+        robust=[True, False, False, True, True],
+    )
     run = read_attack_result(p)
     assert run.threat_model == "raw" and run.robust_success.tolist() == [True, False, False, False, False]
     assert (run.model, run.dataset, run.label, run.loss) == ("agcn", "hdm05_smart_subset", "AB", "smart")
     assert run.original.shape == (5, 8, 25, 3) and run.attacked.tolist() == [True] * 4 + [False]
-    abn = read_attack_result(write_fake_result(tmp_path / "n.npz", strategy="abn", top_n=3, dataset="mhad",
-                                               threat_model="raw"))
+    abn = read_attack_result(
+        write_fake_result(tmp_path / "n.npz", strategy="abn", top_n=3, dataset="mhad", threat_model="raw")
+    )
     t = attacks.success_table([run, abn]).set_index("file")
     # 3 successes of 4 attacked (the skipped clip is not attacked); Wilson 3/4 = [0.301, 0.954]
     assert t.loc["r.npz", "rate"] == pytest.approx(0.75)
@@ -31,7 +39,8 @@ def test_result_file_and_success_table(tmp_path):
     # 1 robust success of 4 attacked; Wilson 1/4 = [0.0456, 0.6994]
     assert t.loc["r.npz", "robust_rate"] == pytest.approx(0.25) and t.loc["r.npz", "robust_succeeded"] == 1
     assert (t.loc["r.npz", "robust_wilson_low"], t.loc["r.npz", "robust_wilson_high"]) == pytest.approx(
-        (0.0456, 0.6994), abs=5e-4)
+        (0.0456, 0.6994), abs=5e-4
+    )
     assert t.loc["r.npz", "paper"] == pytest.approx(0.9918)  # 2s-AGCN, HDM05, AB
     assert (t.loc["n.npz", "strategy"], t.loc["n.npz", "dataset"]) == ("AB3", "MHAD")
     assert t.loc["n.npz", "paper"] == pytest.approx(0.559)
@@ -49,16 +58,21 @@ def test_paper_numbers_stand_beside_raw_runs_only(tmp_path):
 
 
 def test_paper_mean_only_beside_a_mean_over_its_five_models(tmp_path):
-    runs = [read_attack_result(write_fake_result(tmp_path / f"{m}.npz", model=m, threat_model="raw"))
-            for m in ("agcn", "stgcn")]
+    runs = [
+        read_attack_result(write_fake_result(tmp_path / f"{m}.npz", model=m, threat_model="raw"))
+        for m in ("agcn", "stgcn")
+    ]
     lay = attacks.success_layout(attacks.success_table(runs), ("AB",), threat_model="raw").set_index("model")
     assert lay.loc["mean", "HDM05"] == "75.00 / 75.00" and lay.loc["ST-GCN", "HDM05"] == "75.00 / 75.00 (99.57)"
 
 
 def test_transfer_file_and_table4(tmp_path):
-    p = write_fake_transfer(tmp_path / "transfer.AB.smart.json",
-                            {("dgnn", "agcn"): (9, 10), ("agcn", "dgnn"): (10, 10), ("dgnn", "dgnn"): (5, 5),
-                             ("agcn", "agcn"): (8, 10)}, threat_model="raw", robust={("dgnn", "agcn"): 1})  # fmt: skip
+    p = write_fake_transfer(
+        tmp_path / "transfer.AB.smart.json",
+        {("dgnn", "agcn"): (9, 10), ("agcn", "dgnn"): (10, 10), ("dgnn", "dgnn"): (5, 5), ("agcn", "agcn"): (8, 10)},
+        threat_model="raw",
+        robust={("dgnn", "agcn"): 1},
+    )
     runs, transfers = read_attack_files([p])
     assert runs == [] and transfers[0].dataset == "ntu60"
     t = attacks.transfer_table(transfers).set_index(["surrogate", "target"])
@@ -152,10 +166,16 @@ def test_joint_maps_and_deviation_by_hand():
 
 
 def test_batch_success_from_the_manifest():
-    variants = pd.DataFrame({"batch_id": "b", "item_id": ["i0", "i1", "i0", "i1", "i0"],
-                             "variant": ["smart", "smart", "l2", "l2", "original"],
-                             "role": ["attack"] * 4 + ["original"], "success": [True, True, True, False, None],
-                             "metric:mean_joint_displacement_m": [0.01, 0.03, 0.02, 0.02, None]})  # fmt: skip
+    variants = pd.DataFrame(
+        {
+            "batch_id": "b",
+            "item_id": ["i0", "i1", "i0", "i1", "i0"],
+            "variant": ["smart", "smart", "l2", "l2", "original"],
+            "role": ["attack"] * 4 + ["original"],
+            "success": [True, True, True, False, None],
+            "metric:mean_joint_displacement_m": [0.01, 0.03, 0.02, 0.02, None],
+        }
+    )
     items = pd.DataFrame({"dataset": ["hdm05"], "model": ["agcn"]})
     t = attacks.batch_success(variants, items).set_index("variant")
     assert t.loc["smart", "rate"] == 1.0 and t.loc["l2", "rate"] == 0.5
@@ -165,13 +185,24 @@ def test_batch_success_from_the_manifest():
 def test_plot_helpers_take_ax_and_return_it():
     from analysis import figures
 
-    bt = pd.DataFrame({"method": ["smart", "l2"], "log_strength": [0.3, -0.3], "ci_low": [0.35, np.nan],
-                       "ci_high": [0.6, np.nan]})  # an interval that misses its estimate, one that is missing
+    bt = pd.DataFrame(
+        {"method": ["smart", "l2"], "log_strength": [0.3, -0.3], "ci_low": [0.35, np.nan], "ci_high": [0.6, np.nan]}
+    )  # an interval that misses its estimate, one that is missing
     ax = figures.plot_bt(bt)
     assert figures.plot_bt(bt, ax=ax) is ax
-    shares = pd.DataFrame({"subset": ["analysed"], "breakdown": ["overall"], "level": ["all"], "share": [0.8],
-                           "wilson_low": [0.7], "wilson_high": [0.9], "boot_low": [0.65], "boot_high": [0.92],
-                           "paper": [np.nan]})  # fmt: skip
+    shares = pd.DataFrame(
+        {
+            "subset": ["analysed"],
+            "breakdown": ["overall"],
+            "level": ["all"],
+            "share": [0.8],
+            "wilson_low": [0.7],
+            "wilson_high": [0.9],
+            "boot_low": [0.65],
+            "boot_high": [0.92],
+            "paper": [np.nan],
+        }
+    )
     ax = figures.new_axes()
     assert figures.plot_shares(shares, ax=ax) is ax and figures.plot_shares(shares.iloc[:0]).texts
     cm = attacks.confusion(np.array([0, 1]), np.array([1, 0]))

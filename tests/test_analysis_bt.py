@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from analysis.bt import btd_probabilities, fit_btd, fit_btd_many
+from analysis.bt import btd_probabilities
+from analysis.bt import fit_btd
+from analysis.bt import fit_btd_many
 
 PAIRS3 = [(0, 1), (0, 2), (1, 2)]
 
@@ -57,8 +59,9 @@ def test_probabilities_and_uncompared_methods():
     fit = fit_btd(["a", "b", "c"], PAIRS3, [[5, 3, 1], [0, 0, 0], [0, 0, 0]])
     assert np.isnan(fit.log_strength[2]) and np.isfinite(fit.log_strength[:2]).all()
     lam, nu = fit_btd_many(["a", "b", "c"], PAIRS3, np.array([[[5, 3, 1], [0, 0, 0], [0, 0, 0]]], float))
-    assert np.isnan(lam[0, 2]) and lam[0, 0] - lam[0, 1] == pytest.approx(fit.log_strength[0] - fit.log_strength[1],
-                                                                          abs=1e-5)
+    assert np.isnan(lam[0, 2]) and lam[0, 0] - lam[0, 1] == pytest.approx(
+        fit.log_strength[0] - fit.log_strength[1], abs=1e-5
+    )
     with pytest.raises(ValueError, match="counts must have shape"):
         fit_btd(["a", "b"], [(0, 1)], [[1, 2]])
     with pytest.raises(ValueError, match="two different methods"):

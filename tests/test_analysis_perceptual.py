@@ -8,7 +8,11 @@ from statistics import NormalDist
 import pandas as pd
 import pytest
 
-from analysis.perceptual import Options, counts, deceitfulness, indistinguishability, naturalness
+from analysis.perceptual import Options
+from analysis.perceptual import counts
+from analysis.perceptual import deceitfulness
+from analysis.perceptual import indistinguishability
+from analysis.perceptual import naturalness
 from analysis.readers import rows_to_frame
 from stimuli.responses import make_row
 
@@ -16,11 +20,29 @@ OPTS = Options(n_boot=200, glmm=False)
 
 
 def _row(participant: str, study_type: str, k: int, **kw) -> dict:
-    base = dict(participant=participant, study=f"s-{study_type[:3]}", study_type=study_type,
-                recruit_platform="anonymous", participant_completed=True, excluded=False, block=0, trial_index=k,
-                practice=False, attempt=1, valid=True, batch_id="b1", item_id=f"item-{k % 3}", true_label="walk",
-                plays=1, seconds=6.0, slowdown=1.0, playback_failed=False, dataset="hdm05", model="agcn",
-                strategy="ab")  # fmt: skip
+    base = dict(
+        participant=participant,
+        study=f"s-{study_type[:3]}",
+        study_type=study_type,
+        recruit_platform="anonymous",
+        participant_completed=True,
+        excluded=False,
+        block=0,
+        trial_index=k,
+        practice=False,
+        attempt=1,
+        valid=True,
+        batch_id="b1",
+        item_id=f"item-{k % 3}",
+        true_label="walk",
+        plays=1,
+        seconds=6.0,
+        slowdown=1.0,
+        playback_failed=False,
+        dataset="hdm05",
+        model="agcn",
+        strategy="ab",
+    )
     base.update(kw)
     return make_row(**base)
 
@@ -32,16 +54,27 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def _deceit(participant: str, n_true: int, n: int, **kw) -> list[dict]:
-    return [_row(participant, "deceitfulness", k, variant="smart", attacked_label="run",
-                 answer="true_label" if k < n_true else "attacked_label", chose_true_label=k < n_true, **kw)
-            for k in range(n)]  # fmt: skip
+    return [
+        _row(
+            participant,
+            "deceitfulness",
+            k,
+            variant="smart",
+            attacked_label="run",
+            answer="true_label" if k < n_true else "attacked_label",
+            chose_true_label=k < n_true,
+            **kw,
+        )
+        for k in range(n)
+    ]
 
 
 def test_deceitfulness_hand_table():
     rows = _deceit("p1", 4, 5) + _deceit("p2", 2, 5)
     rows += _deceit("p3", 5, 5, excluded=True, exclusion_reason="sensitivity accuracy 0.50 < 0.80")
-    rows += [_row("p1", "deceitfulness", 9, practice=True, variant="smart", answer="attacked_label",
-                  chose_true_label=False)]  # practice: not analysed  # fmt: skip
+    rows += [
+        _row("p1", "deceitfulness", 9, practice=True, variant="smart", answer="attacked_label", chose_true_label=False)
+    ]  # practice: not analysed
     res = deceitfulness(_frame(rows), OPTS)
     t = res.tables["deceitfulness_rates"].set_index("subset")
     # analysed: p1 and p2 -> 6 of 10; all: 11 of 15
@@ -62,8 +95,18 @@ def test_deceitfulness_hand_table():
 
 def test_counts_first():
     rows = _deceit("p1", 3, 3) + _deceit("p2", 1, 2, participant_completed=False)
-    rows += [_row("p3", "deceitfulness", 0, practice=True, variant="smart", answer="true_label",
-                  chose_true_label=True, participant_completed=False)]  # only practice: recruited, not started
+    rows += [
+        _row(
+            "p3",
+            "deceitfulness",
+            0,
+            practice=True,
+            variant="smart",
+            answer="true_label",
+            chose_true_label=True,
+            participant_completed=False,
+        )
+    ]  # only practice: recruited, not started
     rows += _deceit("p4", 2, 2, excluded=True, exclusion_reason="sensitivity accuracy 0.70 < 0.80")
     rows += _deceit("p5", 2, 2, excluded=True, exclusion_reason="sensitivity accuracy 0.60 < 0.80")
     res = counts(_frame(rows))
@@ -76,16 +119,33 @@ def test_counts_first():
 def _nat(participant: str, k: int, left: str, right: str, answer: str, **kw) -> dict:
     pref = {"left": left, "right": right}.get(answer)
     pair = "smart-vs-ablation" if "smart" in (left, right) else "ablation-vs-ablation"
-    return _row(participant, "naturalness", k, left_variant=left, right_variant=right, variant=right, answer=answer,
-                preferred_variant=pref, naturalness_pair=pair, plays=2, **kw)
+    return _row(
+        participant,
+        "naturalness",
+        k,
+        left_variant=left,
+        right_variant=right,
+        variant=right,
+        answer=answer,
+        preferred_variant=pref,
+        naturalness_pair=pair,
+        plays=2,
+        **kw,
+    )
 
 
 def test_naturalness_normalised_preference_and_sign_test_by_hand():
-    rows = [_nat("p1", 0, "smart", "l2", "left"), _nat("p1", 1, "smart", "l2", "left"),
-            _nat("p2", 0, "smart", "l2", "left"), _nat("p2", 1, "smart", "l2", "right"),
-            _nat("p2", 2, "smart", "l2", "cant_tell"),
-            _nat("p1", 2, "l2", "l2-acc", "left"), _nat("p1", 3, "l2-acc", "l2", "right"),
-            _nat("p2", 3, "l2", "l2-acc", "right"), _nat("p2", 4, "l2-acc", "l2", "left")]  # fmt: skip
+    rows = [
+        _nat("p1", 0, "smart", "l2", "left"),
+        _nat("p1", 1, "smart", "l2", "left"),
+        _nat("p2", 0, "smart", "l2", "left"),
+        _nat("p2", 1, "smart", "l2", "right"),
+        _nat("p2", 2, "smart", "l2", "cant_tell"),
+        _nat("p1", 2, "l2", "l2-acc", "left"),
+        _nat("p1", 3, "l2-acc", "l2", "right"),
+        _nat("p2", 3, "l2", "l2-acc", "right"),
+        _nat("p2", 4, "l2-acc", "l2", "left"),
+    ]
     res = naturalness(_frame(rows), OPTS)
     pref = res.tables["naturalness_preference"]
     pref = pref[pref["subset"] == "analysed"].set_index("method")
@@ -95,7 +155,8 @@ def test_naturalness_normalised_preference_and_sign_test_by_hand():
     assert pref.loc["smart", "win_rate"] == pytest.approx(0.6)
     total = 0.6 + 1 / 3 + 0.5
     assert pref.loc[["smart", "l2", "l2-acc"], "normalised_preference"].tolist() == pytest.approx(
-        [0.6 / total, (1 / 3) / total, 0.5 / total])
+        [0.6 / total, (1 / 3) / total, 0.5 / total]
+    )
     lr = res.tables["naturalness_pairs_lr"]
     r = lr[(lr["subset"] == "analysed") & (lr["left"] == "smart") & (lr["right"] == "l2")].iloc[0]
     assert (r.left_chosen, r.right_chosen, r.cant_tell) == (3, 1, 1)
@@ -110,9 +171,19 @@ def test_naturalness_normalised_preference_and_sign_test_by_hand():
 
 def _ind(participant: str, k: int, kind: str, changed: bool, **kw) -> dict:
     right = {"sensitivity": "original", "control": "control", "perceivability": "smart"}[kind]
-    return _row(participant, "indistinguishability", k, left_variant="original", right_variant=right, variant=right,
-                trial_kind=kind, answer="changed" if changed else "unchanged", said_changed=changed,
-                correct=changed == (kind != "sensitivity"), **kw)  # fmt: skip
+    return _row(
+        participant,
+        "indistinguishability",
+        k,
+        left_variant="original",
+        right_variant=right,
+        variant=right,
+        trial_kind=kind,
+        answer="changed" if changed else "unchanged",
+        said_changed=changed,
+        correct=changed == (kind != "sensitivity"),
+        **kw,
+    )
 
 
 def test_indistinguishability_screens_and_dprime_by_hand():

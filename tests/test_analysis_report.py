@@ -13,11 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from support.attack_files import write_fake_result
+from support.attack_files import write_fake_transfer
+from support.batches import analysis_batch
 
 from analysis.cli import cli
 from analysis.simulate import Observer
-from support.batches import analysis_batch
-from support.attack_files import write_fake_result, write_fake_transfer
 
 OBSERVER = Observer(always_unchanged=0.1, dropout=0.05, playback_failure=0.01)
 """The defaults (p_true 0.93, participant / clip SD 0.5 / 0.3, strengths 2 / 1.3 / 1 / 0.8, tie 0.5, d' 0.75,
@@ -35,16 +36,36 @@ def attack_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("attacks")
     write_fake_result(d / "agcn_ab_smart.npz")
     write_fake_result(d / "agcn_ab_l2.npz", loss="l2", scale=0.005, seed=3)
-    write_fake_transfer(d / "transfer.AB.smart.json", {("dgnn", "agcn"): (9, 10), ("agcn", "dgnn"): (10, 10),
-                                                       ("dgnn", "dgnn"): (10, 10), ("agcn", "agcn"): (8, 10)})
+    write_fake_transfer(
+        d / "transfer.AB.smart.json",
+        {("dgnn", "agcn"): (9, 10), ("agcn", "dgnn"): (10, 10), ("dgnn", "dgnn"): (10, 10), ("agcn", "agcn"): (8, 10)},
+    )
     return d
 
 
 def _simulate(batch: Path, out: Path, participants: int, seed: int, *extra: str) -> None:
     o = OBSERVER
-    res = CliRunner().invoke(cli, ["simulate", "--participants", str(participants), "--seed", str(seed), "--batch",
-                                   str(batch), "--out", str(out), "--always-unchanged", str(o.always_unchanged),
-                                   "--dropout", str(o.dropout), "--playback-failure", str(o.playback_failure), *extra])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "--participants",
+            str(participants),
+            "--seed",
+            str(seed),
+            "--batch",
+            str(batch),
+            "--out",
+            str(out),
+            "--always-unchanged",
+            str(o.always_unchanged),
+            "--dropout",
+            str(o.dropout),
+            "--playback-failure",
+            str(o.playback_failure),
+            *extra,
+        ],
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -54,9 +75,23 @@ def study(batch, attack_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
     _simulate(batch, d / "responses.csv", 40, 11)
     out = d / "report"
-    res = CliRunner().invoke(cli, ["report", "--responses", str(d / "responses.csv"), "--batch", str(batch),
-                                   "--attacks", str(attack_dir), "--out", str(out), "--json",
-                                   "--level", str(LEVEL)])  # fmt: skip
+    res = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--responses",
+            str(d / "responses.csv"),
+            "--batch",
+            str(batch),
+            "--attacks",
+            str(attack_dir),
+            "--out",
+            str(out),
+            "--json",
+            "--level",
+            str(LEVEL),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return {"dir": d, "out": out, "summary": json.loads(res.output)}
 
@@ -66,10 +101,19 @@ def test_every_section_is_filled(study):
     md = (out / "report.md").read_text()
     sections = re.split(r"\n## ", md)[1:]
     titles = [s.split("\n", 1)[0] for s in sections]
-    assert titles == ["Inputs", "Participants and trials", "Deceitfulness", "Naturalness", "Indistinguishability",
-                      "Attack success (Tables 1-3)", "Black-box transfer (Table 4)",
-                      "Confusion of attacked labels (Fig. 2)", "Joint correlations (Fig. 4)",
-                      "Per-joint deviation, SMART vs l2 (Fig. 7)", "Methods"]  # fmt: skip
+    assert titles == [
+        "Inputs",
+        "Participants and trials",
+        "Deceitfulness",
+        "Naturalness",
+        "Indistinguishability",
+        "Attack success (Tables 1-3)",
+        "Black-box transfer (Table 4)",
+        "Confusion of attacked labels (Fig. 2)",
+        "Joint correlations (Fig. 4)",
+        "Per-joint deviation, SMART vs l2 (Fig. 7)",
+        "Methods",
+    ]
     for title, body in zip(titles, sections):
         if title not in ("Inputs", "Methods"):
             assert "\n| " in body, f"section {title!r} has no table"
@@ -85,9 +129,21 @@ def test_every_section_is_filled(study):
     assert page.count("src='data:image/png;base64,") == len(files["figures"])
     assert not re.search(r"src=['\"](?!data:)", page) and "<link" not in page
     names = {Path(t).stem for t in files["tables"]}
-    assert {"counts", "exclusions", "deceitfulness_rates", "deceitfulness_glmm", "naturalness_pairs_lr",
-            "naturalness_preference", "naturalness_bt", "naturalness_sign_tests", "indistinguishability_participants",
-            "indistinguishability_rates", "indistinguishability_dprime", "table1", "table4"} <= names  # fmt: skip
+    assert {
+        "counts",
+        "exclusions",
+        "deceitfulness_rates",
+        "deceitfulness_glmm",
+        "naturalness_pairs_lr",
+        "naturalness_preference",
+        "naturalness_bt",
+        "naturalness_sign_tests",
+        "indistinguishability_participants",
+        "indistinguishability_rates",
+        "indistinguishability_dprime",
+        "table1",
+        "table4",
+    } <= names
     assert json.loads((out / "summary.json").read_text())["counts"]
 
 
@@ -129,10 +185,33 @@ def test_simulated_parameters_are_recovered(study):
 
 
 def test_console_summary_and_batch_only_attack_sections(batch, tmp_path):
-    _simulate(batch, tmp_path / "r.json", 6, 3, "--deceitfulness-trials", "20", "--naturalness-motions", "10",
-              "--indistinguishability-trials", "20")
-    res = CliRunner().invoke(cli, ["report", "--responses", str(tmp_path / "r.json"), "--batch", str(batch),
-                                   "--out", str(tmp_path / "out"), "--no-glmm", "--bootstrap", "100"])  # fmt: skip
+    _simulate(
+        batch,
+        tmp_path / "r.json",
+        6,
+        3,
+        "--deceitfulness-trials",
+        "20",
+        "--naturalness-motions",
+        "10",
+        "--indistinguishability-trials",
+        "20",
+    )
+    res = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--responses",
+            str(tmp_path / "r.json"),
+            "--batch",
+            str(batch),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-glmm",
+            "--bootstrap",
+            "100",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert any(line.startswith("deceitfulness: true label chosen in") and "paper 86.77 %" in line for line in lines)
@@ -180,19 +259,33 @@ def test_mismatched_and_missing_inputs_are_one_line_errors(batch, small, tmp_pat
     text = small.read_text()
     batch_id = json.loads((batch / "manifest.json").read_text())["batch_id"]
     for name, edit, match in (
-        ("other_batch", lambda t: t.replace(batch_id, "batch-other"), "batch_id 'batch-other' .* is not the batch given"),
+        (
+            "other_batch",
+            lambda t: t.replace(batch_id, "batch-other"),
+            "batch_id 'batch-other' .* is not the batch given",
+        ),
         ("unknown_item", lambda t: t.replace(",item-001,", ",item-999,"), "unknown item id.*'item-999'"),
-        ("unknown_variant", lambda t: t.replace(",smart,", ",smarter,"), "names variant.*'smarter' that the batch lacks"),
+        (
+            "unknown_variant",
+            lambda t: t.replace(",smart,", ",smarter,"),
+            "names variant.*'smarter' that the batch lacks",
+        ),
         ("true_label", lambda t: t.replace(",walk,", ",stroll,"), "has true label 'walk' in the batch, but 'stroll'"),
-        ("bad_value", _set_first("response_time_ms", "slow"), r"line 2: column 'response_time_ms': expected float, got 'slow'"),
+        (
+            "bad_value",
+            _set_first("response_time_ms", "slow"),
+            r"line 2: column 'response_time_ms': expected float, got 'slow'",
+        ),
         ("header_only", lambda t: t.splitlines()[0] + "\n", "no responses"),
-    ):  # fmt: skip
+    ):
         p = tmp_path / f"{name}.csv"
         p.write_text(edit(text))
         _fails([*base, "--responses", str(p)], match)
     _fails([*base, "--responses", str(small), "--study", "nope"], "no responses of study 'nope'")
-    _fails(["report", "--batch", str(tmp_path / "nobatch"), "--out", str(tmp_path / "o"), "--responses", str(small)],
-           "not a folder")
+    _fails(
+        ["report", "--batch", str(tmp_path / "nobatch"), "--out", str(tmp_path / "o"), "--responses", str(small)],
+        "not a folder",
+    )
     bad = tmp_path / "bad.npz"
     bad.write_text("not an npz")
     _fails([*base, "--responses", str(small), "--attacks", str(bad)], "neither an attack result")
@@ -207,8 +300,11 @@ def test_report_from_the_study_servers_database(tmp_path):
     from support.batches import server_batch
 
     rng = random.Random(0)
-    studies = [("dec", "deceitfulness", {"trials": 6}), ("nat", "naturalness", {"trials": 6}),
-               ("ind", "indistinguishability", {"trials": 10})]  # fmt: skip
+    studies = [
+        ("dec", "deceitfulness", {"trials": 6}),
+        ("nat", "naturalness", {"trials": 6}),
+        ("ind", "indistinguishability", {"trials": 10}),
+    ]
     app = testing.make_test_app(tmp_path / "study.db", studies)
 
     def choose(trial, state) -> str:
@@ -224,8 +320,23 @@ def test_report_from_the_study_servers_database(tmp_path):
     out = tmp_path / "report"
     export = app.test_cli_runner().invoke(args=["export"])  # `flask --app study_server export | analysis ...`
     assert export.exit_code == 0
-    res = CliRunner().invoke(cli, ["report", "--responses", "-", "--batch", str(server_batch()), "--out", str(out),
-                                   "--json", "--no-glmm", "--bootstrap", "100"], input=export.output)
+    res = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--responses",
+            "-",
+            "--batch",
+            str(server_batch()),
+            "--out",
+            str(out),
+            "--json",
+            "--no-glmm",
+            "--bootstrap",
+            "100",
+        ],
+        input=export.output,
+    )
     assert res.exit_code == 0, res.output
     s = json.loads(res.output)
     assert {k.split(":")[0] for k in s["counts"]} == {"deceitfulness", "naturalness", "indistinguishability"}
@@ -235,5 +346,7 @@ def test_report_from_the_study_servers_database(tmp_path):
     assert s["indistinguishability"]["overall"]["share"] == 1.0
     assert s["naturalness"]["order_bt"]
     # what is wrong with piped input is named, in one line
-    _fails(["report", "--batch", str(server_batch()), "--out", str(tmp_path / "o"), "--responses", "-"],
-           "standard input: empty responses file")
+    _fails(
+        ["report", "--batch", str(server_batch()), "--out", str(tmp_path / "o"), "--responses", "-"],
+        "standard input: empty responses file",
+    )

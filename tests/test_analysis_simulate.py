@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from support.batches import analysis_batch
 
 from analysis.cli import cli
 from analysis.readers import load_batches
-from analysis.simulate import Design, Observer, simulate
-from support.batches import analysis_batch
+from analysis.simulate import Design
+from analysis.simulate import Observer
+from analysis.simulate import simulate
 from stimuli.errors import DataError
-from stimuli.responses import COLUMN_NAMES, read_responses
+from stimuli.responses import COLUMN_NAMES
+from stimuli.responses import read_responses
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,24 @@ def paper_design(batches) -> pd.DataFrame:
 
 def test_cli_writes_the_export_format_read_by_the_official_reader(batch, tmp_path):
     for name in ("r.csv", "r.json"):
-        res = CliRunner().invoke(cli, ["simulate", "--participants", "2", "--seed", "1", "--batch", str(batch),
-                                       "--out", str(tmp_path / name), "--dropout", "0.5", "--playback-failure", "0.1"])
+        res = CliRunner().invoke(
+            cli,
+            [
+                "simulate",
+                "--participants",
+                "2",
+                "--seed",
+                "1",
+                "--batch",
+                str(batch),
+                "--out",
+                str(tmp_path / name),
+                "--dropout",
+                "0.5",
+                "--playback-failure",
+                "0.1",
+            ],
+        )
         assert res.exit_code == 0, res.output
         assert res.output.startswith(f"wrote {tmp_path / name}: ") and "implied: P(true label)" in res.output
         rows = read_responses(tmp_path / name)  # type-checks every row
@@ -66,7 +85,9 @@ def test_paper_designs(paper_design):
         assert (abl["left_variant"] != abl["right_variant"]).all()
     ind = df[df["study_type"] == "indistinguishability"]
     kinds = ind.groupby("participant", observed=True)["trial_kind"].value_counts().unstack()
-    assert (kinds["sensitivity"] == 30).all() and (kinds["perceivability"] == 60).all() and (kinds["control"] == 10).all()
+    assert (
+        (kinds["sensitivity"] == 30).all() and (kinds["perceivability"] == 60).all() and (kinds["control"] == 10).all()
+    )
     assert (ind["left_variant"] == "original").all()
     assert set(ind.loc[ind["trial_kind"] == "sensitivity", "right_variant"]) == {"original"}
     dec = df[df["study_type"] == "deceitfulness"]
@@ -95,8 +116,13 @@ def test_observer_extremes_and_screening(batches):
     silent = simulate(batches, 5, seed=1, observer=Observer(always_unchanged=1.0), design=design)
     ind = silent[(silent["study_type"] == "indistinguishability")]
     assert not ind["said_changed"].any() and not ind["excluded"].any()  # passes the paper's screen
-    screened = simulate(batches, 5, seed=1, observer=Observer(always_unchanged=1.0),
-                        design=Design(**{**design.__dict__, "control_screen": 0.8}))
+    screened = simulate(
+        batches,
+        5,
+        seed=1,
+        observer=Observer(always_unchanged=1.0),
+        design=Design(**{**design.__dict__, "control_screen": 0.8}),
+    )
     ind = screened[screened["study_type"] == "indistinguishability"]
     assert ind["excluded"].all() and ind["exclusion_reason"].str.contains("positive-control hit rate 0.00").all()
     drops = simulate(batches, 20, seed=4, observer=Observer(dropout=1.0), design=design)
@@ -115,20 +141,24 @@ def test_implied_values_by_hand():
     lam = imp["log_strength"]
     assert sum(lam.values()) == pytest.approx(0.0) and lam["smart"] - lam["l2"] == pytest.approx(np.log(2.0))
     # lapses pull rates towards 1/2
-    assert Observer(lapse=0.1, dprime=1.0, criterion=1.0, participant_sd=0, clip_sd=0).implied()["hit_rate"] == \
-        pytest.approx(0.5)
+    assert Observer(lapse=0.1, dprime=1.0, criterion=1.0, participant_sd=0, clip_sd=0).implied()[
+        "hit_rate"
+    ] == pytest.approx(0.5)
 
 
 def test_bad_parameters_are_one_line_errors(batch, batches, tmp_path):
     base = ["simulate", "--participants", "2", "--batch", str(batch), "--out", str(tmp_path / "r.csv")]
-    for extra, match in ((["--perceivability-variant", "nope"], "no attacked variant 'nope'"),
-                         (["--strength", "smart"], "expected NAME=VALUE"),
-                         (["--sensitivity-share", "0.6", "--control-share", "0.5"], "sum to less than 1")):  # fmt: skip
+    for extra, match in (
+        (["--perceivability-variant", "nope"], "no attacked variant 'nope'"),
+        (["--strength", "smart"], "expected NAME=VALUE"),
+        (["--sensitivity-share", "0.6", "--control-share", "0.5"], "sum to less than 1"),
+    ):
         res = CliRunner().invoke(cli, base + extra)
         assert res.exit_code == 1 and "Traceback" not in res.output, res.output
         assert res.output.startswith("Error: ") and match in res.output, res.output
-    res = CliRunner().invoke(cli, ["simulate", "--participants", "2", "--batch", str(batch), "--out",
-                                   str(tmp_path / "r.txt")])
+    res = CliRunner().invoke(
+        cli, ["simulate", "--participants", "2", "--batch", str(batch), "--out", str(tmp_path / "r.txt")]
+    )
     assert res.exit_code == 1 and "write responses to a .csv or .json file" in res.output
     with pytest.raises(DataError, match="no observer strength for"):
         simulate(batches, 2, observer=Observer(strengths=(("smart", 2.0), ("l2", 1.0))))

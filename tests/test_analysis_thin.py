@@ -10,30 +10,35 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from support.batches import analysis_batch
 
 from analysis.bt import comparison_groups
 from analysis.cli import cli
-from support.batches import analysis_batch
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     batch = analysis_batch(5)
     d = tmp_path_factory.mktemp("thin")
-    res = CliRunner().invoke(cli, ["simulate", "--participants", "6", "--seed", "3", "--batch", str(batch),
-                                   "--out", str(d / "r.csv")])
+    res = CliRunner().invoke(
+        cli, ["simulate", "--participants", "6", "--seed", "3", "--batch", str(batch), "--out", str(d / "r.csv")]
+    )
     assert res.exit_code == 0, res.output
     return batch, pd.read_csv(d / "r.csv")
 
 
 def report(batch: Path, df: pd.DataFrame, tmp_path: Path) -> tuple[int, str, dict | None]:
     df.to_csv(tmp_path / "r.csv", index=False)
-    res = CliRunner().invoke(cli, ["report", "--responses", str(tmp_path / "r.csv"), "--batch", str(batch),
-                                   "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(
+        cli, ["report", "--responses", str(tmp_path / "r.csv"), "--batch", str(batch), "--out", str(tmp_path / "out")]
+    )
     if res.exception and not isinstance(res.exception, SystemExit):
         raise res.exception
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text()) \
-        if (tmp_path / "out" / "summary.json").is_file() else None
+    summary = (
+        json.loads((tmp_path / "out" / "summary.json").read_text())
+        if (tmp_path / "out" / "summary.json").is_file()
+        else None
+    )
     md = (tmp_path / "out" / "report.md").read_text() if (tmp_path / "out" / "report.md").is_file() else ""
     return res.exit_code, res.output + md, summary
 
@@ -68,8 +73,14 @@ def test_bradley_terry_gives_no_order_without_decisive_or_connected_comparisons(
     pair = df.left_variant.astype(str) + "|" + df.right_variant.astype(str)
     keep = (df.study_type != "naturalness") | pair.isin(["smart|l2", "l2|smart", "l2-acc|l2-bone", "l2-bone|l2-acc"])
     code, text, _ = report(batch, df[keep], tmp_path)
-    assert code == 0 and ("naturalness: no Bradley-Terry order (methods {smart, l2} and {l2-acc, l2-bone} were "
-                          "never compared with each other)") in text
+    assert (
+        code == 0
+        and (
+            "naturalness: no Bradley-Terry order (methods {smart, l2} and {l2-acc, l2-bone} were "
+            "never compared with each other)"
+        )
+        in text
+    )
 
 
 def test_comparison_groups_by_hand() -> None:
@@ -94,8 +105,13 @@ def test_label_prior_baseline_by_hand() -> None:
     from analysis.perceptual import label_prior_accuracy
 
     def trials(pairs, who=None):
-        return pd.DataFrame({"true_label": [t for t, _ in pairs], "attacked_label": [a for _, a in pairs],
-                             "participant": who or ["p"] * len(pairs)})
+        return pd.DataFrame(
+            {
+                "true_label": [t for t, _ in pairs],
+                "attacked_label": [a for _, a in pairs],
+                "participant": who or ["p"] * len(pairs),
+            }
+        )
 
     # 'squat' is only ever the attacked label: 'not squat' is always right
     assert label_prior_accuracy(trials([("walk", "squat")] * 3 + [("bow", "squat")])) == 1.0

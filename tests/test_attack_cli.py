@@ -16,16 +16,22 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from attack_gen.attack.commands import attack, attack_table, transfer
+from attack_gen.attack.commands import attack
+from attack_gen.attack.commands import attack_table
+from attack_gen.attack.commands import transfer
 from attack_gen.attack.results import load_result
 from attack_gen.cli import run_collect
-from attack_gen.data.clips import ClipSet, load_clips, save_clips
+from attack_gen.data.clips import ClipSet
+from attack_gen.data.clips import load_clips
+from attack_gen.data.clips import save_clips
 from attack_gen.data.dataset import save_dataset
 from attack_gen.data.prepare import prepare_synthetic
 from attack_gen.data.preprocess import PreprocessConfig
 from attack_gen.data.synthetic import ACTIONS
 from attack_gen.recognizer import load_checkpoint
-from attack_gen.train import TrainConfig, predict, train_model
+from attack_gen.train import TrainConfig
+from attack_gen.train import predict
+from attack_gen.train import train_model
 
 REPO = Path(__file__).resolve().parent.parent
 # a mix of quick successes and failures on the tiny model, in about a second
@@ -44,14 +50,24 @@ def _one_thread():
 def ws(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A tiny synthetic dataset, two tiny trained recognizers and their attack sets."""
     root = tmp_path_factory.mktemp("attack_cli")
-    ds = prepare_synthetic(samples_per_class=3, num_frames=40, subjects=3, test_subjects=("s03",),
-                           config=PreprocessConfig(window=20, stride=10))
+    ds = prepare_synthetic(
+        samples_per_class=3,
+        num_frames=40,
+        subjects=3,
+        test_subjects=("s03",),
+        config=PreprocessConfig(window=20, stride=10),
+    )
     ds_path = save_dataset(ds, root / "ds.npz")
     out = SimpleNamespace(root=root, dataset=ds_path, class_names=ds.class_names)
     for name in ("stgcn", "agcn"):
         ckpt = root / f"{name}.pt"
-        train_model(ds, TrainConfig(model=name, size="tiny", epochs=8, batch_size=16, lr=1e-2, val_fraction=0.0),
-                    out=ckpt, dataset_path=ds_path, progress=False)
+        train_model(
+            ds,
+            TrainConfig(model=name, size="tiny", epochs=8, batch_size=16, lr=1e-2, val_fraction=0.0),
+            out=ckpt,
+            dataset_path=ds_path,
+            progress=False,
+        )
         clips = root / f"{name}-clips.npz"
         run_collect(ckpt, ds_path, clips, "test", "cpu", True)
         setattr(out, name, SimpleNamespace(ckpt=ckpt, clips=clips))
@@ -67,20 +83,45 @@ def _run(cmd, args: list[str]) -> tuple[int, str, str]:
 
 
 def _attack(ws: SimpleNamespace, out: Path, *extra: str) -> dict:
-    code, stdout, stderr = _run(attack, ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--out", out,
-                                         *FAST, *extra, "--json"])
+    code, stdout, stderr = _run(
+        attack, ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--out", out, *FAST, *extra, "--json"]
+    )
     assert code == 0, stderr
     return json.loads(stdout)
 
 
 # ---- output -------------------------------------------------------------------------------------------
 
+
 def test_attack_json_has_the_documented_keys(ws, tmp_path: Path) -> None:
     out = tmp_path / "ab.npz"
     s = _attack(ws, out, "--lr", "0.002")  # a mix of successes and failures on the tiny model
-    for key in ("out", "model", "checkpoint", "clips_file", "strategy", "label", "loss", "clips", "attacked",
-                "succeeded", "failed", "nonfinite", "skipped", "pending", "success_rate", "iterations", "losses",
-                "perceptual", "perceptual_all", "config", "resumed", "attacked_this_run", "seconds", "table"):
+    for key in (
+        "out",
+        "model",
+        "checkpoint",
+        "clips_file",
+        "strategy",
+        "label",
+        "loss",
+        "clips",
+        "attacked",
+        "succeeded",
+        "failed",
+        "nonfinite",
+        "skipped",
+        "pending",
+        "success_rate",
+        "iterations",
+        "losses",
+        "perceptual",
+        "perceptual_all",
+        "config",
+        "resumed",
+        "attacked_this_run",
+        "seconds",
+        "table",
+    ):
         assert key in s, key
     assert (s["model"], s["strategy"], s["label"], s["loss"]) == ("stgcn", "ab", "AB", "l2")
     assert set(s["perceptual"]) == {"mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m"}
@@ -112,8 +153,17 @@ def test_result_file_holds_everything_needed(ws, tmp_path: Path) -> None:
     np.testing.assert_array_equal(r["success"], pred != clips.labels)
     assert set(r["status"]) <= {"success", "failed"}
     assert ((r["iterations"] > 0) & (r["iterations"] <= 40)).all()
-    for key in ("loss_class", "loss_perceptual", "loss_total", "loss_position", "loss_acceleration", "loss_bone",
-                "mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m"):
+    for key in (
+        "loss_class",
+        "loss_perceptual",
+        "loss_total",
+        "loss_position",
+        "loss_acceleration",
+        "loss_bone",
+        "mean_joint_displacement_m",
+        "acceleration_deviation",
+        "bone_length_deviation_m",
+    ):
         assert np.isfinite(r[key]).all(), key
     rec = r.record
     assert rec["checkpoint"]["sha256"] == info["sha256"]
@@ -126,8 +176,22 @@ def test_result_file_holds_everything_needed(ws, tmp_path: Path) -> None:
 
 
 def test_text_output_prints_the_paper_table(ws, tmp_path: Path) -> None:
-    code, stdout, _ = _run(attack, ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips,
-                                    "--out", tmp_path / "abn.npz", *FAST, "--strategy", "abn", "--top-n", "2"])
+    code, stdout, _ = _run(
+        attack,
+        [
+            "--checkpoint",
+            ws.stgcn.ckpt,
+            "--clips",
+            ws.stgcn.clips,
+            "--out",
+            tmp_path / "abn.npz",
+            *FAST,
+            "--strategy",
+            "abn",
+            "--top-n",
+            "2",
+        ],
+    )
     assert code == 0
     lines = stdout.splitlines()
     head = next(line for line in lines if line.startswith("model"))
@@ -146,6 +210,7 @@ def test_sa_target_by_name_is_used_for_every_clip(ws, tmp_path: Path) -> None:
 
 
 # ---- resume ---------------------------------------------------------------------------------------------
+
 
 def _assert_same_result(a: Path, b: Path, exact: bool = False) -> None:
     """Same outcome per clip. Across batch sizes the model's batched kernels round
@@ -179,23 +244,43 @@ def test_rerun_skips_done_clips_and_equals_one_run(ws, tmp_path: Path) -> None:
 def test_resume_with_other_settings_is_refused_naming_the_difference(ws, tmp_path: Path) -> None:
     out = tmp_path / "r.npz"
     _attack(ws, out, "--limit", "1")
-    code, stdout, stderr = _run(attack, ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--out", out,
-                                         *FAST, "--lr", "0.001"])
+    code, stdout, stderr = _run(
+        attack, ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--out", out, *FAST, "--lr", "0.001"]
+    )
     assert code == 1
-    assert stderr.strip().splitlines() == [f"Error: {out}: exists with other settings (lr 0.005 -> 0.001); "
-                                           "use another --out or delete it"]
+    assert stderr.strip().splitlines() == [
+        f"Error: {out}: exists with other settings (lr 0.005 -> 0.001); use another --out or delete it"
+    ]
 
 
 def test_kill_9_mid_run_leaves_a_valid_file_and_resume_equals_an_uninterrupted_run(ws, tmp_path: Path) -> None:
     # batch size 1 and one thread everywhere: the resumed and the uninterrupted run then do
     # exactly the same arithmetic, so their files must agree bit for bit
-    args = ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--loss", "l2", "--iterations", "30",
-            "--lr", "0.002", "--batch-size", "1", "--save-every", "0"]
+    args = [
+        "--checkpoint",
+        ws.stgcn.ckpt,
+        "--clips",
+        ws.stgcn.clips,
+        "--loss",
+        "l2",
+        "--iterations",
+        "30",
+        "--lr",
+        "0.002",
+        "--batch-size",
+        "1",
+        "--save-every",
+        "0",
+    ]
     killed = tmp_path / "killed.npz"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "attack_gen.cli", "attack", *map(str, args),
-                             "--out", str(killed)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attack_gen.cli", "attack", *map(str, args), "--out", str(killed)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     n = len(load_clips(ws.stgcn.clips))
     done_at_kill = None
     try:
@@ -226,6 +311,7 @@ def test_kill_9_mid_run_leaves_a_valid_file_and_resume_equals_an_uninterrupted_r
 
 # ---- bad input ---------------------------------------------------------------------------------------------
 
+
 def _variant(ws: SimpleNamespace, path: Path, **change: object) -> Path:
     c = load_clips(ws.stgcn.clips)
     meta = json.loads(json.dumps(c.meta))
@@ -246,8 +332,10 @@ def _variant(ws: SimpleNamespace, path: Path, **change: object) -> Path:
     "change, message",
     [
         ({"frames": 15}, "clips have 15 frames; checkpoint {ckpt} was trained on 20-frame windows"),
-        ({"class_names": ["a"] * 10},
-         "class names differ from checkpoint {ckpt} (10 vs %d classes; class 0 is 'a' vs 'bow')" % len(ACTIONS)),
+        (
+            {"class_names": ["a"] * 10},
+            "class names differ from checkpoint {ckpt} (10 vs %d classes; class 0 is 'a' vs 'bow')" % len(ACTIONS),
+        ),
         ({"sha256": "0" * 64}, "collected with checkpoint {ckpt} (sha256 000000000000), not {ckpt} (sha256"),
         ({"fps": 25.0}, "clips at 25.0 fps; checkpoint {ckpt} was trained at 30.0 fps"),
     ],
@@ -282,19 +370,47 @@ def test_bad_arguments_are_a_one_line_error(ws, tmp_path: Path, args: list[str],
 
 def test_a_real_process_prints_one_line_and_no_traceback(ws, tmp_path: Path) -> None:
     bad = _variant(ws, tmp_path / "bad.npz", frames=15)
-    proc = subprocess.run([sys.executable, "-m", "attack_gen.cli", "attack", "--checkpoint",
-                           str(ws.stgcn.ckpt), "--clips", str(bad), "--out", str(tmp_path / "o.npz")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attack_gen.cli",
+            "attack",
+            "--checkpoint",
+            str(ws.stgcn.ckpt),
+            "--clips",
+            str(bad),
+            "--out",
+            str(tmp_path / "o.npz"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 1 and proc.stdout == ""
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 # ---- transfer and table -------------------------------------------------------------------------------------
 
+
 def test_transfer_gives_every_ordered_pair_and_reuses_the_attacks(ws, tmp_path: Path) -> None:
-    args = ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--checkpoint", ws.agcn.ckpt,
-            "--clips", ws.agcn.clips, "--out-dir", tmp_path, *FAST, "--json"]
+    args = [
+        "--checkpoint",
+        ws.stgcn.ckpt,
+        "--clips",
+        ws.stgcn.clips,
+        "--checkpoint",
+        ws.agcn.ckpt,
+        "--clips",
+        ws.agcn.clips,
+        "--out-dir",
+        tmp_path,
+        *FAST,
+        "--json",
+    ]
     code, stdout, stderr = _run(transfer, args)
     assert code == 0, stderr
     p = json.loads(stdout)
@@ -323,8 +439,22 @@ def test_transfer_gives_every_ordered_pair_and_reuses_the_attacks(ws, tmp_path: 
 
 
 def test_raw_transfer_reports_the_raw_view_and_the_pipeline_view_apart(ws, tmp_path: Path) -> None:
-    args = ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.stgcn.clips, "--checkpoint", ws.agcn.ckpt,
-            "--clips", ws.agcn.clips, "--out-dir", tmp_path, *FAST, "--threat-model", "raw", "--json"]
+    args = [
+        "--checkpoint",
+        ws.stgcn.ckpt,
+        "--clips",
+        ws.stgcn.clips,
+        "--checkpoint",
+        ws.agcn.ckpt,
+        "--clips",
+        ws.agcn.clips,
+        "--out-dir",
+        tmp_path,
+        *FAST,
+        "--threat-model",
+        "raw",
+        "--json",
+    ]
     code, stdout, stderr = _run(transfer, args)
     assert code == 0, stderr
     p = json.loads(stdout)
@@ -342,8 +472,21 @@ def test_raw_transfer_reports_the_raw_view_and_the_pipeline_view_apart(ws, tmp_p
 
 
 def test_transfer_refuses_a_clip_file_of_another_checkpoint(ws, tmp_path: Path) -> None:
-    code, _, stderr = _run(transfer, ["--checkpoint", ws.stgcn.ckpt, "--clips", ws.agcn.clips, "--checkpoint",
-                                      ws.agcn.ckpt, "--clips", ws.agcn.clips, "--out-dir", tmp_path])
+    code, _, stderr = _run(
+        transfer,
+        [
+            "--checkpoint",
+            ws.stgcn.ckpt,
+            "--clips",
+            ws.agcn.clips,
+            "--checkpoint",
+            ws.agcn.ckpt,
+            "--clips",
+            ws.agcn.clips,
+            "--out-dir",
+            tmp_path,
+        ],
+    )
     assert code == 1 and "collected with checkpoint" in stderr and len(stderr.strip().splitlines()) == 1
 
 

@@ -7,9 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from attack_gen.attack.engine import AttackConfig, AttackError, adam_step, attack, resolve_targets
-from attack_gen.attack.losses import PerceptualWeights, joint_weights, perceptual_loss, perceptual_terms
-from attack_gen.models import build_model, list_models
+from attack_gen.attack.engine import AttackConfig
+from attack_gen.attack.engine import AttackError
+from attack_gen.attack.engine import adam_step
+from attack_gen.attack.engine import attack
+from attack_gen.attack.engine import resolve_targets
+from attack_gen.attack.losses import PerceptualWeights
+from attack_gen.attack.losses import joint_weights
+from attack_gen.attack.losses import perceptual_loss
+from attack_gen.attack.losses import perceptual_terms
+from attack_gen.models import build_model
+from attack_gen.models import list_models
 from attack_gen.recognizer import Recognizer
 
 K = 4
@@ -73,6 +81,7 @@ def _cfg(**kw: object) -> AttackConfig:
 
 # ---- optimiser --------------------------------------------------------------------------------
 
+
 def test_adam_step_matches_torch_adam() -> None:
     g = torch.Generator().manual_seed(0)
     p = torch.randn(2, 5, generator=g)
@@ -120,8 +129,9 @@ def test_learning_rate_decays_geometrically_to_the_final_rate() -> None:
 def test_class_loss_uses_the_tempered_softmax_and_labels_the_plain_one(setup, precondition: str) -> None:
     model, x, y = setup
     t = 2.5
-    res = attack(model, x[:3], y[:3], fps=FPS,
-                 config=_cfg(loss="smart", iterations=0, temperature=t, precondition=precondition))
+    res = attack(
+        model, x[:3], y[:3], fps=FPS, config=_cfg(loss="smart", iterations=0, temperature=t, precondition=precondition)
+    )
     logits = _logits(model, x[:3]).double()
     orig = logits.argmax(1)
     expected = torch.log_softmax(logits / t, 1).gather(1, orig[:, None]).squeeze(1)  # -CE(original, Phi_T(q))
@@ -135,6 +145,7 @@ def test_class_loss_uses_the_tempered_softmax_and_labels_the_plain_one(setup, pr
 
 
 # ---- strategies end to end ------------------------------------------------------------------------
+
 
 def test_ab_changes_the_label_and_the_record_matches_the_model(setup) -> None:
     model, x, y = setup
@@ -162,8 +173,13 @@ def test_abn_stops_exactly_when_the_true_label_leaves_the_top_n(setup) -> None:
     # one step earlier the same clip still had its true label in the top N: the rule fired at once
     for r in won[:3]:
         i = r.index
-        before = attack(model, x[i : i + 1], y[i : i + 1], fps=FPS,
-                        config=_cfg(strategy="abn", top_n=n, iterations=r.iterations - 1))[0]
+        before = attack(
+            model,
+            x[i : i + 1],
+            y[i : i + 1],
+            fps=FPS,
+            config=_cfg(strategy="abn", top_n=n, iterations=r.iterations - 1),
+        )[0]
         assert before.status == "failed"
         top = _logits(model, before.adversarial[None]).topk(n, -1).indices[0].tolist()
         assert r.true_label in top
@@ -213,6 +229,7 @@ def test_budget_exhausted_keeps_the_last_iterate(setup) -> None:
 
 # ---- batching ---------------------------------------------------------------------------------------
 
+
 def _same(a, b, atol: float = 1e-5) -> None:
     assert [r.index for r in a] == [r.index for r in b]
     assert [(r.status, r.iterations, r.final_label) for r in a] == [(r.status, r.iterations, r.final_label) for r in b]
@@ -247,13 +264,21 @@ def test_results_arrive_in_groups_as_clips_finish(setup) -> None:
     model, x, y = setup
     groups: list[list[int]] = []
     done: list[int] = []
-    attack(model, x, y, fps=FPS, config=_cfg(batch_size=3), on_results=lambda g: groups.append([r.index for r in g]),
-           progress=done.append)
+    attack(
+        model,
+        x,
+        y,
+        fps=FPS,
+        config=_cfg(batch_size=3),
+        on_results=lambda g: groups.append([r.index for r in g]),
+        progress=done.append,
+    )
     assert sorted(i for g in groups for i in g) == list(range(len(x)))
     assert len(groups) > 1 and sum(done) == len(x)
 
 
 # ---- what the engine guarantees about the model and the loss ---------------------------------------------
+
 
 def test_model_is_frozen_during_the_attack_and_restored_after(setup) -> None:
     _, x, y = setup
@@ -341,6 +366,7 @@ def test_smart_loss_gives_smoother_examples_than_l2(setup) -> None:
 
 # ---- NaN / Inf ------------------------------------------------------------------------------------------
 
+
 class NaNAfter(nn.Module):
     """Wraps a backbone; from its ``after``-th call, rows whose first value exceeds 50 get NaN logits."""
 
@@ -386,6 +412,7 @@ def test_shape_errors_are_precise(setup) -> None:
 
 
 # ---- the real architectures -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list_models())
 def test_engine_runs_on_every_model_and_batching_does_not_change_results(name: str) -> None:

@@ -8,32 +8,28 @@ import numpy as np
 import pytest
 import torch
 
-from attack_gen.attack.losses import (
-    LOSSES,
-    PerceptualWeights,
-    acceleration_term,
-    bone_lengths,
-    bone_term,
-    apply_in_space,
-    apply_in_time,
-    bone_preconditioner,
-    derivative,
-    dynamics_preconditioner,
-    joint_weights,
-    perceptual_loss,
-    perceptual_metrics,
-    perceptual_terms,
-    position_term,
-)
-from attack_gen.attack.strategies import (
-    AnythingBut,
-    AnythingButN,
-    ClassContext,
-    Specified,
-    build_strategy,
-    random_targets,
-    uniform_rest_kl,
-)
+from attack_gen.attack.losses import LOSSES
+from attack_gen.attack.losses import PerceptualWeights
+from attack_gen.attack.losses import acceleration_term
+from attack_gen.attack.losses import apply_in_space
+from attack_gen.attack.losses import apply_in_time
+from attack_gen.attack.losses import bone_lengths
+from attack_gen.attack.losses import bone_preconditioner
+from attack_gen.attack.losses import bone_term
+from attack_gen.attack.losses import derivative
+from attack_gen.attack.losses import dynamics_preconditioner
+from attack_gen.attack.losses import joint_weights
+from attack_gen.attack.losses import perceptual_loss
+from attack_gen.attack.losses import perceptual_metrics
+from attack_gen.attack.losses import perceptual_terms
+from attack_gen.attack.losses import position_term
+from attack_gen.attack.strategies import AnythingBut
+from attack_gen.attack.strategies import AnythingButN
+from attack_gen.attack.strategies import ClassContext
+from attack_gen.attack.strategies import Specified
+from attack_gen.attack.strategies import build_strategy
+from attack_gen.attack.strategies import random_targets
+from attack_gen.attack.strategies import uniform_rest_kl
 from stimuli.skeleton import STANDARD
 
 TOE = STANDARD.index("LeftToeBase")  # 4: a leaf, parent 3, not spinal (gamma 0.02)
@@ -176,6 +172,7 @@ def test_metrics_by_hand() -> None:
 
 # ---- strategies ---------------------------------------------------------------------------------
 
+
 def _ctx(true: list[int], target: list[int] | None = None, k: int = 4) -> ClassContext:
     t = torch.tensor(true)
     tg = torch.tensor(target if target is not None else [-1] * len(true))
@@ -248,6 +245,7 @@ def test_random_target_of_a_clip_depends_only_on_seed_position_and_its_label() -
 
 
 # ---- the dynamics preconditioner ------------------------------------------------------------
+
 
 def test_preconditioner_by_hand_on_three_frames() -> None:
     # T = 3, fps 1, rho = 1: D = [1, -2, 1], H = I + D^T D. Constant and linear series are in
@@ -355,7 +353,8 @@ def test_bone_preconditioner_whitens_the_bone_term_into_the_position_term() -> N
 def test_bone_preconditioner_whitens_in_the_canonical_degrees_of_freedom() -> None:
     # with the root fixed and coincident joints tied (d = T v), (T S)^T H (T S) = w_pos G' on the joints that move,
     # G' their groups' summed gamma^2; H from autograd on all 75 coordinates
-    from attack_gen.attack.engine import dof_projection, project
+    from attack_gen.attack.engine import dof_projection
+    from attack_gen.attack.engine import project
     from attack_gen.data.preprocess import Canonical
 
     dof = dof_projection(Canonical("frame", True, ((10, 0, 5), (12, 13), (17, 19), (22, 24))))

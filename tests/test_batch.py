@@ -18,25 +18,26 @@ from click.testing import CliRunner
 
 from attack_gen.batch_commands import validate_batch as validate_batch_cmd
 from attack_gen.data.synthetic import generate_motion
-from stimuli.batch import (
-    ATTACK_VARIANTS,
-    Batch,
-    BatchError,
-    BatchItemInput,
-    CompositePlan,
-    Label,
-    SourceClip,
-    VariantInput,
-    check_batch,
-    load_batch,
-    validate_batch,
-    work_dir_for,
-    write_batch,
-)
-from stimuli.batch.padding import pad_mp4, pad_png
+from stimuli.batch import ATTACK_VARIANTS
+from stimuli.batch import Batch
+from stimuli.batch import BatchError
+from stimuli.batch import BatchItemInput
+from stimuli.batch import CompositePlan
+from stimuli.batch import Label
+from stimuli.batch import SourceClip
+from stimuli.batch import VariantInput
+from stimuli.batch import check_batch
+from stimuli.batch import load_batch
+from stimuli.batch import validate_batch
+from stimuli.batch import work_dir_for
+from stimuli.batch import write_batch
+from stimuli.batch.padding import pad_mp4
+from stimuli.batch.padding import pad_png
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
-from stimuli.render import RenderConfig, decode_frames, probe_video
+from stimuli.render import RenderConfig
+from stimuli.render import decode_frames
+from stimuli.render import probe_video
 from stimuli.render.ffmpeg import mp4_faststart
 
 TESTS = Path(__file__).resolve().parent
@@ -55,28 +56,48 @@ def perturb(x: np.ndarray, k: int, scale: float = 0.01) -> np.ndarray:
 def make_items(motions: list[np.ndarray] | None = None, fps: float = 10.0) -> list[BatchItemInput]:
     """Two items (synthetic walk and wave) with four attacked variants each; deterministic."""
     if motions is None:
-        motions = [generate_motion(a, seed=i, fps=fps, num_frames=10).positions
-                   for i, a in enumerate(("walk", "wave_right"))]  # fmt: skip
+        motions = [
+            generate_motion(a, seed=i, fps=fps, num_frames=10).positions for i, a in enumerate(("walk", "wave_right"))
+        ]
     items = []
     for i, x in enumerate(motions):
         variants: dict[str, VariantInput] = {"original": VariantInput(x, final_label=Label("walk", 0))}
         for k, name in enumerate(ATTACK_VARIANTS):
-            variants[name] = VariantInput(perturb(x, k), final_label=Label("run", 1), success=k != 3,
-                                          metrics={"mean_joint_displacement_m": 0.01 * (k + 1)})  # fmt: skip
-        items.append(BatchItemInput(variants, true_label=Label("walk", 0), attacked_label=Label("run", 1),
-                                    source=SourceClip("synthetic", window=i, file=f"clip{i}.npz"),
-                                    motion_fps=fps))  # fmt: skip
+            variants[name] = VariantInput(
+                perturb(x, k),
+                final_label=Label("run", 1),
+                success=k != 3,
+                metrics={"mean_joint_displacement_m": 0.01 * (k + 1)},
+            )
+        items.append(
+            BatchItemInput(
+                variants,
+                true_label=Label("walk", 0),
+                attacked_label=Label("run", 1),
+                source=SourceClip("synthetic", window=i, file=f"clip{i}.npz"),
+                motion_fps=fps,
+            )
+        )
     return items
 
 
 GENERATOR = {"command": "test", "seed": 0}
-PROVENANCE = {"dataset": {"name": "synthetic"}, "model": {"name": "stgcn", "checkpoint_sha256": "0" * 64},
-              "attack": {"strategy": "AB", "w": 0.4}}  # fmt: skip
+PROVENANCE = {
+    "dataset": {"name": "synthetic"},
+    "model": {"name": "stgcn", "checkpoint_sha256": "0" * 64},
+    "attack": {"strategy": "AB", "w": 0.4},
+}
 
 
 def write_default(out: Path, **kw) -> Batch:
-    return write_batch(out, make_items(), render_config=SMALL, generator_config=GENERATOR, provenance=PROVENANCE,
-                       **{"workers": 2, **kw})  # fmt: skip
+    return write_batch(
+        out,
+        make_items(),
+        render_config=SMALL,
+        generator_config=GENERATOR,
+        provenance=PROVENANCE,
+        **{"workers": 2, **kw},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +189,11 @@ def test_composite_halves_are_the_single_videos(batch_dir: Path) -> None:
 
 
 def test_stimuli_batch_imports_neither_renderer_nor_torch() -> None:
-    code = ("import sys, stimuli.batch, stimuli.controls; "
-            "bad = [m for m in ('torch', 'skia', 'stimuli.render') if m in sys.modules]; "
-            "sys.exit(f'imported {bad}' if bad else 0)")  # fmt: skip
+    code = (
+        "import sys, stimuli.batch, stimuli.controls; "
+        "bad = [m for m in ('torch', 'skia', 'stimuli.render') if m in sys.modules]; "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -272,7 +295,8 @@ def test_altered_file_is_refused(copy_of) -> None:
     problems = validate_batch(root, decode=False)
     assert len(problems) == 1
     assert str(problems[0]).startswith(
-        "items[0].variants.smart.poster: file items/item-000/smart.png: SHA-256 mismatch")
+        "items[0].variants.smart.poster: file items/item-000/smart.png: SHA-256 mismatch"
+    )
     # a truncated file is caught by its size, even by load_batch
     path = root / "items/item-000/original.npy"
     path.write_bytes(path.read_bytes()[:-8])
@@ -402,8 +426,11 @@ def test_cli_validate_batch(batch_dir: Path, copy_of) -> None:
     assert r.exit_code == 1
     out = json.loads(r.stdout)
     assert out["valid"] is False and "control.mp4" in out["problems"][0]["message"]
-    with pytest.raises(BatchError, match=r"stimulus batch .*copy: items\[1\].variants.control.video: file "
-                                         r"items/item-001/control.mp4: SHA-256 mismatch"):
+    with pytest.raises(
+        BatchError,
+        match=r"stimulus batch .*copy: items\[1\].variants.control.video: file "
+        r"items/item-001/control.mp4: SHA-256 mismatch",
+    ):
         check_batch(root, decode=False)
     r = runner.invoke(validate_batch_cmd, [str(root / "nope")])
     assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "not a folder" in r.stderr
@@ -446,13 +473,19 @@ def test_exception_midway_leaves_no_batch_and_a_rerun_reuses_the_work(tmp_path: 
     assert len(journal) == 3
     inodes = {p: (work / p).stat().st_ino for rec in journal for p in rec["outputs"]}
     seen: list[tuple[int, int]] = []
-    batch = write_batch(out, make_items(), render_config=SMALL, composites=plan, workers=1,
-                        progress=lambda d, t: seen.append((d, t)))  # fmt: skip
+    batch = write_batch(
+        out, make_items(), render_config=SMALL, composites=plan, workers=1, progress=lambda d, t: seen.append((d, t))
+    )
     assert seen[0] == (3, 2 * (6 + 1 + 3)) and seen[-1] == (20, 20)  # 3 jobs reused, 17 rendered
     assert all((out / p).stat().st_ino == ino for p, ino in inodes.items())  # reused, not rewritten
     assert not work.exists() and check_batch(out, decode=False) == batch
-    assert {c.id for c in batch.items[0].composites} == {"smart|l2", "l2|smart", "original|original",
-                                                          "original|smart", "original|control"}  # fmt: skip
+    assert {c.id for c in batch.items[0].composites} == {
+        "smart|l2",
+        "l2|smart",
+        "original|original",
+        "original|smart",
+        "original|control",
+    }
     with pytest.raises(DataError, match="already exists"):
         write_batch(out, make_items(), render_config=SMALL, composites=plan, workers=1)
 
@@ -486,8 +519,12 @@ def test_resume_after_sigkill_gives_the_uninterrupted_batch(batch_dir: Path, tmp
     work = work_dir_for(out)
     log = tmp_path / "writer.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(tests=str(TESTS), out=str(out))],
-                                start_new_session=True, stdout=fh, stderr=fh)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILL_SCRIPT.format(tests=str(TESTS), out=str(out))],
+            start_new_session=True,
+            stdout=fh,
+            stderr=fh,
+        )
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
@@ -536,8 +573,14 @@ def test_batch_from_real_hdm05_clips(shared_data: Path, tmp_path: Path) -> None:
     cfg = RenderConfig(width=96, height=96, fps=10.0, duration=6.0)  # the 6 s default path, cheaply
     out = tmp_path / "hdm05"
     plan = CompositePlan(naturalness=("smart", "l2"), indistinguishability=("original", "smart", "control"))
-    write_batch(out, items, render_config=cfg, workers=2, composites=plan,
-                provenance={"dataset": {"path": str(data.clips_path)}, "model": {}, "attack": {"strategy": "AB"}})
+    write_batch(
+        out,
+        items,
+        render_config=cfg,
+        workers=2,
+        composites=plan,
+        provenance={"dataset": {"path": str(data.clips_path)}, "model": {}, "attack": {"strategy": "AB"}},
+    )
     batch = check_batch(out)
     assert batch.items[1].source.window == 100 and batch.items[0].true_label.name == data.class_names[data.labels[0]]
     for ref in (batch.items[0].variant("smart").video, batch.items[1].composite("original", "control").video):
@@ -549,8 +592,10 @@ def test_batch_from_real_hdm05_clips(shared_data: Path, tmp_path: Path) -> None:
 
     for it in batch.items:
         cam = Camera.from_dict(it.camera)
-        uv = {v: cam.project(np.load(batch.path(it.variant(v).motion)).astype(np.float64))[0]
-              for v in ("original", "smart", "control")}  # fmt: skip
+        uv = {
+            v: cam.project(np.load(batch.path(it.variant(v).motion)).astype(np.float64))[0]
+            for v in ("original", "smart", "control")
+        }
         px = {v: np.linalg.norm(uv[v][:, [17, 22]] - uv["original"][:, [17, 22]], axis=-1).mean() for v in uv}
         assert px["control"] > 4 * px["smart"], px
         assert it.variant("control").metrics["mean_joint_displacement_m"] > 0.03
@@ -560,8 +605,15 @@ def test_batch_from_real_hdm05_clips(shared_data: Path, tmp_path: Path) -> None:
 
 def test_minimal_batch_overwrite_and_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     x = generate_motion("squat", seed=5, fps=10.0, num_frames=8).positions
-    items = [BatchItemInput({"original": x, "smart": VariantInput(perturb(x, 0), "squat", False)},
-                            true_label="squat", source={"dataset": "synthetic"}, motion_fps=10.0, item_id="only")]
+    items = [
+        BatchItemInput(
+            {"original": x, "smart": VariantInput(perturb(x, 0), "squat", False)},
+            true_label="squat",
+            source={"dataset": "synthetic"},
+            motion_fps=10.0,
+            item_id="only",
+        )
+    ]
     out = tmp_path / "b"
     first = write_batch(out, items, render_config=SMALL, controls=None, workers=1, batch_id="mine")
     assert first.batch_id == "mine" and first.variant_names == ("original", "smart")

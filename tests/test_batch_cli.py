@@ -12,11 +12,14 @@ from click.testing import CliRunner
 
 from attack_gen.attack.results import load_result
 from attack_gen.batch import stratified_order
-from attack_gen.cli import cli, run_collect
+from attack_gen.cli import cli
+from attack_gen.cli import run_collect
 from attack_gen.data.clips import load_clips
 from attack_gen.data.dataset import save_dataset
-from attack_gen.data.prepare import SplitSpec, prepare_from_smart_npz
-from attack_gen.train import TrainConfig, train_model
+from attack_gen.data.prepare import SplitSpec
+from attack_gen.data.prepare import prepare_from_smart_npz
+from attack_gen.train import TrainConfig
+from attack_gen.train import train_model
 from stimuli.batch import check_batch
 from stimuli.render import probe_video
 
@@ -48,8 +51,13 @@ def hdm05(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
     ds = prepare_from_smart_npz(shared_data / "hdm05_smart_subset", SplitSpec(test_fraction=0.3, seed=0))
     ds_path = save_dataset(ds, root / "hdm05.npz")
     ckpt = root / "stgcn.pt"
-    train_model(ds, TrainConfig(model="stgcn", size="tiny", epochs=10, batch_size=16, lr=1e-2, val_fraction=0.0),
-                out=ckpt, dataset_path=ds_path, progress=False)
+    train_model(
+        ds,
+        TrainConfig(model="stgcn", size="tiny", epochs=10, batch_size=16, lr=1e-2, val_fraction=0.0),
+        out=ckpt,
+        dataset_path=ds_path,
+        progress=False,
+    )
     clips = root / "clips.npz"
     run_collect(ckpt, ds_path, clips, "test", "cpu", True)
     return root, ckpt, clips
@@ -58,9 +66,34 @@ def hdm05(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_batch_from_real_hdm05_clips_validates(hdm05) -> None:
     root, ckpt, clips = hdm05
     out = root / "batch"
-    args = ["--threads", "1", "batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out", str(out),
-            "--motions", "2", "--losses", "smart,l2", "--iterations", "150", "--width", "96", "--height", "96",
-            "--fps", "10", "--duration", "6", "--workers", "1", "--json"]
+    args = [
+        "--threads",
+        "1",
+        "batch",
+        "--checkpoint",
+        str(ckpt),
+        "--clips",
+        str(clips),
+        "--out",
+        str(out),
+        "--motions",
+        "2",
+        "--losses",
+        "smart,l2",
+        "--iterations",
+        "150",
+        "--width",
+        "96",
+        "--height",
+        "96",
+        "--fps",
+        "10",
+        "--duration",
+        "6",
+        "--workers",
+        "1",
+        "--json",
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
@@ -100,11 +133,13 @@ def test_batch_from_real_hdm05_clips_validates(hdm05) -> None:
 
 def test_batch_refuses_bad_arguments(hdm05, tmp_path: Path) -> None:
     _, ckpt, clips = hdm05
-    res = CliRunner().invoke(cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out",
-                                   str(tmp_path / "b"), "--losses", "l2"])
+    res = CliRunner().invoke(
+        cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out", str(tmp_path / "b"), "--losses", "l2"]
+    )
     assert res.exit_code == 1 and "--losses must include smart" in res.output
-    res = CliRunner().invoke(cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(tmp_path / "none.npz"),
-                                   "--out", str(tmp_path / "b")])
+    res = CliRunner().invoke(
+        cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(tmp_path / "none.npz"), "--out", str(tmp_path / "b")]
+    )
     assert res.exit_code == 1 and "clip file not found" in res.output
     assert not (tmp_path / "b").exists()
 
@@ -113,8 +148,25 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     # the README's main job, shrunk (3 motions, 2 epochs, 1 s of 64 px video): dataset built,
     # the demo's ST-GCN trained, clips collected, AB with SMART and every ablation, rendered
     monkeypatch.setenv("SMART_STUDY_DATA", str(tmp_path / "root"))
-    args = ["batch", "--demo", "--motions", "3", "--epochs", "2", "--width", "64", "--height", "64",
-            "--fps", "10", "--duration", "1", "--workers", "1", "--json"]
+    args = [
+        "batch",
+        "--demo",
+        "--motions",
+        "3",
+        "--epochs",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--fps",
+        "10",
+        "--duration",
+        "1",
+        "--workers",
+        "1",
+        "--json",
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
@@ -151,10 +203,35 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     # in place: the canonical motions as they are, the root at the origin
     ckpt = next((tmp_path / "root" / "checkpoints").glob("*.pt"))
     clips = next((tmp_path / "root" / "clips").glob("*.npz"))
-    res = CliRunner().invoke(cli, ["batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out",
-                                   str(tmp_path / "inplace"), "--motions", "1", "--losses", "smart", "--width", "64",
-                                   "--height", "64", "--fps", "10", "--duration", "1", "--workers", "1",
-                                   "--trajectory", "in-place", "--json"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "batch",
+            "--checkpoint",
+            str(ckpt),
+            "--clips",
+            str(clips),
+            "--out",
+            str(tmp_path / "inplace"),
+            "--motions",
+            "1",
+            "--losses",
+            "smart",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--fps",
+            "10",
+            "--duration",
+            "1",
+            "--workers",
+            "1",
+            "--trajectory",
+            "in-place",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     b2 = check_batch(tmp_path / "inplace")
     assert b2.provenance.attack["trajectory"] == "in-place"

@@ -11,8 +11,13 @@ import scipy.io
 
 from attack_gen.data import load_motion
 from attack_gen.data.acclaim import load_amc
-from attack_gen.data.bvh import fps_from_frame_time, load_bvh, parse_bvh
-from attack_gen.data.retarget import SYNTH_FINGER_M, UNITS, detect_unit, select_standard
+from attack_gen.data.bvh import fps_from_frame_time
+from attack_gen.data.bvh import load_bvh
+from attack_gen.data.bvh import parse_bvh
+from attack_gen.data.retarget import SYNTH_FINGER_M
+from attack_gen.data.retarget import UNITS
+from attack_gen.data.retarget import detect_unit
+from attack_gen.data.retarget import select_standard
 from stimuli.errors import DataError
 from stimuli.motion import Motion
 from stimuli.paths import shared_data_dir
@@ -71,27 +76,73 @@ def standard_tree(scale: float = 1.0) -> tuple:
 
     def leg(side: str, x: float) -> tuple:
         hip = "LHipJoint" if side == "Left" else "RHipJoint"
-        return node(hip, (0, 0, 0), ROT,
-                    node(f"{side}UpLeg", (x * s, -5 * s, 0), ROT,
-                         node(f"{side}Leg", (0, -42 * s, 0), ROT,
-                              node(f"{side}Foot", (0, -42 * s, 0), ROT,
-                                   node(f"{side}ToeBase", (0, -5 * s, 12 * s), ROT, end((0, 0, 5 * s)))))))
+        return node(
+            hip,
+            (0, 0, 0),
+            ROT,
+            node(
+                f"{side}UpLeg",
+                (x * s, -5 * s, 0),
+                ROT,
+                node(
+                    f"{side}Leg",
+                    (0, -42 * s, 0),
+                    ROT,
+                    node(
+                        f"{side}Foot",
+                        (0, -42 * s, 0),
+                        ROT,
+                        node(f"{side}ToeBase", (0, -5 * s, 12 * s), ROT, end((0, 0, 5 * s))),
+                    ),
+                ),
+            ),
+        )
 
     def arm(side: str, x: float) -> tuple:
         t = "LThumb" if side == "Left" else "RThumb"
-        return node(f"{side}Arm", (x * 18 * s, 3 * s, 0), ROT,
-                    node(f"{side}ForeArm", (x * 28 * s, 0, 0), ROT,
-                         node(f"{side}Hand", (x * 25 * s, 0, 0), ROT,
-                              node(f"{side}HandIndex1", (x * 4 * s, 0, 0), ROT, end((x * 3 * s, 0, 0))),
-                              node(t, (0, 0, 0), ROT, end((x * 2 * s, 0, 2 * s))))))
+        return node(
+            f"{side}Arm",
+            (x * 18 * s, 3 * s, 0),
+            ROT,
+            node(
+                f"{side}ForeArm",
+                (x * 28 * s, 0, 0),
+                ROT,
+                node(
+                    f"{side}Hand",
+                    (x * 25 * s, 0, 0),
+                    ROT,
+                    node(f"{side}HandIndex1", (x * 4 * s, 0, 0), ROT, end((x * 3 * s, 0, 0))),
+                    node(t, (0, 0, 0), ROT, end((x * 2 * s, 0, 2 * s))),
+                ),
+            ),
+        )
 
-    return node("Hips", (0, 0, 0), ROOT6,
-                leg("Left", 9), leg("Right", -9),
-                node("Spine", (0, 12 * s, 0), ROT,
-                     node("Spine1", (0, 12 * s, 0), ROT,
-                          node("Neck", (0, 0, 0), ROT,
-                               node("Neck1", (0, 12 * s, 0), ROT, end((0, 10 * s, 0))),
-                               arm("Left", 1), arm("Right", -1)))))  # fmt: skip
+    return node(
+        "Hips",
+        (0, 0, 0),
+        ROOT6,
+        leg("Left", 9),
+        leg("Right", -9),
+        node(
+            "Spine",
+            (0, 12 * s, 0),
+            ROT,
+            node(
+                "Spine1",
+                (0, 12 * s, 0),
+                ROT,
+                node(
+                    "Neck",
+                    (0, 0, 0),
+                    ROT,
+                    node("Neck1", (0, 12 * s, 0), ROT, end((0, 10 * s, 0))),
+                    arm("Left", 1),
+                    arm("Right", -1),
+                ),
+            ),
+        ),
+    )
 
 
 def standard_rest_positions(scale: float = 1.0) -> np.ndarray:
@@ -116,24 +167,56 @@ def bandai_tree(hand_end_site: bool = True) -> tuple:
 
     def arm(sfx: str, x: float) -> tuple:
         hand_kids = [end((x * 5, 0, 0))] if hand_end_site else []
-        return node(f"Shoulder_{sfx}", (x * 5, 13, 0), six,
-                    node(f"UpperArm_{sfx}", (x * 13, 0, 0), six,
-                         node(f"LowerArm_{sfx}", (x * 24, 0, 0), six,
-                              node(f"Hand_{sfx}", (x * 22, 0, 0), six, *hand_kids))))
+        return node(
+            f"Shoulder_{sfx}",
+            (x * 5, 13, 0),
+            six,
+            node(
+                f"UpperArm_{sfx}",
+                (x * 13, 0, 0),
+                six,
+                node(f"LowerArm_{sfx}", (x * 24, 0, 0), six, node(f"Hand_{sfx}", (x * 22, 0, 0), six, *hand_kids)),
+            ),
+        )
 
     def leg(sfx: str, x: float) -> tuple:
-        return node(f"UpperLeg_{sfx}", (x * 9, -6, 0), six,
-                    node(f"LowerLeg_{sfx}", (0, -39, 0), six,
-                         node(f"Foot_{sfx}", (0, -41, 0), six,
-                              node(f"Toes_{sfx}", (0, -6, 10), six, end((0, 0, 5))))))
+        return node(
+            f"UpperLeg_{sfx}",
+            (x * 9, -6, 0),
+            six,
+            node(
+                f"LowerLeg_{sfx}",
+                (0, -39, 0),
+                six,
+                node(f"Foot_{sfx}", (0, -41, 0), six, node(f"Toes_{sfx}", (0, -6, 10), six, end((0, 0, 5)))),
+            ),
+        )
 
-    return node("joint_Root", (0, 0, 0), six,
-                node("Hips", (0, 94, 0), six,
-                     node("Spine", (0, 16, 0), six,
-                          node("Chest", (0, 9, 0), six,
-                               node("Neck", (0, 16, 0), six, node("Head", (0, 6, 0), six, end((0, 10, 0)))),
-                               arm("L", 1), arm("R", -1))),
-                     leg("L", 1), leg("R", -1)))  # fmt: skip
+    return node(
+        "joint_Root",
+        (0, 0, 0),
+        six,
+        node(
+            "Hips",
+            (0, 94, 0),
+            six,
+            node(
+                "Spine",
+                (0, 16, 0),
+                six,
+                node(
+                    "Chest",
+                    (0, 9, 0),
+                    six,
+                    node("Neck", (0, 16, 0), six, node("Head", (0, 6, 0), six, end((0, 10, 0)))),
+                    arm("L", 1),
+                    arm("R", -1),
+                ),
+            ),
+            leg("L", 1),
+            leg("R", -1),
+        ),
+    )
 
 
 def rest_frame(tree: tuple) -> list[float]:
@@ -223,8 +306,11 @@ def test_bandai_missing_joints_are_placed_by_rule(tmp_path: Path) -> None:
     assert m.meta["naming"] == "bandai" and m.meta["unit"] == "cm" and m.fps == 30.0
     assert m.meta["num_source_joints"] == 22
     assert m.meta["synthesised_joints"] == {
-        "LHipJoint": "=Hips", "RHipJoint": "=Hips", "LThumb": "=LeftHand", "RThumb": "=RightHand",
-    }  # fmt: skip
+        "LHipJoint": "=Hips",
+        "RHipJoint": "=Hips",
+        "LThumb": "=LeftHand",
+        "RThumb": "=RightHand",
+    }
     p, idx = m.positions[0], STANDARD.index
     np.testing.assert_allclose(p[idx("Hips")], [0, 0.94, 0], atol=1e-6)
     np.testing.assert_allclose(p[idx("LHipJoint")], p[idx("Hips")], atol=1e-7)
@@ -253,7 +339,9 @@ def test_bandai_without_hand_end_site_synthesises_finger(tmp_path: Path) -> None
 
 
 def test_unknown_naming_lists_missing_joints(tmp_path: Path) -> None:
-    tree = node("pelvis", (0, 0, 0), ROOT6, node("Hips", (0, 1, 0), ROT, node("Spine", (0, 10, 0), ROT, end((0, 1, 0)))))
+    tree = node(
+        "pelvis", (0, 0, 0), ROOT6, node("Hips", (0, 1, 0), ROT, node("Spine", (0, 10, 0), ROT, end((0, 1, 0))))
+    )
     f = write_bvh(tmp_path / "weird.bvh", tree)
     with pytest.raises(DataError) as info:
         load_bvh(f)

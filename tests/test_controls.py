@@ -6,14 +6,29 @@ import numpy as np
 import pytest
 
 from attack_gen.data.synthetic import generate_motion
-from stimuli.controls import deviation_metrics, make_control
+from stimuli.controls import deviation_metrics
+from stimuli.controls import make_control
 from stimuli.errors import MotionFormatError
 from stimuli.skeleton import STANDARD
 
 SMART_TYPICAL_M = 0.01
 """A SMART attack typically moves joints by about 1 cm or less."""
-UNTOUCHED = [STANDARD.index(n) for n in ("Hips", "Spine", "Spine1", "Neck", "Neck1", "LeftArm", "RightArm",
-                                         "LeftUpLeg", "RightUpLeg", "LHipJoint", "RHipJoint")]  # fmt: skip
+UNTOUCHED = [
+    STANDARD.index(n)
+    for n in (
+        "Hips",
+        "Spine",
+        "Spine1",
+        "Neck",
+        "Neck1",
+        "LeftArm",
+        "RightArm",
+        "LeftUpLeg",
+        "RightUpLeg",
+        "LHipJoint",
+        "RHipJoint",
+    )
+]
 HANDS = [STANDARD.index("LeftHand"), STANDARD.index("RightHand")]
 
 
@@ -54,14 +69,17 @@ def test_control_on_real_hdm05_clips(shared_data) -> None:
     from attack_gen.data.smart_npz import load_smart_npz
 
     clips = load_smart_npz(shared_data / "hdm05_smart_subset").positions_m[::11]
-    disp = [deviation_metrics(x, make_control(x, seed=i), 30.0)["mean_joint_displacement_m"]
-            for i, x in enumerate(clips)]
+    disp = [
+        deviation_metrics(x, make_control(x, seed=i), 30.0)["mean_joint_displacement_m"] for i, x in enumerate(clips)
+    ]
     assert min(disp) > 3 * SMART_TYPICAL_M, disp
     assert 0.03 < float(np.mean(disp)) < 0.06
 
 
 def test_control_is_visible_when_rendered(walk: np.ndarray) -> None:
-    from stimuli.render import Camera, RenderConfig, render_frames
+    from stimuli.render import Camera
+    from stimuli.render import RenderConfig
+    from stimuli.render import render_frames
 
     cfg = RenderConfig(width=128, height=128, fps=10.0, duration=1.0)
     clip = walk[::3]  # 10 fps

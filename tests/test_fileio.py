@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from stimuli.errors import DataError
-from stimuli.fileio import NPY_LOCK, json_default, load_npy, read_npz
+from stimuli.fileio import NPY_LOCK
+from stimuli.fileio import json_default
+from stimuli.fileio import load_npy
+from stimuli.fileio import read_npz
 
 
 def test_read_npz_returns_the_arrays_and_can_keep_only_the_required(tmp_path: Path) -> None:

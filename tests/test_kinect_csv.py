@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attack_gen.data.kinect_csv import gesture_from_filename, load_kinect_csv, read_kinect_csv
+from attack_gen.data.kinect_csv import gesture_from_filename
+from attack_gen.data.kinect_csv import load_kinect_csv
+from attack_gen.data.kinect_csv import read_kinect_csv
 from stimuli.errors import DataError
 from stimuli.skeleton import STANDARD
 
@@ -121,13 +123,15 @@ def _bad(lines: list[str], k: int, new: str) -> list[str]:
     [
         (lambda ls: _bad(ls, 3, ls[3] + "1.0,"), 4, r"expected 102 comma-separated fields.*got 103"),
         (lambda ls: _bad(ls, 2, ls[2].rsplit(",", 3)[0] + ","), 3, r"expected 102 comma-separated fields"),
-        (lambda ls: _bad(ls, 4, ls[4].replace(",2,", ",abc,", 1)), 5,
-            r"field \d+: expected a finite number, got 'abc'"),
+        (
+            lambda ls: _bad(ls, 4, ls[4].replace(",2,", ",abc,", 1)),
+            5,
+            r"field \d+: expected a finite number, got 'abc'",
+        ),
         (lambda ls: _bad(ls, 1, "x" + ls[1]), 2, r"field 1: expected a finite number"),
         (lambda ls: _bad(ls, 6, ls[6].replace(",2,", ",nan,", 1)), 7, r"finite number, got 'nan'"),
         (lambda ls: _bad(ls, 4, ls[3]), 5, r"not after the previous frame's.*strictly increasing"),
-        (lambda ls: _bad(ls, 5, "1.5e6" + ls[5][ls[5].index(","):]), 6,
-            r"field 1: expected an integer timestamp"),
+        (lambda ls: _bad(ls, 5, "1.5e6" + ls[5][ls[5].index(",") :]), 6, r"field 1: expected an integer timestamp"),
         (lambda ls: _bad(ls, 2, ls[2][:-2] + "7,"), 3, r"tracking state 0, 1 or 2 for joint ThumbRight, got 7"),
     ],
 )

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from click.testing import CliRunner
+from fuzzing import ODD
+from fuzzing import base_files
+from fuzzing import judge
+from fuzzing import judge_smart_npz
+from fuzzing import mutate
 
 from attack_gen.cli import cli
 from attack_gen.data import load_motion
 from attack_gen.data.limits import number
-from fuzzing import ODD, base_files, judge, judge_smart_npz, mutate
 from stimuli.errors import DataError
 
 N = 250
@@ -53,8 +56,20 @@ def test_mutated_files_give_a_clean_error_or_plausible_motion(bases, fmt: str, t
 def test_odd_numbers_are_refused_exactly() -> None:
     for tok in ODD:
         value = number(tok)
-        plain = tok in ("0", "-0", "7", "0.0000001", "1e30", "-1e30", "1e308", "3.4e38", "1e-300", "1e20", "-1e300",
-                        "9" * 40)
+        plain = tok in (
+            "0",
+            "-0",
+            "7",
+            "0.0000001",
+            "1e30",
+            "-1e30",
+            "1e308",
+            "3.4e38",
+            "1e-300",
+            "1e20",
+            "-1e300",
+            "9" * 40,
+        )
         assert (value is not None) == plain, tok
 
 
@@ -75,18 +90,33 @@ def test_one_huge_value_in_one_file_names_that_file(bases, tmp_path: Path) -> No
         shutil.copy(files["bvh"][0], tmp_path / label / f"good{i}.bvh")
     shutil.move(bad, tmp_path / "run" / "bad.bvh")
     out = tmp_path / "ds.npz"
-    res = CliRunner().invoke(cli, ["prepare", "--train", str(tmp_path / "walk"), "--train", str(tmp_path / "run"),
-                                   "--test-fraction", "0.25", "--out", str(out)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "prepare",
+            "--train",
+            str(tmp_path / "walk"),
+            "--train",
+            str(tmp_path / "run"),
+            "--test-fraction",
+            "0.25",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 1 and not out.exists()
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "bad.bvh line" in lines[0] and "implausible in any unit" in lines[0]
 
 
-@pytest.mark.parametrize("change, message", [
-    ("Frame Time: 1e-300", "Frame Time 1e-300: frame rate"),
-    ("Frame Time: ١", "expected a number after 'Frame Time:'"),
-    ("Frames: ３０", "expected an integer frame count"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("Frame Time: 1e-300", "Frame Time 1e-300: frame rate"),
+        ("Frame Time: ١", "expected a number after 'Frame Time:'"),
+        ("Frames: ３０", "expected an integer frame count"),
+    ],
+)
 def test_bvh_header_values_are_checked(bases, tmp_path: Path, change: str, message: str) -> None:
     _, files = bases
     key = change.split(":")[0]

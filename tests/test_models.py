@@ -14,18 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from attack_gen.models import MODELS, build_model, build_model_from_config, list_models, model_config
-from attack_gen.models.graph import (
-    adjacency,
-    agcn_subsets,
-    hop_distance,
-    part_indices,
-    skeleton_incidence,
-    spatial_partition,
-    stgcn_adjacency,
-    undirected_edges,
-)
-from attack_gen.models.layers import Bones, frame_differences
+from attack_gen.models import MODELS
+from attack_gen.models import build_model
+from attack_gen.models import build_model_from_config
+from attack_gen.models import list_models
+from attack_gen.models import model_config
+from attack_gen.models.graph import adjacency
+from attack_gen.models.graph import agcn_subsets
+from attack_gen.models.graph import hop_distance
+from attack_gen.models.graph import part_indices
+from attack_gen.models.graph import skeleton_incidence
+from attack_gen.models.graph import spatial_partition
+from attack_gen.models.graph import stgcn_adjacency
+from attack_gen.models.graph import undirected_edges
+from attack_gen.models.layers import Bones
+from attack_gen.models.layers import frame_differences
 from stimuli.skeleton import STANDARD
 
 NAMES = ["agcn", "asgcn", "dgnn", "hrnn", "stgcn"]
@@ -148,9 +151,19 @@ def _stgcn_block(c_in: int, c_out: int, stride: int, first: bool, k: int = 3, v:
 
 
 def test_stgcn_paper_parameter_count_matches_the_original() -> None:
-    layout = [(3, 64, 1), (64, 64, 1), (64, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1),
-              (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 256, 1)]
-    expected = 2 * 75 + sum(_stgcn_block(*l, first=i == 0) for i, l in enumerate(layout)) + 256 * 60 + 60
+    layout = [
+        (3, 64, 1),
+        (64, 64, 1),
+        (64, 64, 1),
+        (64, 64, 1),
+        (64, 128, 2),
+        (128, 128, 1),
+        (128, 128, 1),
+        (128, 256, 2),
+        (256, 256, 1),
+        (256, 256, 1),
+    ]
+    expected = 2 * 75 + sum(_stgcn_block(*spec, first=i == 0) for i, spec in enumerate(layout)) + 256 * 60 + 60
     assert expected == 3_098_832  # ~3.1M, the reference ST-GCN with M = 1 and 60 classes
     got = sum(p.numel() for p in build_model("stgcn", 60).parameters())
     assert got == expected
@@ -167,9 +180,19 @@ def test_agcn_paper_parameter_count_matches_the_published_one() -> None:
         res = 0 if first or (c_in == c_out and stride == 1) else c_in * c_out + c_out + 2 * c_out
         return gcn + down + tcn + res
 
-    layout = [(3, 64, 1), (64, 64, 1), (64, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 1),
-              (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 256, 1)]
-    per_stream = 2 * 75 + sum(layer(*l, first=i == 0) for i, l in enumerate(layout)) + 256 * 60 + 60
+    layout = [
+        (3, 64, 1),
+        (64, 64, 1),
+        (64, 64, 1),
+        (64, 64, 1),
+        (64, 128, 2),
+        (128, 128, 1),
+        (128, 128, 1),
+        (128, 256, 2),
+        (256, 256, 1),
+        (256, 256, 1),
+    ]
+    per_stream = 2 * 75 + sum(layer(*spec, first=i == 0) for i, spec in enumerate(layout)) + 256 * 60 + 60
     model = build_model("agcn", 60)
     for stream in model.streams.values():
         assert sum(p.numel() for p in stream.parameters()) == per_stream

@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attack_gen.data.ntu import (
-    KINECT_CAMERA_TO_OURS,
-    body_energy,
-    kinect_camera_to_ours,
-    load_ntu_skeleton,
-    parse_ntu_name,
-    read_ntu_skeleton,
-)
+from attack_gen.data.ntu import KINECT_CAMERA_TO_OURS
+from attack_gen.data.ntu import body_energy
+from attack_gen.data.ntu import kinect_camera_to_ours
+from attack_gen.data.ntu import load_ntu_skeleton
+from attack_gen.data.ntu import parse_ntu_name
+from attack_gen.data.ntu import read_ntu_skeleton
 from stimuli.errors import DataError
-from stimuli.skeleton import KINECT_V2, STANDARD
+from stimuli.skeleton import KINECT_V2
+from stimuli.skeleton import STANDARD
 
 NAME = "S002C003P015R002A027.skeleton"
 
@@ -100,8 +99,12 @@ def two_body_frames(n: int = 30) -> list[list[tuple[int, np.ndarray]]]:
 
 def test_parse_name():
     assert parse_ntu_name("x/S001C001P001R001A001.skeleton") == {
-        "setup": 1, "camera": 1, "subject": "P001", "replication": 1, "action": 1,
-    }  # fmt: skip
+        "setup": 1,
+        "camera": 1,
+        "subject": "P001",
+        "replication": 1,
+        "action": 1,
+    }
     assert parse_ntu_name("other.skeleton") == {}
 
 

@@ -14,7 +14,10 @@ from click.testing import CliRunner
 
 from attack_gen.cli import cli
 from attack_gen.data.clips import load_clips
-from attack_gen.data.dataset import TEST, TRAIN, load_dataset, save_dataset
+from attack_gen.data.dataset import TEST
+from attack_gen.data.dataset import TRAIN
+from attack_gen.data.dataset import load_dataset
+from attack_gen.data.dataset import save_dataset
 from attack_gen.data.prepare import prepare_synthetic
 from attack_gen.data.preprocess import PreprocessConfig
 from attack_gen.recognizer import load_checkpoint
@@ -39,8 +42,9 @@ def _run(args: list[str]) -> tuple[int, str]:
 def hdm05(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Cross-subject HDM05 (actors bd + bk train, dg test) from the real AMC files."""
     out = tmp_path_factory.mktemp("hdm05") / "hdm05.npz"
-    code, output = _run(["prepare", "--train", str(shared_data / "hdm05_cut_amc"), "--test-subjects", "dg",
-                         "--out", str(out), "--json"])
+    code, output = _run(
+        ["prepare", "--train", str(shared_data / "hdm05_cut_amc"), "--test-subjects", "dg", "--out", str(out), "--json"]
+    )
     assert code == 0, output
     return out
 
@@ -74,11 +78,22 @@ def test_prepare_hdm05_cross_subject(hdm05: Path, shared_data: Path) -> None:
 
 def test_prepare_with_label_rule_and_fraction_split(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bandai.npz"
-    code, output = _run([
-        "prepare", "--train", str(shared_data / "bandai_namco_motion" / "dataset-2"),
-        "--label-rule", r"dataset-\d_(?P<label>.+)_[a-z]+_\d+\.bvh$", "--test-fraction", "0.3", "--seed", "1",
-        "--out", str(out), "--json",
-    ])
+    code, output = _run(
+        [
+            "prepare",
+            "--train",
+            str(shared_data / "bandai_namco_motion" / "dataset-2"),
+            "--label-rule",
+            r"dataset-\d_(?P<label>.+)_[a-z]+_\d+\.bvh$",
+            "--test-fraction",
+            "0.3",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0, output
     summary = json.loads(output)
     # dataset-2: 10 contents x 7 styles (data README)
@@ -93,9 +108,22 @@ def test_prepare_with_label_rule_and_fraction_split(shared_data: Path, tmp_path:
 
 
 def test_prepare_kinect_gestures_and_the_smart_npz(shared_data: Path, tmp_path: Path) -> None:
-    code, output = _run(["prepare", "--train", str(shared_data / "kinect_v2_gestures"), "--label-rule",
-                         r"Ges\d+_(?P<label>\w+)\.csv", "--test-fraction", "0.25", "--stride", "30",
-                         "--out", str(tmp_path / "k.npz"), "--json"])
+    code, output = _run(
+        [
+            "prepare",
+            "--train",
+            str(shared_data / "kinect_v2_gestures"),
+            "--label-rule",
+            r"Ges\d+_(?P<label>\w+)\.csv",
+            "--test-fraction",
+            "0.25",
+            "--stride",
+            "30",
+            "--out",
+            str(tmp_path / "k.npz"),
+            "--json",
+        ]
+    )
     assert code == 0, output
     summary = json.loads(output)
     assert summary["classes"] == ["balancinghands", "comehere", "drawlines", "wavehand"]
@@ -103,8 +131,18 @@ def test_prepare_kinect_gestures_and_the_smart_npz(shared_data: Path, tmp_path: 
     skipped = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
     assert set(skipped) == {"MANIFEST.csv", "labels.csv"}
     assert all(r.startswith("not a Kinect v2 capture") for r in skipped.values())
-    code, output = _run(["prepare", "--train", str(shared_data / "hdm05_smart_subset"), "--test-fraction", "0.2",
-                         "--out", str(tmp_path / "s.npz"), "--json"])
+    code, output = _run(
+        [
+            "prepare",
+            "--train",
+            str(shared_data / "hdm05_smart_subset"),
+            "--test-fraction",
+            "0.2",
+            "--out",
+            str(tmp_path / "s.npz"),
+            "--json",
+        ]
+    )
     assert code == 0, output
     summary = json.loads(output)
     assert summary["windows"] == 219 and len(summary["classes"]) == 22  # 22 of the 65 classes are present
@@ -123,8 +161,9 @@ def test_prepare_kinect_gestures_and_the_smart_npz(shared_data: Path, tmp_path: 
 )
 def test_prepare_bad_input_is_one_line_error(shared_data: Path, tmp_path: Path, extra: list[str], message: str) -> None:
     out = tmp_path / "x.npz"
-    code, output = _run(["prepare", "--train", str(shared_data / "hdm05_cut_amc" / "squat1Reps"), *extra,
-                         "--out", str(out)])
+    code, output = _run(
+        ["prepare", "--train", str(shared_data / "hdm05_cut_amc" / "squat1Reps"), *extra, "--out", str(out)]
+    )
     assert code == 1 and "Traceback" not in output
     last = output.strip().splitlines()[-1]  # after any progress bar (stderr)
     assert last.startswith("Error: ") and message in last
@@ -132,8 +171,17 @@ def test_prepare_bad_input_is_one_line_error(shared_data: Path, tmp_path: Path, 
 
 
 def test_prepare_refuses_a_folder_without_motion_files(shared_data: Path, tmp_path: Path) -> None:
-    code, output = _run(["prepare", "--train", str(shared_data / "hdm05_cut_amc" / "asf"), "--test-fraction",
-                         "0.5", "--out", str(tmp_path / "x.npz")])
+    code, output = _run(
+        [
+            "prepare",
+            "--train",
+            str(shared_data / "hdm05_cut_amc" / "asf"),
+            "--test-fraction",
+            "0.5",
+            "--out",
+            str(tmp_path / "x.npz"),
+        ]
+    )
     assert code == 1 and "no motion files found" in output
 
 
@@ -142,8 +190,9 @@ def test_prepare_never_leaves_a_half_written_file(shared_data: Path, tmp_path: P
     folder.mkdir(parents=True)
     shutil.copy(shared_data / "hdm05_bvh_basar" / "HDM_bd_cartwheelLHandStart1Reps_001_120.bvh", folder)
     bad = folder / "broken.bvh"
-    bad.write_text((shared_data / "hdm05_bvh_basar" / "HDM_bd_cartwheelLHandStart1Reps_001_120.bvh")
-                   .read_text()[:-20000])  # truncated motion section
+    bad.write_text(
+        (shared_data / "hdm05_bvh_basar" / "HDM_bd_cartwheelLHandStart1Reps_001_120.bvh").read_text()[:-20000]
+    )  # truncated motion section
     out = tmp_path / "out" / "ds.npz"
     code, output = _run(["prepare", "--train", str(tmp_path / "raw"), "--test-fraction", "0.5", "--out", str(out)])
     assert code == 1 and "broken.bvh" in output
@@ -153,15 +202,36 @@ def test_prepare_never_leaves_a_half_written_file(shared_data: Path, tmp_path: P
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ds = prepare_synthetic(samples_per_class=4, num_frames=40, subjects=4, test_subjects=("s04",),
-                           config=PreprocessConfig(window=30, stride=10))
+    ds = prepare_synthetic(
+        samples_per_class=4,
+        num_frames=40,
+        subjects=4,
+        test_subjects=("s04",),
+        config=PreprocessConfig(window=30, stride=10),
+    )
     return save_dataset(ds, tmp_path_factory.mktemp("syn") / "syn.npz")
 
 
 def test_train_evaluate_collect_round_trip(synthetic: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "m.pt"
-    code, output = _run(["train", "--model", "stgcn", "--size", "tiny", "--dataset", str(synthetic), "--out",
-                         str(ckpt), "--epochs", "6", "--lr", "1e-2", "--json"])
+    code, output = _run(
+        [
+            "train",
+            "--model",
+            "stgcn",
+            "--size",
+            "tiny",
+            "--dataset",
+            str(synthetic),
+            "--out",
+            str(ckpt),
+            "--epochs",
+            "6",
+            "--lr",
+            "1e-2",
+            "--json",
+        ]
+    )
     assert code == 0, output
     trained = json.loads(output)
     assert len(trained["history"]) == 6 and 1 <= trained["best_epoch"] <= 6
@@ -172,8 +242,9 @@ def test_train_evaluate_collect_round_trip(synthetic: Path, tmp_path: Path) -> N
     np.testing.assert_allclose(info["normalisation"]["mean"], ds.mean, atol=1e-6)
 
     conf_csv = tmp_path / "conf.csv"
-    code, output = _run(["evaluate", "--checkpoint", str(ckpt), "--dataset", str(synthetic), "--confusion",
-                         str(conf_csv), "--json"])
+    code, output = _run(
+        ["evaluate", "--checkpoint", str(ckpt), "--dataset", str(synthetic), "--confusion", str(conf_csv), "--json"]
+    )
     assert code == 0, output
     ev = json.loads(output)
     # accuracy, per-class accuracy and the confusion matrix agree with an independent prediction
@@ -192,8 +263,9 @@ def test_train_evaluate_collect_round_trip(synthetic: Path, tmp_path: Path) -> N
         assert ev["per_class_accuracy"][name] == (pytest.approx(expect) if expect is not None else None)
 
     clips_path = tmp_path / "clips.npz"
-    code, output = _run(["collect", "--checkpoint", str(ckpt), "--dataset", str(synthetic), "--out",
-                         str(clips_path), "--json"])
+    code, output = _run(
+        ["collect", "--checkpoint", str(ckpt), "--dataset", str(synthetic), "--out", str(clips_path), "--json"]
+    )
     assert code == 0, output
     clips = load_clips(clips_path)
     assert len(clips) == int((pred == test.labels).sum()) == json.loads(output)["clips"]
@@ -204,10 +276,31 @@ def test_train_evaluate_collect_round_trip(synthetic: Path, tmp_path: Path) -> N
 
 def test_evaluate_refuses_a_mismatched_dataset(synthetic: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "m.pt"
-    assert _run(["train", "--model", "hrnn", "--size", "tiny", "--dataset", str(synthetic), "--out", str(ckpt),
-                 "--epochs", "1"])[0] == 0
-    other = prepare_synthetic(samples_per_class=2, num_frames=40, subjects=2, test_subjects=("s02",),
-                              config=PreprocessConfig(window=20, stride=10))
+    assert (
+        _run(
+            [
+                "train",
+                "--model",
+                "hrnn",
+                "--size",
+                "tiny",
+                "--dataset",
+                str(synthetic),
+                "--out",
+                str(ckpt),
+                "--epochs",
+                "1",
+            ]
+        )[0]
+        == 0
+    )
+    other = prepare_synthetic(
+        samples_per_class=2,
+        num_frames=40,
+        subjects=2,
+        test_subjects=("s02",),
+        config=PreprocessConfig(window=20, stride=10),
+    )
     other_path = save_dataset(other, tmp_path / "other.npz")
     code, output = _run(["evaluate", "--checkpoint", str(ckpt), "--dataset", str(other_path)])
     assert code == 1 and "windows of 20 frames; the model was trained on 30" in output
@@ -231,7 +324,23 @@ def test_dataset_file_checks(synthetic: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_hrnn_reaches_80_percent_on_cross_subject_hdm05(hdm05: Path, tmp_path: Path) -> None:
     """The issue's bar, checked in CI for the fastest model (all five: bench/train_hdm05.py)."""
-    code, output = _run(["train", "--model", "hrnn", "--size", "small", "--dataset", str(hdm05), "--out",
-                         str(tmp_path / "hrnn.pt"), "--epochs", "40", "--lr", "2e-3", "--json"])
+    code, output = _run(
+        [
+            "train",
+            "--model",
+            "hrnn",
+            "--size",
+            "small",
+            "--dataset",
+            str(hdm05),
+            "--out",
+            str(tmp_path / "hrnn.pt"),
+            "--epochs",
+            "40",
+            "--lr",
+            "2e-3",
+            "--json",
+        ]
+    )
     assert code == 0, output
     assert json.loads(output)["test_accuracy"] >= 0.80

@@ -5,20 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attack_gen.data.preprocess import (
-    Canonical,
-    PreprocessConfig,
-    canonical_windows,
-    canonicalise,
-    center_root,
-    face_forward,
-    facing_angle,
-    normalisation_stats,
-    preprocess_motion,
-    resample,
-    windows,
-)
-from stimuli.errors import DataError, MotionFormatError
+from attack_gen.data.preprocess import Canonical
+from attack_gen.data.preprocess import PreprocessConfig
+from attack_gen.data.preprocess import canonical_windows
+from attack_gen.data.preprocess import canonicalise
+from attack_gen.data.preprocess import center_root
+from attack_gen.data.preprocess import face_forward
+from attack_gen.data.preprocess import facing_angle
+from attack_gen.data.preprocess import normalisation_stats
+from attack_gen.data.preprocess import preprocess_motion
+from attack_gen.data.preprocess import resample
+from attack_gen.data.preprocess import windows
+from stimuli.errors import DataError
+from stimuli.errors import MotionFormatError
 from stimuli.skeleton import STANDARD
 
 
@@ -152,14 +151,17 @@ def test_canonicalise_ties_coincident_joints_and_is_idempotent() -> None:
     np.testing.assert_allclose(canonicalise(c, spec), c, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"center": "middle", "face_forward": True, "coincident": []}, "center must be one of"),
-    ({"center": "frame", "face_forward": 1, "coincident": []}, "face_forward must be true or false"),
-    ({"center": "frame", "face_forward": True, "coincident": [[10]]}, "groups of two or more"),
-    ({"center": "frame", "face_forward": True, "coincident": [[10, 0], [0, 5]]}, "overlap"),
-    ({"center": "frame", "face_forward": True, "coincident": [[10, 25]]}, "joint indices 0..24"),
-    ({"center": "frame", "face_forward": True}, "expected center, face_forward and coincident"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"center": "middle", "face_forward": True, "coincident": []}, "center must be one of"),
+        ({"center": "frame", "face_forward": 1, "coincident": []}, "face_forward must be true or false"),
+        ({"center": "frame", "face_forward": True, "coincident": [[10]]}, "groups of two or more"),
+        ({"center": "frame", "face_forward": True, "coincident": [[10, 0], [0, 5]]}, "overlap"),
+        ({"center": "frame", "face_forward": True, "coincident": [[10, 25]]}, "joint indices 0..24"),
+        ({"center": "frame", "face_forward": True}, "expected center, face_forward and coincident"),
+    ],
+)
 def test_canonical_spec_errors_are_one_line(bad: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
         Canonical.from_json(bad)

@@ -12,28 +12,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stimuli.errors import MotionFormatError, SmartStudyError
+from stimuli.errors import MotionFormatError
+from stimuli.errors import SmartStudyError
 from stimuli.motion import Motion
-from stimuli.render import (
-    Camera,
-    RenderConfig,
-    RenderError,
-    background,
-    contact_sheet,
-    decode_frames,
-    ffmpeg_exe,
-    frame_schedule,
-    probe_video,
-    render_frame,
-    render_frames,
-    render_pair,
-    render_side_by_side,
-    render_side_by_side_frames,
-    render_video,
-    resample,
-    write_png,
-    write_poster,
-)
+from stimuli.render import Camera
+from stimuli.render import RenderConfig
+from stimuli.render import RenderError
+from stimuli.render import background
+from stimuli.render import contact_sheet
+from stimuli.render import decode_frames
+from stimuli.render import ffmpeg_exe
+from stimuli.render import frame_schedule
+from stimuli.render import probe_video
+from stimuli.render import render_frame
+from stimuli.render import render_frames
+from stimuli.render import render_pair
+from stimuli.render import render_side_by_side
+from stimuli.render import render_side_by_side_frames
+from stimuli.render import render_video
+from stimuli.render import resample
+from stimuli.render import write_png
+from stimuli.render import write_poster
 from stimuli.skeleton import STANDARD
 
 SMALL = RenderConfig(width=128, height=96, fps=15.0, duration=1.0)
@@ -43,13 +42,23 @@ SMALL = RenderConfig(width=128, height=96, fps=15.0, duration=1.0)
 def standing_pose() -> np.ndarray:
     """A person standing, facing +Z (their left is +X), metres, Y up; quirks as in real data."""
     p = {
-        "Hips": (0, 0.95, 0), "LHipJoint": (0, 0.95, 0), "RHipJoint": (0, 0.95, 0),
-        "LeftUpLeg": (0.10, 0.90, 0), "LeftLeg": (0.11, 0.50, 0.02), "LeftFoot": (0.11, 0.08, 0),
+        "Hips": (0, 0.95, 0),
+        "LHipJoint": (0, 0.95, 0),
+        "RHipJoint": (0, 0.95, 0),
+        "LeftUpLeg": (0.10, 0.90, 0),
+        "LeftLeg": (0.11, 0.50, 0.02),
+        "LeftFoot": (0.11, 0.08, 0),
         "LeftToeBase": (0.12, 0.02, 0.13),
-        "Spine": (0, 1.07, 0), "Spine1": (0, 1.19, 0), "Neck": (0, 1.19, 0), "Neck1": (0, 1.29, 0.02),
-        "LeftArm": (0.19, 1.19, 0), "LeftForeArm": (0.22, 0.91, 0), "LeftHand": (0.24, 0.66, 0.02),
-        "LeftHandIndex1": (0.25, 0.61, 0.03), "LThumb": (0.24, 0.66, 0.02),
-    }  # fmt: skip
+        "Spine": (0, 1.07, 0),
+        "Spine1": (0, 1.19, 0),
+        "Neck": (0, 1.19, 0),
+        "Neck1": (0, 1.29, 0.02),
+        "LeftArm": (0.19, 1.19, 0),
+        "LeftForeArm": (0.22, 0.91, 0),
+        "LeftHand": (0.24, 0.66, 0.02),
+        "LeftHandIndex1": (0.25, 0.61, 0.03),
+        "LThumb": (0.24, 0.66, 0.02),
+    }
     pose = np.zeros((25, 3))
     for name, xyz in p.items():
         pose[STANDARD.index(name)] = xyz
@@ -64,10 +73,12 @@ def swinging_motion(num_frames: int = 30) -> np.ndarray:
     pose = standing_pose().astype(np.float64)
     t = np.arange(num_frames) / num_frames * 2 * np.pi
     out = np.repeat(pose[None], num_frames, axis=0)
-    for names, sign in ((("LeftForeArm", "LeftHand", "LeftHandIndex1", "LThumb"), 1),
-                        (("RightForeArm", "RightHand", "RightHandIndex1", "RThumb"), -1),
-                        (("LeftLeg", "LeftFoot", "LeftToeBase"), -0.6),
-                        (("RightLeg", "RightFoot", "RightToeBase"), 0.6)):  # fmt: skip
+    for names, sign in (
+        (("LeftForeArm", "LeftHand", "LeftHandIndex1", "LThumb"), 1),
+        (("RightForeArm", "RightHand", "RightHandIndex1", "RThumb"), -1),
+        (("LeftLeg", "LeftFoot", "LeftToeBase"), -0.6),
+        (("RightLeg", "RightFoot", "RightToeBase"), 0.6),
+    ):
         for k, name in enumerate(names):
             out[:, STANDARD.index(name), 2] += sign * 0.12 * (k + 1) * np.sin(t)
     return out.astype(np.float32)
@@ -91,10 +102,25 @@ def frames_of(motion, camera, config=SMALL, fps=30.0) -> np.ndarray:
 def test_probe_reads_a_known_video(tmp_path: Path) -> None:
     path = tmp_path / "known.mp4"
     subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
-         "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv444p", str(path)],
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=10",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            str(path),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     info = probe_video(path)
     assert (info["codec"], info["pix_fmt"], info["width"], info["height"]) == ("h264", "yuv444p", 64, 48)
     assert info["frames"] == 20 and info["fps"] == 10.0 and info["duration"] == pytest.approx(2.0)
@@ -202,8 +228,17 @@ def test_both_orders_mirror_each_other(tmp_path: Path, motion) -> None:
     ab = np.stack(list(render_side_by_side_frames(motion, variant, cam, SMALL, motion_fps=30)))
     ba = np.stack(list(render_side_by_side_frames(variant, motion, cam, SMALL, motion_fps=30)))
     assert np.array_equal(ab[:, :, :W], ba[:, :, W + s :]) and np.array_equal(ab[:, :, W + s :], ba[:, :, :W])
-    i_ab, i_ba = render_pair(motion, variant, tmp_path / "ab.mp4", tmp_path / "ba.mp4", cam, SMALL, motion_fps=30,
-                             poster_ab=tmp_path / "ab.png", poster_ba=tmp_path / "ba.png")
+    i_ab, i_ba = render_pair(
+        motion,
+        variant,
+        tmp_path / "ab.mp4",
+        tmp_path / "ba.mp4",
+        cam,
+        SMALL,
+        motion_fps=30,
+        poster_ab=tmp_path / "ab.png",
+        poster_ba=tmp_path / "ba.png",
+    )
     d_ab, d_ba = decode_frames(i_ab.path).astype(int), decode_frames(i_ba.path).astype(int)
     assert np.abs(d_ab[:, :, :W] - d_ba[:, :, W + s :]).mean() < 2.0
     assert np.abs(d_ab[:, :, W + s :] - d_ba[:, :, :W]).mean() < 2.0
@@ -296,8 +331,9 @@ def test_camera_follows_a_trajectory(tmp_path: Path) -> None:
 
 def test_viewpoint_turns_with_the_figure(motion) -> None:
     plain = (235, 235, 235)  # a uniform background: the ground grid is fixed in the world
-    cfg = SMALL.replace(width=160, height=160, background_top=plain, background_bottom=plain, ground_color=plain,
-                        grid_color=plain)
+    cfg = SMALL.replace(
+        width=160, height=160, background_top=plain, background_bottom=plain, ground_color=plain, grid_color=plain
+    )
     a = np.radians(70.0)
     rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
     turned = (motion.astype(np.float64) @ rot.T).astype(np.float32)
@@ -455,24 +491,41 @@ def test_bad_motions_are_refused(tmp_path: Path, motion, camera) -> None:
     nan = motion.copy()
     nan[3, 7, 1] = np.nan
     cases = [
-        (lambda: render_video(motion[:, :24], tmp_path / "x.mp4", camera, SMALL, motion_fps=30), MotionFormatError,
-         r"expected shape \(T, V, C\) with V=25"),
-        (lambda: render_video(nan, tmp_path / "x.mp4", camera, SMALL, motion_fps=30), MotionFormatError,
-         "NaN or Inf"),
+        (
+            lambda: render_video(motion[:, :24], tmp_path / "x.mp4", camera, SMALL, motion_fps=30),
+            MotionFormatError,
+            r"expected shape \(T, V, C\) with V=25",
+        ),
+        (lambda: render_video(nan, tmp_path / "x.mp4", camera, SMALL, motion_fps=30), MotionFormatError, "NaN or Inf"),
         (lambda: render_video(motion, tmp_path / "x.mp4", camera, SMALL, motion_fps=0), RenderError, "motion_fps"),
         (lambda: render_video(motion, tmp_path / "x.mp4", camera, SMALL), RenderError, "motion_fps is required"),
-        (lambda: render_video(motion, tmp_path / "x.mp4", camera, RenderConfig(), motion_fps=30), RenderError,
-         "camera was fitted for 128x96"),
+        (
+            lambda: render_video(motion, tmp_path / "x.mp4", camera, RenderConfig(), motion_fps=30),
+            RenderError,
+            "camera was fitted for 128x96",
+        ),
         (lambda: Camera.fit([], SMALL), RenderError, "non-empty list"),
         (lambda: Camera.fit([motion, nan], SMALL), MotionFormatError, "motion 1"),
-        (lambda: render_side_by_side(motion, motion[:, :, :2], tmp_path / "x.mp4", camera, SMALL, motion_fps=30),
-         MotionFormatError, "right motion"),
-        (lambda: render_video(motion + (camera.position - motion[0, 10]).astype(np.float32), tmp_path / "x.mp4",
-                              camera, SMALL, motion_fps=30), RenderError, "fit the camera on every motion"),
+        (
+            lambda: render_side_by_side(motion, motion[:, :, :2], tmp_path / "x.mp4", camera, SMALL, motion_fps=30),
+            MotionFormatError,
+            "right motion",
+        ),
+        (
+            lambda: render_video(
+                motion + (camera.position - motion[0, 10]).astype(np.float32),
+                tmp_path / "x.mp4",
+                camera,
+                SMALL,
+                motion_fps=30,
+            ),
+            RenderError,
+            "fit the camera on every motion",
+        ),
         (lambda: Camera.from_dict({"width": 10}), RenderError, "camera: missing field"),
         (lambda: RenderConfig.from_dict({"colour": 1}), RenderError, "unknown field 'colour'"),
         (lambda: write_png(tmp_path / "x.png", np.zeros((4, 4))), RenderError, "expected an"),
-    ]  # fmt: skip
+    ]
     for call, kind, match in cases:
         with pytest.raises(kind, match=match) as e:
             call()

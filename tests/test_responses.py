@@ -5,17 +5,41 @@ from __future__ import annotations
 import pytest
 
 from stimuli.errors import DataError
-from stimuli.responses import COLUMN_NAMES, make_row, read_responses, rows_to_csv, rows_to_json
+from stimuli.responses import COLUMN_NAMES
+from stimuli.responses import make_row
+from stimuli.responses import read_responses
+from stimuli.responses import rows_to_csv
+from stimuli.responses import rows_to_json
 
 
 def _row(**over):
     base = dict(
-        participant="p1", study="demo", study_type="deceitfulness", recruit_platform="anonymous",
-        participant_completed=True, excluded=False, block=0, trial_index=3, practice=False, attempt=1,
-        valid=True, batch_id="b1", item_id="item-001", true_label="walk", attacked_label="run",
-        variant="smart", plays=1, seconds=6.0, slowdown=1.0, answer="true_label", label_order="attacked,true",
-        chose_true_label=True, response_time_ms=812.5, playback_failed=False,
-        playback_events=[{"t": 0.0, "type": "play"}], age=31,
+        participant="p1",
+        study="demo",
+        study_type="deceitfulness",
+        recruit_platform="anonymous",
+        participant_completed=True,
+        excluded=False,
+        block=0,
+        trial_index=3,
+        practice=False,
+        attempt=1,
+        valid=True,
+        batch_id="b1",
+        item_id="item-001",
+        true_label="walk",
+        attacked_label="run",
+        variant="smart",
+        plays=1,
+        seconds=6.0,
+        slowdown=1.0,
+        answer="true_label",
+        label_order="attacked,true",
+        chose_true_label=True,
+        response_time_ms=812.5,
+        playback_failed=False,
+        playback_events=[{"t": 0.0, "type": "play"}],
+        age=31,
     )
     base.update(over)
     return make_row(**base)

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-from html import unescape
 import shutil
+from html import unescape
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func
 from sqlalchemy import select
+from support.batches import server_batch
+from support.server import RESEARCHER
+from support.server import ParticipantActions
+from support.server import ResearcherActions
+from support.server import csrf_token
+from support.server import make_test_app
 
-from stimuli.errors import DataError
 from stimuli.responses import COLUMN_NAMES
 from stimuli.responses import read_responses
 from study_server.admin import PUBLIC
@@ -32,24 +37,29 @@ from study_server.models import Response
 from study_server.models import Study
 from study_server.models import Trial
 from study_server.studies import cell_counts
-from support.server import RESEARCHER
-from support.server import ParticipantActions
-from support.server import ResearcherActions
-from support.server import csrf_token
-from support.batches import server_batch
-from support.server import make_test_app
 
 STUDIES = [
-    ("ind", "indistinguishability", {"trials": 5, "practice_trials": 0, "sensitivity_share": 0.4,
-                                     "control_share": 0.2, "target_participants": 10, "completion_code": "DONE"}),
+    (
+        "ind",
+        "indistinguishability",
+        {
+            "trials": 5,
+            "practice_trials": 0,
+            "sensitivity_share": 0.4,
+            "control_share": 0.2,
+            "target_participants": 10,
+            "completion_code": "DONE",
+        },
+    ),
     ("dec", "deceitfulness", {"trials": 3, "practice_trials": 0}),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
 def app(tmp_path):
-    return make_test_app(tmp_path / "admin.sqlite3", STUDIES, researcher=True,
-                         config={"BATCH_ROOTS": [str(tmp_path / "batches")]})  # fmt: skip
+    return make_test_app(
+        tmp_path / "admin.sqlite3", STUDIES, researcher=True, config={"BATCH_ROOTS": [str(tmp_path / "batches")]}
+    )
 
 
 @pytest.fixture
@@ -60,8 +70,10 @@ def admin(app):
 
 
 def flashes(html: str) -> list[str]:
-    return [unescape(re.sub(r"\s+", " ", m).strip())
-            for m in re.findall(r'<p class="flash[^"]*"[^>]*>(.*?)</p>', html, re.S)]
+    return [
+        unescape(re.sub(r"\s+", " ", m).strip())
+        for m in re.findall(r'<p class="flash[^"]*"[^>]*>(.*?)</p>', html, re.S)
+    ]
 
 
 def count(app, model, *where) -> int:
@@ -151,8 +163,11 @@ def test_sign_in_goes_on_to_next_only_within_admin_and_sign_out_ends_it(app):
 
 
 def test_sign_in_is_rate_limited_per_account_and_per_address(tmp_path):
-    app = make_test_app(tmp_path / "rl.sqlite3", researcher=True,
-                        config={"LOGIN_MAX_FAILURES_PER_ACCOUNT": 3, "LOGIN_MAX_FAILURES_PER_IP": 5})  # fmt: skip
+    app = make_test_app(
+        tmp_path / "rl.sqlite3",
+        researcher=True,
+        config={"LOGIN_MAX_FAILURES_PER_ACCOUNT": 3, "LOGIN_MAX_FAILURES_PER_IP": 5},
+    )
     with app.app_context():
         from study_server.accounts import create_researcher
 
@@ -162,8 +177,9 @@ def test_sign_in_is_rate_limited_per_account_and_per_address(tmp_path):
         assert ra.login(password="wrong-password").status_code == 401
     locked = ra.login()  # the right password, but the account is locked
     assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
-    assert "Too many failed sign-ins for this account: 3 in the last 15 minutes. Try again in 15 minutes." in \
-        flashes(locked.get_data(as_text=True))
+    assert "Too many failed sign-ins for this account: 3 in the last 15 minutes. Try again in 15 minutes." in flashes(
+        locked.get_data(as_text=True)
+    )
     assert ra.client.get("/admin/").status_code == 302  # not signed in
     # the same address, another account: two more failures reach the address's limit of 5
     other = ResearcherActions(app.test_client(), "other@example.org", "other-password")
@@ -191,8 +207,9 @@ def copy_batch(tmp_path: Path, name: str) -> Path:
 
 
 def test_import_a_batch_from_the_form_once_idempotently_and_refuse_a_broken_one(tmp_path):
-    app = make_test_app(tmp_path / "imp.sqlite3", with_batch=False, researcher=True,
-                        config={"BATCH_ROOTS": [str(tmp_path / "batches")]})  # fmt: skip
+    app = make_test_app(
+        tmp_path / "imp.sqlite3", with_batch=False, researcher=True, config={"BATCH_ROOTS": [str(tmp_path / "batches")]}
+    )
     ra = ResearcherActions(app.test_client())
     ra.login()
     good = copy_batch(tmp_path, "good")
@@ -204,7 +221,9 @@ def test_import_a_batch_from_the_form_once_idempotently_and_refuse_a_broken_one(
     assert any(m.startswith("Imported batch 'batch-") and "3 motions" in m for m in flashes(html))
     n_stimuli = count(app, Batch), count(app, Trial)
     r = ra.post("/admin/batches", {"path": str(good)})
-    assert "was already imported: nothing changed." in flashes(ra.client.get("/admin/batches").get_data(as_text=True))[0]
+    assert (
+        "was already imported: nothing changed." in flashes(ra.client.get("/admin/batches").get_data(as_text=True))[0]
+    )
     assert (count(app, Batch), count(app, Trial)) == n_stimuli
     # a batch whose video no longer matches its manifest: refused, nothing written
     broken = copy_batch(tmp_path, "broken")
@@ -245,19 +264,40 @@ def test_import_batch_command_reports_and_refuses(tmp_path):
 
 # ---- creating studies -------------------------------------------------------------------------------
 def test_create_a_study_from_the_form(admin, app):
-    form = admin.study_form(slug="pilot", title="Pilot", study_type="indistinguishability",
-                            indistinguishability_trials="10", indistinguishability_slowdown="2",
-                            sensitivity_share="0.3", control_share="0.2", practice_trials="1",
-                            target_participants="40", completion_code="C0DE", prolific_redirect=False,
-                            control_hit_threshold="0.5", status="closed")  # fmt: skip
+    form = admin.study_form(
+        slug="pilot",
+        title="Pilot",
+        study_type="indistinguishability",
+        indistinguishability_trials="10",
+        indistinguishability_slowdown="2",
+        sensitivity_share="0.3",
+        control_share="0.2",
+        practice_trials="1",
+        target_participants="40",
+        completion_code="C0DE",
+        prolific_redirect=False,
+        control_hit_threshold="0.5",
+        status="closed",
+    )
     r = admin.post("/admin/studies/new", form)
     assert r.status_code == 302 and r.headers["Location"] == "/admin/studies/pilot"
     with app.app_context():
         s = db.session.execute(select(Study).where(Study.slug == "pilot")).scalar_one()
         assert (s.title, s.trials, s.practice_trials, s.slowdown, s.sensitivity_share, s.control_share) == (
-            "Pilot", 10, 1, 2.0, 0.3, 0.2)
+            "Pilot",
+            10,
+            1,
+            2.0,
+            0.3,
+            0.2,
+        )
         assert (s.target_participants, s.completion_code, s.prolific_redirect, s.status, s.blocks) == (
-            40, "C0DE", False, "closed", None)
+            40,
+            "C0DE",
+            False,
+            "closed",
+            None,
+        )
         assert s.control_hit_threshold == 0.5 and s.screening_threshold == 0.8
     assert "Study 'pilot' created" in flashes(admin.client.get("/admin/studies/pilot").get_data(as_text=True))[0]
     # closed: a new participant is turned away politely
@@ -270,21 +310,27 @@ def field_error(html: str, field: str) -> str:
     return unescape(m.group(1))
 
 
-@pytest.mark.parametrize("change, field, message", [
-    ({"slug": "Not A Slug"}, "slug", "Slug must be lower-case letters"),
-    ({"slug": "ind"}, "slug", "A study with slug 'ind' exists already"),
-    ({"indistinguishability_trials": "0"}, "indistinguishability_trials", "must be a whole number from 1"),
-    ({"indistinguishability_trials": "many"}, "indistinguishability_trials", "Not a valid integer value"),
-    ({"study_type": "naturalness", "naturalness_trials": "5"}, "naturalness_trials", "must be even"),
-    ({"indistinguishability_variants": "original"}, "indistinguishability_variants", "not an attacked variant"),
-    ({"sensitivity_share": "0.6", "control_share": "0.5"}, "sensitivity_share", "leave no perceivability trial"),
-    ({"sensitivity_share": "1.5"}, "sensitivity_share", "must be a number from 0 to 1"),
-    ({"completion_code": "has space"}, "completion_code", "Completion_code must be letters"),
-    ({"seconds": "5"}, "seconds", "at most the batch's clip length 1"),
-    ({"study_type": "combined", "order": "deceitfulness,memory"}, "order", "unknown: memory"),
-    ({"study_type": "combined", "naturalness_trials": "3"}, "naturalness_trials",
-     "Block 2 (naturalness): naturalness trials must be even"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, field, message",
+    [
+        ({"slug": "Not A Slug"}, "slug", "Slug must be lower-case letters"),
+        ({"slug": "ind"}, "slug", "A study with slug 'ind' exists already"),
+        ({"indistinguishability_trials": "0"}, "indistinguishability_trials", "must be a whole number from 1"),
+        ({"indistinguishability_trials": "many"}, "indistinguishability_trials", "Not a valid integer value"),
+        ({"study_type": "naturalness", "naturalness_trials": "5"}, "naturalness_trials", "must be even"),
+        ({"indistinguishability_variants": "original"}, "indistinguishability_variants", "not an attacked variant"),
+        ({"sensitivity_share": "0.6", "control_share": "0.5"}, "sensitivity_share", "leave no perceivability trial"),
+        ({"sensitivity_share": "1.5"}, "sensitivity_share", "must be a number from 0 to 1"),
+        ({"completion_code": "has space"}, "completion_code", "Completion_code must be letters"),
+        ({"seconds": "5"}, "seconds", "at most the batch's clip length 1"),
+        ({"study_type": "combined", "order": "deceitfulness,memory"}, "order", "unknown: memory"),
+        (
+            {"study_type": "combined", "naturalness_trials": "3"},
+            "naturalness_trials",
+            "Block 2 (naturalness): naturalness trials must be even",
+        ),
+    ],
+)
 def test_the_study_form_names_the_field_at_fault(admin, app, change, field, message):
     r = admin.post("/admin/studies/new", admin.study_form(**{"slug": "bad", **change}))
     html = r.get_data(as_text=True)
@@ -295,15 +341,24 @@ def test_the_study_form_names_the_field_at_fault(admin, app, change, field, mess
 
 
 def test_create_a_combined_session_from_the_form(admin, app):
-    form = admin.study_form(slug="session", study_type="combined", order="naturalness,indistinguishability",
-                            naturalness_trials="2", indistinguishability_trials="3", practice_trials="0",
-                            sensitivity_share="0.34", control_share="0")  # fmt: skip
+    form = admin.study_form(
+        slug="session",
+        study_type="combined",
+        order="naturalness,indistinguishability",
+        naturalness_trials="2",
+        indistinguishability_trials="3",
+        practice_trials="0",
+        sensitivity_share="0.34",
+        control_share="0",
+    )
     r = admin.post("/admin/studies/new", form)
     assert r.status_code == 302, flashes(r.get_data(as_text=True))
     with app.app_context():
         s = db.session.execute(select(Study).where(Study.slug == "session")).scalar_one()
         assert [(b["study_type"], b["trials"], b["plays"]) for b in s.blocks] == [
-            ("naturalness", 2, 2), ("indistinguishability", 3, 1)]
+            ("naturalness", 2, 2),
+            ("indistinguishability", 3, 1),
+        ]
         assert s.study_type == "combined" and s.trials == 5
     page = admin.client.get("/admin/studies/session").get_data(as_text=True)
     assert "1. naturalness (2 trials), 2. indistinguishability (3 trials)" in page
@@ -322,8 +377,15 @@ def test_dashboard_figures_follow_the_participants(admin, app):
     decliner.enter(PROLIFIC_PID="no")
     decliner.consent(agree=False)
     data = admin.client.get("/admin/studies/ind/live.json").get_json()
-    assert data["participants"] == {"entered": 5, "declined": 1, "started": 4, "in_progress": 1, "completed": 3,
-                                    "excluded": 1, "analysed": 2}  # fmt: skip
+    assert data["participants"] == {
+        "entered": 5,
+        "declined": 1,
+        "started": 4,
+        "in_progress": 1,
+        "completed": 3,
+        "excluded": 1,
+        "analysed": 2,
+    }
     assert data["exclusions"] == [{"reason": "sensitivity accuracy 0.00 < 0.80", "participants": 1}]
     assert data["playback"] == {"failures": 1, "participants": 1, "trials_given_up": 0, "reasons": {"stalled": 1}}
     assert data["median_duration_s"] is not None and data["median_duration_s"] >= 0
@@ -356,7 +418,10 @@ def test_open_and_close_a_study(admin, app):
     assert app.test_cli_runner().invoke(args=["set-status", "dec", "closed"]).output.strip() == "dec: closed"
     with app.app_context():
         assert [e.detail["status"] for e in db.session.execute(select(AuditEvent)).scalars()] == [
-            "closed", "open", "closed"]
+            "closed",
+            "open",
+            "closed",
+        ]
 
 
 # ---- export ------------------------------------------------------------------------------------------
@@ -377,8 +442,7 @@ def test_export_downloads_and_the_cli_agree(admin, app, tmp_path):
     runner = app.test_cli_runner()
     out = tmp_path / "cli.json"
     r = runner.invoke(args=["export", "ind", "--out", str(out), "--json"])
-    assert json.loads(r.output) == {"studies": ["ind"], "format": "json", "out": str(out), "rows": 5,
-                                    "participants": 1}
+    assert json.loads(r.output) == {"studies": ["ind"], "format": "json", "out": str(out), "rows": 5, "participants": 1}
     assert read_responses(out) == from_json
     stdout = runner.invoke(args=["export", "dec", "--format", "csv"]).output
     assert stdout.splitlines()[0] == ",".join(COLUMN_NAMES) and len(stdout.splitlines()) == 4
@@ -392,16 +456,22 @@ def test_export_downloads_and_the_cli_agree(admin, app, tmp_path):
     every = tmp_path / "all.csv"
     every.write_text(runner.invoke(args=["export"]).output)
     rows = read_responses(every)
-    assert [r["study"] for r in rows] == ["dec"] * 3 + ["ind"] * 5 and all(r["chose_true_label"] is not None
-                                                                         for r in rows[:3])
+    assert [r["study"] for r in rows] == ["dec"] * 3 + ["ind"] * 5 and all(
+        r["chose_true_label"] is not None for r in rows[:3]
+    )
 
 
 # ---- withdrawal --------------------------------------------------------------------------------------
 def mine(app, model, public_id) -> int:
     with app.app_context():
         p = db.session.execute(select(Participant.id).where(Participant.public_id == public_id)).scalar()
-        return -1 if p is None else db.session.execute(
-            select(func.count()).select_from(model).where(model.participant_pk == p)).scalar_one()  # fmt: skip
+        return (
+            -1
+            if p is None
+            else db.session.execute(
+                select(func.count()).select_from(model).where(model.participant_pk == p)
+            ).scalar_one()
+        )
 
 
 def test_withdraw_from_the_dashboard_after_confirmation(admin, app):
@@ -410,8 +480,12 @@ def test_withdraw_from_the_dashboard_after_confirmation(admin, app):
     gone = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="gone-5f1a")
     gone.finish(by_key)
     pid = gone.participant().public_id
-    assert cell_counts_of(app, "ind")["sensitivity|item-000"] + cell_counts_of(app, "ind").get(
-        "sensitivity|item-001", 0) + cell_counts_of(app, "ind").get("sensitivity|item-002", 0) == 4
+    assert (
+        cell_counts_of(app, "ind")["sensitivity|item-000"]
+        + cell_counts_of(app, "ind").get("sensitivity|item-001", 0)
+        + cell_counts_of(app, "ind").get("sensitivity|item-002", 0)
+        == 4
+    )
     listing = admin.client.get("/admin/studies/ind/participants?q=gone-5f1a").get_data(as_text=True)
     assert pid in listing and keep.participant().public_id not in listing
     url = f"/admin/studies/ind/participants/{pid}/withdraw"
@@ -423,14 +497,19 @@ def test_withdraw_from_the_dashboard_after_confirmation(admin, app):
     r = admin.post(url, {"confirm": pid})
     assert r.status_code == 302
     assert flashes(admin.client.get(r.headers["Location"]).get_data(as_text=True))[0] == (
-        f"Participant {pid} withdrawn: 5 answers and 5 trials deleted.")
+        f"Participant {pid} withdrawn: 5 answers and 5 trials deleted."
+    )
     assert mine(app, Participant, pid) == -1
     with app.app_context():
         assert db.session.execute(select(Participant.public_id)).scalars().all() == [keep.participant().public_id]
         left = db.session.execute(select(Participant.id)).scalar_one()
         for model in (Trial, Attempt, MediaToken, Response):
-            assert db.session.execute(select(func.count()).select_from(model)
-                                      .where(model.participant_pk != left)).scalar_one() == 0  # fmt: skip
+            assert (
+                db.session.execute(
+                    select(func.count()).select_from(model).where(model.participant_pk != left)
+                ).scalar_one()
+                == 0
+            )
         event = db.session.execute(select(AuditEvent).where(AuditEvent.action == "withdraw")).scalar_one()
         assert event.actor == RESEARCHER[0] and event.detail["participant"] == pid
         assert event.detail["responses"] == 5 and "gone-5f1a" not in json.dumps(event.detail)

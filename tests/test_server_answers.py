@@ -18,18 +18,23 @@ from typing import Any
 import pytest
 from sqlalchemy import func
 from sqlalchemy import select
+from support.server import ParticipantActions
+from support.server import as_one_group
+from support.server import make_test_app
 
 from study_server.answers import AnswerSQL
 from study_server.answers import answer_sql
 from study_server.extensions import db
 from study_server.models import Response
 from study_server.models import Trial
-from support.server import ParticipantActions
-from support.server import as_one_group
-from support.server import make_test_app
 
-STUDIES = [("ind", "indistinguishability", {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34,
-                                            "control_share": 0.0})]  # fmt: skip
+STUDIES = [
+    (
+        "ind",
+        "indistinguishability",
+        {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34, "control_share": 0.0},
+    )
+]
 
 
 @pytest.fixture
@@ -47,8 +52,14 @@ def join(app, pid: str) -> ParticipantActions:
 
 
 def body(state: dict[str, Any], answer: str, key: str | None = None) -> dict[str, Any]:
-    return {"attempt": state["attempt"], "key": key or uuid.uuid4().hex, "answer": answer, "rt_ms": 700.0,
-            "playback_failed": False, "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 2.0}]}
+    return {
+        "attempt": state["attempt"],
+        "key": key or uuid.uuid4().hex,
+        "answer": answer,
+        "rt_ms": 700.0,
+        "playback_failed": False,
+        "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 2.0}],
+    }
 
 
 def stored(app, **where: Any) -> list[Response]:
@@ -82,8 +93,9 @@ def test_a_duplicate_inside_a_group_is_stored_once_and_both_get_the_same_body(ap
     twin = ParticipantActions(app.test_client(), "ind")
     twin.client.set_cookie("session", pa.client.get_cookie("session").value)
     twin._csrf = pa.csrf()
-    rs = as_one_group(app, [lambda: pa.post_answer(body(s, "unchanged", key)),
-                          lambda: twin.post_answer(body(s, "unchanged", key))])  # fmt: skip
+    rs = as_one_group(
+        app, [lambda: pa.post_answer(body(s, "unchanged", key)), lambda: twin.post_answer(body(s, "unchanged", key))]
+    )
     assert [r.status_code for r in rs] == [200, 200]
     assert rs[0].get_json() == rs[1].get_json() and rs[0].get_json()["stored"] is True
     assert len(stored(app, idempotency_key=key)) == 1

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +16,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import text
+from support.batches import server_batch
+from support.server import make_test_app
 
 from stimuli.paths import data_root
 from study_server import ConfigError
@@ -27,8 +29,6 @@ from study_server.models import Participant
 from study_server.models import Study
 from study_server.studies import StudyConfigError
 from study_server.studies import create_study
-from support.batches import server_batch
-from support.server import make_test_app
 
 ENV_KEYS = ("SECRET_KEY", "FLASK_SECRET_KEY", "STUDY_ENV", "DATABASE_URL", "FLASK_DEBUG")
 
@@ -74,10 +74,15 @@ def test_default_database_is_sqlite_in_wal_mode_under_the_data_root(clean_env, t
     clean_env.setenv("DATABASE_URL", f"sqlite:///{other}")
     assert create_app().config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{other}"
     # PostgreSQL goes through psycopg 3, whichever scheme the host hands out (not connected here)
-    for given in ("postgres://u:p@db.example/study", "postgresql://u:p@db.example/study",
-                  "postgresql+psycopg://u:p@db.example/study"):  # fmt: skip
-        assert _database_url(SimpleNamespace(config={"SQLALCHEMY_DATABASE_URI": given})) \
+    for given in (
+        "postgres://u:p@db.example/study",
+        "postgresql://u:p@db.example/study",
+        "postgresql+psycopg://u:p@db.example/study",
+    ):
+        assert (
+            _database_url(SimpleNamespace(config={"SQLALCHEMY_DATABASE_URI": given}))
             == "postgresql+psycopg://u:p@db.example/study"
+        )
 
 
 # ---- migrations --------------------------------------------------------------------------------------
@@ -139,8 +144,11 @@ def test_init_demo_imports_a_batch_and_creates_the_demo_studies(tmp_path):
     with app.app_context():
         studies = {s.slug: s.study_type for s in db.session.execute(select(Study)).scalars()}
         assert len(db.session.execute(select(Batch)).scalars().all()) == 1
-    assert studies == {"demo": "indistinguishability", "demo-deceitfulness": "deceitfulness",
-                       "demo-naturalness": "naturalness"}  # fmt: skip
+    assert studies == {
+        "demo": "indistinguishability",
+        "demo-deceitfulness": "deceitfulness",
+        "demo-naturalness": "naturalness",
+    }
     client = app.test_client()
     assert client.get("/s/demo").headers["Location"] == "/s/demo/consent"
 
@@ -153,8 +161,10 @@ def test_init_demo_uses_the_demo_batch_and_names_the_command_when_absent(tmp_pat
     shutil.rmtree(demo, ignore_errors=True)
     missing = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
-    assert missing.output.strip() == (f"Error: no demo batch in {demo}: build it first with `attack-gen batch --demo` "
-                                      "(a few minutes on a CPU), or pass --batch DIR")
+    assert missing.output.strip() == (
+        f"Error: no demo batch in {demo}: build it first with `attack-gen batch --demo` "
+        "(a few minutes on a CPU), or pass --batch DIR"
+    )
     demo.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(server_batch(), demo)
     result = app.test_cli_runner().invoke(args=["init-demo", "--no-decode"])
@@ -166,11 +176,25 @@ def test_create_study_command(tmp_path):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'c.sqlite3'}"})
     runner = app.test_cli_runner()
     assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
-    r = runner.invoke(args=["create-study", "pilot", "--batch", str(server_batch()), "--type", "deceitfulness",
-                            "--trials", "4", "--no-decode", "--completion-code", "ABC"])  # fmt: skip
+    r = runner.invoke(
+        args=[
+            "create-study",
+            "pilot",
+            "--batch",
+            str(server_batch()),
+            "--type",
+            "deceitfulness",
+            "--trials",
+            "4",
+            "--no-decode",
+            "--completion-code",
+            "ABC",
+        ]
+    )
     assert r.exit_code == 0 and r.output.strip() == "/s/pilot"
-    r = runner.invoke(args=["create-study", "pilot", "--batch", str(server_batch()), "--type", "deceitfulness",
-                            "--no-decode"])  # fmt: skip
+    r = runner.invoke(
+        args=["create-study", "pilot", "--batch", str(server_batch()), "--type", "deceitfulness", "--no-decode"]
+    )
     assert r.exit_code == 1 and "exists already" in r.output and "Traceback" not in r.output
 
 

@@ -8,6 +8,8 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import select
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 from stimuli.responses import read_responses
 from stimuli.responses import rows_to_csv
@@ -18,15 +20,18 @@ from study_server.models import Study
 from study_server.models import Trial
 from study_server.studies import StudyConfigError
 from study_server.studies import create_study
-from support.server import ParticipantActions
-from support.server import make_test_app
 
 BLOCKS = [
     {"study_type": "deceitfulness", "trials": 2, "practice_trials": 1},
     {"study_type": "naturalness", "trials": 2},
-    {"study_type": "indistinguishability", "trials": 5, "sensitivity_share": 0.4, "control_share": 0.2,
-     "slowdown": 2.0},
-]  # fmt: skip
+    {
+        "study_type": "indistinguishability",
+        "trials": 5,
+        "sensitivity_share": 0.4,
+        "control_share": 0.2,
+        "slowdown": 2.0,
+    },
+]
 STUDIES = [("all", "combined", {"blocks": BLOCKS, "practice_trials": 0, "completion_code": "ALL-DONE"})]
 
 
@@ -65,7 +70,8 @@ def test_a_combined_session_runs_its_blocks_in_order_each_after_its_instructions
     pa.start()
     block0 = answer_block(pa, attentive)
     assert [(t.design, t.practice, t.block) for t in block0] == [("deceitfulness", True, 0)] + [
-        ("deceitfulness", False, 0)] * 2
+        ("deceitfulness", False, 0)
+    ] * 2
     s = pa.state()
     assert s == {"status": "redirect", "url": "/s/all/instructions"}
     assert pa.participant().status == "instructions"
@@ -103,7 +109,10 @@ def test_combined_session_export_has_a_block_and_study_type_per_row(app, tmp_pat
     (tmp_path / "r.csv").write_text(rows_to_csv(rows))
     back = read_responses(tmp_path / "r.csv")
     assert Counter((r["block"], r["study_type"]) for r in back) == {
-        (0, "deceitfulness"): 3, (1, "naturalness"): 2, (2, "indistinguishability"): 5}
+        (0, "deceitfulness"): 3,
+        (1, "naturalness"): 2,
+        (2, "indistinguishability"): 5,
+    }
     assert all(r["study"] == "all" and r["participant_completed"] for r in back)
     assert all(r["chose_true_label"] is not None for r in back if r["study_type"] == "deceitfulness")
 
@@ -125,20 +134,32 @@ def test_combined_session_settings_are_checked_per_block(app):
     with app.app_context():
         batch = db.session.execute(select(Batch)).scalar_one()
         bad = [
-            ([{"study_type": "naturalness", "trials": 3}], "block 1 (naturalness): naturalness trials must be even",
-             "trials", 0),
-            ([{"study_type": "deceitfulness"}, {"study_type": "memory"}], "block 2 (memory): study_type must be",
-             "study_type", 1),
+            (
+                [{"study_type": "naturalness", "trials": 3}],
+                "block 1 (naturalness): naturalness trials must be even",
+                "trials",
+                0,
+            ),
+            (
+                [{"study_type": "deceitfulness"}, {"study_type": "memory"}],
+                "block 2 (memory): study_type must be",
+                "study_type",
+                1,
+            ),
             ([{"study_type": "deceitfulness", "colour": "red"}], "block 1: unknown setting", "blocks", 0),
             ([], "needs at least one block", "blocks", None),
-        ]  # fmt: skip
+        ]
         for blocks, message, field, block in bad:
             with pytest.raises(StudyConfigError, match=re.escape(message)) as e:
                 create_study("x", batch, "combined", blocks=blocks)
             assert (e.value.field, e.value.block) == (field, block)
         with pytest.raises(StudyConfigError, match="blocks are for combined sessions only"):
             create_study("x", batch, "deceitfulness", blocks=BLOCKS)
-        s = create_study("paper", batch, "combined", blocks=[{"study_type": t} for t in
-                                                             ("deceitfulness", "naturalness", "indistinguishability")])
+        s = create_study(
+            "paper",
+            batch,
+            "combined",
+            blocks=[{"study_type": t} for t in ("deceitfulness", "naturalness", "indistinguishability")],
+        )
         assert [(b["trials"], b["plays"]) for b in s.blocks] == [(100, 1), (100, 2), (100, 1)]  # the paper's
         assert s.trials == 300

@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 
+from stimuli.screening import Answer
+from stimuli.screening import screen
 from study_server.design import ItemInfo
 from study_server.design import balanced_pick
 from study_server.design import design_deceitfulness
@@ -13,8 +15,6 @@ from study_server.design import design_indistinguishability
 from study_server.design import design_naturalness
 from study_server.design import kinds_count
 from study_server.design import split_counts
-from stimuli.screening import Answer
-from stimuli.screening import screen
 
 ABLATIONS = ["l2", "l2-acc", "l2-bone"]
 VARIANTS = ["smart", *ABLATIONS]
@@ -108,8 +108,9 @@ def test_naturalness_refuses_odd_counts_and_too_few_ablations():
 
 # ---- indistinguishability ----------------------------------------------------------------------
 def test_indistinguishability_composition_follows_the_shares():
-    specs = design_indistinguishability(items(3), 10, 2, {}, seed=5, variants=["smart"], controls=["control"],
-                                        sensitivity_share=0.2, control_share=0.1)  # fmt: skip
+    specs = design_indistinguishability(
+        items(3), 10, 2, {}, seed=5, variants=["smart"], controls=["control"], sensitivity_share=0.2, control_share=0.1
+    )
     assert len(specs) == 12
     assert [s.practice for s in specs[:2]] == [True, True] and not any(s.practice for s in specs[2:])
     assert kinds_count(specs) == {"sensitivity": 2, "control": 1, "perceivability": 7}
@@ -122,28 +123,58 @@ def test_indistinguishability_composition_follows_the_shares():
 
 def test_indistinguishability_fills_the_least_filled_items():
     # 7 perceivability trials over 3 cells, 'a' already seen 10 times: rounds b,c,a / b,c,a / then b or c
-    specs = design_indistinguishability(items(3), 7, 0, {"perceivability|a|smart": 10}, seed=2, variants=["smart"],
-                                        controls=["control"], sensitivity_share=0, control_share=0)  # fmt: skip
+    specs = design_indistinguishability(
+        items(3),
+        7,
+        0,
+        {"perceivability|a|smart": 10},
+        seed=2,
+        variants=["smart"],
+        controls=["control"],
+        sensitivity_share=0,
+        control_share=0,
+    )
     per_item = Counter(s.item_id for s in specs)
     assert per_item["a"] == 2 and sorted([per_item["b"], per_item["c"]]) == [2, 3]
 
 
 def test_indistinguishability_several_attacked_variants_are_balanced_cells():
-    specs = design_indistinguishability(items(2), 8, 0, {}, seed=2, variants=["smart", "l2"], controls=["control"],
-                                        sensitivity_share=0, control_share=0)  # fmt: skip
-    assert Counter((s.item_id, s.right_variant) for s in specs) == {("a", "smart"): 2, ("a", "l2"): 2,
-                                                                    ("b", "smart"): 2, ("b", "l2"): 2}
+    specs = design_indistinguishability(
+        items(2), 8, 0, {}, seed=2, variants=["smart", "l2"], controls=["control"], sensitivity_share=0, control_share=0
+    )
+    assert Counter((s.item_id, s.right_variant) for s in specs) == {
+        ("a", "smart"): 2,
+        ("a", "l2"): 2,
+        ("b", "smart"): 2,
+        ("b", "l2"): 2,
+    }
 
 
 def test_main_trials_are_shuffled_by_the_seed():
-    a = design_indistinguishability(items(3), 10, 0, {}, seed=1, variants=["smart"], controls=["control"],
-                                    sensitivity_share=0.2, control_share=0.1)  # fmt: skip
-    b = design_indistinguishability(items(3), 10, 0, {}, seed=1, variants=["smart"], controls=["control"],
-                                    sensitivity_share=0.2, control_share=0.1)  # fmt: skip
+    a = design_indistinguishability(
+        items(3), 10, 0, {}, seed=1, variants=["smart"], controls=["control"], sensitivity_share=0.2, control_share=0.1
+    )
+    b = design_indistinguishability(
+        items(3), 10, 0, {}, seed=1, variants=["smart"], controls=["control"], sensitivity_share=0.2, control_share=0.1
+    )
     assert a == b
-    orders = {tuple(s.kind for s in design_indistinguishability(
-        items(3), 10, 0, {}, seed=k, variants=["smart"], controls=["control"], sensitivity_share=0.2,
-        control_share=0.1)) for k in range(10)}  # fmt: skip
+    orders = {
+        tuple(
+            s.kind
+            for s in design_indistinguishability(
+                items(3),
+                10,
+                0,
+                {},
+                seed=k,
+                variants=["smart"],
+                controls=["control"],
+                sensitivity_share=0.2,
+                control_share=0.1,
+            )
+        )
+        for k in range(10)
+    }
     assert len(orders) > 1
 
 
@@ -203,8 +234,16 @@ def test_screening_without_catch_trials_excludes_nobody():
 
 def _label_items() -> list[ItemInfo]:
     """Two pairs that balance each other (walk <-> run, kick <-> punch) and four attacks that all say 'squat'."""
-    edges = [("w1", "walk", "run"), ("r1", "run", "walk"), ("k1", "kick", "punch"), ("p1", "punch", "kick"),
-             ("x1", "bow", "squat"), ("x2", "clap", "squat"), ("x3", "wave", "squat"), ("x4", "jump", "squat")]
+    edges = [
+        ("w1", "walk", "run"),
+        ("r1", "run", "walk"),
+        ("k1", "kick", "punch"),
+        ("p1", "punch", "kick"),
+        ("x1", "bow", "squat"),
+        ("x2", "clap", "squat"),
+        ("x3", "wave", "squat"),
+        ("x4", "jump", "squat"),
+    ]
     return [ItemInfo(i, t, {"smart": a}, {"smart": True}) for i, t, a in edges]
 
 

@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 from stimuli.responses import read_responses
 from stimuli.responses import rows_to_csv
@@ -26,21 +28,37 @@ from study_server.models import Response
 from study_server.models import Study
 from study_server.models import Trial
 from study_server.studies import cell_counts
-from support.server import ParticipantActions
-from support.server import make_test_app
 
 STUDIES = [
     # 5 analysed trials: round(5 * 0.4) = 2 sensitivity, round(5 * 0.2) = 1 control, 2 perceivability
-    ("ind", "indistinguishability", {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4,
-                                     "control_share": 0.2, "completion_code": "C0DE-123"}),
+    (
+        "ind",
+        "indistinguishability",
+        {
+            "trials": 5,
+            "practice_trials": 1,
+            "sensitivity_share": 0.4,
+            "control_share": 0.2,
+            "completion_code": "C0DE-123",
+        },
+    ),
     ("dec", "deceitfulness", {"trials": 3, "practice_trials": 1}),
     ("nat", "naturalness", {"trials": 6, "practice_trials": 1}),
     ("nat1", "naturalness", {"trials": 2, "practice_trials": 0}),
-    ("strict", "indistinguishability", {"trials": 5, "practice_trials": 0, "sensitivity_share": 0.4,
-                                        "control_share": 0.2, "control_hit_threshold": 0.5}),
+    (
+        "strict",
+        "indistinguishability",
+        {
+            "trials": 5,
+            "practice_trials": 0,
+            "sensitivity_share": 0.4,
+            "control_share": 0.2,
+            "control_hit_threshold": 0.5,
+        },
+    ),
     ("closed", "deceitfulness", {"trials": 2, "status": "closed"}),
     ("named", "deceitfulness", {"trials": 2, "allow_anonymous": False}),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -72,8 +90,11 @@ def test_prolific_entry_keeps_the_ids_server_side(app):
     r = pa.enter(PROLIFIC_PID="5f1a2b3c4d", STUDY_ID="st-9", SESSION_ID="se-7")
     assert r.status_code == 302 and r.headers["Location"] == "/s/ind/consent"
     p = pa.participant()
-    assert (p.platform, p.recruit_id, p.recruit_info) == ("prolific", "5f1a2b3c4d", {"STUDY_ID": "st-9",
-                                                                                     "SESSION_ID": "se-7"})
+    assert (p.platform, p.recruit_id, p.recruit_info) == (
+        "prolific",
+        "5f1a2b3c4d",
+        {"STUDY_ID": "st-9", "SESSION_ID": "se-7"},
+    )
     assert p.status == "consent" and p.public_id != p.recruit_id
     cookie = pa.client.get_cookie("session")
     data = app.session_interface.get_signing_serializer(app).loads(cookie.value)
@@ -87,8 +108,11 @@ def test_mturk_entry_preview_and_frame(app):
     r = pa.enter(assignmentId="ASSIGNMENT_ID_NOT_AVAILABLE", hitId="H1")
     assert r.status_code == 200 and "Accept the HIT to begin" in r.get_data(as_text=True)
     assert count(app, Participant) == 0
-    framed = pa.client.get("/s/dec", query_string={"workerId": "W1", "assignmentId": "A1", "hitId": "H1"},
-                           headers={"Sec-Fetch-Dest": "iframe"})  # fmt: skip
+    framed = pa.client.get(
+        "/s/dec",
+        query_string={"workerId": "W1", "assignmentId": "A1", "hitId": "H1"},
+        headers={"Sec-Fetch-Dest": "iframe"},
+    )
     html = framed.get_data(as_text=True)
     assert framed.status_code == 200 and 'target="_blank"' in html and "workerId=W1" in html
     assert count(app, Participant) == 0
@@ -164,8 +188,9 @@ def test_pages_redirect_to_where_the_participant_is(app):
 def trials_of(app, pa) -> list[Trial]:
     p = pa.participant()
     with app.app_context():
-        return list(db.session.execute(select(Trial).where(Trial.participant_pk == p.id)
-                                       .order_by(Trial.position)).scalars())  # fmt: skip
+        return list(
+            db.session.execute(select(Trial).where(Trial.participant_pk == p.id).order_by(Trial.position)).scalars()
+        )
 
 
 def test_enrolment_decides_each_design(app):
@@ -198,12 +223,34 @@ def test_the_page_gets_opaque_references_and_the_options_only(app):
     labels = {o["value"]: o["label"] for o in s["options"]}
     order = trial.label_order.split(",")
     # labels as words, not identifiers (worked out by hand for the fixture's classes)
-    words = {"walk": "walk", "wave_right": "wave (right)", "squat": "squat", "jumping_jack": "jumping jack",
-             "jog": "jog"}
+    words = {
+        "walk": "walk",
+        "wave_right": "wave (right)",
+        "squat": "squat",
+        "jumping_jack": "jumping jack",
+        "jog": "jog",
+    }
     names = {"true": words[trial.true_label], "attacked": words[trial.attacked_label]}
     assert labels == {"1": names[order[0]], "2": names[order[1]]}
-    assert set(s) == {"status", "attempt", "phase", "progress", "question", "prompt", "options", "layout",
-                      "captions", "video", "poster", "plays", "seconds", "rate", "stall_limit_s", "notice", "next"}
+    assert set(s) == {
+        "status",
+        "attempt",
+        "phase",
+        "progress",
+        "question",
+        "prompt",
+        "options",
+        "layout",
+        "captions",
+        "video",
+        "poster",
+        "plays",
+        "seconds",
+        "rate",
+        "stall_limit_s",
+        "notice",
+        "next",
+    }
 
 
 # ---- exactly once --------------------------------------------------------------------------------
@@ -251,8 +298,9 @@ def test_an_answer_is_one_read_and_four_writes(app):
         event.remove(engine, "checkout", trace)
         event.remove(engine, "checkin", untrace)
     writes = ["BEGIN", "UPDATE", "UPDATE", "UPDATE", "INSERT"]
-    assert per_answer == [["SELECT", *writes, "COMMIT"]] * 5 + [["SELECT", *writes, "SELECT", "SELECT", "UPDATE",
-                                                                  "COMMIT"]]  # fmt: skip
+    assert per_answer == [["SELECT", *writes, "COMMIT"]] * 5 + [
+        ["SELECT", *writes, "SELECT", "SELECT", "UPDATE", "COMMIT"]
+    ]
 
 
 def test_concurrent_duplicate_posts_store_one_row(app):
@@ -270,8 +318,9 @@ def test_answers_to_trials_not_yours_or_not_current_are_refused(app):
     # the next trial's attempt exists (its media are preloading) but is not current
     with app.app_context():
         p = db.session.execute(select(Participant).where(Participant.recruit_id == "bob")).scalar_one()
-        nxt = db.session.execute(select(Attempt).where(Attempt.participant_pk == p.id)
-                                 .where(Attempt.ref != s_bob["attempt"])).scalar_one()  # fmt: skip
+        nxt = db.session.execute(
+            select(Attempt).where(Attempt.participant_pk == p.id).where(Attempt.ref != s_bob["attempt"])
+        ).scalar_one()
         next_ref = nxt.ref
     r = bob.answer({"attempt": next_ref}, "1")
     assert r.status_code == 409 and r.get_json()["error"] == "not the current trial"
@@ -331,8 +380,9 @@ def test_completion_only_after_the_last_answer_and_once_per_id(app):
 
 
 def test_mturk_completion_submits_the_assignment(app):
-    pa = ParticipantActions(app.test_client(), "dec").join(workerId="W9", assignmentId="A9", hitId="H9",
-                                                           turkSubmitTo="https://workersandbox.mturk.com")
+    pa = ParticipantActions(app.test_client(), "dec").join(
+        workerId="W9", assignmentId="A9", hitId="H9", turkSubmitTo="https://workersandbox.mturk.com"
+    )
     pa.finish(first_option)
     html = pa.client.get("/s/dec/done").get_data(as_text=True)
     assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in html
@@ -346,8 +396,13 @@ def test_a_failed_video_is_stored_invalid_and_given_again_later(app):
     s = pa.state()
     failed_trial = pa.trial(s).id
     r = pa.answer(s, None, failed=True, reason="stall")
-    assert r.status_code == 200 and r.get_json() == {"stored": True, "valid": False, "retry": True, "done": False,
-                                                     "redirect": None}
+    assert r.status_code == 200 and r.get_json() == {
+        "stored": True,
+        "valid": False,
+        "retry": True,
+        "done": False,
+        "redirect": None,
+    }
     seen = []
     while (s := pa.state())["status"] == "trial":
         seen.append((pa.trial(s).id, s["attempt"], s["video"]))
@@ -355,10 +410,15 @@ def test_a_failed_video_is_stored_invalid_and_given_again_later(app):
     assert seen[-1][0] == failed_trial  # at the end, with a new attempt and a new media token
     assert [t for t, _, _ in seen].count(failed_trial) == 1
     with app.app_context():
-        rows = db.session.execute(select(Response).where(Response.trial_pk == failed_trial)
-                                  .order_by(Response.attempt)).scalars().all()  # fmt: skip
+        rows = (
+            db.session.execute(select(Response).where(Response.trial_pk == failed_trial).order_by(Response.attempt))
+            .scalars()
+            .all()
+        )
         assert [(x.attempt, x.valid, x.playback_failed, x.failure_reason) for x in rows] == [
-            (1, False, True, "stall"), (2, True, False, None)]
+            (1, False, True, "stall"),
+            (2, True, False, None),
+        ]
         study = db.session.execute(select(Study).where(Study.slug == "ind")).scalar_one()
         export = [x for x in response_rows(study) if x["playback_failed"]]
         assert len(export) == 1 and export[0]["valid"] is False and export[0]["attempt"] == 1

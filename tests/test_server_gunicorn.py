@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-
 from support.batches import server_batch
 from support.server import make_test_app
 
@@ -58,11 +57,32 @@ class Browserish:
 
 def gunicorn(db_file: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
-    env.update({"SECRET_KEY": "gunicorn-test-" + "x" * 20, "DATABASE_URL": f"sqlite:///{db_file}",
-                "STUDY_ENV": "production", "WEB_WORKERS": "1", "WEB_THREADS": "2"})  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind",
-                             f"127.0.0.1:{port}", "study_server:create_app()"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    env.update(
+        {
+            "SECRET_KEY": "gunicorn-test-" + "x" * 20,
+            "DATABASE_URL": f"sqlite:///{db_file}",
+            "STUDY_ENV": "production",
+            "WEB_WORKERS": "1",
+            "WEB_THREADS": "2",
+        }
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:study_server.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "study_server:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def test_gunicorn_serves_a_participant_and_media_with_ranges(tmp_path):
@@ -113,10 +133,18 @@ def _participant_session(b: Browserish, other: Browserish) -> None:
     assert status == 206 and part == full[10:110] and h["Content-Range"] == f"bytes 10-109/{len(full)}"
     # another browser: the token is not theirs
     assert other.go("GET", state["video"])[0] == 404
-    body = json.dumps({"attempt": state["attempt"], "key": "g" * 20, "answer": "1", "rt_ms": 600.0,
-                       "events": [{"type": "answerable", "t": 600.0}]}).encode()  # fmt: skip
-    status, _, data = b.go("POST", "/s/g/api/answer", body, **{"Content-Type": "application/json",
-                                                                "X-CSRFToken": token})  # fmt: skip
+    body = json.dumps(
+        {
+            "attempt": state["attempt"],
+            "key": "g" * 20,
+            "answer": "1",
+            "rt_ms": 600.0,
+            "events": [{"type": "answerable", "t": 600.0}],
+        }
+    ).encode()
+    status, _, data = b.go(
+        "POST", "/s/g/api/answer", body, **{"Content-Type": "application/json", "X-CSRFToken": token}
+    )
     assert status == 200 and json.loads(data)["stored"] is True
 
 
@@ -133,14 +161,22 @@ def test_serve_demo_prepares_the_demo_then_hands_over_to_gunicorn(tmp_path, monk
 
     monkeypatch.setattr("study_server.cli.os.execv", fake_execv)
     app = create_app()
-    r = app.test_cli_runner().invoke(args=["serve-demo", "--batch", str(server_batch()), "--no-decode",
-                                           "--port", "5055"])  # fmt: skip
+    r = app.test_cli_runner().invoke(
+        args=["serve-demo", "--batch", str(server_batch()), "--no-decode", "--port", "5055"]
+    )
     assert r.exit_code == 0, r.output
     assert "Participant URL: http://127.0.0.1:5055/s/demo" in r.output
     assert "Admin URL: http://127.0.0.1:5055/admin/" in r.output
     assert "Admin sign-in: demo@example.org / demo-password" in r.output
-    assert calls and calls[0][1:] == ["-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind",
-                                      "127.0.0.1:5055", "study_server:create_app()"]  # fmt: skip
+    assert calls and calls[0][1:] == [
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:study_server.gunicorn_conf",
+        "--bind",
+        "127.0.0.1:5055",
+        "study_server:create_app()",
+    ]
 
 
 def test_the_address_check_refuses_a_listener_but_not_connections_in_time_wait(monkeypatch):

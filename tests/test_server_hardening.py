@@ -14,17 +14,22 @@ import numpy as np
 import pytest
 from sqlalchemy import func
 from sqlalchemy import select
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 from study_server import create_app
 from study_server import database_url
 from study_server.extensions import db
 from study_server.models import Response
-from support.server import ParticipantActions
-from support.server import make_test_app
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = [("ind", "indistinguishability", {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34,
-                                            "control_share": 0.0})]  # fmt: skip
+STUDIES = [
+    (
+        "ind",
+        "indistinguishability",
+        {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34, "control_share": 0.0},
+    )
+]
 
 
 @pytest.fixture
@@ -38,8 +43,14 @@ def count(app) -> int:
 
 
 def _malformed(rng: np.random.Generator, attempt: str) -> bytes:
-    good = {"attempt": attempt, "key": uuid.uuid4().hex, "answer": "changed", "rt_ms": 700.0,
-            "playback_failed": False, "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 2.0}]}
+    good = {
+        "attempt": attempt,
+        "key": uuid.uuid4().hex,
+        "answer": "changed",
+        "rt_ms": 700.0,
+        "playback_failed": False,
+        "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 2.0}],
+    }
     kind = int(rng.integers(9))
     if kind == 0:
         depth = int(rng.integers(100, 5000))
@@ -73,8 +84,11 @@ def test_malformed_answers_are_4xx_and_store_nothing(app) -> None:
     codes = {}
     token = p.csrf()
     for _ in range(300):
-        r = p.client.post("/s/ind/api/answer", data=_malformed(rng, state["attempt"]),
-                          headers={"X-CSRFToken": token, "Content-Type": "application/json"})
+        r = p.client.post(
+            "/s/ind/api/answer",
+            data=_malformed(rng, state["attempt"]),
+            headers={"X-CSRFToken": token, "Content-Type": "application/json"},
+        )
         assert r.status_code == 200 or 400 <= r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:200])
         codes[r.status_code] = codes.get(r.status_code, 0) + 1
         assert count(app) == min(codes.get(200, 0), 1)  # a refusal stores nothing; the attempt takes one answer
@@ -86,8 +100,11 @@ def test_malformed_answers_are_4xx_and_store_nothing(app) -> None:
 
 def test_json_nested_a_thousand_deep_is_a_400(app) -> None:
     p = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="deep")
-    r = p.client.post("/s/ind/api/answer", data=b"[" * 1000 + b"]" * 1000,
-                      headers={"X-CSRFToken": p.csrf(), "Content-Type": "application/json"})
+    r = p.client.post(
+        "/s/ind/api/answer",
+        data=b"[" * 1000 + b"]" * 1000,
+        headers={"X-CSRFToken": p.csrf(), "Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and r.get_json() == {"error": "malformed answer"}
 
 
@@ -121,14 +138,34 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_a_missing_secret_key_is_one_line_and_a_non_zero_exit(tmp_path) -> None:
     env = _env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}")
-    r = subprocess.run([sys.executable, "-m", "flask", "--app", "study_server", "summary", "x"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "study_server", "summary", "x"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip().splitlines()[0]]
     assert r.stderr.startswith("Error: SECRET_KEY is not set")
-    r = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf", "--bind",
-                        "127.0.0.1:0", "study_server:create_app()"], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:study_server.gunicorn_conf",
+            "--bind",
+            "127.0.0.1:0",
+            "study_server:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stdout + r.stderr
     errors = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")]
     assert errors == [errors[0]] and "SECRET_KEY is not set" in errors[0]
@@ -147,8 +184,9 @@ def test_a_relative_sqlite_url_means_the_file_from_the_current_folder(tmp_path, 
     from stimuli.responses import read_responses
     from study_server import create_app
 
-    other = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite:///data/study.sqlite3", "SECRET_KEY": "x",
-                        "STUDY_ENV": "production"})
+    other = create_app(
+        {"SQLALCHEMY_DATABASE_URI": "sqlite:///data/study.sqlite3", "SECRET_KEY": "x", "STUDY_ENV": "production"}
+    )
     (tmp_path / "out.csv").write_text(other.test_cli_runner().invoke(args=["export", "ind"]).output)
     rows = read_responses(tmp_path / "out.csv")
     assert rows and {r["study"] for r in rows} == {"ind"}
@@ -161,8 +199,13 @@ def test_a_trial_is_answered_only_after_it_was_shown_and_played(app) -> None:
     first = p.state()
     assert first["next"] is not None  # the next trial's media handed out for preloading
     # no report that the clip played to the end: refused, nothing stored
-    body = {"attempt": first["attempt"], "key": uuid.uuid4().hex, "answer": "unchanged", "rt_ms": 700.0,
-            "events": [{"type": "play", "t": 1.0, "mt": 0.0}]}
+    body = {
+        "attempt": first["attempt"],
+        "key": uuid.uuid4().hex,
+        "answer": "unchanged",
+        "rt_ms": 700.0,
+        "events": [{"type": "play", "t": 1.0, "mt": 0.0}],
+    }
     r = p.post_answer(body)
     assert r.status_code == 400 and "played to the end" in r.get_json()["error"] and count(app) == 0
     assert p.answer(first, "unchanged").status_code == 200 and count(app) == 1
@@ -170,8 +213,7 @@ def test_a_trial_is_answered_only_after_it_was_shown_and_played(app) -> None:
     with app.app_context():
         nxt = db.session.execute(select(Attempt).where(Attempt.closed.is_(False), Attempt.served == 0)).scalar_one()
         ref = nxt.ref
-    r = p.post_answer({**body, "attempt": ref, "key": uuid.uuid4().hex,
-                       "events": [{"type": "answerable", "t": 1.0}]})
+    r = p.post_answer({**body, "attempt": ref, "key": uuid.uuid4().hex, "events": [{"type": "answerable", "t": 1.0}]})
     assert r.status_code == 409 and r.get_json()["error"] == "this trial has not been shown yet" and count(app) == 1
     shown = p.state()
     assert shown["attempt"] == ref and p.answer(shown, "unchanged").status_code == 200 and count(app) == 2

@@ -15,21 +15,24 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from support.batches import SERVER_ACTIONS
+from support.batches import server_batch
+from support.server import ParticipantActions
+from support.server import make_test_app
 
 from stimuli.batch import load_batch
 from study_server.extensions import db
 from study_server.models import MediaToken
-from support.batches import SERVER_ACTIONS
-from support.server import ParticipantActions
-from support.batches import server_batch
-from support.server import make_test_app
 
 STUDIES = [
-    ("ind", "indistinguishability", {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4,
-                                     "control_share": 0.2, "slowdown": 2.0}),
+    (
+        "ind",
+        "indistinguishability",
+        {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4, "control_share": 0.2, "slowdown": 2.0},
+    ),
     ("dec", "deceitfulness", {"trials": 3, "practice_trials": 1}),
     ("nat", "naturalness", {"trials": 6, "practice_trials": 1}),
-]  # fmt: skip
+]
 
 
 class RecordingClient(FlaskClient):
@@ -41,8 +44,14 @@ class RecordingClient(FlaskClient):
         r = super().open(*args, **kwargs)
         body = r.get_data()  # buffered, so the file behind a media response can be closed now
         r.close()
-        self.log.append((r.request.path + ("?" + r.request.query_string.decode() if r.request.query_string else ""),
-                         r.status_code, dict(r.headers), body))  # fmt: skip
+        self.log.append(
+            (
+                r.request.path + ("?" + r.request.query_string.decode() if r.request.query_string else ""),
+                r.status_code,
+                dict(r.headers),
+                body,
+            )
+        )
         return r
 
 
@@ -143,9 +152,31 @@ def test_pages_have_accessible_structure(app):
 # ---- the leak scan ---------------------------------------------------------------------------------
 def forbidden(deceitfulness: bool) -> list[re.Pattern[str]]:
     batch = load_batch(server_batch())
-    words = ["smart", "l2", "l2-acc", "l2-bone", "perceivability", "sensitivity", "attacked", "control",
-             "variant", "variants", "true_label", "attacked_label", "label_order", "cell", "kind", "item_id",
-             "stimulus", "composite", "manifest", "batch", "synthetic", "stgcn", "sha256"]  # fmt: skip
+    words = [
+        "smart",
+        "l2",
+        "l2-acc",
+        "l2-bone",
+        "perceivability",
+        "sensitivity",
+        "attacked",
+        "control",
+        "variant",
+        "variants",
+        "true_label",
+        "attacked_label",
+        "label_order",
+        "cell",
+        "kind",
+        "item_id",
+        "stimulus",
+        "composite",
+        "manifest",
+        "batch",
+        "synthetic",
+        "stgcn",
+        "sha256",
+    ]
     literals = [batch.batch_id, ".mp4", ".png", ".npy", "_vs_", "original|", "|original", "items/"]
     for it in batch.items:
         literals.append(it.id)
@@ -153,8 +184,9 @@ def forbidden(deceitfulness: bool) -> list[re.Pattern[str]]:
         literals += [ref.sha256, ref.sha256[:16], ref.path]
     if not deceitfulness:  # the two class names are shown by design in deceitfulness only
         words += list(SERVER_ACTIONS) + ["jog"]
-    return [re.compile(rf"(?<![\w-]){re.escape(w)}(?![\w-])", re.I) for w in words] + \
-        [re.compile(re.escape(x), re.I) for x in literals]  # fmt: skip
+    return [re.compile(rf"(?<![\w-]){re.escape(w)}(?![\w-])", re.I) for w in words] + [
+        re.compile(re.escape(x), re.I) for x in literals
+    ]
 
 
 @pytest.mark.parametrize("slug", ["dec", "nat", "ind"])
@@ -212,14 +244,19 @@ def test_no_size_or_header_of_the_media_tells_the_conditions_apart(app):
                 for kind in ("video", "poster"):
                     full = p.client.get(s[kind])
                     part = p.client.get(s[kind], headers={"Range": "bytes=0-99"})
-                    heads = tuple(sorted((h, v) for h, v in full.headers.items() if h not in ("ETag", "Date", "Expires")))
+                    heads = tuple(
+                        sorted((h, v) for h, v in full.headers.items() if h not in ("ETag", "Date", "Expires"))
+                    )
                     rng = tuple(sorted((h, v) for h, v in part.headers.items() if h not in ("ETag", "Date", "Expires")))
-                    seen.setdefault((item, layout, kind), {})[cond] = (int(full.headers["Content-Length"]),
-                                                                        (heads, rng))
+                    seen.setdefault((item, layout, kind), {})[cond] = (
+                        int(full.headers["Content-Length"]),
+                        (heads, rng),
+                    )
                 assert p.answer(s, s["options"][0]["value"]).status_code == 200
     groups = [g for g in seen.values() if len(g) > 1]
     assert len(groups) >= 6  # several items seen under several conditions each
     for g in groups:
         diff = {h for v in g.values() for h in v[1][0] + v[1][1]} - set.intersection(
-            *({h for h in v[1][0] + v[1][1]} for v in g.values()))
+            *({h for h in v[1][0] + v[1][1]} for v in g.values())
+        )
         assert len({v for v in g.values()}) == 1, ({c: v[0] for c, v in g.items()}, diff)  # one size, one header set

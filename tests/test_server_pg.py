@@ -23,6 +23,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from support.batches import server_batch
+from support.server import PLAYED
+from support.server import RESEARCHER
+from support.server import ParticipantActions
+from support.server import ResearcherActions
+from support.server import as_one_group
 
 from study_server import create_app
 from study_server.accounts import create_researcher
@@ -34,12 +40,6 @@ from study_server.models import Response
 from study_server.models import Study
 from study_server.studies import create_study
 from study_server.studies import import_batch
-from support.server import RESEARCHER
-from support.server import PLAYED
-from support.server import ParticipantActions
-from support.server import ResearcherActions
-from support.server import as_one_group
-from support.batches import server_batch
 
 CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("SMART_STUDY_TEST_PG", "postgresql+psycopg://smart:smart@127.0.0.1:5432/smart_test")
@@ -130,10 +130,23 @@ def test_core_flows_on_postgresql(pg_url, tmp_path):
     assert json.loads(again.output)["created"] is False
     with app.app_context():
         batch_id = json.loads(first.output)["batch_id"]
-        create_study("ind", batch_id, "indistinguishability", trials=5, practice_trials=1, sensitivity_share=0.4,
-                     control_share=0.2, target_participants=5)  # fmt: skip
-        create_study("all", batch_id, "combined", practice_trials=0,
-                     blocks=[{"study_type": "deceitfulness", "trials": 2}, {"study_type": "naturalness", "trials": 2}])
+        create_study(
+            "ind",
+            batch_id,
+            "indistinguishability",
+            trials=5,
+            practice_trials=1,
+            sensitivity_share=0.4,
+            control_share=0.2,
+            target_participants=5,
+        )
+        create_study(
+            "all",
+            batch_id,
+            "combined",
+            practice_trials=0,
+            blocks=[{"study_type": "deceitfulness", "trials": 2}, {"study_type": "naturalness", "trials": 2}],
+        )
         create_researcher(*RESEARCHER)
     # enrolment, answers, screening
     ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="pg-good").finish(attentive)
@@ -195,8 +208,9 @@ def test_answers_written_as_one_group_on_postgresql(pg_url):
     app = pg_app(pg_url)
     with app.app_context():
         batch = import_batch(server_batch(), decode=False)
-        create_study("ind", batch, "indistinguishability", trials=3, practice_trials=0, sensitivity_share=0.34,
-                     control_share=0.0)  # fmt: skip
+        create_study(
+            "ind", batch, "indistinguishability", trials=3, practice_trials=0, sensitivity_share=0.34, control_share=0.0
+        )
     people = [ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID=f"pg-g{i}") for i in range(3)]
     states = [p.state() for p in people]
 
@@ -207,15 +221,23 @@ def test_answers_written_as_one_group_on_postgresql(pg_url):
         return t
 
     def body(s: dict[str, Any], answer: str, key: str) -> dict[str, Any]:
-        return {"attempt": s["attempt"], "key": key, "answer": answer, "rt_ms": 600.0, "playback_failed": False,
-                "events": PLAYED}
+        return {
+            "attempt": s["attempt"],
+            "key": key,
+            "answer": answer,
+            "rt_ms": 600.0,
+            "playback_failed": False,
+            "events": PLAYED,
+        }
 
     keys = [uuid.uuid4().hex for _ in range(4)]
-    posts = [lambda: people[0].post_answer(body(states[0], "changed", keys[0])),
-             lambda: twin(people[0]).post_answer(body(states[0], "changed", keys[0])),  # the same answer again
-             lambda: people[1].post_answer(body(states[1], "unchanged", keys[1])),
-             lambda: twin(people[1]).post_answer(body(states[1], "changed", keys[2])),  # a conflicting one
-             lambda: people[2].post_answer(body(states[2], "changed", keys[3]))]  # fmt: skip
+    posts = [
+        lambda: people[0].post_answer(body(states[0], "changed", keys[0])),
+        lambda: twin(people[0]).post_answer(body(states[0], "changed", keys[0])),  # the same answer again
+        lambda: people[1].post_answer(body(states[1], "unchanged", keys[1])),
+        lambda: twin(people[1]).post_answer(body(states[1], "changed", keys[2])),  # a conflicting one
+        lambda: people[2].post_answer(body(states[2], "changed", keys[3])),
+    ]
     rs = as_one_group(app, posts)
     codes = [r.status_code for r in rs]
     assert codes[:2] == [200, 200] and rs[0].get_json() == rs[1].get_json()
@@ -230,4 +252,6 @@ def test_answers_written_as_one_group_on_postgresql(pg_url):
 
 def db_participant(app: Any, recruit_id: str) -> str:
     with app.app_context():
-        return db.session.execute(select(Participant.public_id).where(Participant.recruit_id == recruit_id)).scalar_one()
+        return db.session.execute(
+            select(Participant.public_id).where(Participant.recruit_id == recruit_id)
+        ).scalar_one()

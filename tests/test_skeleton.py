@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from stimuli.errors import MotionFormatError
-from stimuli.motion import Motion, check_motion
-from stimuli.skeleton import KINECT_TO_STANDARD, KINECT_V2, STANDARD, Skeleton, get_skeleton, kinect_to_standard
+from stimuli.motion import Motion
+from stimuli.motion import check_motion
+from stimuli.skeleton import KINECT_TO_STANDARD
+from stimuli.skeleton import KINECT_V2
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import Skeleton
+from stimuli.skeleton import get_skeleton
+from stimuli.skeleton import kinect_to_standard
 
 
 def test_standard_skeleton_matches_the_authors_parent_array() -> None:
@@ -48,9 +54,17 @@ def test_kinect_mapping_takes_the_documented_joints() -> None:
     assert std.shape == (2, 25, 3)
     name_of = {i: n for i, n in enumerate(KINECT_V2.joint_names)}
     expect = {
-        "Hips": "SpineBase", "Spine": "SpineMid", "Spine1": "SpineShoulder", "Neck": "SpineShoulder",
-        "Neck1": "Head", "LeftUpLeg": "HipLeft", "LeftFoot": "AnkleLeft", "RightToeBase": "FootRight",
-        "LeftArm": "ShoulderLeft", "RightHand": "WristRight", "LeftHandIndex1": "HandLeft",
+        "Hips": "SpineBase",
+        "Spine": "SpineMid",
+        "Spine1": "SpineShoulder",
+        "Neck": "SpineShoulder",
+        "Neck1": "Head",
+        "LeftUpLeg": "HipLeft",
+        "LeftFoot": "AnkleLeft",
+        "RightToeBase": "FootRight",
+        "LeftArm": "ShoulderLeft",
+        "RightHand": "WristRight",
+        "LeftHandIndex1": "HandLeft",
         "RThumb": "WristRight",  # the standard data put the thumb joint at the wrist
     }
     for std_name, kin_name in expect.items():

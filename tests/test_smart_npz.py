@@ -9,23 +9,66 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attack_gen.data.smart_npz import (
-    HDM05_UNIT_TO_M,
-    describe_layout,
-    load_smart_npz,
-    normalise,
-    unnormalise,
-)
+from attack_gen.data.smart_npz import HDM05_UNIT_TO_M
+from attack_gen.data.smart_npz import describe_layout
+from attack_gen.data.smart_npz import load_smart_npz
+from attack_gen.data.smart_npz import normalise
+from attack_gen.data.smart_npz import unnormalise
 from stimuli.errors import DataError
 from stimuli.skeleton import STANDARD
 
-README_BONES = [0, 2.40, 7.16, 7.49, 2.37, 0, 2.37, 7.43, 7.51, 2.41, 0, 2.04, 2.05, 0,
-                1.76, 3.58, 4.98, 3.48, 0.72, 0.72, 3.45, 5.24, 3.44, 0.62, 0.62]  # fmt: skip
+README_BONES = [
+    0,
+    2.40,
+    7.16,
+    7.49,
+    2.37,
+    0,
+    2.37,
+    7.43,
+    7.51,
+    2.41,
+    0,
+    2.04,
+    2.05,
+    0,
+    1.76,
+    3.58,
+    4.98,
+    3.48,
+    0.72,
+    0.72,
+    3.45,
+    5.24,
+    3.44,
+    0.62,
+    0.62,
+]
 
 README_HISTOGRAM = {
-    0: 14, 5: 8, 7: 2, 9: 14, 10: 1, 12: 5, 18: 6, 22: 8, 23: 9, 26: 14, 28: 7,
-    39: 17, 41: 2, 45: 28, 46: 14, 48: 11, 50: 10, 53: 7, 54: 10, 55: 4, 60: 6, 64: 22,
-}  # fmt: skip
+    0: 14,
+    5: 8,
+    7: 2,
+    9: 14,
+    10: 1,
+    12: 5,
+    18: 6,
+    22: 8,
+    23: 9,
+    26: 14,
+    28: 7,
+    39: 17,
+    41: 2,
+    45: 28,
+    46: 14,
+    48: 11,
+    50: 10,
+    53: 7,
+    54: 10,
+    55: 4,
+    60: 6,
+    64: 22,
+}
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ generator's own intermediate values.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from attack_gen.data.synthetic import ACTIONS, generate_dataset, generate_motion
+from attack_gen.data.synthetic import ACTIONS
+from attack_gen.data.synthetic import generate_dataset
+from attack_gen.data.synthetic import generate_motion
 from stimuli.motion import Motion
 from stimuli.skeleton import STANDARD
 
@@ -208,12 +209,14 @@ def _features(m: Motion) -> np.ndarray:
     p = m.positions.astype(np.float64)
     rel = p - p[:, ROOT : ROOT + 1]
     root_step = np.linalg.norm(np.diff(p[:, ROOT, [0, 2]], axis=0), axis=-1).mean() * m.fps
-    return np.concatenate([
-        np.sqrt(rel[..., [0, 2]].var(0).sum(-1)),  # horizontal spread of every joint
-        rel[..., 1].std(0),  # vertical spread
-        rel[..., 1].mean(0),  # mean height relative to the root
-        [p[:, ROOT, 1].std(), root_step],
-    ])  # fmt: skip
+    return np.concatenate(
+        [
+            np.sqrt(rel[..., [0, 2]].var(0).sum(-1)),  # horizontal spread of every joint
+            rel[..., 1].std(0),  # vertical spread
+            rel[..., 1].mean(0),  # mean height relative to the root
+            [p[:, ROOT, 1].std(), root_step],
+        ]
+    )
 
 
 def test_actions_separable_by_a_nearest_centroid_classifier():

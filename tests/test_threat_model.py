@@ -10,17 +10,33 @@ import numpy as np
 import pytest
 import torch
 
-from attack_gen.attack.engine import AttackConfig, attack, dof_projection, project
-from attack_gen.attack.strategies import ClassContext, build_strategy
+from attack_gen.attack.engine import AttackConfig
+from attack_gen.attack.engine import attack
+from attack_gen.attack.engine import dof_projection
+from attack_gen.attack.engine import project
+from attack_gen.attack.strategies import ClassContext
+from attack_gen.attack.strategies import build_strategy
 from attack_gen.cli import run_collect
 from attack_gen.data import load_motion
-from attack_gen.data.dataset import load_dataset, save_dataset
-from attack_gen.data.prepare import SplitSpec, prepare_dataset, prepare_synthetic
-from attack_gen.data.preprocess import Canonical, PreprocessConfig, canonicalise, face_forward, raw_windows
-from attack_gen.recognizer import Canonicaliser, Recognizer, load_checkpoint, pipeline_logits
-from attack_gen.train import TrainConfig, predict, train_model
+from attack_gen.data.dataset import load_dataset
+from attack_gen.data.dataset import save_dataset
+from attack_gen.data.prepare import SplitSpec
+from attack_gen.data.prepare import prepare_dataset
+from attack_gen.data.prepare import prepare_synthetic
+from attack_gen.data.preprocess import Canonical
+from attack_gen.data.preprocess import PreprocessConfig
+from attack_gen.data.preprocess import canonicalise
+from attack_gen.data.preprocess import face_forward
+from attack_gen.data.preprocess import raw_windows
+from attack_gen.recognizer import Canonicaliser
+from attack_gen.recognizer import load_checkpoint
+from attack_gen.recognizer import pipeline_logits
+from attack_gen.train import TrainConfig
+from attack_gen.train import predict
+from attack_gen.train import train_model
 from stimuli.errors import DataError
-from stimuli.skeleton import STANDARD, tie_coincident
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import tie_coincident
 
 HDM05_GROUPS = ((10, 0, 5), (12, 13), (17, 19), (22, 24))
 """Measured on the HDM05 cut AMC files: hips on the root, neck on Spine1, thumbs on the wrists."""
@@ -38,12 +54,22 @@ def _one_thread():
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A small synthetic dataset and a tiny ST-GCN trained on it, with its attack set."""
     root = tmp_path_factory.mktemp("threat")
-    ds = prepare_synthetic(samples_per_class=3, num_frames=40, subjects=3, test_subjects=("s03",),
-                           config=PreprocessConfig(window=20, stride=10))
+    ds = prepare_synthetic(
+        samples_per_class=3,
+        num_frames=40,
+        subjects=3,
+        test_subjects=("s03",),
+        config=PreprocessConfig(window=20, stride=10),
+    )
     path = save_dataset(ds, root / "ds.npz")
     ckpt = root / "stgcn.pt"
-    train_model(ds, TrainConfig(model="stgcn", size="tiny", epochs=8, batch_size=16, lr=1e-2, val_fraction=0.0),
-                out=ckpt, dataset_path=path, progress=False)
+    train_model(
+        ds,
+        TrainConfig(model="stgcn", size="tiny", epochs=8, batch_size=16, lr=1e-2, val_fraction=0.0),
+        out=ckpt,
+        dataset_path=path,
+        progress=False,
+    )
     clips = root / "clips.npz"
     run_collect(ckpt, path, clips, "test", "cpu", True)
     model, info = load_checkpoint(ckpt, "cpu")
@@ -51,6 +77,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 
 # ---- coincident joints --------------------------------------------------------------------------------
+
 
 def test_coincident_groups_by_hand() -> None:
     pos = np.random.default_rng(0).normal(size=(5, 25, 3))
@@ -74,6 +101,7 @@ def test_coincident_groups_of_real_data_depend_on_the_source(shared_data: Path) 
 
 
 # ---- the recognizer's own preprocessing ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("center", ["frame", "first", "none"])
 @pytest.mark.parametrize("face", [True, False])
@@ -115,8 +143,10 @@ def test_old_checkpoints_are_a_one_line_error(tiny, tmp_path: Path) -> None:
     payload = torch.load(tiny.ckpt, weights_only=True)
     old = tmp_path / "old.pt"
     torch.save({**payload, "version": 1}, old)
-    with pytest.raises(DataError, match="checkpoint version 1 predates recognizers that apply their dataset's "
-                                        "preprocessing; train it again"):
+    with pytest.raises(
+        DataError,
+        match="checkpoint version 1 predates recognizers that apply their dataset's preprocessing; train it again",
+    ):
         load_checkpoint(old)
     torch.save({**payload, "canonical": {"center": "middle", "face_forward": True, "coincident": []}}, old)
     with pytest.raises(DataError, match="canonical.center must be one of"):
@@ -124,6 +154,7 @@ def test_old_checkpoints_are_a_one_line_error(tiny, tmp_path: Path) -> None:
 
 
 # ---- the attack under each threat model ---------------------------------------------------------------
+
 
 def test_dof_projection_keeps_the_root_fixed_and_moves_groups_together() -> None:
     d = torch.randn(2, 4, 25, 3)
@@ -142,8 +173,18 @@ def _attack(tiny, threat_model: str, **kw):
     pred = predict(tiny.model, x).argmax(1)
     keep = np.flatnonzero(pred == tiny.ds.part("test").labels)[:12]
     cfg = AttackConfig(threat_model=threat_model, **{"loss": "l2", "iterations": 60, "lr": 0.005, **kw})
-    return x[keep], tiny.ds.part("test").labels[keep], attack(tiny.model, x[keep], tiny.ds.part("test").labels[keep],
-                                                               fps=30.0, config=cfg, num_classes=tiny.ds.num_classes)
+    return (
+        x[keep],
+        tiny.ds.part("test").labels[keep],
+        attack(
+            tiny.model,
+            x[keep],
+            tiny.ds.part("test").labels[keep],
+            fps=30.0,
+            config=cfg,
+            num_classes=tiny.ds.num_classes,
+        ),
+    )
 
 
 @pytest.mark.parametrize("strategy", ["ab", "abn", "sa"])
@@ -185,6 +226,7 @@ def test_raw_successes_that_move_what_the_pipeline_removes_are_not_robust(tiny) 
 
 # ---- training -----------------------------------------------------------------------------------------
 
+
 def test_training_stops_when_validation_stops_improving_and_is_seeded(tiny, tmp_path: Path) -> None:
     cfg = TrainConfig(model="stgcn", size="tiny", epochs=60, batch_size=16, lr=1e-2, val_fraction=0.3, patience=3)
     _, a = train_model(tiny.ds, cfg, out=tmp_path / "a.pt", progress=False)
@@ -202,6 +244,7 @@ def test_training_stops_when_validation_stops_improving_and_is_seeded(tiny, tmp_
 
 # ---- trajectories -------------------------------------------------------------------------------------
 
+
 def test_windows_keep_the_root_path_that_centring_removes(shared_data: Path, tmp_path: Path) -> None:
     src = shared_data / "hdm05_cut_amc" / "jogLeftCircle4StepsRstart"
     ds = prepare_dataset([src], SplitSpec(test_fraction=0.3))
@@ -217,8 +260,9 @@ def test_windows_keep_the_root_path_that_centring_removes(shared_data: Path, tmp
     raw, _, _ = raw_windows(motion.positions, motion.fps, PreprocessConfig())
     faced = face_forward(tie_coincident(raw[0], HDM05_GROUPS))
     first = int(np.flatnonzero(ds.source == 0)[0])
-    np.testing.assert_allclose(ds.motions[first] + ds.trajectory[first][:, None],
-                               faced - faced[0, 10] * [1, 0, 1], atol=1e-5)
+    np.testing.assert_allclose(
+        ds.motions[first] + ds.trajectory[first][:, None], faced - faced[0, 10] * [1, 0, 1], atol=1e-5
+    )
 
 
 def test_old_datasets_are_a_one_line_error(tiny, tmp_path: Path) -> None:

@@ -19,9 +19,25 @@ Example::
                      config=AttackConfig(strategy="abn", top_n=3, loss="smart"))
 """
 
-from .engine import DEFAULT_LR, STATUSES, AttackConfig, AttackError, ClipResult, adam_step, attack, resolve_targets
-from .losses import LOSSES, TERMS, PerceptualWeights, list_losses, perceptual_loss, perceptual_metrics, perceptual_terms
-from .strategies import STRATEGIES, build_strategy, list_strategies, random_targets
+from .engine import DEFAULT_LR
+from .engine import STATUSES
+from .engine import AttackConfig
+from .engine import AttackError
+from .engine import ClipResult
+from .engine import adam_step
+from .engine import attack
+from .engine import resolve_targets
+from .losses import LOSSES
+from .losses import TERMS
+from .losses import PerceptualWeights
+from .losses import list_losses
+from .losses import perceptual_loss
+from .losses import perceptual_metrics
+from .losses import perceptual_terms
+from .strategies import STRATEGIES
+from .strategies import build_strategy
+from .strategies import list_strategies
+from .strategies import random_targets
 
 __all__ = [
     "AttackConfig",

@@ -85,8 +85,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Callable
+from typing import Iterator
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -96,23 +100,27 @@ from attack_gen.data.preprocess import Canonical
 from attack_gen.recognizer import pipeline_logits
 from stimuli.attack_results import STATUSES
 from stimuli.errors import SmartStudyError
-from stimuli.skeleton import STANDARD, Skeleton
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import Skeleton
 
-from .losses import (
-    LOSSES,
-    PerceptualWeights,
-    apply_in_space,
-    apply_in_time,
-    bone_lengths,
-    bone_preconditioner,
-    dynamics_preconditioner,
-    joint_weights,
-    perceptual_loss,
-    perceptual_metrics,
-    perceptual_terms,
-    whitens_bones,
-)
-from .strategies import ABN_LOSSES, STRATEGIES, ClassContext, Strategy, build_strategy, random_targets
+from .losses import LOSSES
+from .losses import PerceptualWeights
+from .losses import apply_in_space
+from .losses import apply_in_time
+from .losses import bone_lengths
+from .losses import bone_preconditioner
+from .losses import dynamics_preconditioner
+from .losses import joint_weights
+from .losses import perceptual_loss
+from .losses import perceptual_metrics
+from .losses import perceptual_terms
+from .losses import whitens_bones
+from .strategies import ABN_LOSSES
+from .strategies import STRATEGIES
+from .strategies import ClassContext
+from .strategies import Strategy
+from .strategies import build_strategy
+from .strategies import random_targets
 
 __all__ = [
     "AttackError",
@@ -310,8 +318,15 @@ def resolve_targets(config: AttackConfig, labels: np.ndarray, num_classes: int) 
 
 
 def adam_step(
-    z: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: torch.Tensor,
-    lr: float | torch.Tensor, beta1: float, beta2: float, eps: float,
+    z: torch.Tensor,
+    grad: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    step: torch.Tensor,
+    lr: float | torch.Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
 ) -> None:
     """One Adam update in place, per clip: ``z, grad, m, v (B, ...)``, ``step (B,)`` steps done so far.
 
@@ -364,16 +379,27 @@ class _Batch:
     def select(self, keep: torch.Tensor) -> _Batch:
         dev = keep.to(self.x.device)
         return _Batch(
-            self.rows[keep.cpu()], self.x[dev], self.z0[dev], self.g0[dev], self.bl0[dev], self.m[dev], self.v[dev],
-            self.step[dev], self.ctx.select(dev), None if self.s is None else self.s[dev],
+            self.rows[keep.cpu()],
+            self.x[dev],
+            self.z0[dev],
+            self.g0[dev],
+            self.bl0[dev],
+            self.m[dev],
+            self.v[dev],
+            self.step[dev],
+            self.ctx.select(dev),
+            None if self.s is None else self.s[dev],
         )
 
     @staticmethod
     def cat(a: _Batch | None, b: _Batch) -> _Batch:
         if a is None or len(a) == 0:
             return b
-        tensors = {f.name: torch.cat([getattr(a, f.name), getattr(b, f.name)]) for f in dataclasses.fields(_Batch)
-                   if f.name not in ("ctx", "s")}
+        tensors = {
+            f.name: torch.cat([getattr(a, f.name), getattr(b, f.name)])
+            for f in dataclasses.fields(_Batch)
+            if f.name not in ("ctx", "s")
+        }
         s = None if a.s is None or b.s is None else torch.cat([a.s, b.s])
         return _Batch(**tensors, ctx=ClassContext.cat([a.ctx, b.ctx]), s=s)
 
@@ -432,8 +458,11 @@ def attack(
     offset = (mean / std).to(device)  # geometry g = q / std = z + mean / std
     gamma = joint_weights(skeleton, config.gamma_spine, config.gamma_other, device=device)
     weights = config.term_weights()
-    precond = (dynamics_preconditioner(x.shape[1], fps, weights, device=device)
-               if config.precondition in ("perceptual", "dynamics") else None)
+    precond = (
+        dynamics_preconditioner(x.shape[1], fps, weights, device=device)
+        if config.precondition in ("perceptual", "dynamics")
+        else None
+    )
     spatial = config.precondition == "perceptual" and whitens_bones(weights)
     proj = dof_projection(model.spec, device) if canonical else None
     changed = precond is not None or spatial or proj is not None
@@ -457,12 +486,26 @@ def attack(
         z0 = (q - mean) / std
         g0 = z0 + offset
         zeros = torch.zeros_like(z0)
-        ctx = ClassContext(y[r].to(device), torch.full((len(r),), -1, dtype=torch.long, device=device),
-                           torch.zeros(len(r), num_classes, device=device), tgt[r].to(device))
+        ctx = ClassContext(
+            y[r].to(device),
+            torch.full((len(r),), -1, dtype=torch.long, device=device),
+            torch.zeros(len(r), num_classes, device=device),
+            tgt[r].to(device),
+        )
         x0 = zeros.clone() if changed else z0.clone()  # u0 = 0: z0 + P S 0 = z0, i.e. q^0 = q
         s = bone_preconditioner(g0, weights, gamma, skeleton, proj) if spatial else None
-        return _Batch(r, x0, z0, g0, bone_lengths(g0, skeleton), zeros, zeros.clone(),
-                      torch.zeros(len(r), dtype=torch.long, device=device), ctx, s)
+        return _Batch(
+            r,
+            x0,
+            z0,
+            g0,
+            bone_lengths(g0, skeleton),
+            zeros,
+            zeros.clone(),
+            torch.zeros(len(r), dtype=torch.long, device=device),
+            ctx,
+            s,
+        )
 
     batch: _Batch | None = None
     with _frozen(model):
@@ -473,8 +516,11 @@ def attack(
                 batch = _Batch.cat(batch, start([queue.popleft() for _ in range(min(free, len(queue)))]))
             assert batch is not None
             xv = batch.x.detach().requires_grad_(True)
-            z = (batch.z0 + project(proj, apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton, proj)))
-                 if changed else xv)
+            z = (
+                batch.z0 + project(proj, apply_in_time(precond, apply_in_space(batch.s, xv, gamma, skeleton, proj)))
+                if changed
+                else xv
+            )
             # canonical: through the recognizer's preprocessing (tying and centring are no-ops on z here,
             # the re-facing is not); raw: the backbone on z as it is
             logits = model(model.normalise(model.canonical(model.unnormalise(z)))) if canonical else model(z)  # (B, K)
@@ -486,8 +532,9 @@ def attack(
                     probs = torch.softmax(logits.detach().float(), -1)
                     batch.ctx.original_probs[fresh] = probs[fresh]
                     batch.ctx.original[fresh] = probs[fresh].argmax(-1)
-            terms = perceptual_terms(batch.g0, z + offset, fps, gamma=gamma, skeleton=skeleton,
-                                     bone_reference=batch.bl0)
+            terms = perceptual_terms(
+                batch.g0, z + offset, fps, gamma=gamma, skeleton=skeleton, bone_reference=batch.bl0
+            )
             lp = perceptual_loss(terms, weights)
             lc = strategy.class_loss(logits if temperature == 1.0 else logits / temperature, batch.ctx)
             total = w * lc + (1 - w) * lp  # (B,)
@@ -509,20 +556,49 @@ def attack(
             keep = (go_on & grad_ok).cpu()
             if not bool(keep.all()):
                 flags = torch.stack([finite, unrecognised, success, go_on & ~grad_ok]).cpu().numpy()
-                status = np.select([~flags[0] | flags[3], flags[1], flags[2]], ["nonfinite", "skipped", "success"],
-                                   "failed")
+                status = np.select(
+                    [~flags[0] | flags[3], flags[1], flags[2]], ["nonfinite", "skipped", "success"], "failed"
+                )
                 sel = torch.as_tensor(np.flatnonzero(~keep.numpy()))
                 _deliver(
-                    _finish(batch, z.detach(), sel, status[sel.numpy()], flags[3], robust.cpu().numpy(), x, logits,
-                            terms, lc, lp, total, model, fps, topk, config.iterations, skeleton),
-                    results, on_results, progress,
+                    _finish(
+                        batch,
+                        z.detach(),
+                        sel,
+                        status[sel.numpy()],
+                        flags[3],
+                        robust.cpu().numpy(),
+                        x,
+                        logits,
+                        terms,
+                        lc,
+                        lp,
+                        total,
+                        model,
+                        fps,
+                        topk,
+                        config.iterations,
+                        skeleton,
+                    ),
+                    results,
+                    on_results,
+                    progress,
                 )
             grad = xv.grad
             batch = batch.select(keep)
             if len(batch):
                 assert grad is not None
-                adam_step(batch.x, grad[keep.to(grad.device)], batch.m, batch.v, batch.step,
-                          config.learning_rates(batch.step), config.adam_beta1, config.adam_beta2, config.adam_eps)
+                adam_step(
+                    batch.x,
+                    grad[keep.to(grad.device)],
+                    batch.m,
+                    batch.v,
+                    batch.step,
+                    config.learning_rates(batch.step),
+                    config.adam_beta1,
+                    config.adam_beta2,
+                    config.adam_eps,
+                )
                 batch.step += 1
     return [results[i] for i in order]
 
@@ -558,8 +634,9 @@ def _physical(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _robust(model: nn.Module, strategy: Strategy, z: torch.Tensor, success: torch.Tensor,
-            ctx: ClassContext) -> torch.Tensor:
+def _robust(
+    model: nn.Module, strategy: Strategy, z: torch.Tensor, success: torch.Tensor, ctx: ClassContext
+) -> torch.Tensor:
     """For the successful rows, whether their stored example still passes after the dataset's pipeline."""
     out = torch.zeros_like(success)
     if bool(success.any()):
@@ -574,8 +651,12 @@ def _num_outputs(model: nn.Module, x: torch.Tensor) -> int:
     return int(model(model.normalise(x)).shape[1])
 
 
-def _deliver(group: list[ClipResult], results: dict[int, ClipResult],
-             on_results: Callable[[list[ClipResult]], None] | None, progress: Callable[[int], None] | None) -> None:
+def _deliver(
+    group: list[ClipResult],
+    results: dict[int, ClipResult],
+    on_results: Callable[[list[ClipResult]], None] | None,
+    progress: Callable[[int], None] | None,
+) -> None:
     for r in group:
         results[r.index] = r
     if on_results is not None:
@@ -586,16 +667,30 @@ def _deliver(group: list[ClipResult], results: dict[int, ClipResult],
 
 def _unattacked(i: int, q: torch.Tensor, true: int, target: int, reason: str) -> ClipResult:
     empty_i, empty_p = np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return ClipResult(i, "skipped", reason, 0, q.numpy().copy(), true, -1, -1, target, empty_i, empty_p, empty_i,
-                      empty_p)
+    return ClipResult(
+        i, "skipped", reason, 0, q.numpy().copy(), true, -1, -1, target, empty_i, empty_p, empty_i, empty_p
+    )
 
 
 @torch.no_grad()
 def _finish(
-    batch: _Batch, z: torch.Tensor, sel: torch.Tensor, status: np.ndarray, bad_grad: np.ndarray, robust: np.ndarray,
+    batch: _Batch,
+    z: torch.Tensor,
+    sel: torch.Tensor,
+    status: np.ndarray,
+    bad_grad: np.ndarray,
+    robust: np.ndarray,
     x: torch.Tensor,
-    logits: torch.Tensor, terms: dict[str, torch.Tensor], lc: torch.Tensor, lp: torch.Tensor, total: torch.Tensor,
-    model: nn.Module, fps: float, topk: int, iterations: int, skeleton: Skeleton,
+    logits: torch.Tensor,
+    terms: dict[str, torch.Tensor],
+    lc: torch.Tensor,
+    lp: torch.Tensor,
+    total: torch.Tensor,
+    model: nn.Module,
+    fps: float,
+    topk: int,
+    iterations: int,
+    skeleton: Skeleton,
 ) -> list[ClipResult]:
     """Results for the rows ``sel`` (CPU indices) of the batch, which finish at this iterate ``z``."""
     rows = batch.rows[sel]
@@ -618,23 +713,32 @@ def _finish(
         if st == "success":
             reason = ""
         elif st == "skipped":
-            reason = (f"not recognised: the model predicts class {int(ctx['original'][j])}, "
-                      f"true label {int(ctx['true'][j])}")
+            reason = (
+                f"not recognised: the model predicts class {int(ctx['original'][j])}, true label {int(ctx['true'][j])}"
+            )
         elif st == "nonfinite":
             what = "gradient" if bad_grad[int(sel[j])] else ("logits" if not ok else "loss")
             reason = f"non-finite {what} at iteration {step}"
         else:
             reason = f"no success within {iterations} iterations"
-        out.append(ClipResult(
-            index=int(row), status=str(st), reason=reason, iterations=step,
-            adversarial=q[j].numpy().copy() if st == "skipped" else q_hat[j].numpy(),
-            true_label=int(ctx["true"][j]), original_label=int(ctx["original"][j]),
-            final_label=int(f_i[j, 0]) if ok else -1, target=int(ctx["target"][j]),
-            original_topk=o_i[j].numpy(), original_topk_prob=o_p[j].numpy(),
-            final_topk=f_i[j].numpy() if ok else np.full(k, -1, np.int64),
-            final_topk_prob=f_p[j].numpy() if ok else np.full(k, np.nan, np.float32),
-            losses={name: float(v[j]) for name, v in values.items()},
-            metrics={name: float(v[j]) for name, v in metrics.items()},
-            robust=bool(st == "success" and robust[int(sel[j])]),
-        ))
+        out.append(
+            ClipResult(
+                index=int(row),
+                status=str(st),
+                reason=reason,
+                iterations=step,
+                adversarial=q[j].numpy().copy() if st == "skipped" else q_hat[j].numpy(),
+                true_label=int(ctx["true"][j]),
+                original_label=int(ctx["original"][j]),
+                final_label=int(f_i[j, 0]) if ok else -1,
+                target=int(ctx["target"][j]),
+                original_topk=o_i[j].numpy(),
+                original_topk_prob=o_p[j].numpy(),
+                final_topk=f_i[j].numpy() if ok else np.full(k, -1, np.int64),
+                final_topk_prob=f_p[j].numpy() if ok else np.full(k, np.nan, np.float32),
+                losses={name: float(v[j]) for name, v in values.items()},
+                metrics={name: float(v[j]) for name, v in metrics.items()},
+                robust=bool(st == "success" and robust[int(sel[j])]),
+            )
+        )
     return out

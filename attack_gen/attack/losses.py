@@ -38,7 +38,8 @@ from typing import Mapping
 
 import torch
 
-from stimuli.skeleton import STANDARD, Skeleton
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import Skeleton
 
 __all__ = [
     "TERMS",
@@ -283,12 +284,18 @@ def _bone_index(children: tuple[int, ...], parents: tuple[int, ...], device: str
 
 def _bones(skeleton: Skeleton, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Child and parent joint of every bone, as index tensors on ``device`` (made once per device)."""
-    return _bone_index(tuple(int(i) for i in skeleton.bone_children), tuple(int(i) for i in skeleton.bone_parents),
-                       str(device))
+    return _bone_index(
+        tuple(int(i) for i in skeleton.bone_children), tuple(int(i) for i in skeleton.bone_parents), str(device)
+    )
 
 
-def _space(skeleton: Skeleton, gamma: torch.Tensor, dof: tuple[torch.Tensor, torch.Tensor] | None,
-           device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _space(
+    skeleton: Skeleton,
+    gamma: torch.Tensor,
+    dof: tuple[torch.Tensor, torch.Tensor] | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bones ``(children, parents)`` and the per-joint ``G^(-1)`` of the coordinates the attack moves.
 
     Without ``dof`` every joint moves: the skeleton's bones and ``1 / gamma^2``. With the
@@ -314,7 +321,10 @@ def _space(skeleton: Skeleton, gamma: torch.Tensor, dof: tuple[torch.Tensor, tor
 
 @torch.no_grad()
 def bone_preconditioner(
-    g0: torch.Tensor, weights: Mapping[str, float], gamma: torch.Tensor, skeleton: Skeleton = STANDARD,
+    g0: torch.Tensor,
+    weights: Mapping[str, float],
+    gamma: torch.Tensor,
+    skeleton: Skeleton = STANDARD,
     dof: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """Per clip and frame, the map ``S`` (on ``V*C`` coordinates) that whitens ``l_bl`` against the position term.
@@ -389,8 +399,13 @@ def bone_preconditioner(
     return torch.cat([dirs, bone[..., None].to(dt), w], dim=-1)
 
 
-def apply_in_space(s: torch.Tensor | None, x: torch.Tensor, gamma: torch.Tensor | None = None,
-                   skeleton: Skeleton = STANDARD, dof: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def apply_in_space(
+    s: torch.Tensor | None,
+    x: torch.Tensor,
+    gamma: torch.Tensor | None = None,
+    skeleton: Skeleton = STANDARD,
+    dof: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``S x`` per clip and frame, ``s`` from :func:`bone_preconditioner`, ``x (N, T, V, C)``; the identity for None.
 
     ``gamma`` and ``dof`` must be those ``s`` was made with (default :func:`joint_weights`, all joints).

@@ -39,16 +39,26 @@ import json
 import math
 import os
 import subprocess
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+from typing import Iterable
+from typing import Iterator
 
 import numpy as np
 
-from stimuli.attack_results import METRIC_KEYS, MODEL_DISPLAY, RESULT_FORMAT, RESULT_VERSION, STATUSES
+from stimuli.attack_results import METRIC_KEYS
+from stimuli.attack_results import MODEL_DISPLAY
+from stimuli.attack_results import RESULT_FORMAT
+from stimuli.attack_results import RESULT_VERSION
+from stimuli.attack_results import STATUSES
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write, json_default as _json_default, read_npz
+from stimuli.fileio import atomic_write
+from stimuli.fileio import json_default as _json_default
+from stimuli.fileio import read_npz
 
 from .engine import ClipResult
 
@@ -84,8 +94,9 @@ def code_version() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     if (root / ".git").exists():
         try:
-            out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                 timeout=10, check=False)
+            out = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+            )
             commit = out.stdout.strip() or None
         except (OSError, subprocess.SubprocessError):
             commit = None
@@ -107,8 +118,9 @@ class AttackResult:
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
-    def new(cls, record: dict[str, Any], original: np.ndarray, clip_index: np.ndarray, true_label: np.ndarray,
-            topk: int) -> AttackResult:
+    def new(
+        cls, record: dict[str, Any], original: np.ndarray, clip_index: np.ndarray, true_label: np.ndarray, topk: int
+    ) -> AttackResult:
         n = len(original)
         a: dict[str, np.ndarray] = {
             "original": np.asarray(original, np.float32),
@@ -252,13 +264,15 @@ def check_resumable(existing: AttackResult, record: dict[str, Any], num_clips: i
                 what = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
                 raise DataError(f"{path}: exists with other settings ({what}); use another --out or delete it")
         elif old != new:
-            raise DataError(f"{path}: exists from another run ({key} {old!r}, this run {new!r}); "
-                            "use another --out or delete it")
+            raise DataError(
+                f"{path}: exists from another run ({key} {old!r}, this run {new!r}); use another --out or delete it"
+            )
     if len(existing) != num_clips:
         raise DataError(f"{path}: has {len(existing)} clips, the clip file {num_clips}")
 
 
 # ---- summaries ----------------------------------------------------------------------------
+
 
 def _mean(values: np.ndarray) -> float | None:
     values = np.asarray(values, dtype=np.float64)
@@ -326,8 +340,9 @@ def column_label(summary: dict[str, Any]) -> str:
     return f"{label} (raw)" if summary.get("threat_model") == "raw" else label
 
 
-def table_rows(summaries: Iterable[dict[str, Any]], key: str = "success_rate"
-               ) -> tuple[list[str], dict[str, dict[str, float | None]]]:
+def table_rows(
+    summaries: Iterable[dict[str, Any]], key: str = "success_rate"
+) -> tuple[list[str], dict[str, dict[str, float | None]]]:
     """Columns and ``{model: {column: rate}}`` in the paper's layout (``key``: which rate).
 
     Columns are AB, AB3, AB5, SA (plus any other ABn and the ``raw`` threat model's runs
@@ -361,6 +376,7 @@ def success_table(summaries: Iterable[dict[str, Any]]) -> str:
     def cell(v: float | None, r: float | None) -> str:
         def pct(x: float | None) -> str:
             return f"{100 * x:.2f}" if x is not None and math.isfinite(x) else "-"
+
         return f"{'-' if v is None else pct(v) + ' / ' + pct(r):>{cw}}"
 
     def mean(table: dict[str, dict[str, float | None]], c: str) -> float | None:
@@ -368,7 +384,9 @@ def success_table(summaries: Iterable[dict[str, Any]]) -> str:
         return float(np.mean(vals)) if vals else None
 
     for m, r in rows.items():
-        lines.append(f"{MODEL_DISPLAY.get(m, m):<{width}}  " + "  ".join(cell(r.get(c), robust[m].get(c)) for c in used))
+        lines.append(
+            f"{MODEL_DISPLAY.get(m, m):<{width}}  " + "  ".join(cell(r.get(c), robust[m].get(c)) for c in used)
+        )
     if len(rows) > 1:
         lines.append(f"{'mean':<{width}}  " + "  ".join(cell(mean(rows, c), mean(robust, c)) for c in used))
     return "\n".join(lines)

@@ -21,7 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stimuli.errors import DataError, MotionFormatError
+from stimuli.errors import DataError
+from stimuli.errors import MotionFormatError
 from stimuli.motion import Motion
 
 __all__ = ["load_motion", "MOTION_EXTENSIONS", "sniff_format"]

@@ -44,7 +44,8 @@ Frame rate: 120 (HDM05 and CMU capture rate, also the ``_120`` in HDM05 names; a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,15 @@ from stimuli.motion import Motion
 
 from .kinematics import euler_to_matrix
 from .limits import DECIMAL_CHARS as _DECIMAL_CHARS
-from .limits import MAX_ANGLE_DEG, MAX_BONE_M, MAX_RAW_VALUE, check_angles, metres, number
-from .retarget import asf_unit_to_m, select_standard, subject_from_name
+from .limits import MAX_ANGLE_DEG
+from .limits import MAX_BONE_M
+from .limits import MAX_RAW_VALUE
+from .limits import check_angles
+from .limits import metres
+from .limits import number
+from .retarget import asf_unit_to_m
+from .retarget import select_standard
+from .retarget import subject_from_name
 
 __all__ = [
     "AsfBone",
@@ -304,8 +312,10 @@ def parse_asf(path: str | Path) -> AsfSkeleton:
                 if d.shape != (3,):
                     raise DataError(f"{path} line {ln}: direction needs 3 numbers, got {line!r}")
                 if np.abs(d).max() > 1e6:  # a direction is normalised: only its ratios count
-                    raise DataError(f"{path} line {ln}: direction component {np.abs(d).max():g} is implausible "
-                                    "(expected a vector of order 1)")
+                    raise DataError(
+                        f"{path} line {ln}: direction component {np.abs(d).max():g} is implausible "
+                        "(expected a vector of order 1)"
+                    )
                 cur["direction"] = d
             elif key == "length":
                 v = _floats(path, ln, fields[1:2], "bone length")
@@ -313,8 +323,9 @@ def parse_asf(path: str | Path) -> AsfSkeleton:
                     raise DataError(f"{path} line {ln}: length needs one number >= 0, got {line!r}")
                 metres = v[0] * asf_unit_to_m(length_unit)
                 if metres > MAX_BONE_M:
-                    raise DataError(f"{path} line {ln}: bone length {fields[1]} ({metres:.3g} m) exceeds "
-                                    f"{MAX_BONE_M:g} m")
+                    raise DataError(
+                        f"{path} line {ln}: bone length {fields[1]} ({metres:.3g} m) exceeds {MAX_BONE_M:g} m"
+                    )
                 cur["length"] = float(v[0])
             elif key == "axis":
                 if len(fields) != 5 or sorted(fields[4].upper()) != ["X", "Y", "Z"]:
@@ -337,7 +348,9 @@ def parse_asf(path: str | Path) -> AsfSkeleton:
                 raise DataError(f"{path} line {ln}: hierarchy line lists no children: {line!r}")
             for child in fields[1:]:
                 if child in child_lines:
-                    raise DataError(f"{path} line {ln}: bone {child!r} has two parents (also line {child_lines[child]})")
+                    raise DataError(
+                        f"{path} line {ln}: bone {child!r} has two parents (also line {child_lines[child]})"
+                    )
                 child_lines[child] = ln
             children.setdefault(parent, []).extend(fields[1:])
             child_lines.setdefault(parent, ln)
@@ -365,7 +378,8 @@ def parse_asf(path: str | Path) -> AsfSkeleton:
     unplaced = [b for b in bones if b not in parent_of]
     if unplaced:
         raise DataError(
-            f"{path} line {bone_lines[unplaced[0]]}: bone(s) {', '.join(unplaced)} not reachable from the root in :hierarchy"
+            f"{path} line {bone_lines[unplaced[0]]}: bone(s) {', '.join(unplaced)} "
+            "not reachable from the root in :hierarchy"
         )
     return AsfSkeleton(
         path=path,
@@ -416,9 +430,7 @@ def _header_end(lines: list[str]) -> tuple[int, str | None]:
     return len(lines), unit
 
 
-def _parse_amc_fast(
-    path: Path, lines: list[str], skeleton: AsfSkeleton, expected: dict[str, int]
-) -> AmcData | None:
+def _parse_amc_fast(path: Path, lines: list[str], skeleton: AsfSkeleton, expected: dict[str, int]) -> AmcData | None:
     """The common case in C-speed list operations: every frame lists the same bones in the
     same order, one line each. Returns ``None`` whenever anything differs, and the
     line-by-line parser then accepts the file or reports the exact problem."""
@@ -480,9 +492,7 @@ def _parse_amc_fast(
     )
 
 
-def _parse_amc_checked(
-    path: Path, lines: list[str], skeleton: AsfSkeleton, expected: dict[str, int]
-) -> AmcData:
+def _parse_amc_checked(path: Path, lines: list[str], skeleton: AsfSkeleton, expected: dict[str, int]) -> AmcData:
     """Line-by-line AMC parser with exact error messages."""
     angle_unit = skeleton.angle_unit
     required = [b for b, n in expected.items() if n > 0]
@@ -557,14 +567,17 @@ def _parse_amc_checked(
                 for tok in chunk:
                     if number(tok) is None:
                         raise DataError(
-                            f"{path} line {ln} (frame {frame_numbers[f]}): bone {b} value {tok!r} is not a finite number"
+                            f"{path} line {ln} (frame {frame_numbers[f]}): bone {b} value {tok!r} "
+                            "is not a finite number"
                         )
         if any(number(tok) is None for tok in tokens[b]):  # e.g. '1_0' or other scripts' digits, which numpy takes
             for f, ln in enumerate(first_line[b]):
                 for tok in tokens[b][f * expected[b] : (f + 1) * expected[b]]:
                     if number(tok) is None:
-                        raise DataError(f"{path} line {ln} (frame {frame_numbers[f]}): bone {b} value {tok!r} is not "
-                                        "a finite number in plain decimal notation")
+                        raise DataError(
+                            f"{path} line {ln} (frame {frame_numbers[f]}): bone {b} value {tok!r} is not "
+                            "a finite number in plain decimal notation"
+                        )
         values[b] = arr  # type: ignore[assignment]
     return AmcData(
         path=path,
@@ -701,16 +714,20 @@ def _check_amc_angles(path: Path, skeleton: AsfSkeleton, amc: AmcData) -> None:
         huge = (np.abs(vals) > MAX_RAW_VALUE).any(axis=1)
         if huge.any():
             f = int(np.flatnonzero(huge)[0])
-            raise DataError(f"{path} (frame {int(amc.frame_numbers[f])}): bone {b} value "
-                            f"{float(np.abs(vals[f]).max()):g} is beyond {MAX_RAW_VALUE:g}: implausible in any unit")
+            raise DataError(
+                f"{path} (frame {int(amc.frame_numbers[f])}): bone {b} value "
+                f"{float(np.abs(vals[f]).max()):g} is beyond {MAX_RAW_VALUE:g}: implausible in any unit"
+            )
         idx = [k for k, d in enumerate(dofs.get(b, ())) if d in _ROT_DOFS]
         if not idx:
             continue
         bad = (np.abs(vals[:, idx] * to_deg) > MAX_ANGLE_DEG).any(axis=1)
         if bad.any():
             f = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path} (frame {int(amc.frame_numbers[f])}): bone {b} rotation "
-                            f"{float(np.abs(vals[f, idx]).max() * to_deg):g} degrees exceeds {MAX_ANGLE_DEG:g}")
+            raise DataError(
+                f"{path} (frame {int(amc.frame_numbers[f])}): bone {b} rotation "
+                f"{float(np.abs(vals[f, idx]).max() * to_deg):g} degrees exceeds {MAX_ANGLE_DEG:g}"
+            )
 
 
 def load_amc(

@@ -30,7 +30,8 @@ but its joints are not where their names say.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +41,25 @@ from stimuli.motion import Motion
 
 from .kinematics import euler_to_matrix
 from .limits import DECIMAL_CHARS as _DECIMAL_CHARS
-from .limits import MAX_ANGLE_DEG, MAX_RAW_VALUE, check_fps, metres, number
-from .retarget import resolve_unit, select_standard, subject_from_name
+from .limits import MAX_ANGLE_DEG
+from .limits import MAX_RAW_VALUE
+from .limits import check_fps
+from .limits import metres
+from .limits import number
+from .retarget import resolve_unit
+from .retarget import select_standard
+from .retarget import subject_from_name
 
 __all__ = ["BvhData", "parse_bvh", "load_bvh", "fps_from_frame_time"]
 
 _CHANNELS = {
-    "xposition": ("p", 0), "yposition": ("p", 1), "zposition": ("p", 2),
-    "xrotation": ("r", 0), "yrotation": ("r", 1), "zrotation": ("r", 2),
-}  # fmt: skip
+    "xposition": ("p", 0),
+    "yposition": ("p", 1),
+    "zposition": ("p", 2),
+    "xrotation": ("r", 0),
+    "yrotation": ("r", 1),
+    "zrotation": ("r", 2),
+}
 _AXES = "XYZ"
 
 
@@ -217,7 +228,11 @@ def parse_bvh(path: str | Path) -> BvhData:
             if key == "}":
                 break
             if key == "OFFSET":
-                offsets[j] = (toks.number(f"{name} OFFSET x"), toks.number(f"{name} OFFSET y"), toks.number(f"{name} OFFSET z"))
+                offsets[j] = (
+                    toks.number(f"{name} OFFSET x"),
+                    toks.number(f"{name} OFFSET y"),
+                    toks.number(f"{name} OFFSET z"),
+                )
                 seen_offset = True
             elif key == "CHANNELS" and not end_site:
                 n_tok, n_ln = toks.next("the channel count")
@@ -254,7 +269,9 @@ def parse_bvh(path: str | Path) -> BvhData:
     parse_node(root_name, -1, False)
     extra = toks.peek()
     if extra is not None:
-        what = "a second ROOT (only one skeleton per file is supported)" if extra[0].upper() == "ROOT" else repr(extra[0])
+        what = (
+            "a second ROOT (only one skeleton per file is supported)" if extra[0].upper() == "ROOT" else repr(extra[0])
+        )
         raise toks.error(f"unexpected {what} after the root joint's closing brace", extra[1])
 
     counts = [len(c) for c in channels]
@@ -329,20 +346,26 @@ def parse_bvh(path: str | Path) -> BvhData:
         for r, fields in enumerate(rows):
             for c, tok in enumerate(fields):
                 if number(tok) is None:
-                    raise DataError(f"{path} line {row_lines[r]} (frame {r + 1}): value {c + 1} is {tok!r}, "
-                                    "expected a number in plain decimal notation")
+                    raise DataError(
+                        f"{path} line {row_lines[r]} (frame {r + 1}): value {c + 1} is {tok!r}, "
+                        "expected a number in plain decimal notation"
+                    )
     big = (np.abs(motion) > MAX_RAW_VALUE).any(axis=1)
     if big.any():
         r = int(np.flatnonzero(big)[0])
-        raise DataError(f"{path} line {row_lines[r]} (frame {r + 1}): value {float(np.abs(motion[r]).max()):g} is "
-                        f"beyond {MAX_RAW_VALUE:g}: implausible in any unit")
+        raise DataError(
+            f"{path} line {row_lines[r]} (frame {r + 1}): value {float(np.abs(motion[r]).max()):g} is "
+            f"beyond {MAX_RAW_VALUE:g}: implausible in any unit"
+        )
     rot = [int(s) + k for s, chans in zip(starts, channels) for k, ch in enumerate(chans) if "rotation" in ch.lower()]
     if rot:
         big = (np.abs(motion[:, rot]) > MAX_ANGLE_DEG).any(axis=1)
         if big.any():
             r = int(np.flatnonzero(big)[0])
-            raise DataError(f"{path} line {row_lines[r]} (frame {r + 1}): rotation "
-                            f"{float(np.abs(motion[r, rot]).max()):g} degrees exceeds {MAX_ANGLE_DEG:g}")
+            raise DataError(
+                f"{path} line {row_lines[r]} (frame {r + 1}): rotation "
+                f"{float(np.abs(motion[r, rot]).max()):g} degrees exceeds {MAX_ANGLE_DEG:g}"
+            )
     return BvhData(
         path=path,
         names=names,
@@ -386,4 +409,3 @@ def load_bvh(path: str | Path, *, scale: float | None = None, fps: float | None 
         "frame_time": data.frame_time,
     }
     return Motion(positions=metres(std * unit_to_m, str(path)), fps=rate, meta=meta)
-

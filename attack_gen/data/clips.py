@@ -2,8 +2,9 @@
 
 An ``.npz`` with ``motions`` ``(N, T, 25, 3)`` float32 metres (canonical, as in the
 dataset), ``trajectory`` ``(N, T, 3)`` (what the canonicalisation removed; see
-:mod:`.dataset`), ``labels`` ``(N,)`` true classes, ``predictions`` ``(N,)`` (equal to the labels: only correctly recognised clips
-are attacked), ``index`` ``(N,)`` the window indices in the source dataset, and ``meta``
+:mod:`.dataset`), ``labels`` ``(N,)`` true classes, ``predictions`` ``(N,)`` (equal to the
+labels: only correctly recognised clips are attacked), ``index`` ``(N,)`` the window indices in
+the source dataset, and ``meta``
 (JSON: class names, fps, the normalisation, the dataset's and checkpoint's paths and
 SHA-256, the model name). Written atomically.
 """
@@ -11,16 +12,17 @@ SHA-256, the model name). Written atomically.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write_npz, read_npz
+from stimuli.fileio import atomic_write_npz
+from stimuli.fileio import read_npz
 from stimuli.motion import check_motion
-
 
 __all__ = ["ClipSet", "save_clips", "load_clips", "CLIPS_FORMAT"]
 
@@ -45,8 +47,9 @@ class ClipSet:
         shape = (n, self.motions.shape[1], 3)
         self.trajectory = np.zeros(shape, np.float32) if self.trajectory is None else np.asarray(self.trajectory)
         if self.trajectory.shape != shape or not np.isfinite(self.trajectory).all():
-            raise DataError(f"clip set field 'trajectory': expected finite values of shape {shape}, "
-                            f"got {self.trajectory.shape}")
+            raise DataError(
+                f"clip set field 'trajectory': expected finite values of shape {shape}, got {self.trajectory.shape}"
+            )
         self.trajectory = self.trajectory.astype(np.float32)
         for name in ("labels", "predictions", "index"):
             arr = np.asarray(getattr(self, name)).astype(np.int64)
@@ -90,8 +93,10 @@ def load_clips(path: str | Path) -> ClipSet:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise DataError(f"{path}: not a smart-study clip set (meta.format = {fmt!r})")
     if meta.get("format_version") != CLIPS_VERSION:
-        raise DataError(f"{path}: clip file version {meta.get('format_version')} not supported (expected "
-                        f"{CLIPS_VERSION}; collect it again with attack-gen collect)")
+        raise DataError(
+            f"{path}: clip file version {meta.get('format_version')} not supported (expected "
+            f"{CLIPS_VERSION}; collect it again with attack-gen collect)"
+        )
     missing = [k for k in _KEYS if k != "meta" and k not in arrays]
     if missing:
         raise DataError(f"{path}: not a smart-study clip set (missing {', '.join(missing)})")

@@ -23,14 +23,16 @@ an interrupted ``prepare`` never leaves a half-written dataset behind.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.fileio import atomic_write_npz, read_npz
+from stimuli.fileio import atomic_write_npz
+from stimuli.fileio import read_npz
 from stimuli.motion import check_motion
 
 from .preprocess import Canonical
@@ -62,8 +64,10 @@ class Dataset:
             self.trajectory = np.zeros((n, self.motions.shape[1], 3), np.float32)
         self.trajectory = np.asarray(self.trajectory)
         if self.trajectory.shape != (n, self.motions.shape[1], 3) or not np.isfinite(self.trajectory).all():
-            raise DataError(f"dataset field 'trajectory': expected finite values of shape "
-                            f"({n}, {self.motions.shape[1]}, 3), got {self.trajectory.shape}")
+            raise DataError(
+                f"dataset field 'trajectory': expected finite values of shape "
+                f"({n}, {self.motions.shape[1]}, 3), got {self.trajectory.shape}"
+            )
         self.trajectory = self.trajectory.astype(np.float32)
         for name in ("labels", "split", "source", "start"):
             arr = np.asarray(getattr(self, name))
@@ -72,7 +76,9 @@ class Dataset:
             setattr(self, name, arr.astype(np.uint8 if name == "split" else np.int64))
         k = len(self.class_names)
         if n and (self.labels.min() < 0 or self.labels.max() >= k):
-            raise DataError(f"dataset labels must lie in 0..{k - 1} ({k} class names), got {self.labels.min()}..{self.labels.max()}")
+            raise DataError(
+                f"dataset labels must lie in 0..{k - 1} ({k} class names), got {self.labels.min()}..{self.labels.max()}"
+            )
         if n and not set(np.unique(self.split).tolist()) <= {TRAIN, TEST}:
             raise DataError("dataset field 'split': expected 0 (train) or 1 (test)")
         if n and (self.source.min() < 0 or self.source.max() >= len(self.sources)):
@@ -117,7 +123,12 @@ class Dataset:
         """The windows where ``mask`` is true (metadata shared)."""
         mask = np.asarray(mask)
         return Dataset(
-            self.motions[mask], self.labels[mask], self.split[mask], self.source[mask], self.start[mask], self.meta,
+            self.motions[mask],
+            self.labels[mask],
+            self.split[mask],
+            self.source[mask],
+            self.start[mask],
+            self.meta,
             self.trajectory[mask],
         )
 
@@ -163,10 +174,15 @@ def load_dataset(path: str | Path) -> Dataset:
     if meta.get("format") != "smart-study-dataset":
         raise DataError(f"{path}: not a smart-study dataset (meta.format = {meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
-        hint = " (made before datasets kept trajectories and their canonicalisation: run attack-gen prepare again)" \
-            if meta.get("format_version") == 1 else ""
-        raise DataError(f"{path}: dataset format version {meta.get('format_version')} not supported "
-                        f"(expected {FORMAT_VERSION}){hint}")
+        hint = (
+            " (made before datasets kept trajectories and their canonicalisation: run attack-gen prepare again)"
+            if meta.get("format_version") == 1
+            else ""
+        )
+        raise DataError(
+            f"{path}: dataset format version {meta.get('format_version')} not supported "
+            f"(expected {FORMAT_VERSION}){hint}"
+        )
     for key in ("class_names", "fps", "normalisation", "sources", "canonical"):
         if key not in meta:
             raise DataError(f"{path}: meta lacks {key!r}")

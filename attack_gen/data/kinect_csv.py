@@ -30,19 +30,23 @@ import numpy as np
 
 from stimuli.errors import DataError
 from stimuli.motion import Motion
-from stimuli.skeleton import KINECT_V2, kinect_to_standard
+from stimuli.skeleton import KINECT_V2
+from stimuli.skeleton import kinect_to_standard
 
-from .limits import DECIMAL_CHARS, MAX_POSITION_M, check_fps, metres, number
-from .ntu import COORDINATES_NOTE, kinect_camera_to_ours
+from .limits import DECIMAL_CHARS
+from .limits import MAX_POSITION_M
+from .limits import check_fps
+from .limits import metres
+from .limits import number
+from .ntu import COORDINATES_NOTE
+from .ntu import kinect_camera_to_ours
 
 __all__ = ["load_kinect_csv", "read_kinect_csv", "KinectCsv", "gesture_from_filename"]
 
 NUM_JOINTS = KINECT_V2.num_joints
 NUM_FIELDS = 1 + 4 * NUM_JOINTS  # 101 values (+ the empty field after the trailing comma)
 TICKS_PER_SECOND = 10_000_000  # Kinect timestamps are in 100 ns units
-EXPECTED = (
-    f"{NUM_FIELDS + 1} comma-separated fields (timestamp, 25 x (X,Y,Z,trackingState), trailing empty field)"
-)
+EXPECTED = f"{NUM_FIELDS + 1} comma-separated fields (timestamp, 25 x (X,Y,Z,trackingState), trailing empty field)"
 
 
 @dataclass
@@ -63,6 +67,7 @@ class KinectCsv:
 MAX_GAP_FRAMES = 30
 """Dropped frames filled by interpolation at most in one gap (1 s at 30 fps); a longer jump of the
 timestamps is a corrupt or spliced file."""
+
 
 def gesture_from_filename(path: str | Path) -> str:
     """``Ges01_wavehand.csv -> "wavehand"``: the stem after a leading ``<prefix><digits>_``."""
@@ -135,16 +140,17 @@ def read_kinect_csv(path: str | Path) -> KinectCsv:
         t = rows[k][0].strip()
         if not (t.isascii() and t.lstrip("+-").isdigit() and len(t) <= 18):
             raise DataError(
-                f"{path}: line {linenos[k]}, field 1: expected an integer timestamp (100 ns units), "
-                f"got {t[:30]!r}"
+                f"{path}: line {linenos[k]}, field 1: expected an integer timestamp (100 ns units), got {t[:30]!r}"
             )
     timestamps = np.array([int(r[0]) for r in rows], dtype=np.int64)
     body = values[:, 1:].reshape(-1, NUM_JOINTS, 4)
     far = np.abs(body[..., :3]) > MAX_POSITION_M
     if far.any():
         f, j, c = (int(x) for x in np.argwhere(far)[0])
-        raise DataError(f"{path}: line {linenos[f]}, field {2 + 4 * j + c}: {rows[f][1 + 4 * j + c].strip()[:30]!r} "
-                        f"m is beyond {MAX_POSITION_M:g} m")
+        raise DataError(
+            f"{path}: line {linenos[f]}, field {2 + 4 * j + c}: {rows[f][1 + 4 * j + c].strip()[:30]!r} "
+            f"m is beyond {MAX_POSITION_M:g} m"
+        )
     state = body[..., 3]
     bad_state = ~np.isin(state, (0.0, 1.0, 2.0))
     if bad_state.any():
@@ -182,17 +188,17 @@ def load_kinect_csv(path: str | Path, *, fill_dropped: bool = True) -> Motion:
     path = raw.path
     n = raw.timestamps.size
     if n < 2:
-        raise DataError(
-            f"{path}: line {raw.lines[0]}: only one frame; expected at least 2 to measure the frame rate"
-        )
+        raise DataError(f"{path}: line {raw.lines[0]}: only one frame; expected at least 2 to measure the frame rate")
     d = np.diff(raw.timestamps).astype(np.float64)
     median = float(np.median(d))
     steps = np.maximum(np.rint(d / median), 1)
     if steps.max() > MAX_GAP_FRAMES:
         k = int(steps.argmax())
-        raise DataError(f"{path}: line {raw.lines[k + 1]}: the timestamp jumps {d[k] / TICKS_PER_SECOND:.3g} s after "
-                        f"line {raw.lines[k]}, {steps[k]:.0f} frame intervals; expected gaps of at most "
-                        f"{MAX_GAP_FRAMES} dropped frames")
+        raise DataError(
+            f"{path}: line {raw.lines[k + 1]}: the timestamp jumps {d[k] / TICKS_PER_SECOND:.3g} s after "
+            f"line {raw.lines[k]}, {steps[k]:.0f} frame intervals; expected gaps of at most "
+            f"{MAX_GAP_FRAMES} dropped frames"
+        )
     steps = steps.astype(np.int64)
     n_intervals = int(steps.sum())
     duration = float(raw.timestamps[-1] - raw.timestamps[0])

@@ -90,8 +90,10 @@ def metres(positions: np.ndarray, source: str) -> np.ndarray:
         bad = ~(np.abs(p) <= MAX_POSITION_M).all(axis=tuple(range(1, p.ndim)))
     if bad.any():
         f = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{source}: frame {f}: a joint position is not finite or lies more than "
-                        f"{MAX_POSITION_M:g} m from the origin")
+        raise DataError(
+            f"{source}: frame {f}: a joint position is not finite or lies more than "
+            f"{MAX_POSITION_M:g} m from the origin"
+        )
     return p.astype(np.float32)
 
 
@@ -110,13 +112,17 @@ def check_motion_limits(positions: np.ndarray, fps: float, source: str) -> None:
     far = np.abs(p).max(axis=(1, 2)) > MAX_POSITION_M
     if far.any():
         f = int(np.flatnonzero(far)[0])
-        raise DataError(f"{source}: frame {f}: a joint lies {np.abs(p[f]).max():.3g} m from the origin "
-                        f"(more than {MAX_POSITION_M:g} m)")
+        raise DataError(
+            f"{source}: frame {f}: a joint lies {np.abs(p[f]).max():.3g} m from the origin "
+            f"(more than {MAX_POSITION_M:g} m)"
+        )
     bones = STANDARD.bone_lengths(p)
     long = bones.max(axis=1) > MAX_BONE_M
     if long.any():
         f = int(np.flatnonzero(long)[0])
         b = int(bones[f].argmax())
         child, parent = STANDARD.bones[b]
-        raise DataError(f"{source}: frame {f}: bone {STANDARD.joint_names[parent]}-{STANDARD.joint_names[child]} "
-                        f"is {bones[f, b]:.3g} m long (more than {MAX_BONE_M:g} m)")
+        raise DataError(
+            f"{source}: frame {f}: bone {STANDARD.joint_names[parent]}-{STANDARD.joint_names[child]} "
+            f"is {bones[f, b]:.3g} m long (more than {MAX_BONE_M:g} m)"
+        )

@@ -32,7 +32,8 @@ Errors are :class:`stimuli.errors.DataError` with the file, the line and what wa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Iterator
 
@@ -40,9 +41,13 @@ import numpy as np
 
 from stimuli.errors import DataError
 from stimuli.motion import Motion
-from stimuli.skeleton import KINECT_V2, kinect_to_standard
+from stimuli.skeleton import KINECT_V2
+from stimuli.skeleton import kinect_to_standard
 
-from .limits import DECIMAL_CHARS, MAX_POSITION_M, metres, number
+from .limits import DECIMAL_CHARS
+from .limits import MAX_POSITION_M
+from .limits import metres
+from .limits import number
 
 __all__ = [
     "KINECT_CAMERA_TO_OURS",
@@ -67,13 +72,9 @@ BODY_FIELDS = (
     "bodyID clipedEdges handLeftConfidence handLeftState handRightConfidence "
     "handRightState isResticted leanX leanY trackingState"
 )
-JOINT_FIELDS = (
-    "x y z depthX depthY colorX colorY orientationW orientationX orientationY orientationZ trackingState"
-)
+JOINT_FIELDS = "x y z depthX depthY colorX colorY orientationW orientationX orientationY orientationZ trackingState"
 
-COORDINATES_NOTE = (
-    "Kinect camera space rotated 180 deg about Y: (x, y, z) -> (-x, y, -z); metres; origin at the sensor"
-)
+COORDINATES_NOTE = "Kinect camera space rotated 180 deg about Y: (x, y, z) -> (-x, y, -z); metres; origin at the sensor"
 
 # bodies seen in fewer than this fraction of the frames of the longest-tracked body are
 # not considered by body="auto" (short spurious detections), unless no other body exists
@@ -226,9 +227,7 @@ def _body_line(src: _Lines, frame: int) -> tuple[int, int]:
             if number(t) is None:
                 raise ValueError(t)
     except ValueError:
-        raise src.error(
-            lineno, f"expected {what} (integers, leanX/leanY numbers), got non-numeric values"
-        ) from None
+        raise src.error(lineno, f"expected {what} (integers, leanX/leanY numbers), got non-numeric values") from None
     return lineno, body_id
 
 
@@ -281,9 +280,7 @@ def read_ntu_skeleton(path: str | Path) -> NtuRecording:
     except FileNotFoundError:
         raise DataError(f"{path}: NTU skeleton file not found") from None
     except UnicodeDecodeError as e:
-        raise DataError(
-            f"{path}: not an NTU .skeleton text file (non-ASCII byte at offset {e.start})"
-        ) from None
+        raise DataError(f"{path}: not an NTU .skeleton text file (non-ASCII byte at offset {e.start})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read NTU skeleton file ({e.strerror or e})") from None
 
@@ -301,9 +298,7 @@ def read_ntu_skeleton(path: str | Path) -> NtuRecording:
         for _ in range(nb):
             lineno, body_id = _body_line(src, f + 1)
             if body_id in seen:
-                raise src.error(
-                    lineno, f"body {body_id} appears twice in frame {f + 1}; expected distinct body ids"
-                )
+                raise src.error(lineno, f"body {body_id} appears twice in frame {f + 1}; expected distinct body ids")
             seen.add(body_id)
             where = f"body {body_id} in frame {f + 1}"
             jl, nj = _one_int(src, f"the joint count ({NUM_KINECT_JOINTS}) of {where}")
@@ -344,9 +339,7 @@ def read_ntu_skeleton(path: str | Path) -> NtuRecording:
 
 
 def _no_body(rec: NtuRecording) -> DataError:
-    return DataError(
-        f"{rec.path}: no body in any of its {rec.num_frames} frames; expected at least one skeleton"
-    )
+    return DataError(f"{rec.path}: no body in any of its {rec.num_frames} frames; expected at least one skeleton")
 
 
 def body_energy(body: NtuBody) -> float:
@@ -428,8 +421,7 @@ def load_ntu_skeleton(path: str | Path, body: str | int = "auto") -> Motion:
     elif isinstance(body, (int, np.integer)) and not isinstance(body, bool):
         if not 0 <= int(body) < len(blist):
             raise DataError(
-                f"{rec.path}: body index {body} out of range; "
-                f"the file has {len(blist)} bodies (0..{len(blist) - 1})"
+                f"{rec.path}: body index {body} out of range; the file has {len(blist)} bodies (0..{len(blist) - 1})"
             )
         chosen = int(body)
     else:

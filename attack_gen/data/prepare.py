@@ -14,20 +14,28 @@ windows always stay together, so no test window has a training twin).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable
+from typing import Iterable
+from typing import Sequence
 
 import numpy as np
 
 from stimuli.errors import DataError
 from stimuli.motion import Motion
-
-from . import MOTION_EXTENSIONS, load_motion
-from .dataset import TEST, TRAIN, Dataset
 from stimuli.skeleton import STANDARD
 
-from .preprocess import PreprocessConfig, canonical_windows, normalisation_stats, raw_windows
+from . import MOTION_EXTENSIONS
+from . import load_motion
+from .dataset import TEST
+from .dataset import TRAIN
+from .dataset import Dataset
+from .preprocess import PreprocessConfig
+from .preprocess import canonical_windows
+from .preprocess import normalisation_stats
+from .preprocess import raw_windows
 
 __all__ = ["Recording", "find_motion_files", "label_for", "prepare_dataset", "prepare_synthetic", "SplitSpec"]
 
@@ -133,7 +141,10 @@ def label_for(path: Path, rel: str, rule: re.Pattern[str] | None) -> str | None:
 
 
 def _gather(
-    inputs: Iterable[Path], label_rule: re.Pattern[str] | None, subject_rule: re.Pattern[str] | None, split: int,
+    inputs: Iterable[Path],
+    label_rule: re.Pattern[str] | None,
+    subject_rule: re.Pattern[str] | None,
+    split: int,
     skipped: list[dict[str, str]],
 ) -> list[Recording]:
     recs = []
@@ -310,7 +321,12 @@ def prepare_synthetic(
     extra = {
         "name": "synthetic",
         "split": {"mode": "subjects", "test_subjects": sorted(wanted), "test_fraction": None, "seed": seed},
-        "synthetic": {"samples_per_class": samples_per_class, "seed": seed, "num_frames": num_frames, "subjects": subjects},
+        "synthetic": {
+            "samples_per_class": samples_per_class,
+            "seed": seed,
+            "num_frames": num_frames,
+            "subjects": subjects,
+        },
     }
     return _assemble(items, config, extra)
 
@@ -334,7 +350,8 @@ def prepare_from_smart_npz(path: Path, split_spec: SplitSpec, *, name: str | Non
     names = [data.class_names[c] for c in present]
     remap = {c: i for i, c in enumerate(present)}
     canonical = PreprocessConfig(center="frame", face_forward=False).canonical(
-        STANDARD.coincident_groups(data.positions_m))
+        STANDARD.coincident_groups(data.positions_m)
+    )
     motions, trajectory = canonical_windows(data.positions_m, canonical)
     labels = np.array([remap[int(c)] for c in data.labels], dtype=np.int64)
     n = len(motions)
@@ -352,18 +369,36 @@ def prepare_from_smart_npz(path: Path, split_spec: SplitSpec, *, name: str | Non
         "name": name or "hdm05_smart_subset",
         "class_names": names,
         "fps": 30.0,
-        "preprocess": {"fps": 30.0, "window": int(motions.shape[1]), "stride": None, "center": "frame",
-                       "face_forward": False, "note": "pre-processed (root-centred, faced) by the SMART authors"},
+        "preprocess": {
+            "fps": 30.0,
+            "window": int(motions.shape[1]),
+            "stride": None,
+            "center": "frame",
+            "face_forward": False,
+            "note": "pre-processed (root-centred, faced) by the SMART authors",
+        },
         "canonical": canonical.to_json(),
         "normalisation": {"mean": mean.tolist(), "std": std, "computed_on": "train"},
         "sources": [
-            {"path": f"{Path(path).name}#{i}", "label": names[labels[i]], "subject": None,
-             "split": "train" if split[i] == TRAIN else "test", "format": "smart_npz", "fps": 30.0,
-             "frames": int(motions.shape[1]), "windows": 1, "padded_frames": 0}
+            {
+                "path": f"{Path(path).name}#{i}",
+                "label": names[labels[i]],
+                "subject": None,
+                "split": "train" if split[i] == TRAIN else "test",
+                "format": "smart_npz",
+                "fps": 30.0,
+                "frames": int(motions.shape[1]),
+                "windows": 1,
+                "padded_frames": 0,
+            }
             for i in range(n)
         ],
-        "split": {"mode": "fraction", "test_subjects": None, "test_fraction": split_spec.test_fraction,
-                  "seed": split_spec.seed},
+        "split": {
+            "mode": "fraction",
+            "test_subjects": None,
+            "test_fraction": split_spec.test_fraction,
+            "seed": split_spec.seed,
+        },
         "inputs": [str(path)],
         "unit_to_m": data.unit_to_m,
     }

@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 
 from stimuli.errors import DataError
-from stimuli.motion import check_clip, check_motion
-from stimuli.skeleton import STANDARD, tie_coincident
+from stimuli.motion import check_clip
+from stimuli.motion import check_motion
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import tie_coincident
 
 __all__ = [
     "PreprocessConfig",
@@ -106,9 +108,12 @@ class Canonical:
         seen: set[int] = set()
         groups = []
         for g in self.coincident:
-            if (isinstance(g, (str, bytes)) or not hasattr(g, "__len__") or len(g) < 2
-                    or not all(isinstance(j, int) and not isinstance(j, bool) and 0 <= j < STANDARD.num_joints
-                               for j in g)):
+            if (
+                isinstance(g, (str, bytes))
+                or not hasattr(g, "__len__")
+                or len(g) < 2
+                or not all(isinstance(j, int) and not isinstance(j, bool) and 0 <= j < STANDARD.num_joints for j in g)
+            ):
                 raise DataError(f"canonical.coincident: expected groups of two or more joint indices 0..24, got {g!r}")
             if seen & set(g) or len(set(g)) != len(g):
                 raise DataError(f"canonical.coincident: joint groups overlap ({g!r})")
@@ -117,8 +122,11 @@ class Canonical:
         object.__setattr__(self, "coincident", tuple(groups))
 
     def to_json(self) -> dict[str, Any]:
-        return {"center": self.center, "face_forward": self.face_forward,
-                "coincident": [list(g) for g in self.coincident]}
+        return {
+            "center": self.center,
+            "face_forward": self.face_forward,
+            "coincident": [list(g) for g in self.coincident],
+        }
 
     @classmethod
     def from_json(cls, d: Any) -> Canonical:
@@ -127,8 +135,9 @@ class Canonical:
             raise DataError(f"canonical: expected center, face_forward and coincident, got {d!r}")
         if not isinstance(d["coincident"], list):
             raise DataError(f"canonical.coincident: expected a list of joint groups, got {d['coincident']!r}")
-        return cls(d["center"], d["face_forward"], tuple(tuple(g) if isinstance(g, list) else g
-                                                         for g in d["coincident"]))
+        return cls(
+            d["center"], d["face_forward"], tuple(tuple(g) if isinstance(g, list) else g for g in d["coincident"])
+        )
 
 
 IDENTITY = Canonical(center="none", face_forward=False)

@@ -68,7 +68,8 @@ do not. :func:`detect_unit` infers it from the leg (thigh + shin) length, see th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 
@@ -95,32 +96,102 @@ __all__ = [
 INCH_M = 0.0254
 
 CMU31_NAMES: tuple[str, ...] = (
-    "Hips", "LHipJoint", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase",
-    "RHipJoint", "RightUpLeg", "RightLeg", "RightFoot", "RightToeBase",
-    "LowerBack", "Spine", "Spine1", "Neck", "Neck1", "Head",
-    "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand", "LeftFingerBase", "LeftHandIndex1", "LThumb",
-    "RightShoulder", "RightArm", "RightForeArm", "RightHand", "RightFingerBase", "RightHandIndex1", "RThumb",
-)  # fmt: skip
+    "Hips",
+    "LHipJoint",
+    "LeftUpLeg",
+    "LeftLeg",
+    "LeftFoot",
+    "LeftToeBase",
+    "RHipJoint",
+    "RightUpLeg",
+    "RightLeg",
+    "RightFoot",
+    "RightToeBase",
+    "LowerBack",
+    "Spine",
+    "Spine1",
+    "Neck",
+    "Neck1",
+    "Head",
+    "LeftShoulder",
+    "LeftArm",
+    "LeftForeArm",
+    "LeftHand",
+    "LeftFingerBase",
+    "LeftHandIndex1",
+    "LThumb",
+    "RightShoulder",
+    "RightArm",
+    "RightForeArm",
+    "RightHand",
+    "RightFingerBase",
+    "RightHandIndex1",
+    "RThumb",
+)
 """The CMU 31-joint skeleton (BVH joint order), from which the SMART authors select 25."""
 
 CMU31_TO_STANDARD: tuple[int, ...] = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 12, 13, 14, 15, 18, 19, 20, 22, 23, 25, 26, 27, 29, 30,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    0,
+    12,
+    13,
+    14,
+    15,
+    18,
+    19,
+    20,
+    22,
+    23,
+    25,
+    26,
+    27,
+    29,
+    30,
 )
 """For each standard joint, its index in :data:`CMU31_NAMES` (the authors' ``process_bvh_file``)."""
 
 ASF_TO_CMU: Mapping[str, str] = {
     "root": "Hips",
-    "lhipjoint": "LHipJoint", "lfemur": "LeftUpLeg", "ltibia": "LeftLeg", "lfoot": "LeftFoot",
+    "lhipjoint": "LHipJoint",
+    "lfemur": "LeftUpLeg",
+    "ltibia": "LeftLeg",
+    "lfoot": "LeftFoot",
     "ltoes": "LeftToeBase",
-    "rhipjoint": "RHipJoint", "rfemur": "RightUpLeg", "rtibia": "RightLeg", "rfoot": "RightFoot",
+    "rhipjoint": "RHipJoint",
+    "rfemur": "RightUpLeg",
+    "rtibia": "RightLeg",
+    "rfoot": "RightFoot",
     "rtoes": "RightToeBase",
-    "lowerback": "LowerBack", "upperback": "Spine", "thorax": "Spine1", "lowerneck": "Neck",
-    "upperneck": "Neck1", "head": "Head",
-    "lclavicle": "LeftShoulder", "lhumerus": "LeftArm", "lradius": "LeftForeArm", "lwrist": "LeftHand",
-    "lhand": "LeftFingerBase", "lfingers": "LeftHandIndex1", "lthumb": "LThumb",
-    "rclavicle": "RightShoulder", "rhumerus": "RightArm", "rradius": "RightForeArm", "rwrist": "RightHand",
-    "rhand": "RightFingerBase", "rfingers": "RightHandIndex1", "rthumb": "RThumb",
-}  # fmt: skip
+    "lowerback": "LowerBack",
+    "upperback": "Spine",
+    "thorax": "Spine1",
+    "lowerneck": "Neck",
+    "upperneck": "Neck1",
+    "head": "Head",
+    "lclavicle": "LeftShoulder",
+    "lhumerus": "LeftArm",
+    "lradius": "LeftForeArm",
+    "lwrist": "LeftHand",
+    "lhand": "LeftFingerBase",
+    "lfingers": "LeftHandIndex1",
+    "lthumb": "LThumb",
+    "rclavicle": "RightShoulder",
+    "rhumerus": "RightArm",
+    "rradius": "RightForeArm",
+    "rwrist": "RightHand",
+    "rhand": "RightFingerBase",
+    "rfingers": "RightHandIndex1",
+    "rthumb": "RThumb",
+}
 """Acclaim (HDM05/CMU ASF) bone name -> CMU 31-joint name (the joint at the bone's start)."""
 
 SYNTH_FINGER_M = 0.04
@@ -148,32 +219,60 @@ SCHEMES: dict[str, dict[str, tuple[str, ...]]] = {
     "cmu": _cmu_scheme(),
     "asf": _asf_scheme(),
     "daz": {
-        "LHipJoint": ("=Hips",), "LeftUpLeg": ("lThigh",), "LeftLeg": ("lShin",),
-        "LeftFoot": ("lFoot",), "LeftToeBase": ("lToe", "lFoot.end"),
-        "RHipJoint": ("=Hips",), "RightUpLeg": ("rThigh",), "RightLeg": ("rShin",),
-        "RightFoot": ("rFoot",), "RightToeBase": ("rToe", "rFoot.end"),
-        "Hips": ("hip",), "Spine": ("abdomen",), "Spine1": ("chest",), "Neck": ("neck",),
+        "LHipJoint": ("=Hips",),
+        "LeftUpLeg": ("lThigh",),
+        "LeftLeg": ("lShin",),
+        "LeftFoot": ("lFoot",),
+        "LeftToeBase": ("lToe", "lFoot.end"),
+        "RHipJoint": ("=Hips",),
+        "RightUpLeg": ("rThigh",),
+        "RightLeg": ("rShin",),
+        "RightFoot": ("rFoot",),
+        "RightToeBase": ("rToe", "rFoot.end"),
+        "Hips": ("hip",),
+        "Spine": ("abdomen",),
+        "Spine1": ("chest",),
+        "Neck": ("neck",),
         "Neck1": ("head",),
-        "LeftArm": ("lShldr",), "LeftForeArm": ("lForeArm",), "LeftHand": ("lHand",),
+        "LeftArm": ("lShldr",),
+        "LeftForeArm": ("lForeArm",),
+        "LeftHand": ("lHand",),
         "LeftHandIndex1": ("lIndex1", "lMid1", "lHand.end", "~finger:L"),
         "LThumb": ("lThumb1", "=LeftHand"),
-        "RightArm": ("rShldr",), "RightForeArm": ("rForeArm",), "RightHand": ("rHand",),
+        "RightArm": ("rShldr",),
+        "RightForeArm": ("rForeArm",),
+        "RightHand": ("rHand",),
         "RightHandIndex1": ("rIndex1", "rMid1", "rHand.end", "~finger:R"),
         "RThumb": ("rThumb1", "=RightHand"),
     },
     "bandai": {
-        "LHipJoint": ("=Hips",), "LeftUpLeg": ("UpperLeg_L",), "LeftLeg": ("LowerLeg_L",),
-        "LeftFoot": ("Foot_L",), "LeftToeBase": ("Toes_L",),
-        "RHipJoint": ("=Hips",), "RightUpLeg": ("UpperLeg_R",), "RightLeg": ("LowerLeg_R",),
-        "RightFoot": ("Foot_R",), "RightToeBase": ("Toes_R",),
-        "Hips": ("Hips",), "Spine": ("Spine",), "Spine1": ("Chest",), "Neck": ("Neck",),
+        "LHipJoint": ("=Hips",),
+        "LeftUpLeg": ("UpperLeg_L",),
+        "LeftLeg": ("LowerLeg_L",),
+        "LeftFoot": ("Foot_L",),
+        "LeftToeBase": ("Toes_L",),
+        "RHipJoint": ("=Hips",),
+        "RightUpLeg": ("UpperLeg_R",),
+        "RightLeg": ("LowerLeg_R",),
+        "RightFoot": ("Foot_R",),
+        "RightToeBase": ("Toes_R",),
+        "Hips": ("Hips",),
+        "Spine": ("Spine",),
+        "Spine1": ("Chest",),
+        "Neck": ("Neck",),
         "Neck1": ("Head",),
-        "LeftArm": ("UpperArm_L",), "LeftForeArm": ("LowerArm_L",), "LeftHand": ("Hand_L",),
-        "LeftHandIndex1": ("Hand_L.end", "~finger:L"), "LThumb": ("=LeftHand",),
-        "RightArm": ("UpperArm_R",), "RightForeArm": ("LowerArm_R",), "RightHand": ("Hand_R",),
-        "RightHandIndex1": ("Hand_R.end", "~finger:R"), "RThumb": ("=RightHand",),
+        "LeftArm": ("UpperArm_L",),
+        "LeftForeArm": ("LowerArm_L",),
+        "LeftHand": ("Hand_L",),
+        "LeftHandIndex1": ("Hand_L.end", "~finger:L"),
+        "LThumb": ("=LeftHand",),
+        "RightArm": ("UpperArm_R",),
+        "RightForeArm": ("LowerArm_R",),
+        "RightHand": ("Hand_R",),
+        "RightHandIndex1": ("Hand_R.end", "~finger:R"),
+        "RThumb": ("=RightHand",),
     },
-}  # fmt: skip
+}
 
 # --------------------------------------------------------------------------- units
 
@@ -234,9 +333,7 @@ def leg_length(positions: np.ndarray) -> float:
     return total / 2.0
 
 
-def resolve_unit(
-    positions: np.ndarray, scale: float | None, *, source: str = "motion"
-) -> tuple[str, float]:
+def resolve_unit(positions: np.ndarray, scale: float | None, *, source: str = "motion") -> tuple[str, float]:
     """``(unit name, metres per unit)``: ``scale`` when given, else :func:`detect_unit`."""
     if scale is not None:
         try:

@@ -38,9 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from stimuli.errors import DataError, MotionFormatError
+from stimuli.errors import DataError
+from stimuli.errors import MotionFormatError
 from stimuli.motion import Motion
-from stimuli.skeleton import NUM_JOINTS, STANDARD
+from stimuli.skeleton import NUM_JOINTS
+from stimuli.skeleton import STANDARD
 
 from .limits import MAX_POSITION_M
 
@@ -174,8 +176,7 @@ def _load_npz(path: Path, what: str, fields: tuple[str, ...]) -> dict[str, np.nd
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise DataError(
-                f"{path}: {what} is a single .npy array; "
-                f"expected an .npz archive with fields {', '.join(fields)}"
+                f"{path}: {what} is a single .npy array; expected an .npz archive with fields {', '.join(fields)}"
             )
         with z:
             missing = [f for f in fields if f not in z.files]
@@ -188,9 +189,7 @@ def _load_npz(path: Path, what: str, fields: tuple[str, ...]) -> dict[str, np.nd
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as e:
-        raise DataError(
-            f"{path}: cannot read {what} as a NumPy .npz file ({type(e).__name__}: {e})"
-        ) from None
+        raise DataError(f"{path}: cannot read {what} as a NumPy .npz file ({type(e).__name__}: {e})") from None
 
 
 def _read_classes(path: Path) -> tuple[str, ...]:
@@ -244,8 +243,7 @@ def load_smart_npz(
     if not np.isfinite(clips).all():
         n, t, k = (int(v) for v in np.argwhere(~np.isfinite(clips))[0])
         raise DataError(
-            f"{clips_path}: field 'clips' has a NaN/Inf at clip {n}, frame {t}, value {k}; "
-            "expected finite values"
+            f"{clips_path}: field 'clips' has a NaN/Inf at clip {n}, frame {t}, value {k}; expected finite values"
         )
 
     labels = z["classes"]
@@ -255,9 +253,7 @@ def load_smart_npz(
             f"one label per clip of 'clips'"
         )
     if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{clips_path}: field 'classes' has dtype {labels.dtype}; expected integer class indices"
-        )
+        raise DataError(f"{clips_path}: field 'classes' has dtype {labels.dtype}; expected integer class indices")
     bad = (labels < 0) | (labels >= len(class_names))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -295,8 +291,10 @@ def load_smart_npz(
     far = ~(np.abs(phys.astype(np.float64) * unit) <= MAX_POSITION_M).all(axis=(2, 3))
     if far.any():
         n, t = (int(v) for v in np.argwhere(far)[0])
-        raise DataError(f"{clips_path}: clip {n}, frame {t}: un-normalised with {core_path.name} (Xstd {std:g}), a joint "
-                        f"lies beyond {MAX_POSITION_M:g} m or is not finite; expected the file's own normalisation")
+        raise DataError(
+            f"{clips_path}: clip {n}, frame {t}: un-normalised with {core_path.name} (Xstd {std:g}), a joint "
+            f"lies beyond {MAX_POSITION_M:g} m or is not finite; expected the file's own normalisation"
+        )
 
     return SmartNpzData(
         clips=phys,

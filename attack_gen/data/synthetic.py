@@ -78,7 +78,8 @@ from __future__ import annotations
 
 import functools
 import zlib
-from typing import Any, Callable
+from typing import Any
+from typing import Callable
 
 import numpy as np
 
@@ -194,8 +195,13 @@ def _body_from_rng(rng: np.random.Generator) -> dict[str, Any]:
     for g, joints in _GROUPS.items():
         offsets[list(joints)] *= factors[g]
     foot = scale * factors["foot"]
-    return {"scale": scale, "proportions": factors, "offsets": offsets,
-            "heel_drop": _HEEL_DROP * foot, "toe_drop": _TOE_DROP * foot}
+    return {
+        "scale": scale,
+        "proportions": factors,
+        "offsets": offsets,
+        "heel_drop": _HEEL_DROP * foot,
+        "toe_drop": _TOE_DROP * foot,
+    }
 
 
 @functools.lru_cache(maxsize=256)
@@ -267,39 +273,102 @@ def _swing(flex: np.ndarray, abd: np.ndarray, side: np.ndarray | float) -> np.nd
 # --------------------------------------------------------------------- channels
 
 CHANNELS: tuple[str, ...] = (
-    "pelvis_pitch", "pelvis_roll", "pelvis_yaw",
-    "spine_pitch", "spine_roll", "spine_yaw",
-    "chest_pitch", "chest_roll", "chest_yaw",
-    "neck_pitch", "neck_roll", "neck_yaw",
-    *(f"{s}_{c}" for s in ("l", "r") for c in (
-        "hip_flex", "hip_abd", "hip_rot", "knee", "ankle",
-        "shoulder_flex", "shoulder_abd", "shoulder_rot", "elbow", "wrist")),
-)  # fmt: skip
+    "pelvis_pitch",
+    "pelvis_roll",
+    "pelvis_yaw",
+    "spine_pitch",
+    "spine_roll",
+    "spine_yaw",
+    "chest_pitch",
+    "chest_roll",
+    "chest_yaw",
+    "neck_pitch",
+    "neck_roll",
+    "neck_yaw",
+    *(
+        f"{s}_{c}"
+        for s in ("l", "r")
+        for c in (
+            "hip_flex",
+            "hip_abd",
+            "hip_rot",
+            "knee",
+            "ankle",
+            "shoulder_flex",
+            "shoulder_abd",
+            "shoulder_rot",
+            "elbow",
+            "wrist",
+        )
+    ),
+)
 """Joint-angle channels in degrees. Signs: pitch + leans forward, roll + leans to the
 person's left, yaw + turns to the left; hip/shoulder flex + swings the limb forward,
 abd + away from the midline, rot + external (toes/palms out); knee + bends (shin back),
 elbow + bends (forearm forward), ankle + points the toes down, wrist + flexes."""
 
-_REST_POSE = {"l_shoulder_abd": 7.0, "r_shoulder_abd": 7.0, "l_elbow": 8.0, "r_elbow": 8.0,
-              "l_knee": 3.0, "r_knee": 3.0, "l_hip_flex": 1.5, "r_hip_flex": 1.5,
-              "l_ankle": 1.5, "r_ankle": 1.5}
+_REST_POSE = {
+    "l_shoulder_abd": 7.0,
+    "r_shoulder_abd": 7.0,
+    "l_elbow": 8.0,
+    "r_elbow": 8.0,
+    "l_knee": 3.0,
+    "r_knee": 3.0,
+    "l_hip_flex": 1.5,
+    "r_hip_flex": 1.5,
+    "l_ankle": 1.5,
+    "r_ankle": 1.5,
+}
 
 # slow noise standard deviation per channel kind (degrees)
-_NOISE_SD = {"pelvis": 1.0, "spine": 1.0, "chest": 1.0, "neck": 1.0, "hip": 1.5, "knee": 1.5,
-             "ankle": 1.0, "shoulder": 2.0, "elbow": 3.0, "wrist": 4.0}
+_NOISE_SD = {
+    "pelvis": 1.0,
+    "spine": 1.0,
+    "chest": 1.0,
+    "neck": 1.0,
+    "hip": 1.5,
+    "knee": 1.5,
+    "ankle": 1.0,
+    "shoulder": 2.0,
+    "elbow": 3.0,
+    "wrist": 4.0,
+}
 
 # fast jitter (degrees RMS per channel kind), measured against real capture: the median
 # residual of the joints from a 5-frame quadratic fit in HDM05 (30 fps) windows
-_JITTER_SD = {"pelvis": 0.04, "spine": 0.018, "chest": 0.018, "neck": 0.03, "hip": 0.02, "knee": 0.012,
-              "ankle": 0.1, "shoulder": 0.03, "elbow": 0.025, "wrist": 0.03}
+_JITTER_SD = {
+    "pelvis": 0.04,
+    "spine": 0.018,
+    "chest": 0.018,
+    "neck": 0.03,
+    "hip": 0.02,
+    "knee": 0.012,
+    "ankle": 0.1,
+    "shoulder": 0.03,
+    "elbow": 0.025,
+    "wrist": 0.03,
+}
 _JITTER_BAND_HZ = (3.0, 14.0)
 _JITTER_WAVES = 10
 
 # habitual posture of a subject: standard deviation (degrees) of the offset per channel
 # (limb channels: the same on both sides plus an asymmetric part of 40 %)
-_POSTURE_SD = {"pelvis_pitch": 2.0, "spine_pitch": 3.0, "chest_pitch": 2.0, "neck_pitch": 4.0,
-               "neck_roll": 1.5, "chest_roll": 1.0, "hip_abd": 1.5, "hip_rot": 5.0, "knee": 2.0,
-               "shoulder_flex": 3.0, "shoulder_abd": 3.0, "shoulder_rot": 5.0, "elbow": 5.0, "wrist": 5.0}
+_POSTURE_SD = {
+    "pelvis_pitch": 2.0,
+    "spine_pitch": 3.0,
+    "chest_pitch": 2.0,
+    "neck_pitch": 4.0,
+    "neck_roll": 1.5,
+    "chest_roll": 1.0,
+    "hip_abd": 1.5,
+    "hip_rot": 5.0,
+    "knee": 2.0,
+    "shoulder_flex": 3.0,
+    "shoulder_abd": 3.0,
+    "shoulder_rot": 5.0,
+    "elbow": 5.0,
+    "wrist": 5.0,
+}
 _CLIP_POSTURE_SD = 1.0  # per-clip wobble of the posture (degrees, every channel above)
 
 
@@ -334,6 +403,7 @@ def _jitter(t: np.ndarray, rng: np.random.Generator, sd: np.ndarray) -> np.ndarr
 
 
 # ------------------------------------------------------------------------ style
+
 
 def _lerp(lo: float, hi: float, knob: float) -> float:
     """``lo`` at knob -1, ``hi`` at knob +1."""
@@ -381,9 +451,12 @@ def _clip_style(style: dict[str, Any], rng: np.random.Generator) -> dict[str, An
     """One clip's style: the subject's habits, varied a little."""
     knobs = np.clip(0.75 * np.asarray(style["knobs"]) + rng.normal(0.0, 0.35, STYLE_KNOBS), -1.0, 1.0)
     posture = {c: v + float(rng.normal(0.0, _CLIP_POSTURE_SD)) for c, v in style["posture"].items()}
-    return {"arm_swing": style["arm_swing"] * float(rng.uniform(0.85, 1.15)),
-            "trunk": style["trunk"] * float(rng.uniform(0.85, 1.15)),
-            "knobs": [float(v) for v in knobs], "posture": posture}
+    return {
+        "arm_swing": style["arm_swing"] * float(rng.uniform(0.85, 1.15)),
+        "trunk": style["trunk"] * float(rng.uniform(0.85, 1.15)),
+        "knobs": [float(v) for v in knobs],
+        "posture": posture,
+    }
 
 
 def _warp(t: np.ndarray, rng: np.random.Generator, depth: float) -> tuple[np.ndarray, list[float]]:
@@ -405,6 +478,7 @@ def _drift(t: np.ndarray, rng: np.random.Generator, depth: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ action curves
+
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
@@ -464,19 +538,28 @@ class _Cycle:
 # Jogging: stance 0-0.35, a flight, swing.
 _WALK = {
     "hip": _Cycle(((0.0, 1.0), (0.55, -1.0), (0.62, -1.08), (0.75, -0.2), (0.88, 1.1), (0.95, 1.18))),
-    "knee": _Cycle(((0.0, 4.0), (0.13, 11.0), (0.38, 5.0), (0.5, 9.0), (0.6, 36.0), (0.72, 60.0),
-                    (0.82, 52.0), (0.88, 38.0), (0.94, 15.0), (0.99, 5.0))),
-    "pitch": _Cycle(((0.0, -14.0), (0.1, 0.0), (0.42, 0.0), (0.52, 12.0), (0.6, 35.0), (0.75, 40.0),
-                     (0.9, 0.0))),
+    "knee": _Cycle(
+        (
+            (0.0, 4.0),
+            (0.13, 11.0),
+            (0.38, 5.0),
+            (0.5, 9.0),
+            (0.6, 36.0),
+            (0.72, 60.0),
+            (0.82, 52.0),
+            (0.88, 38.0),
+            (0.94, 15.0),
+            (0.99, 5.0),
+        )
+    ),
+    "pitch": _Cycle(((0.0, -14.0), (0.1, 0.0), (0.42, 0.0), (0.52, 12.0), (0.6, 35.0), (0.75, 40.0), (0.9, 0.0))),
     "ankle": _Cycle(((0.0, 2.0), (0.5, 5.0), (0.62, 18.0), (0.72, 6.0), (0.8, -4.0), (0.9, -7.0))),
     "stance": _Cycle(((0.0, 1.0), (0.5, 1.0), (0.62, 0.0), (0.92, 0.0))),
 }
 _JOG = {
     "hip": _Cycle(((0.0, 0.85), (0.35, -1.0), (0.45, -0.9), (0.6, 0.1), (0.82, 1.05), (0.95, 0.95))),
-    "knee": _Cycle(((0.0, 18.0), (0.12, 38.0), (0.33, 18.0), (0.45, 55.0), (0.62, 100.0), (0.82, 55.0),
-                    (0.95, 22.0))),
-    "pitch": _Cycle(((0.0, -6.0), (0.08, 0.0), (0.22, 4.0), (0.35, 40.0), (0.55, 45.0), (0.8, 8.0),
-                     (0.92, -4.0))),
+    "knee": _Cycle(((0.0, 18.0), (0.12, 38.0), (0.33, 18.0), (0.45, 55.0), (0.62, 100.0), (0.82, 55.0), (0.95, 22.0))),
+    "pitch": _Cycle(((0.0, -6.0), (0.08, 0.0), (0.22, 4.0), (0.35, 40.0), (0.55, 45.0), (0.8, 8.0), (0.92, -4.0))),
     "ankle": _Cycle(((0.0, 0.0), (0.35, 20.0), (0.5, 10.0), (0.7, -5.0), (0.9, -5.0))),
     "stance": _Cycle(((0.0, 1.0), (0.3, 1.0), (0.4, 0.0), (0.92, 0.0))),
 }
@@ -769,8 +852,12 @@ def _clap(t, f, a, ph, ch, ctx):
     k = ctx["knobs"]
     phi = 2 * np.pi * 2.0 * f * t + ph
     c = _smoothstep(0.5 - 0.5 * np.cos(phi))  # 1: hands together
-    arms = {"shoulder_flex": _lerp(38.0, 65.0, k[0]), "shoulder_rot": -5.0,
-            "elbow": _lerp(58.0, 78.0, k[1]), "wrist": -15.0}
+    arms = {
+        "shoulder_flex": _lerp(38.0, 65.0, k[0]),
+        "shoulder_rot": -5.0,
+        "elbow": _lerp(58.0, 78.0, k[1]),
+        "wrist": -15.0,
+    }
     closed = _clap_adduction(ctx["body"], arms)
     ctx["clap_adduction_deg"] = closed
     gains = ctx.setdefault("noise_gain", {})
@@ -864,6 +951,7 @@ def _forward_kinematics(offsets: np.ndarray, ch: dict[str, np.ndarray], facing_d
     zero offsets; the index joints never rotate, so each thumb (offset minus the index
     offset) sits at its wrist.
     """
+
     def pair(name: str) -> np.ndarray:
         return np.stack([ch["l_" + name], ch["r_" + name]])  # (2, T)
 
@@ -908,8 +996,6 @@ def _forward_kinematics(offsets: np.ndarray, ch: dict[str, np.ndarray], facing_d
     pos[:, ix_j] = pos[:, wr_j] + limb(g, ix_j)
     pos[:, th_j] = pos[:, ix_j] + limb(g, th_j)  # the index joint does not rotate
     return pos
-
-
 
 
 _CONTACT_SOFTNESS = 0.003  # metres: how much higher a point may be and still bear weight
@@ -1005,10 +1091,17 @@ def generate_motion(
     warped, warp_dev = _warp(t, rng, _WARP_DEPTH)
     amp_t = amp * _drift(t, rng, _DRIFT_DEPTH)
     params: dict[str, Any] = {
-        "scale": body["scale"], "proportions": dict(body["proportions"]),
-        "tempo": tempo, "frequency_hz": freq, "amplitude": amp, "phase_rad": phase,
-        "facing_deg": facing, "noise_scale": noise_scale, "jitter_scale": jitter_scale,
-        "pace_drift": warp_dev, "style": style,
+        "scale": body["scale"],
+        "proportions": dict(body["proportions"]),
+        "tempo": tempo,
+        "frequency_hz": freq,
+        "amplitude": amp,
+        "phase_rad": phase,
+        "facing_deg": facing,
+        "noise_scale": noise_scale,
+        "jitter_scale": jitter_scale,
+        "pace_drift": warp_dev,
+        "style": style,
     }
 
     ch = {c: np.full(T, _REST_POSE.get(c, 0.0)) for c in CHANNELS}
@@ -1039,8 +1132,14 @@ def generate_motion(
 
     pos = _forward_kinematics(body["offsets"], ch, facing, T)
     pos = _place(pos, body, np.asarray(flight, float))
-    meta = {"source": "synthetic", "format": "synthetic", "action": action, "subject": subject,
-            "seed": seed_int, "params": params}
+    meta = {
+        "source": "synthetic",
+        "format": "synthetic",
+        "action": action,
+        "subject": subject,
+        "seed": seed_int,
+        "params": params,
+    }
     return Motion(pos.astype(np.float32), float(fps), meta)
 
 

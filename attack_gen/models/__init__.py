@@ -14,13 +14,28 @@ Names: ``hrnn``, ``stgcn``, ``asgcn``, ``dgnn``, ``agcn`` (2s-AGCN). Sizes: ``pa
 
 from __future__ import annotations
 
-from . import agcn, asgcn, dgnn, hrnn, stgcn  # noqa: F401  (each registers its model)
-from .agcn import AGCN, AGCNConfig
-from .asgcn import ASGCN, ASGCNConfig
-from .dgnn import DGNN, DGNNConfig
-from .hrnn import HRNN, HRNNConfig
-from .registry import MODELS, ModelSpec, build_model, build_model_from_config, list_models, model_config, register_model
-from .stgcn import STGCN, STGCNConfig
+from . import agcn  # noqa: F401  (each registers its model)
+from . import asgcn  # noqa: F401  (each registers its model)
+from . import dgnn  # noqa: F401  (each registers its model)
+from . import hrnn  # noqa: F401  (each registers its model)
+from . import stgcn  # noqa: F401  (each registers its model)
+from .agcn import AGCN
+from .agcn import AGCNConfig
+from .asgcn import ASGCN
+from .asgcn import ASGCNConfig
+from .dgnn import DGNN
+from .dgnn import DGNNConfig
+from .hrnn import HRNN
+from .hrnn import HRNNConfig
+from .registry import MODELS
+from .registry import ModelSpec
+from .registry import build_model
+from .registry import build_model_from_config
+from .registry import list_models
+from .registry import model_config
+from .registry import register_model
+from .stgcn import STGCN
+from .stgcn import STGCNConfig
 
 __all__ = [
     "MODELS",

@@ -23,7 +23,12 @@ from einops import rearrange
 from torch import nn
 
 from .graph import skeleton_agcn_subsets
-from .layers import Bones, DataBatchNorm, TemporalConv, check_config, check_joints, pointwise_residual
+from .layers import Bones
+from .layers import DataBatchNorm
+from .layers import TemporalConv
+from .layers import check_config
+from .layers import check_joints
+from .layers import pointwise_residual
 from .registry import register_model
 
 __all__ = ["AGCNConfig", "AGCN", "AdaptiveGraphConv", "AGCNStream"]
@@ -82,8 +87,16 @@ class AdaptiveGraphConv(nn.Module):
 
 
 class AGCNBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, a: torch.Tensor, kernel_size: int,
-                 stride: int, embed_ratio: int, residual: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        a: torch.Tensor,
+        kernel_size: int,
+        stride: int,
+        embed_ratio: int,
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         self.gcn = AdaptiveGraphConv(in_channels, out_channels, a, embed_ratio)
         self.tcn = TemporalConv(out_channels, out_channels, kernel_size, stride)

@@ -34,14 +34,12 @@ from torch import nn
 from stimuli.skeleton import NUM_JOINTS
 
 from .graph import stgcn_adjacency
-from .layers import (
-    DataBatchNorm,
-    TemporalUnit,
-    check_config,
-    check_joints,
-    pointwise_residual,
-    temporal_resample,
-)
+from .layers import DataBatchNorm
+from .layers import TemporalUnit
+from .layers import check_config
+from .layers import check_joints
+from .layers import pointwise_residual
+from .layers import temporal_resample
 from .registry import register_model
 
 __all__ = ["ASGCNConfig", "ASGCN", "ActionalLinkInference"]
@@ -77,10 +75,21 @@ class ASGCNConfig:
 
 SIZES = {
     "paper": {},
-    "small": {"channels": (16, 32, 32, 64), "strides": (1, 2, 1, 2), "dropout": 0.2,
-              "aim_hidden": 32, "aim_frames": 20},
-    "tiny": {"channels": (8, 16), "strides": (1, 2), "dropout": 0.0, "aim_hidden": 8, "aim_frames": 8,
-             "aim_dropout": 0.0},
+    "small": {
+        "channels": (16, 32, 32, 64),
+        "strides": (1, 2, 1, 2),
+        "dropout": 0.2,
+        "aim_hidden": 32,
+        "aim_frames": 20,
+    },
+    "tiny": {
+        "channels": (8, 16),
+        "strides": (1, 2),
+        "dropout": 0.0,
+        "aim_hidden": 8,
+        "aim_frames": 8,
+        "aim_dropout": 0.0,
+    },
 }
 
 
@@ -144,8 +153,18 @@ class ActionalLinkInference(nn.Module):
 
 
 class ASGCNBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, k_s: int, k_a: int, kernel_size: int,
-                 stride: int, dropout: float, actional_weight: float, residual: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        k_s: int,
+        k_a: int,
+        kernel_size: int,
+        stride: int,
+        dropout: float,
+        actional_weight: float,
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         self.k_s, self.k_a, self.lam = k_s, k_a, actional_weight
         self.conv = nn.Conv2d(in_channels, out_channels * (k_s + k_a), 1)
@@ -176,8 +195,19 @@ class ASGCN(nn.Module):
         self.data_bn = DataBatchNorm(a.shape[-1])
         blocks, c_in = [], 3
         for i, (c_out, stride) in enumerate(zip(config.channels, config.strides)):
-            blocks.append(ASGCNBlock(c_in, c_out, k_s, k_a, config.temporal_kernel, stride, config.dropout,
-                                     config.actional_weight, residual=i > 0))
+            blocks.append(
+                ASGCNBlock(
+                    c_in,
+                    c_out,
+                    k_s,
+                    k_a,
+                    config.temporal_kernel,
+                    stride,
+                    config.dropout,
+                    config.actional_weight,
+                    residual=i > 0,
+                )
+            )
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
         self.edge_importance = (

@@ -31,15 +31,13 @@ from torch import nn
 from stimuli.skeleton import STANDARD
 
 from .graph import skeleton_incidence
-from .layers import (
-    Bones,
-    DataBatchNorm,
-    TemporalConv,
-    check_config,
-    check_joints,
-    frame_differences,
-    pointwise_residual,
-)
+from .layers import Bones
+from .layers import DataBatchNorm
+from .layers import TemporalConv
+from .layers import check_config
+from .layers import check_joints
+from .layers import frame_differences
+from .layers import pointwise_residual
 from .registry import register_model
 
 __all__ = ["DGNNConfig", "DGNN", "DGNBlock", "DGNNStream"]
@@ -72,8 +70,9 @@ SIZES = {
 class DGNBlock(nn.Module):
     """Vertex then edge update: ``(N, C_in, T, V), (N, C_in, T, E) -> (N, C_out, T, V), (N, C_out, T, E)``."""
 
-    def __init__(self, in_channels: int, out_channels: int, source: torch.Tensor, target: torch.Tensor,
-                 learnable: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, source: torch.Tensor, target: torch.Tensor, learnable: bool = True
+    ) -> None:
         super().__init__()
         # source / target: (V, E) incidence, one 1 per column
         if learnable:
@@ -85,8 +84,9 @@ class DGNBlock(nn.Module):
         self.register_buffer("in_degree", target.sum(1, keepdim=True).clamp(min=1))
         self.register_buffer("out_degree", source.sum(1, keepdim=True).clamp(min=1))
         self.h_v = nn.Sequential(nn.Conv2d(3 * in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU())
-        self.h_e = nn.Sequential(nn.Conv2d(in_channels + 2 * out_channels, out_channels, 1),
-                                 nn.BatchNorm2d(out_channels), nn.ReLU())
+        self.h_e = nn.Sequential(
+            nn.Conv2d(in_channels + 2 * out_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU()
+        )
 
     def forward(self, fv: torch.Tensor, fe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         e_in = torch.einsum("ncte,ve->nctv", fe, self.target / self.in_degree)  # (N, C, T, V)
@@ -101,8 +101,17 @@ class DGNBlock(nn.Module):
 class DGNNUnit(nn.Module):
     """DGN block, then one temporal conv shared by vertices and edges, residual, ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, source: torch.Tensor, target: torch.Tensor,
-                 kernel_size: int, stride: int, learnable: bool, residual: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        kernel_size: int,
+        stride: int,
+        learnable: bool,
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         self.num_nodes = source.shape[0]
         self.dgn = DGNBlock(in_channels, out_channels, source, target, learnable)
@@ -126,8 +135,18 @@ class DGNNStream(nn.Module):
         self.bn_v, self.bn_e = DataBatchNorm(v), DataBatchNorm(e)
         units, c_in = [], 3
         for i, (c_out, stride) in enumerate(zip(config.channels, config.strides)):
-            units.append(DGNNUnit(c_in, c_out, source, target, config.temporal_kernel, stride,
-                                  config.learnable_incidence, residual=i > 0))
+            units.append(
+                DGNNUnit(
+                    c_in,
+                    c_out,
+                    source,
+                    target,
+                    config.temporal_kernel,
+                    stride,
+                    config.learnable_incidence,
+                    residual=i > 0,
+                )
+            )
             c_in = c_out
         self.units = nn.ModuleList(units)
         self.fc = nn.Linear(2 * c_in, config.num_classes)

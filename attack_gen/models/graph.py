@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from stimuli.skeleton import STANDARD, Skeleton
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import Skeleton
 
 __all__ = [
     "undirected_edges",
@@ -112,6 +113,7 @@ def agcn_subsets(num_nodes: int, inward: Sequence[Edge]) -> np.ndarray:
     ``inward`` holds (child, parent) pairs; as in the reference ``edge2mat``, a pair (i, j)
     sets ``A[j, i] = 1``.
     """
+
     def edge2mat(links: Sequence[Edge]) -> np.ndarray:
         a = np.zeros((num_nodes, num_nodes))
         for i, j in links:

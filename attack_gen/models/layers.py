@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from stimuli.skeleton import STANDARD, Skeleton
+from stimuli.skeleton import STANDARD
+from stimuli.skeleton import Skeleton
 
 from .graph import parent_index
 
@@ -128,8 +129,9 @@ def temporal_resample(x: torch.Tensor, frames: int) -> torch.Tensor:
     return rearrange(y, "n (v c) t -> n t v c", v=v)
 
 
-def check_config(model: str, num_classes: int, channels: tuple[int, ...], strides: tuple[int, ...],
-                 temporal_kernel: int) -> None:
+def check_config(
+    model: str, num_classes: int, channels: tuple[int, ...], strides: tuple[int, ...], temporal_kernel: int
+) -> None:
     """Shared sanity checks of a GCN config; raises ``ValueError`` naming the bad value."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"{model}: num_classes must be a positive integer, got {num_classes!r}")

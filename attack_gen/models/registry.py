@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any
+from typing import Callable
+from typing import Mapping
+from typing import TypeVar
 
 from torch import nn
 

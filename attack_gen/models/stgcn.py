@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 from .graph import stgcn_adjacency
-from .layers import DataBatchNorm, GraphConv, TemporalUnit, check_config, check_joints, pointwise_residual
+from .layers import DataBatchNorm
+from .layers import GraphConv
+from .layers import TemporalUnit
+from .layers import check_config
+from .layers import check_joints
+from .layers import pointwise_residual
 from .registry import register_model
 
 __all__ = ["STGCNConfig", "STGCN", "STGCNBlock"]
@@ -49,8 +54,16 @@ SIZES = {
 class STGCNBlock(nn.Module):
     """Graph conv -> temporal unit, plus residual, then ReLU: ``(N, C_in, T, V) -> (N, C_out, T/s, V)``."""
 
-    def __init__(self, in_channels: int, out_channels: int, num_subsets: int, kernel_size: int,
-                 stride: int = 1, dropout: float = 0.0, residual: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_subsets: int,
+        kernel_size: int,
+        stride: int = 1,
+        dropout: float = 0.0,
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         self.gcn = GraphConv(in_channels, out_channels, num_subsets)
         self.tcn = TemporalUnit(out_channels, kernel_size, stride, dropout)
@@ -72,8 +85,17 @@ class STGCN(nn.Module):
         self.data_bn = DataBatchNorm(v)
         blocks, c_in = [], 3
         for i, (c_out, stride) in enumerate(zip(config.channels, config.strides)):
-            blocks.append(STGCNBlock(c_in, c_out, k, config.temporal_kernel, stride,
-                                     dropout=0.0 if i == 0 else config.dropout, residual=i > 0))
+            blocks.append(
+                STGCNBlock(
+                    c_in,
+                    c_out,
+                    k,
+                    config.temporal_kernel,
+                    stride,
+                    dropout=0.0 if i == 0 else config.dropout,
+                    residual=i > 0,
+                )
+            )
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
         self.edge_importance = (

@@ -67,35 +67,40 @@ Importing this package loads neither the renderer (skia) nor torch: the writer a
 video checks import :mod:`stimuli.render` when they run.
 """
 
-from .reader import check_batch, load_batch, read_manifest, validate_batch
-from .schema import (
-    ATTACK_VARIANTS,
-    CONTROL,
-    FORMAT,
-    INDISTINGUISHABILITY,
-    MANIFEST,
-    NATURALNESS,
-    ORIGINAL,
-    ROLES,
-    SCHEMA_VERSION,
-    STUDIES,
-    Batch,
-    BatchError,
-    Composite,
-    CompositePlan,
-    FileRef,
-    ImageFile,
-    Item,
-    Label,
-    MotionFile,
-    Problem,
-    Provenance,
-    SourceClip,
-    Variant,
-    VideoFile,
-    composite_id,
-)
-from .writer import BatchItemInput, ControlSpec, VariantInput, work_dir_for, write_batch
+from .reader import check_batch
+from .reader import load_batch
+from .reader import read_manifest
+from .reader import validate_batch
+from .schema import ATTACK_VARIANTS
+from .schema import CONTROL
+from .schema import FORMAT
+from .schema import INDISTINGUISHABILITY
+from .schema import MANIFEST
+from .schema import NATURALNESS
+from .schema import ORIGINAL
+from .schema import ROLES
+from .schema import SCHEMA_VERSION
+from .schema import STUDIES
+from .schema import Batch
+from .schema import BatchError
+from .schema import Composite
+from .schema import CompositePlan
+from .schema import FileRef
+from .schema import ImageFile
+from .schema import Item
+from .schema import Label
+from .schema import MotionFile
+from .schema import Problem
+from .schema import Provenance
+from .schema import SourceClip
+from .schema import Variant
+from .schema import VideoFile
+from .schema import composite_id
+from .writer import BatchItemInput
+from .writer import ControlSpec
+from .writer import VariantInput
+from .writer import work_dir_for
+from .writer import write_batch
 
 __all__ = [
     "write_batch",

@@ -27,8 +27,16 @@ import zlib
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["MP4_PAD_MIN", "PNG_PAD_MIN", "PNG_PAD_CHUNK", "pad_mp4", "pad_png", "pad_group", "pad_overhead",
-           "item_groups"]
+__all__ = [
+    "MP4_PAD_MIN",
+    "PNG_PAD_MIN",
+    "PNG_PAD_CHUNK",
+    "pad_mp4",
+    "pad_png",
+    "pad_group",
+    "pad_overhead",
+    "item_groups",
+]
 
 MP4_PAD_MIN = 8
 """An empty ``free`` box: 4-byte size and 4-byte type."""
@@ -61,7 +69,7 @@ def pad_mp4(path: str | Path, size: int) -> None:
 
 
 def pad_png(path: str | Path, size: int) -> None:
-    """Insert a ``paDd`` chunk before ``IEND`` so that the PNG at ``path`` is exactly ``size`` bytes (at least 12 more)."""
+    """Insert a ``paDd`` chunk before ``IEND``: the PNG at ``path`` becomes exactly ``size`` bytes (>= 12 more)."""
     path = Path(path)
     data = path.read_bytes()
     extra = size - len(data)
@@ -91,5 +99,9 @@ def pad_group(paths: Iterable[str | Path]) -> int:
 def item_groups(variants: Iterable[str], composites: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """The four groups of one item's files (names relative to its folder), by kind."""
     variants, composites = list(variants), [f"{a}_vs_{b}" for a, b in composites]
-    return {"video": [f"{v}.mp4" for v in variants], "poster": [f"{v}.png" for v in variants],
-            "composite video": [f"{c}.mp4" for c in composites], "composite poster": [f"{c}.png" for c in composites]}
+    return {
+        "video": [f"{v}.mp4" for v in variants],
+        "poster": [f"{v}.png" for v in variants],
+        "composite video": [f"{c}.mp4" for c in composites],
+        "composite poster": [f"{c}.png" for c in composites],
+    }

@@ -27,8 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from ..fileio import file_sha256, load_npy
-from .schema import MANIFEST, Batch, BatchError, FileRef, ImageFile, MotionFile, Problem, VideoFile
+from ..fileio import file_sha256
+from ..fileio import load_npy
+from .schema import MANIFEST
+from .schema import Batch
+from .schema import BatchError
+from .schema import FileRef
+from .schema import ImageFile
+from .schema import MotionFile
+from .schema import Problem
+from .schema import VideoFile
 
 __all__ = ["read_manifest", "load_batch", "validate_batch", "check_batch"]
 
@@ -56,8 +64,9 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as e:
-        raise BatchError([Problem(MANIFEST, f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})")],
-                         root) from None  # fmt: skip
+        raise BatchError(
+            [Problem(MANIFEST, f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})")], root
+        ) from None
     except ValueError as e:
         raise BatchError([Problem(MANIFEST, f"not valid JSON: {e}")], root) from None
 
@@ -112,8 +121,9 @@ def check_batch(root: str | Path, *, decode: bool = True, workers: int | None = 
     return batch
 
 
-def _validate(root: Path, decode: bool, workers: int | None,
-              ignore: frozenset[str] | set[str] = frozenset()) -> tuple[Batch | None, list[Problem]]:
+def _validate(
+    root: Path, decode: bool, workers: int | None, ignore: frozenset[str] | set[str] = frozenset()
+) -> tuple[Batch | None, list[Problem]]:
     try:
         data = read_manifest(root)
     except BatchError as e:
@@ -124,7 +134,9 @@ def _validate(root: Path, decode: bool, workers: int | None,
         return None, problems
     batch.root = root
 
-    from ..render import Camera, RenderConfig, RenderError  # lazily: loads skia
+    from ..render import Camera  # lazily: loads skia
+    from ..render import RenderConfig  # lazily: loads skia
+    from ..render import RenderError  # lazily: loads skia
 
     try:
         RenderConfig.from_dict(batch.render_config)
@@ -149,8 +161,13 @@ def _validate(root: Path, decode: bool, workers: int | None,
         assert path is not None
         digest = file_sha256(path)
         if digest != ref.sha256:
-            return [Problem(where, f"file {ref.path}: SHA-256 mismatch (manifest {ref.sha256[:12]}..., "
-                                   f"file {digest[:12]}...): altered")]  # fmt: skip
+            return [
+                Problem(
+                    where,
+                    f"file {ref.path}: SHA-256 mismatch (manifest {ref.sha256[:12]}..., "
+                    f"file {digest[:12]}...): altered",
+                )
+            ]
         if isinstance(ref, MotionFile):
             return _check_motion(path, ref, where)
         if isinstance(ref, ImageFile):
@@ -182,8 +199,11 @@ def _size_neutral(batch: Batch) -> list[Problem]:
                 values = {n: getattr(r, field) for n, r in refs.items() if hasattr(r, field)}
                 if len(set(values.values())) > 1:
                     listed = ", ".join(f"{n} {v}{unit}" for n, v in sorted(values.items(), key=lambda kv: kv[1]))
-                    problems.append(Problem(f"items[{k}]", f"{kind} differ in {field} ({listed}): it would tell the "
-                                                           "conditions apart"))
+                    problems.append(
+                        Problem(
+                            f"items[{k}]", f"{kind} differ in {field} ({listed}): it would tell the conditions apart"
+                        )
+                    )
     return problems
 
 
@@ -193,8 +213,11 @@ def _extras(root: Path, expected: set[str]) -> list[Problem]:
         d = Path(dirpath)
         for name in sorted(dirnames):
             if (d / name).is_symlink():
-                problems.append(Problem((d / name).relative_to(root).as_posix(),
-                                        "unexpected symbolic link, not named by the manifest"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        (d / name).relative_to(root).as_posix(), "unexpected symbolic link, not named by the manifest"
+                    )
+                )
         for name in sorted(filenames):
             rel = (d / name).relative_to(root).as_posix()
             if rel not in expected:
@@ -227,7 +250,9 @@ def _check_png(path: Path, ref: ImageFile, where: str) -> list[Problem]:
 
 
 def _check_video(path: Path, ref: VideoFile, where: str) -> list[Problem]:
-    from ..render import RenderError, ffmpeg_exe, probe_video
+    from ..render import RenderError
+    from ..render import ffmpeg_exe
+    from ..render import probe_video
 
     pre = f"file {ref.path}"
     try:
@@ -247,8 +272,24 @@ def _check_video(path: Path, ref: VideoFile, where: str) -> list[Problem]:
         return problems
     # decode every frame (framecrc: one short line per decoded frame, nothing held in memory)
     try:
-        r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-                            "-map", "0:v:0", "-f", "framecrc", "-"], capture_output=True, check=False)  # fmt: skip
+        r = subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                str(path),
+                "-map",
+                "0:v:0",
+                "-f",
+                "framecrc",
+                "-",
+            ],
+            capture_output=True,
+            check=False,
+        )
     except OSError as e:
         return [Problem(where, f"{pre}: cannot run ffmpeg to decode it: {e}")]
     err = " | ".join(ln.strip() for ln in r.stderr.decode("utf-8", "replace").splitlines() if ln.strip())

@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
+from typing import Callable
+from typing import Iterator
+from typing import Mapping
+from typing import Sequence
 
 from ..errors import DataError
 
@@ -99,8 +105,15 @@ class BatchError(DataError):
 
 # ---- field parsing helpers -----------------------------------------------------------------
 def _tname(v: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
-            int: "an integer", float: "a number"}.get(type(v), type(v).__name__)  # fmt: skip
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "an integer",
+        float: "a number",
+    }.get(type(v), type(v).__name__)
 
 
 def _join(where: str, key: str | int) -> str:
@@ -115,8 +128,9 @@ _MISSING = object()
 class _Obj:
     """Reads one JSON object's fields, recording a :class:`Problem` per bad, missing or unknown field."""
 
-    def __init__(self, d: Any, where: str, problems: list[Problem], fields: Sequence[str],
-                 optional: Sequence[str] = ()):  # fmt: skip
+    def __init__(
+        self, d: Any, where: str, problems: list[Problem], fields: Sequence[str], optional: Sequence[str] = ()
+    ):
         self.where, self.problems = where, problems
         self.ok = isinstance(d, dict)
         self.d: dict[str, Any] = d if self.ok else {}
@@ -259,8 +273,9 @@ def _metrics(v: Any) -> tuple[Any, str | None]:
     return {k: (None if x is None else float(x)) for k, x in v.items()}, None
 
 
-def _str_list(allowed: Sequence[str] | None, rx: re.Pattern[str] | None = None,
-              nonempty: bool = False) -> Callable[[Any], tuple[Any, str | None]]:  # fmt: skip
+def _str_list(
+    allowed: Sequence[str] | None, rx: re.Pattern[str] | None = None, nonempty: bool = False
+) -> Callable[[Any], tuple[Any, str | None]]:
     def check(v: Any) -> tuple[Any, str | None]:
         if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
             return None, f"expected an array of strings, got {v!r}"
@@ -396,17 +411,35 @@ class VideoFile(FileRef, _FromDict):
     height: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**FileRef.to_dict(self), "codec": self.codec, "pix_fmt": self.pix_fmt, "fps": self.fps,
-                "frames": self.frames, "duration": self.duration,
-                "width": self.width, "height": self.height}  # fmt: skip
+        return {
+            **FileRef.to_dict(self),
+            "codec": self.codec,
+            "pix_fmt": self.pix_fmt,
+            "fps": self.fps,
+            "frames": self.frames,
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+        }
 
     @classmethod
     def parse(cls, d: Any, where: str, problems: list[Problem]) -> "VideoFile | None":
-        o = _Obj(d, where, problems,
-                 ("path", "sha256", "bytes", "codec", "pix_fmt", "fps", "frames", "duration", "width", "height"))
-        vals = (*FileRef._base(o), o.get("codec", _exact(VIDEO_CODEC)), o.get("pix_fmt", _exact(VIDEO_PIX_FMT)),
-                o.get("fps", _num()), o.get("frames", _int(1)), o.get("duration", _num()),
-                o.get("width", _int(2)), o.get("height", _int(2)))  # fmt: skip
+        o = _Obj(
+            d,
+            where,
+            problems,
+            ("path", "sha256", "bytes", "codec", "pix_fmt", "fps", "frames", "duration", "width", "height"),
+        )
+        vals = (
+            *FileRef._base(o),
+            o.get("codec", _exact(VIDEO_CODEC)),
+            o.get("pix_fmt", _exact(VIDEO_PIX_FMT)),
+            o.get("fps", _num()),
+            o.get("frames", _int(1)),
+            o.get("duration", _num()),
+            o.get("width", _int(2)),
+            o.get("height", _int(2)),
+        )
         return cls(*vals) if o.ok and None not in vals else None
 
 
@@ -487,8 +520,12 @@ class Variant:
         poster = _sub(o, "poster", ImageFile.parse, where, problems)
         if role is not None:
             if (name == ORIGINAL) != (role == "original"):
-                problems.append(Problem(_join(where, "role"), f"the variant named {ORIGINAL!r} and only it has role "
-                                                              f"'original', got {role!r}"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        _join(where, "role"),
+                        f"the variant named {ORIGINAL!r} and only it has role 'original', got {role!r}",
+                    )
+                )
             if role == "attack" and o.ok and "success" in o.d and not isinstance(o.d["success"], bool):
                 problems.append(Problem(_join(where, "success"), "expected true or false for an attacked variant"))
             if role != "attack" and success is not None:
@@ -518,8 +555,13 @@ class Composite(_FromDict):
         return composite_id(self.left, self.right)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"left": self.left, "right": self.right, "studies": list(self.studies),
-                "video": self.video.to_dict(), "poster": self.poster.to_dict()}  # fmt: skip
+        return {
+            "left": self.left,
+            "right": self.right,
+            "studies": list(self.studies),
+            "video": self.video.to_dict(),
+            "poster": self.poster.to_dict(),
+        }
 
     @classmethod
     def parse(cls, d: Any, where: str, problems: list[Problem]) -> "Composite | None":
@@ -584,8 +626,12 @@ class Item(_FromDict):
     @classmethod
     def parse(cls, d: Any, where: str, problems: list[Problem]) -> "Item | None":
         n0 = len(problems)
-        o = _Obj(d, where, problems,
-                 ("id", "source", "true_label", "attacked_label", "motion_fps", "camera", "variants", "composites"))
+        o = _Obj(
+            d,
+            where,
+            problems,
+            ("id", "source", "true_label", "attacked_label", "motion_fps", "camera", "variants", "composites"),
+        )
         item_id = o.get("id", _pattern(_ID, "an id of letters, digits, '.', '_' or '-' (at most 128)"))
         source = _sub(o, "source", SourceClip.parse, where, problems)
         true_label = _sub(o, "true_label", Label.parse, where, problems)
@@ -602,8 +648,12 @@ class Item(_FromDict):
             else:
                 for name, vd in raw.items():
                     if not _VARIANT.match(name):
-                        problems.append(Problem(_join(vwhere, name), "bad variant name; expected lower-case letters, "
-                                                                     "digits and '-' (at most 32)"))  # fmt: skip
+                        problems.append(
+                            Problem(
+                                _join(vwhere, name),
+                                "bad variant name; expected lower-case letters, digits and '-' (at most 32)",
+                            )
+                        )
                         continue
                     v = Variant.parse(name, vd, _join(vwhere, name), problems)
                     if v is not None:
@@ -628,11 +678,16 @@ class Item(_FromDict):
                     names = o.d.get("variants")
                     for side in ("left", "right"):
                         if isinstance(names, dict) and getattr(c, side) not in names:
-                            problems.append(Problem(f"{cwhere}[{k}].{side}",
-                                                    f"names no variant of this item: {getattr(c, side)!r}"))
+                            problems.append(
+                                Problem(f"{cwhere}[{k}].{side}", f"names no variant of this item: {getattr(c, side)!r}")
+                            )
                     if INDISTINGUISHABILITY in c.studies and c.left != ORIGINAL:
-                        problems.append(Problem(f"{cwhere}[{k}].left", f"an {INDISTINGUISHABILITY} composite has the "
-                                                                       f"original on the left, got {c.left!r}"))
+                        problems.append(
+                            Problem(
+                                f"{cwhere}[{k}].left",
+                                f"an {INDISTINGUISHABILITY} composite has the original on the left, got {c.left!r}",
+                            )
+                        )
                     composites.append(c)
         if len(problems) > n0:
             return None
@@ -668,8 +723,12 @@ class Provenance(_FromDict):
         vals = (o.get("dataset", _dict), o.get("model", _dict), o.get("attack", _dict))
         if o.ok and isinstance(vals[1], dict) and "checkpoint_sha256" in vals[1]:
             if _hex64(vals[1]["checkpoint_sha256"])[1] is not None and vals[1]["checkpoint_sha256"] is not None:
-                problems.append(Problem(f"{where}.model.checkpoint_sha256",
-                                        f"expected 64 hex chars, got {vals[1]['checkpoint_sha256']!r}"))
+                problems.append(
+                    Problem(
+                        f"{where}.model.checkpoint_sha256",
+                        f"expected 64 hex chars, got {vals[1]['checkpoint_sha256']!r}",
+                    )
+                )
         return cls(*vals) if o.ok and None not in vals else None
 
 
@@ -692,8 +751,10 @@ class CompositePlan(_FromDict):
 
     def to_dict(self) -> dict[str, Any]:
         nat, ind = self.naturalness, self.indistinguishability
-        return {NATURALNESS: None if nat is None else list(nat),
-                INDISTINGUISHABILITY: None if ind is None else list(ind)}
+        return {
+            NATURALNESS: None if nat is None else list(nat),
+            INDISTINGUISHABILITY: None if ind is None else list(ind),
+        }
 
     def resolve(self, roles: Mapping[str, str]) -> "CompositePlan":
         """The explicit plan for variants with these roles (``name -> role``); unknown names raise ``BatchError``."""
@@ -709,8 +770,11 @@ class CompositePlan(_FromDict):
                 problems.append(Problem(f"composites.{key}", f"names a variant twice: {list(names)}"))
             for n in names:
                 if n not in roles:
-                    problems.append(Problem(f"composites.{key}", f"names no variant of the items: {n!r}; "
-                                                                 f"variants: {', '.join(roles)}"))  # fmt: skip
+                    problems.append(
+                        Problem(
+                            f"composites.{key}", f"names no variant of the items: {n!r}; variants: {', '.join(roles)}"
+                        )
+                    )
         if ORIGINAL in nat:
             problems.append(Problem(f"composites.{NATURALNESS}", f"pairs attacked variants; {ORIGINAL!r} is not one"))
         if problems:
@@ -812,8 +876,22 @@ class Batch:
     @classmethod
     def parse(cls, d: Any, problems: list[Problem]) -> "Batch | None":
         n0 = len(problems)
-        o = _Obj(d, "", problems, ("format", "schema_version", "batch_id", "created_utc", "generator",
-                                   "provenance", "render_config", "composites", "items"))  # fmt: skip
+        o = _Obj(
+            d,
+            "",
+            problems,
+            (
+                "format",
+                "schema_version",
+                "batch_id",
+                "created_utc",
+                "generator",
+                "provenance",
+                "render_config",
+                "composites",
+                "items",
+            ),
+        )
         if not o.ok:
             problems[-1] = Problem("manifest.json", "expected a JSON object at the top level")
             return None
@@ -821,8 +899,12 @@ class Batch:
             return None  # not a batch manifest: the remaining checks would only add noise
         version = o.d.get("schema_version")
         if version != SCHEMA_VERSION or isinstance(version, bool):
-            problems.append(Problem("schema_version", f"schema version {version!r} is not supported "
-                                                      f"(this code reads version {SCHEMA_VERSION})"))  # fmt: skip
+            problems.append(
+                Problem(
+                    "schema_version",
+                    f"schema version {version!r} is not supported (this code reads version {SCHEMA_VERSION})",
+                )
+            )
             return None
         batch_id = o.get("batch_id", _pattern(_ID, "an id of letters, digits, '.', '_' or '-' (at most 128)"))
         created = o.get("created_utc", _utc_time)
@@ -850,8 +932,13 @@ class Batch:
         """Rules across fields: ids, variant sets, the plan, sizes and frame counts, unique paths."""
         rc = _Obj(self.render_config, "render_config", [], ())
         geo: dict[str, Any] = {}
-        for key, check in (("width", _int(2)), ("height", _int(2)), ("fps", _num()), ("duration", _num()),
-                           ("separator_px", _int(0))):  # fmt: skip
+        for key, check in (
+            ("width", _int(2)),
+            ("height", _int(2)),
+            ("fps", _num()),
+            ("duration", _num()),
+            ("separator_px", _int(0)),
+        ):
             if key not in rc.d:
                 problems.append(Problem(f"render_config.{key}", "missing field"))
                 continue
@@ -877,17 +964,26 @@ class Batch:
             seen_ids.setdefault(it.id, k)
             roles = {n: v.role for n, v in it.variants.items()}
             if roles != roles0:
-                problems.append(Problem(f"{where}.variants", f"has variants {_roles(roles)}; every item must have "
-                                                             f"those of items[0]: {_roles(roles0)}"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        f"{where}.variants",
+                        f"has variants {_roles(roles)}; every item must have those of items[0]: {_roles(roles0)}",
+                    )
+                )
             if plan_ok:
                 got = {c.id: c.studies for c in it.composites}
                 for cid, studies in expected.items():
                     if cid not in got:
-                        problems.append(Problem(f"{where}.composites",
-                                                f"missing composite {cid!r} (the plan asks for it)"))
+                        problems.append(
+                            Problem(f"{where}.composites", f"missing composite {cid!r} (the plan asks for it)")
+                        )
                     elif tuple(sorted(got[cid])) != tuple(sorted(studies)):
-                        problems.append(Problem(f"{where}.composites", f"composite {cid!r} has studies "
-                                                                       f"{list(got[cid])}, expected {list(studies)}"))
+                        problems.append(
+                            Problem(
+                                f"{where}.composites",
+                                f"composite {cid!r} has studies {list(got[cid])}, expected {list(studies)}",
+                            )
+                        )
                 for cid in got:
                     if cid not in expected:
                         problems.append(Problem(f"{where}.composites", f"composite {cid!r} is not in the plan"))
@@ -904,8 +1000,12 @@ class Batch:
                     _check_image(c.poster, f"{cw}.poster", w2, geo["height"], problems)
             for key in ("width", "height"):
                 if key in geo and it.camera.get(key) != geo[key]:
-                    problems.append(Problem(f"{where}.camera.{key}", f"expected {geo[key]} (the render config's), "
-                                                                     f"got {it.camera.get(key)!r}"))  # fmt: skip
+                    problems.append(
+                        Problem(
+                            f"{where}.camera.{key}",
+                            f"expected {geo[key]} (the render config's), got {it.camera.get(key)!r}",
+                        )
+                    )
         for where, ref in self.files():
             if ref.path in paths:
                 problems.append(Problem(f"{where}.path", f"file {ref.path!r} is already used by {paths[ref.path]}"))
@@ -925,8 +1025,9 @@ def _check_video(v: VideoFile, where: str, width: int, geo: Mapping[str, Any], p
     want = {"width": width, "height": geo["height"], "frames": frames}
     for key, value in want.items():
         if getattr(v, key) != value:
-            problems.append(Problem(f"{where}.{key}",
-                                    f"expected {value} (from the render config), got {getattr(v, key)}"))
+            problems.append(
+                Problem(f"{where}.{key}", f"expected {value} (from the render config), got {getattr(v, key)}")
+            )
     if abs(v.fps - geo["fps"]) > 1e-9:
         problems.append(Problem(f"{where}.fps", f"expected {geo['fps']} (from the render config), got {v.fps}"))
     if abs(v.duration - v.frames / v.fps) > 1e-6:

@@ -32,41 +32,53 @@ import os
 import shutil
 import signal
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import Future
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Callable
+from typing import Iterable
+from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError, MotionFormatError
-from ..fileio import atomic_write, atomic_write_bytes, file_sha256
+from ..errors import DataError
+from ..errors import MotionFormatError
+from ..fileio import atomic_write
+from ..fileio import atomic_write_bytes
+from ..fileio import file_sha256
 from ..motion import check_clip
-from .padding import item_groups, pad_group
-from .schema import (
-    CONTROL,
-    MANIFEST,
-    ORIGINAL,
-    ROLES,
-    VIDEO_CODEC,
-    VIDEO_PIX_FMT,
-    Batch,
-    BatchError,
-    Composite,
-    CompositePlan,
-    ImageFile,
-    Item,
-    Label,
-    MotionFile,
-    Problem,
-    Provenance,
-    SourceClip,
-    Variant,
-    VideoFile,
-    _ID,
-    _VARIANT,
-)
+from .padding import item_groups
+from .padding import pad_group
+from .schema import _ID
+from .schema import _VARIANT
+from .schema import CONTROL
+from .schema import MANIFEST
+from .schema import ORIGINAL
+from .schema import ROLES
+from .schema import VIDEO_CODEC
+from .schema import VIDEO_PIX_FMT
+from .schema import Batch
+from .schema import BatchError
+from .schema import Composite
+from .schema import CompositePlan
+from .schema import ImageFile
+from .schema import Item
+from .schema import Label
+from .schema import MotionFile
+from .schema import Problem
+from .schema import Provenance
+from .schema import SourceClip
+from .schema import Variant
+from .schema import VideoFile
 
 try:
     import fcntl
@@ -74,7 +86,8 @@ except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from ..render import Camera, RenderConfig
+    from ..render import Camera
+    from ..render import RenderConfig
 
 __all__ = ["VariantInput", "BatchItemInput", "ControlSpec", "write_batch", "work_dir_for", "JOURNAL"]
 
@@ -179,7 +192,9 @@ def work_dir_for(out_dir: str | Path) -> Path:
 
 def _run_job(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Render one job in a worker (or in-process): returns ``relpath -> {sha256, bytes}``."""
-    from ..render import render_pair, render_side_by_side, render_video
+    from ..render import render_pair
+    from ..render import render_side_by_side
+    from ..render import render_video
 
     root = Path(payload["root"])
     cfg, cam, fps = payload["config"], payload["camera"], payload["fps"]
@@ -258,7 +273,9 @@ class _Prepared:
 
 
 def _prepare(items: Sequence[BatchItemInput], controls: ControlSpec | None) -> list[_Prepared]:
-    from ..controls import CONTROL_METHOD, deviation_metrics, make_control
+    from ..controls import CONTROL_METHOD
+    from ..controls import deviation_metrics
+    from ..controls import make_control
 
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
         raise DataError("write_batch: expected a non-empty list of BatchItemInput")
@@ -293,8 +310,9 @@ def _prepare(items: Sequence[BatchItemInput], controls: ControlSpec | None) -> l
             Label.parse(attacked.to_dict(), f"{where}.attacked_label", problems)
         variants: dict[str, tuple[str, np.ndarray, VariantInput]] = {}
         if not isinstance(it.variants, Mapping) or ORIGINAL not in it.variants:
-            problems.append(Problem(f"{where}.variants", f"expected a mapping of variant name to motion with "
-                                                         f"an {ORIGINAL!r} entry"))  # fmt: skip
+            problems.append(
+                Problem(f"{where}.variants", f"expected a mapping of variant name to motion with an {ORIGINAL!r} entry")
+            )
             continue
         for name, v in it.variants.items():
             vw = f"{where}.variants.{name}"
@@ -309,8 +327,9 @@ def _prepare(items: Sequence[BatchItemInput], controls: ControlSpec | None) -> l
             if (name == ORIGINAL) != (role == "original"):
                 problems.append(Problem(f"{vw}.role", f"only the variant named {ORIGINAL!r} has role 'original'"))
             if role == "attack" and not isinstance(vi.success, bool):
-                problems.append(Problem(f"{vw}.success", f"expected True or False for an attacked variant, "
-                                                         f"got {vi.success!r}"))  # fmt: skip
+                problems.append(
+                    Problem(f"{vw}.success", f"expected True or False for an attacked variant, got {vi.success!r}")
+                )
             if role != "attack" and vi.success is not None:
                 problems.append(Problem(f"{vw}.success", f"expected None for role {role!r}, got {vi.success!r}"))
             if vi.final_label is not None:
@@ -321,8 +340,11 @@ def _prepare(items: Sequence[BatchItemInput], controls: ControlSpec | None) -> l
             for mk, mv in dict(vi.metrics).items():
                 if not isinstance(mk, str):
                     problems.append(Problem(f"{vw}.metrics", f"metric names must be strings, got {mk!r}"))
-                elif mv is not None and (isinstance(mv, bool) or not isinstance(mv, (int, float, np.floating))
-                                       or not math.isfinite(float(mv))):  # fmt: skip
+                elif mv is not None and (
+                    isinstance(mv, bool)
+                    or not isinstance(mv, (int, float, np.floating))
+                    or not math.isfinite(float(mv))
+                ):
                     problems.append(Problem(f"{vw}.metrics.{mk}", f"expected a finite number or None, got {mv!r}"))
             try:
                 json.dumps(dict(vi.info), allow_nan=False)
@@ -339,16 +361,23 @@ def _prepare(items: Sequence[BatchItemInput], controls: ControlSpec | None) -> l
             seed = controls.item_seed(str(item_id))
             ctl = make_control(orig, seed=seed, strength=controls.strength, fps=float(fps))
             info = {"method": CONTROL_METHOD, "seed": seed, "strength": controls.strength, "base_seed": controls.seed}
-            variants[controls.name] = ("control", ctl, VariantInput(
-                motion=ctl, metrics=deviation_metrics(orig, ctl, float(fps)), info=info, role="control"))  # fmt: skip
+            variants[controls.name] = (
+                "control",
+                ctl,
+                VariantInput(motion=ctl, metrics=deviation_metrics(orig, ctl, float(fps)), info=info, role="control"),
+            )
         out.append(_Prepared(str(item_id), source, true_label, attacked, float(fps), variants))
     if not problems and out:
         roles0 = {n: r for n, (r, _, _) in out[0].variants.items()}
         for k, p in enumerate(out[1:], 1):
             roles = {n: r for n, (r, _, _) in p.variants.items()}
             if roles != roles0:
-                problems.append(Problem(f"items[{k}].variants", f"has variants {sorted(roles)}; every item needs "
-                                                                f"the same as items[0]: {sorted(roles0)}"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        f"items[{k}].variants",
+                        f"has variants {sorted(roles)}; every item needs the same as items[0]: {sorted(roles0)}",
+                    )
+                )
     if problems:
         raise BatchError(problems, "(input)")
     return out
@@ -390,12 +419,16 @@ def write_batch(
     written; a failure while rendering leaves ``out_dir`` absent and the work folder in
     place for a resumed run (see the module docstring).
     """
-    from ..render import Camera, RenderConfig
+    from ..render import Camera
+    from ..render import RenderConfig
     from .reader import _validate
 
     out_dir = Path(out_dir)
-    cfg = render_config if isinstance(render_config, RenderConfig) else (
-        RenderConfig() if render_config is None else RenderConfig.from_dict(render_config))  # fmt: skip
+    cfg = (
+        render_config
+        if isinstance(render_config, RenderConfig)
+        else (RenderConfig() if render_config is None else RenderConfig.from_dict(render_config))
+    )
     prov = Provenance.coerce(provenance)
     generator = dict(generator_config or {})
     try:
@@ -421,13 +454,31 @@ def write_batch(
 
     # digest of everything the batch depends on -> the default batch id
     digest = hashlib.sha256()
-    digest.update(_canon({"v": _WRITER_VERSION, "config": cfg_dict, "plan": plan.to_dict(), "generator": generator,
-                          "provenance": prov.to_dict(), "controls": None if controls is None else vars(controls)}))
+    digest.update(
+        _canon(
+            {
+                "v": _WRITER_VERSION,
+                "config": cfg_dict,
+                "plan": plan.to_dict(),
+                "generator": generator,
+                "provenance": prov.to_dict(),
+                "controls": None if controls is None else vars(controls),
+            }
+        )
+    )
     for p in prepared:
-        digest.update(_canon({"id": p.item_id, "source": p.source.to_dict(), "true": p.true_label.to_dict(),
-                              "attacked": None if p.attacked_label is None else p.attacked_label.to_dict(),
-                              "fps": p.fps, "variants": {n: [r, _sha_array(m), _variant_meta(vi)]
-                                                         for n, (r, m, vi) in p.variants.items()}}))  # fmt: skip
+        digest.update(
+            _canon(
+                {
+                    "id": p.item_id,
+                    "source": p.source.to_dict(),
+                    "true": p.true_label.to_dict(),
+                    "attacked": None if p.attacked_label is None else p.attacked_label.to_dict(),
+                    "fps": p.fps,
+                    "variants": {n: [r, _sha_array(m), _variant_meta(vi)] for n, (r, m, vi) in p.variants.items()},
+                }
+            )
+        )
     if batch_id is None:
         batch_id = f"batch-{digest.hexdigest()[:16]}"
     elif not isinstance(batch_id, str) or not _ID.match(batch_id):
@@ -445,20 +496,39 @@ def write_batch(
                 continue
             if study == "naturalness" and (right, left) not in done_pairs:
                 done_pairs |= {(left, right), (right, left)}
-                outs = (f"{base}/{left}_vs_{right}.mp4", f"{base}/{left}_vs_{right}.png",
-                        f"{base}/{right}_vs_{left}.mp4", f"{base}/{right}_vs_{left}.png")  # fmt: skip
+                outs = (
+                    f"{base}/{left}_vs_{right}.mp4",
+                    f"{base}/{left}_vs_{right}.png",
+                    f"{base}/{right}_vs_{left}.mp4",
+                    f"{base}/{right}_vs_{left}.png",
+                )
                 jobs.append(_Job("pair", k, (left, right), outs, cost=3.0))
             elif study != "naturalness":
                 done_pairs.add((left, right))
-                jobs.append(_Job("side", k, (left, right),
-                                 (f"{base}/{left}_vs_{right}.mp4", f"{base}/{left}_vs_{right}.png"), cost=2.0))
+                jobs.append(
+                    _Job(
+                        "side",
+                        k,
+                        (left, right),
+                        (f"{base}/{left}_vs_{right}.mp4", f"{base}/{left}_vs_{right}.png"),
+                        cost=2.0,
+                    )
+                )
     for job in jobs:
         p = prepared[job.item]
-        job.key = hashlib.sha256(_canon({
-            "v": _WRITER_VERSION, "kind": job.kind, "outputs": list(job.outputs), "config": cfg_dict,
-            "camera": cameras[job.item].to_dict(), "fps": p.fps,
-            "motions": [_sha_array(p.variants[n][1]) for n in job.names],
-        })).hexdigest()  # fmt: skip
+        job.key = hashlib.sha256(
+            _canon(
+                {
+                    "v": _WRITER_VERSION,
+                    "kind": job.kind,
+                    "outputs": list(job.outputs),
+                    "config": cfg_dict,
+                    "camera": cameras[job.item].to_dict(),
+                    "fps": p.fps,
+                    "motions": [_sha_array(p.variants[n][1]) for n in job.names],
+                }
+            )
+        ).hexdigest()
 
     work = work_dir_for(out_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -527,7 +597,8 @@ def write_batch(
             variants = {}
             for name, (role, _, vi) in p.variants.items():
                 variants[name] = Variant(
-                    name=name, role=role,
+                    name=name,
+                    role=role,
                     final_label=None if vi.final_label is None else Label.coerce(vi.final_label),
                     success=vi.success,
                     metrics={mk: None if mv is None else float(mv) for mk, mv in dict(vi.metrics).items()},
@@ -535,15 +606,32 @@ def write_batch(
                     video=_video(results, f"{base}/{name}.mp4", cfg.width, cfg),
                     poster=_image(results, f"{base}/{name}.png", cfg.width, cfg.height),
                     info=dict(vi.info),
-                )  # fmt: skip
+                )
             comps = []
             for cid, studies in plan.expected().items():
                 left, right = cid.split("|")
                 w2 = 2 * cfg.width + cfg.separator_px
-                comps.append(Composite(left, right, studies, _video(results, f"{base}/{left}_vs_{right}.mp4", w2, cfg),
-                                       _image(results, f"{base}/{left}_vs_{right}.png", w2, cfg.height)))
-            built.append(Item(p.item_id, p.source, p.true_label, p.attacked_label, p.fps, cameras[k].to_dict(),
-                              variants, tuple(comps)))  # fmt: skip
+                comps.append(
+                    Composite(
+                        left,
+                        right,
+                        studies,
+                        _video(results, f"{base}/{left}_vs_{right}.mp4", w2, cfg),
+                        _image(results, f"{base}/{left}_vs_{right}.png", w2, cfg.height),
+                    )
+                )
+            built.append(
+                Item(
+                    p.item_id,
+                    p.source,
+                    p.true_label,
+                    p.attacked_label,
+                    p.fps,
+                    cameras[k].to_dict(),
+                    variants,
+                    tuple(comps),
+                )
+            )
         batch = Batch(
             batch_id=batch_id,
             created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -586,16 +674,29 @@ def write_batch(
 
 
 def _variant_meta(vi: VariantInput) -> Any:
-    return {"label": None if vi.final_label is None else Label.coerce(vi.final_label).to_dict(),
-            "success": vi.success, "metrics": {k: None if v is None else float(v) for k, v in dict(vi.metrics).items()},
-            "info": dict(vi.info)}  # fmt: skip
+    return {
+        "label": None if vi.final_label is None else Label.coerce(vi.final_label).to_dict(),
+        "success": vi.success,
+        "metrics": {k: None if v is None else float(v) for k, v in dict(vi.metrics).items()},
+        "info": dict(vi.info),
+    }
 
 
 def _video(results: Mapping[str, Any], rel: str, width: int, cfg: "RenderConfig") -> VideoFile:
     r = results[rel]
     n = cfg.num_frames
-    return VideoFile(rel, r["sha256"], r["bytes"], VIDEO_CODEC, VIDEO_PIX_FMT, float(cfg.fps), n, n / float(cfg.fps),
-                     width, cfg.height)  # fmt: skip
+    return VideoFile(
+        rel,
+        r["sha256"],
+        r["bytes"],
+        VIDEO_CODEC,
+        VIDEO_PIX_FMT,
+        float(cfg.fps),
+        n,
+        n / float(cfg.fps),
+        width,
+        cfg.height,
+    )
 
 
 def _image(results: Mapping[str, Any], rel: str, width: int, height: int) -> ImageFile:
@@ -603,15 +704,24 @@ def _image(results: Mapping[str, Any], rel: str, width: int, height: int) -> Ima
     return ImageFile(rel, r["sha256"], r["bytes"], width, height)
 
 
-def _payload(job: _Job, prepared: list[_Prepared], cameras: list["Camera"], cfg: "RenderConfig",
-             work: Path) -> dict[str, Any]:  # fmt: skip
+def _payload(
+    job: _Job, prepared: list[_Prepared], cameras: list["Camera"], cfg: "RenderConfig", work: Path
+) -> dict[str, Any]:
     p = prepared[job.item]
-    return {"root": str(work), "kind": job.kind, "outputs": job.outputs, "config": cfg, "camera": cameras[job.item],
-            "fps": p.fps, "motions": [p.variants[n][1] for n in job.names]}  # fmt: skip
+    return {
+        "root": str(work),
+        "kind": job.kind,
+        "outputs": job.outputs,
+        "config": cfg,
+        "camera": cameras[job.item],
+        "fps": p.fps,
+        "motions": [p.variants[n][1] for n in job.names],
+    }
 
 
-def _execute(todo: list[_Job], prepared: list[_Prepared], cameras: list["Camera"], cfg: "RenderConfig",
-             work: Path, workers: int) -> Iterable[tuple[_Job, dict[str, Any]]]:  # fmt: skip
+def _execute(
+    todo: list[_Job], prepared: list[_Prepared], cameras: list["Camera"], cfg: "RenderConfig", work: Path, workers: int
+) -> Iterable[tuple[_Job, dict[str, Any]]]:
     """Run the jobs (costliest first), yielding each as it finishes."""
     todo = sorted(todo, key=lambda j: -j.cost)
     if workers == 1 or len(todo) <= 1:
@@ -628,8 +738,9 @@ def _execute(todo: list[_Job], prepared: list[_Prepared], cameras: list["Camera"
         method = "fork"
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context(method),
-                             initializer=_worker_init)  # fmt: skip
+    ex = ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context(method), initializer=_worker_init
+    )
     try:
         pending: dict[Future[dict[str, Any]], _Job] = {}
         queue = list(todo)

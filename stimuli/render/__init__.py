@@ -63,21 +63,26 @@ Throughput: ``bench/render_throughput.py``.
 """
 
 from .camera import Camera
-from .config import FILL_MODES, RenderConfig, RenderError
+from .config import FILL_MODES
+from .config import RenderConfig
+from .config import RenderError
 from .draw import background
-from .ffmpeg import decode_frames, encoder_args, ffmpeg_exe, probe_video, write_png
-from .timing import frame_schedule, resample
-from .video import (
-    VideoInfo,
-    contact_sheet,
-    render_frame,
-    render_frames,
-    render_pair,
-    render_side_by_side,
-    render_side_by_side_frames,
-    render_video,
-    write_poster,
-)
+from .ffmpeg import decode_frames
+from .ffmpeg import encoder_args
+from .ffmpeg import ffmpeg_exe
+from .ffmpeg import probe_video
+from .ffmpeg import write_png
+from .timing import frame_schedule
+from .timing import resample
+from .video import VideoInfo
+from .video import contact_sheet
+from .video import render_frame
+from .video import render_frames
+from .video import render_pair
+from .video import render_side_by_side
+from .video import render_side_by_side_frames
+from .video import render_video
+from .video import write_poster
 
 __all__ = [
     "Camera",

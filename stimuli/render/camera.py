@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
+from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 
-from ..motion import Motion, check_clip
+from ..motion import Motion
+from ..motion import check_clip
 from ..skeleton import STANDARD
-from .config import RenderConfig, RenderError
+from .config import RenderConfig
+from .config import RenderError
 
 __all__ = ["Camera", "head_centres", "figure_facing_deg", "ground_axes"]
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import fields
+from typing import Any
+from typing import Mapping
 
 from ..errors import SmartStudyError
 
@@ -105,8 +108,16 @@ class RenderConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise bad(name, "a finite number > 0")
-        for name in ("azimuth_deg", "elevation_deg", "margin", "ground_pad", "joint_radius", "outline_px",
-                     "shadow_opacity", "shadow_blur_px"):
+        for name in (
+            "azimuth_deg",
+            "elevation_deg",
+            "margin",
+            "ground_pad",
+            "joint_radius",
+            "outline_px",
+            "shadow_opacity",
+            "shadow_blur_px",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise bad(name, "a finite number >= 0")
@@ -126,12 +137,16 @@ class RenderConfig:
             )
         if self.fill not in FILL_MODES:
             raise bad("fill", f"one of {', '.join(FILL_MODES)}")
-        if isinstance(self.poster_frame, bool) or not isinstance(self.poster_frame, int) or not (
-            0 <= self.poster_frame < self.num_frames
+        if (
+            isinstance(self.poster_frame, bool)
+            or not isinstance(self.poster_frame, int)
+            or not (0 <= self.poster_frame < self.num_frames)
         ):
             raise bad("poster_frame", f"a frame index 0..{self.num_frames - 1}")
-        if isinstance(self.separator_px, bool) or not isinstance(self.separator_px, int) or (
-            self.separator_px < 0 or self.separator_px % 2
+        if (
+            isinstance(self.separator_px, bool)
+            or not isinstance(self.separator_px, int)
+            or (self.separator_px < 0 or self.separator_px % 2)
         ):
             raise bad("separator_px", "an even integer >= 0")
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:

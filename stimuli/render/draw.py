@@ -18,8 +18,11 @@ except ImportError as e:  # pragma: no cover - a missing dependency
     raise ImportError(f"stimuli.render needs the skia-python package (pip install skia-python): {e}") from e
 
 from ..skeleton import STANDARD
-from .camera import Camera, ground_axes, head_centres
-from .config import RenderConfig, RenderError
+from .camera import Camera
+from .camera import ground_axes
+from .camera import head_centres
+from .config import RenderConfig
+from .config import RenderError
 
 __all__ = ["FigureRenderer", "background", "BONE_SIDES"]
 
@@ -113,8 +116,9 @@ class FigureRenderer:
         c = config
 
         def stroke(color: tuple[int, int, int]) -> skia.Paint:
-            return skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeCap=skia.Paint.kRound_Cap,
-                              Color=_rgb(color))
+            return skia.Paint(
+                AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeCap=skia.Paint.kRound_Cap, Color=_rgb(color)
+            )
 
         def fill(color: tuple[int, int, int]) -> skia.Paint:
             return skia.Paint(AntiAlias=True, Style=skia.Paint.kFill_Style, Color=_rgb(color))
@@ -123,13 +127,18 @@ class FigureRenderer:
         self._bone = [stroke(c.trunk_color), stroke(c.left_color), stroke(c.right_color)]
         self._joint = fill(c.joint_color)
         self._head = fill(c.head_color)
-        self._head_rim = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, Color=_rgb(c.outline_color),
-                                    StrokeWidth=2 * c.outline_px)
+        self._head_rim = skia.Paint(
+            AntiAlias=True, Style=skia.Paint.kStroke_Style, Color=_rgb(c.outline_color), StrokeWidth=2 * c.outline_px
+        )
         # One path (bones stroked, the head's oval filled and stroked) drawn once, so
         # overlapping parts of the shadow do not darken each other; blurred as a mask.
-        self._shadow_paint = skia.Paint(AntiAlias=True, Style=skia.Paint.kStrokeAndFill_Style,
-                                        StrokeCap=skia.Paint.kRound_Cap, StrokeJoin=skia.Paint.kRound_Join,
-                                        Color=_rgb(c.shadow_color, int(round(255 * c.shadow_opacity))))
+        self._shadow_paint = skia.Paint(
+            AntiAlias=True,
+            Style=skia.Paint.kStrokeAndFill_Style,
+            StrokeCap=skia.Paint.kRound_Cap,
+            StrokeJoin=skia.Paint.kRound_Join,
+            Color=_rgb(c.shadow_color, int(round(255 * c.shadow_opacity))),
+        )
         if c.shadow_blur_px > 0:
             self._shadow_paint.setMaskFilter(skia.MaskFilter.MakeBlur(skia.kNormal_BlurStyle, c.shadow_blur_px))
         self._bones = [(cj, pj, s) for cj, pj, s in BONE_SIDES]

@@ -14,7 +14,8 @@ import tempfile
 import zlib
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,8 @@ except ImportError:  # pragma: no cover - not on Windows
     fcntl = None  # type: ignore[assignment]
 
 from ..fileio import atomic_write
-from .config import RenderConfig, RenderError
+from .config import RenderConfig
+from .config import RenderError
 
 __all__ = ["ffmpeg_exe", "VideoEncoder", "encoder_args", "probe_video", "decode_frames", "write_png", "mp4_faststart"]
 
@@ -55,12 +57,22 @@ def encoder_args(config: RenderConfig) -> list[str]:
     if config.tune:
         args += ["-tune", config.tune]
     args += [
-        "-threads", str(config.threads),
-        "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bitexact,"
-               "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
-        "-pix_fmt", "yuv420p", "-profile:v", "high",
-        "-movflags", "+faststart", "-fflags", "+bitexact", "-map_metadata", "-1",
-    ]  # fmt: skip
+        "-threads",
+        str(config.threads),
+        "-vf",
+        "scale=out_color_matrix=bt709:out_range=tv:flags=bitexact,"
+        "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+        "-pix_fmt",
+        "yuv420p",
+        "-profile:v",
+        "high",
+        "-movflags",
+        "+faststart",
+        "-fflags",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+    ]
     return args
 
 
@@ -97,10 +109,27 @@ class VideoEncoder:
         self._tmp = Path(tmp)
         self._err = tempfile.TemporaryFile()
         cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{width}x{height}", "-framerate", _rate(config.fps),
-            "-i", "pipe:0", *encoder_args(config), "-f", "mp4", str(self._tmp),
-        ]  # fmt: skip
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgba",
+            "-s",
+            f"{width}x{height}",
+            "-framerate",
+            _rate(config.fps),
+            "-i",
+            "pipe:0",
+            *encoder_args(config),
+            "-f",
+            "mp4",
+            str(self._tmp),
+        ]
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, bufsize=0
@@ -223,7 +252,7 @@ def probe_video(path: str | Path) -> dict[str, Any]:
         lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
         raise RenderError(f"{path}: not a readable video: {' | '.join(lines[-_STDERR_LINES:])}")
     d = _DURATION.search(err)
-    fps = _FPS.search(err[m.start():])
+    fps = _FPS.search(err[m.start() :])
     frames = _FRAMES.findall(err)
     return {
         "codec": m.group(1),
@@ -242,11 +271,21 @@ def decode_frames(path: str | Path) -> np.ndarray:
     """Every frame of a video as ``(N, H, W, 3)`` RGB uint8 (BT.709 limited range assumed when untagged)."""
     info = probe_video(path)
     r = _run(
-        ["-i", str(path), "-map", "0:v:0", "-vf",
-         "scale=in_color_matrix=auto:in_range=auto:flags=accurate_rnd+bitexact+full_chroma_int",
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        [
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            "scale=in_color_matrix=auto:in_range=auto:flags=accurate_rnd+bitexact+full_chroma_int",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
         f"decoding {path}",
-    )  # fmt: skip
+    )
     if r.returncode != 0:
         lines = [ln.strip() for ln in r.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
         raise RenderError(f"{path}: cannot decode: {' | '.join(lines[-_STDERR_LINES:])}")

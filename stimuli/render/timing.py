@@ -7,7 +7,8 @@ import numbers
 
 import numpy as np
 
-from .config import RenderConfig, RenderError
+from .config import RenderConfig
+from .config import RenderError
 
 __all__ = ["frame_schedule", "resample"]
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
+from typing import Iterator
+from typing import Sequence
 
 import numpy as np
 
 from ..fileio import file_sha256
-from ..motion import Motion, check_clip
+from ..motion import Motion
+from ..motion import check_clip
 from .camera import Camera
-from .config import RenderConfig, RenderError
+from .config import RenderConfig
+from .config import RenderError
 from .draw import FigureRenderer
-from .ffmpeg import VideoEncoder, write_png
+from .ffmpeg import VideoEncoder
+from .ffmpeg import write_png
 from .timing import resample
 
 __all__ = [
@@ -110,8 +115,9 @@ def render_frame(pose: Any, camera: Camera, config: RenderConfig | None = None) 
     return _rgb(FigureRenderer(camera, config).draw(pose))
 
 
-def render_frames(motion: Any, camera: Camera, config: RenderConfig | None = None,
-                  motion_fps: float | None = None) -> Iterator[np.ndarray]:
+def render_frames(
+    motion: Any, camera: Camera, config: RenderConfig | None = None, motion_fps: float | None = None
+) -> Iterator[np.ndarray]:
     """Every video frame of ``motion`` (``(T, 25, 3)`` or :class:`Motion`) as ``(H, W, 3)`` uint8 RGB.
 
     Exactly the pixels :func:`render_video` encodes; ``config.num_frames`` frames.
@@ -120,18 +126,23 @@ def render_frames(motion: Any, camera: Camera, config: RenderConfig | None = Non
     return (_rgb(f) for f in _rgba_frames(motion, camera, config, motion_fps, "motion"))
 
 
-def render_side_by_side_frames(left: Any, right: Any, camera: Camera, config: RenderConfig | None = None,
-                               motion_fps: float | None = None) -> Iterator[np.ndarray]:
+def render_side_by_side_frames(
+    left: Any, right: Any, camera: Camera, config: RenderConfig | None = None, motion_fps: float | None = None
+) -> Iterator[np.ndarray]:
     """The frames of :func:`render_side_by_side`: ``(H, 2W + separator, 3)`` RGB."""
     config = _cfg(config, camera)
     compose = _Composer(config)
-    pairs = zip(_rgba_frames(left, camera, config, motion_fps, "left motion"),
-                _rgba_frames(right, camera, config, motion_fps, "right motion"), strict=True)
+    pairs = zip(
+        _rgba_frames(left, camera, config, motion_fps, "left motion"),
+        _rgba_frames(right, camera, config, motion_fps, "right motion"),
+        strict=True,
+    )
     return (_rgb(compose(a, b)) for a, b in pairs)
 
 
-def _encode(path: str | Path, frames: Iterator[np.ndarray], width: int, config: RenderConfig,
-            poster: str | Path | None) -> VideoInfo:
+def _encode(
+    path: str | Path, frames: Iterator[np.ndarray], width: int, config: RenderConfig, poster: str | Path | None
+) -> VideoInfo:
     poster_rgb = None
     with VideoEncoder(path, width, config.height, config) as enc:
         for k, f in enumerate(frames):
@@ -155,15 +166,30 @@ def _encode(path: str | Path, frames: Iterator[np.ndarray], width: int, config: 
     )
 
 
-def render_video(motion: Any, path: str | Path, camera: Camera, config: RenderConfig | None = None,
-                 motion_fps: float | None = None, *, poster: str | Path | None = None) -> VideoInfo:
+def render_video(
+    motion: Any,
+    path: str | Path,
+    camera: Camera,
+    config: RenderConfig | None = None,
+    motion_fps: float | None = None,
+    *,
+    poster: str | Path | None = None,
+) -> VideoInfo:
     """Render ``motion`` to an H.264 MP4 at ``path`` (atomically); optionally its poster PNG."""
     config = _cfg(config, camera)
     return _encode(path, _rgba_frames(motion, camera, config, motion_fps, "motion"), config.width, config, poster)
 
 
-def render_side_by_side(left: Any, right: Any, path: str | Path, camera: Camera, config: RenderConfig | None = None,
-                        motion_fps: float | None = None, *, poster: str | Path | None = None) -> VideoInfo:
+def render_side_by_side(
+    left: Any,
+    right: Any,
+    path: str | Path,
+    camera: Camera,
+    config: RenderConfig | None = None,
+    motion_fps: float | None = None,
+    *,
+    poster: str | Path | None = None,
+) -> VideoInfo:
     """``left | right`` in one MP4, frame-exact in sync: both halves follow one frame schedule.
 
     The video is ``2 * width + separator_px`` wide; swap the arguments for the other order
@@ -171,26 +197,41 @@ def render_side_by_side(left: Any, right: Any, path: str | Path, camera: Camera,
     """
     config = _cfg(config, camera)
     compose = _Composer(config)
-    pairs = zip(_rgba_frames(left, camera, config, motion_fps, "left motion"),
-                _rgba_frames(right, camera, config, motion_fps, "right motion"), strict=True)
+    pairs = zip(
+        _rgba_frames(left, camera, config, motion_fps, "left motion"),
+        _rgba_frames(right, camera, config, motion_fps, "right motion"),
+        strict=True,
+    )
     frames = (compose(a, b) for a, b in pairs)
     return _encode(path, frames, compose.buffer.shape[1], config, poster)
 
 
 def render_pair(
-    a: Any, b: Any, path_ab: str | Path, path_ba: str | Path, camera: Camera,
-    config: RenderConfig | None = None, motion_fps: float | None = None, *,
-    poster_ab: str | Path | None = None, poster_ba: str | Path | None = None,
-) -> tuple[VideoInfo, VideoInfo]:  # fmt: skip
+    a: Any,
+    b: Any,
+    path_ab: str | Path,
+    path_ba: str | Path,
+    camera: Camera,
+    config: RenderConfig | None = None,
+    motion_fps: float | None = None,
+    *,
+    poster_ab: str | Path | None = None,
+    poster_ba: str | Path | None = None,
+) -> tuple[VideoInfo, VideoInfo]:
     """Both orders ``a | b`` and ``b | a`` of a pair, each half rendered once and encoded twice."""
     config = _cfg(config, camera)
     cab, cba = _Composer(config), _Composer(config)
     width = cab.buffer.shape[1]
     posters: dict[int, np.ndarray] = {}
-    pairs = zip(_rgba_frames(a, camera, config, motion_fps, "motion a"),
-                _rgba_frames(b, camera, config, motion_fps, "motion b"), strict=True)
-    with VideoEncoder(path_ab, width, config.height, config) as e_ab, \
-         VideoEncoder(path_ba, width, config.height, config) as e_ba:  # fmt: skip
+    pairs = zip(
+        _rgba_frames(a, camera, config, motion_fps, "motion a"),
+        _rgba_frames(b, camera, config, motion_fps, "motion b"),
+        strict=True,
+    )
+    with (
+        VideoEncoder(path_ab, width, config.height, config) as e_ab,
+        VideoEncoder(path_ba, width, config.height, config) as e_ba,
+    ):
         for k, (fa, fb) in enumerate(pairs):
             ab, ba = cab(fa, fb), cba(fb, fa)
             if k == config.poster_frame:
@@ -202,13 +243,31 @@ def render_pair(
         if poster is not None:
             write_png(poster, posters[i])
         n = config.num_frames
-        infos.append(VideoInfo(Path(path), n, float(config.fps), n / float(config.fps), width, config.height,
-                               file_sha256(path), None if poster is None else Path(poster)))
+        infos.append(
+            VideoInfo(
+                Path(path),
+                n,
+                float(config.fps),
+                n / float(config.fps),
+                width,
+                config.height,
+                file_sha256(path),
+                None if poster is None else Path(poster),
+            )
+        )
     return infos[0], infos[1]
 
 
-def write_poster(motion: Any, path: str | Path, camera: Camera, config: RenderConfig | None = None,
-                 motion_fps: float | None = None, *, right: Any = None, frame: int | None = None) -> Path:
+def write_poster(
+    motion: Any,
+    path: str | Path,
+    camera: Camera,
+    config: RenderConfig | None = None,
+    motion_fps: float | None = None,
+    *,
+    right: Any = None,
+    frame: int | None = None,
+) -> Path:
     """Write video frame ``frame`` (default ``config.poster_frame``) as a PNG; side by side when ``right`` is given."""
     config = _cfg(config, camera)
     k = config.poster_frame if frame is None else frame

@@ -29,29 +29,53 @@ from typing import Iterator
 
 import pytest
 from sqlalchemy import select
+from support.batches import server_batch
+from support.server import make_test_app
 from werkzeug.serving import make_server
 
 from study_server.extensions import db
 from study_server.models import MediaToken
-from support.batches import server_batch
-from support.server import make_test_app
 
 CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 E2E_STUDIES = [
     ("dec", "deceitfulness", {"trials": 3, "practice_trials": 1, "completion_code": "E2E-DONE"}),
     ("nat", "naturalness", {"trials": 4, "practice_trials": 1}),
-    ("ind", "indistinguishability", {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4,
-                                     "control_share": 0.2, "slowdown": 1.5}),
-    ("flaky", "indistinguishability", {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34,
-                                       "control_share": 0.0, "stall_limit_s": 4.0}),
-    ("combo", "combined", {"practice_trials": 0, "completion_code": "COMBO-DONE", "blocks": [
-        {"study_type": "deceitfulness", "trials": 1}, {"study_type": "naturalness", "trials": 2},
-        {"study_type": "indistinguishability", "trials": 2, "sensitivity_share": 0.5, "control_share": 0.0}]}),
-]  # fmt: skip
+    (
+        "ind",
+        "indistinguishability",
+        {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4, "control_share": 0.2, "slowdown": 1.5},
+    ),
+    (
+        "flaky",
+        "indistinguishability",
+        {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34, "control_share": 0.0, "stall_limit_s": 4.0},
+    ),
+    (
+        "combo",
+        "combined",
+        {
+            "practice_trials": 0,
+            "completion_code": "COMBO-DONE",
+            "blocks": [
+                {"study_type": "deceitfulness", "trials": 1},
+                {"study_type": "naturalness", "trials": 2},
+                {"study_type": "indistinguishability", "trials": 2, "sensitivity_share": 0.5, "control_share": 0.0},
+            ],
+        },
+    ),
+]
 
 
 def _unavailable(why: str) -> None:
@@ -88,13 +112,22 @@ class _FaultyMedia:
         if path.startswith("/m/") and self.faults.broken:
             with self.app.app_context():
                 mt = db.session.execute(select(MediaToken).where(MediaToken.token == path[3:])).scalar_one_or_none()
-                hit = mt is not None and mt.kind == "video" and (
-                    mt.attempt.trial.position, mt.attempt.number) in self.faults.broken  # fmt: skip
+                hit = (
+                    mt is not None
+                    and mt.kind == "video"
+                    and (mt.attempt.trial.position, mt.attempt.number) in self.faults.broken
+                )
             if hit:
                 self.faults.served.append(path)
                 body = b"\x00\x00\x00\x18ftypmp42" + b"\xde\xad\xbe\xef" * 2048
-                start_response("200 OK", [("Content-Type", "video/mp4"), ("Content-Length", str(len(body))),
-                                          ("Cache-Control", "private, no-store")])  # fmt: skip
+                start_response(
+                    "200 OK",
+                    [
+                        ("Content-Type", "video/mp4"),
+                        ("Content-Length", str(len(body))),
+                        ("Cache-Control", "private, no-store"),
+                    ],
+                )
                 return [body]
         if path.endswith("/api/answer") and self.faults.drop_answers > 0:
             self.faults.drop_answers -= 1
@@ -132,8 +165,12 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture
 def admin_server(tmp_path: Path) -> Iterator[LiveServer]:
     """An empty study server (no batch yet) with a researcher account; the dashboard refreshes every 0.5 s."""
-    app = make_test_app(tmp_path / "admin.sqlite3", with_batch=False, researcher=True,
-                        config={"BATCH_ROOTS": [str(server_batch().parent)], "ADMIN_REFRESH_MS": 500})  # fmt: skip
+    app = make_test_app(
+        tmp_path / "admin.sqlite3",
+        with_batch=False,
+        researcher=True,
+        config={"BATCH_ROOTS": [str(server_batch().parent)], "ADMIN_REFRESH_MS": 500},
+    )
     with _serving(app, Faults()) as live:
         yield live
 
@@ -163,8 +200,14 @@ def page(browser: Any) -> Iterator[Any]:
     pg.set_default_timeout(20_000)
     pg.js_errors = []  # type: ignore[attr-defined]
     pg.on("pageerror", lambda e: pg.js_errors.append(str(e)))  # type: ignore[attr-defined]
-    pg.on("console", lambda m: pg.js_errors.append(m.text)  # type: ignore[attr-defined]
-          if m.type == "error" and "Content Security Policy" in m.text else None)
+    pg.on(
+        "console",
+        lambda m: (
+            pg.js_errors.append(m.text)  # type: ignore[attr-defined]
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
     try:
         yield pg
     finally:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.batches import server_batch
+from support.server import RESEARCHER
 
 from stimuli.responses import read_responses
-from support.server import RESEARCHER
-from support.batches import server_batch
 
 try:
     from playwright.sync_api import expect
@@ -32,6 +32,7 @@ from test_e2e_sessions import click_first  # noqa: E402
 from test_e2e_sessions import intro_by_mouse  # noqa: E402
 from test_e2e_sessions import run  # noqa: E402
 from test_e2e_sessions import stored  # noqa: E402
+
 
 def flash(page: Any) -> str:
     return page.locator(".flash").first.inner_text()
@@ -92,7 +93,8 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
     expect(page.get_by_label("Naturalness trials (two per motion)")).to_be_visible()
     page.get_by_label("Study link name").fill("e2e-admin")
     expect(page.get_by_label("Blocks of a combined session")).to_have_value(
-        "deceitfulness,naturalness,indistinguishability")
+        "deceitfulness,naturalness,indistinguishability"
+    )
     page.get_by_label("Deceitfulness trials").fill("2")
     page.get_by_label("Naturalness trials (two per motion)").fill("2")
     page.get_by_label("Indistinguishability trials").fill("3")
@@ -110,7 +112,8 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
     page.get_by_role("button", name="Create the study").click()
     page.wait_for_url("**/admin/studies/e2e-admin")
     expect(page.locator("main")).to_contain_text(
-        "1. deceitfulness (2 trials), 2. naturalness (2 trials), 3. indistinguishability (3 trials)")
+        "1. deceitfulness (2 trials), 2. naturalness (2 trials), 3. indistinguishability (3 trials)"
+    )
     expect(page.locator('[data-live="status"]')).to_have_text("closed")
     expect(page.locator('[data-live="participants.completed"]')).to_have_text("0")
 
@@ -169,14 +172,31 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
 
 def check_report_of_the_export(csv_path: Path, out: Path) -> None:
     exe = Path(sys.executable).with_name("analysis")
-    r = subprocess.run([str(exe), "report", "--responses", str(csv_path), "--batch", str(server_batch()),
-                        "--out", str(out), "--json", "--no-glmm", "--bootstrap", "50"],
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [
+            str(exe),
+            "report",
+            "--responses",
+            str(csv_path),
+            "--batch",
+            str(server_batch()),
+            "--out",
+            str(out),
+            "--json",
+            "--no-glmm",
+            "--bootstrap",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     one = {"recruited": 1, "started": 1, "completed": 1, "excluded": 0, "analysed": 1}
-    assert summary["counts"] == {f"{kind}:e2e-admin": one for kind in
-                                 ("deceitfulness", "naturalness", "indistinguishability")}  # fmt: skip
+    assert summary["counts"] == {
+        f"{kind}:e2e-admin": one for kind in ("deceitfulness", "naturalness", "indistinguishability")
+    }
     assert summary["deceitfulness"]["overall"]["n"] == 2
     ind = summary["indistinguishability"]
     assert ind["overall"]["n"] == 2 and ind["overall"]["share"] == 1.0  # both attacked pairs judged unchanged
@@ -207,7 +227,11 @@ def test_a_combined_session_in_the_browser(live_server, page):
     assert "COMBO-DONE" in page.locator("main").inner_text()
     p, rows = stored(live_server, "e2e-combo")
     assert p.status == "completed" and [(t.block, t.design) for t, _ in rows] == [
-        (0, "deceitfulness"), (1, "naturalness"), (1, "naturalness"), (2, "indistinguishability"),
-        (2, "indistinguishability")]  # fmt: skip
+        (0, "deceitfulness"),
+        (1, "naturalness"),
+        (1, "naturalness"),
+        (2, "indistinguishability"),
+        (2, "indistinguishability"),
+    ]
     assert all(r.valid for _, r in rows) and len({t.id for t, _ in rows}) == 5
     assert page.js_errors == []

@@ -48,8 +48,10 @@ def where(page: Any, timeout: float = 30.0) -> str:
         if state:
             return state
         page.wait_for_timeout(100)
-    raise AssertionError(f"the page neither finished nor became answerable in {timeout} s; status: "
-                         f"{page.locator('#status').inner_text()!r}")  # fmt: skip
+    raise AssertionError(
+        f"the page neither finished nor became answerable in {timeout} s; status: "
+        f"{page.locator('#status').inner_text()!r}"
+    )
 
 
 def answer_one(page: Any, act: Callable[[Any], None], notice: Callable[[Any], None]) -> str | None:
@@ -63,8 +65,10 @@ def answer_one(page: Any, act: Callable[[Any], None], notice: Callable[[Any], No
     label = page.locator("#progress-label").inner_text()
     act(page)
     try:  # saved: the buttons stay disabled until the next trial (or the page leaves)
-        page.wait_for_function("() => location.pathname.endsWith('/done') || "
-                               "[...document.querySelectorAll('#answers button')].every(b => b.disabled)")
+        page.wait_for_function(
+            "() => location.pathname.endsWith('/done') || "
+            "[...document.querySelectorAll('#answers button')].every(b => b.disabled)"
+        )
     except PlaywrightError:
         pass
     return label
@@ -102,8 +106,12 @@ def stored(live: Any, recruit_id: str) -> tuple[Participant, list[tuple[Trial, R
     """The participant and their (trial, response) pairs, in the order answered."""
     with live.app.app_context():
         p = db.session.execute(select(Participant).where(Participant.recruit_id == recruit_id)).scalar_one()
-        rows = db.session.execute(select(Trial, Response).join(Response, Response.trial_pk == Trial.id)
-                                  .where(Trial.participant_pk == p.id).order_by(Response.id)).all()  # fmt: skip
+        rows = db.session.execute(
+            select(Trial, Response)
+            .join(Response, Response.trial_pk == Trial.id)
+            .where(Trial.participant_pk == p.id)
+            .order_by(Response.id)
+        ).all()
         return p, [(t, r) for t, r in rows]
 
 
@@ -224,7 +232,9 @@ def test_a_broken_video_is_logged_marked_invalid_and_given_again(live_server, pa
     assert p.status == "completed"
     failed = [(t, r) for t, r in rows if t.position == 1]
     assert [(r.attempt, r.valid, r.playback_failed, r.failure_reason) for _, r in failed] == [
-        (1, False, True, "error"), (2, True, False, None)]
+        (1, False, True, "error"),
+        (2, True, False, None),
+    ]
     assert [t.position for t, _ in rows] == [0, 1, 2, 1]  # given again at the end
     first = failed[0][1]
     assert any(e["type"] == "failed" and e.get("detail") == "error" for e in first.events)

@@ -42,8 +42,16 @@ def perturb(x: np.ndarray, k: int, scale: float) -> np.ndarray:
     return (x + scale * (k + 1) * np.sin(0.4 * t + 0.7 * j + 1.3 * c + k)).astype(np.float32)
 
 
-def build_batch(out: str | Path, n_items: int, *, preset: str, dataset: str = "synthetic", model: str = "stgcn",
-                strategy: str = "ab", workers: int = 2) -> Path:
+def build_batch(
+    out: str | Path,
+    n_items: int,
+    *,
+    preset: str,
+    dataset: str = "synthetic",
+    model: str = "stgcn",
+    strategy: str = "ab",
+    workers: int = 2,
+) -> Path:
     """Write the ``preset`` ("server" or "analysis") batch of ``n_items`` items to ``out``; returns ``out``."""
     from attack_gen.data.synthetic import generate_motion
     from stimuli.batch import ATTACK_VARIANTS
@@ -71,17 +79,35 @@ def build_batch(out: str | Path, n_items: int, *, preset: str, dataset: str = "s
             fooled = not (i == 2 and name == "l2-bone")
             moved = perturb(x, k, scale)
             metrics = {"mean_joint_displacement_m": float(np.linalg.norm(moved - x, axis=-1).mean())}
-            variants[name] = VariantInput(moved, final_label=attacked if fooled else true, success=fooled,
-                                          metrics=metrics if preset == "analysis" else {})
-        items.append(BatchItemInput(variants, true_label=true, attacked_label=attacked, motion_fps=10.0,
-                                    source=SourceClip(dataset, window=i, file=f"{preset}-{i}.npz")))
-    composites = None if preset == "server" else CompositePlan(naturalness=("smart", "l2"),
-                                                               indistinguishability=("original", "smart"))
-    write_batch(out, items, render_config=RenderConfig(width=96, height=96, fps=10.0, duration=1.0),
-                generator_config={"command": "tests.support.batches.build_batch", "preset": preset,
-                                  "n_items": n_items},
-                provenance={"dataset": {"name": dataset}, "model": {"name": model}, "attack": {"strategy": strategy}},
-                workers=workers, **({} if composites is None else {"composites": composites}))
+            variants[name] = VariantInput(
+                moved,
+                final_label=attacked if fooled else true,
+                success=fooled,
+                metrics=metrics if preset == "analysis" else {},
+            )
+        items.append(
+            BatchItemInput(
+                variants,
+                true_label=true,
+                attacked_label=attacked,
+                motion_fps=10.0,
+                source=SourceClip(dataset, window=i, file=f"{preset}-{i}.npz"),
+            )
+        )
+    composites = (
+        None
+        if preset == "server"
+        else CompositePlan(naturalness=("smart", "l2"), indistinguishability=("original", "smart"))
+    )
+    write_batch(
+        out,
+        items,
+        render_config=RenderConfig(width=96, height=96, fps=10.0, duration=1.0),
+        generator_config={"command": "tests.support.batches.build_batch", "preset": preset, "n_items": n_items},
+        provenance={"dataset": {"name": dataset}, "model": {"name": model}, "attack": {"strategy": strategy}},
+        workers=workers,
+        **({} if composites is None else {"composites": composites}),
+    )
     return Path(out)
 
 

@@ -38,8 +38,15 @@ from study_server.models import Trial
 
 from .batches import server_batch
 
-__all__ = ["make_test_app", "ParticipantActions", "ResearcherActions", "RESEARCHER", "PLAYED", "csrf_token",
-           "as_one_group"]
+__all__ = [
+    "make_test_app",
+    "ParticipantActions",
+    "ResearcherActions",
+    "RESEARCHER",
+    "PLAYED",
+    "csrf_token",
+    "as_one_group",
+]
 
 RESEARCHER = ("researcher@example.org", "correct-horse-battery")
 """The researcher account ``make_test_app(..., researcher=True)`` creates: (email, password)."""
@@ -47,9 +54,16 @@ PLAYED = [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "answerable", "t": 100
 """Playback events of a clip watched to the end (what the page reports with an answer)."""
 
 
-def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[str, Any]]] = (), *,
-                  config: dict[str, Any] | None = None, n_items: int = 3, batch: str | Path | None = None,
-                  with_batch: bool = True, researcher: bool = False) -> Flask:  # fmt: skip
+def make_test_app(
+    db_path: str | Path,
+    studies: Iterable[tuple[str, str, dict[str, Any]]] = (),
+    *,
+    config: dict[str, Any] | None = None,
+    n_items: int = 3,
+    batch: str | Path | None = None,
+    with_batch: bool = True,
+    researcher: bool = False,
+) -> Flask:
     """A testing app on a fresh SQLite file, a batch imported (default: the fixture batch) and these studies.
 
     ``studies``: ``(slug, study type, create_study settings)``; ``with_batch=False``: no
@@ -71,8 +85,7 @@ def make_test_app(db_path: str | Path, studies: Iterable[tuple[str, str, dict[st
 _TEMPLATES: dict[str, Path] = {}
 
 
-def _build_template(batch_dir: Path | None, studies: list[tuple[str, str, dict[str, Any]]],
-                    researcher: bool) -> Path:  # fmt: skip
+def _build_template(batch_dir: Path | None, studies: list[tuple[str, str, dict[str, Any]]], researcher: bool) -> Path:
     from flask_migrate import stamp
     from sqlalchemy import text
 
@@ -198,9 +211,17 @@ class ParticipantActions:
             s = self.state()
             same = round_ < identical_rounds
             key = uuid.uuid4().hex
-            bodies = [{"attempt": s["attempt"], "key": key if same else f"{key}-{i}",
-                       "answer": "unchanged" if same else ("changed", "unchanged")[i], "rt_ms": 500.0,
-                       "playback_failed": False, "events": PLAYED} for i in range(2)]  # fmt: skip
+            bodies = [
+                {
+                    "attempt": s["attempt"],
+                    "key": key if same else f"{key}-{i}",
+                    "answer": "unchanged" if same else ("changed", "unchanged")[i],
+                    "rt_ms": 500.0,
+                    "playback_failed": False,
+                    "events": PLAYED,
+                }
+                for i in range(2)
+            ]
             results = self.post_at_once(bodies)
             codes = sorted(r.status_code for r in results)
             assert codes == ([200, 200] if same else [200, 409]), codes
@@ -208,17 +229,34 @@ class ParticipantActions:
                 assert results[0].get_data() == results[1].get_data()
             with self.client.application.app_context():
                 att = db.session.execute(select(Attempt).where(Attempt.ref == s["attempt"])).scalar_one()
-                stored = db.session.execute(select(func.count()).select_from(Response)
-                                            .where(Response.attempt_pk == att.id)).scalar_one()  # fmt: skip
+                stored = db.session.execute(
+                    select(func.count()).select_from(Response).where(Response.attempt_pk == att.id)
+                ).scalar_one()
             assert stored == 1
 
-    def answer(self, state: dict[str, Any], answer: str | None, *, key: str | None = None, rt_ms: float = 900.0,
-               failed: bool = False, reason: str | None = None) -> Any:  # fmt: skip
-        body = {"attempt": state["attempt"], "key": key or uuid.uuid4().hex, "answer": None if failed else answer,
-                "rt_ms": None if failed else rt_ms, "playback_failed": failed,
-                "reason": reason or ("error" if failed else None),
-                "events": [{"type": "play", "t": 1.0, "mt": 0.0}, {"type": "play-end", "t": 1001.0, "mt": 1.0, "n": 1},
-                           {"type": "answerable", "t": 1001.5, "mt": 1.0}]}
+    def answer(
+        self,
+        state: dict[str, Any],
+        answer: str | None,
+        *,
+        key: str | None = None,
+        rt_ms: float = 900.0,
+        failed: bool = False,
+        reason: str | None = None,
+    ) -> Any:
+        body = {
+            "attempt": state["attempt"],
+            "key": key or uuid.uuid4().hex,
+            "answer": None if failed else answer,
+            "rt_ms": None if failed else rt_ms,
+            "playback_failed": failed,
+            "reason": reason or ("error" if failed else None),
+            "events": [
+                {"type": "play", "t": 1.0, "mt": 0.0},
+                {"type": "play-end", "t": 1001.0, "mt": 1.0, "n": 1},
+                {"type": "answerable", "t": 1001.5, "mt": 1.0},
+            ],
+        }
         return self.post_answer(body)
 
     def participant(self) -> Participant:
@@ -289,8 +327,14 @@ class ResearcherActions:
     def login(self, email: str | None = None, password: str | None = None, next: str | None = None) -> Any:
         token = self.csrf("/admin/login")
         url = "/admin/login" + (f"?next={next}" if next else "")
-        return self.client.post(url, data={"csrf_token": token, "email": email or self.email,
-                                           "password": self.password if password is None else password})
+        return self.client.post(
+            url,
+            data={
+                "csrf_token": token,
+                "email": email or self.email,
+                "password": self.password if password is None else password,
+            },
+        )
 
     def logout(self) -> Any:
         return self.client.post("/admin/logout", data={"csrf_token": self.csrf("/admin/")})
@@ -304,7 +348,7 @@ class ResearcherActions:
         """The new-study form's defaults (as the page fills them in), with ``fields`` changed."""
         html = self.client.get("/admin/studies/new").get_data(as_text=True)
         values: dict[str, Any] = {}
-        for m in re.finditer(r'<input([^>]*)>', html):
+        for m in re.finditer(r"<input([^>]*)>", html):
             attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', m.group(1)))
             name, kind = attrs.get("name"), attrs.get("type", "text")
             if not name or name == "csrf_token" or kind == "submit":
@@ -316,7 +360,8 @@ class ResearcherActions:
                 values[name] = attrs.get("value", "")
         for m in re.finditer(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
             chosen = re.search(r'<option selected value="([^"]*)"', m.group(2)) or re.search(
-                r'<option value="([^"]*)"', m.group(2))
+                r'<option value="([^"]*)"', m.group(2)
+            )
             values[m.group(1)] = chosen.group(1) if chosen else ""
         for k, v in fields.items():
             if v is None or v is False:
