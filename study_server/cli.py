@@ -8,7 +8,6 @@
 * ``summary SLUG`` - the dashboard's figures; ``set-status SLUG open|closed``;
 * ``export SLUG --format csv|json --out FILE`` - the responses, one row per trial;
 * ``withdraw SLUG PARTICIPANT`` - delete one participant's data;
-* ``rescreen SLUG`` - screen every completed participant again.
 
 Every command that reports figures takes ``--json`` (one JSON object on stdout).
 Errors are one line and a non-zero exit, never a traceback.
@@ -54,7 +53,6 @@ from .studies import audit
 from .studies import create_study
 from .studies import import_batch
 from .studies import import_batch_result
-from .studies import rescreen
 from .studies import withdraw
 
 __all__ = [
@@ -71,7 +69,6 @@ __all__ = [
     "set_status_command",
     "export_command",
     "withdraw_command",
-    "rescreen_command",
 ]
 
 DEMO_STUDIES = (
@@ -504,16 +501,6 @@ def withdraw_command(slug: str, participant: str, yes: bool, as_json: bool) -> N
     )
 
 
-@click.command("rescreen")
-@click.argument("slug")
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-@with_appcontext
-def rescreen_command(slug: str, as_json: bool) -> None:
-    """Screen every completed participant of a study again (e.g. after changing its thresholds)."""
-    counts = rescreen(_study(slug))
-    _emit(as_json, counts, ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
 COMMANDS = (
     init_demo,
     serve_demo,
@@ -524,5 +511,4 @@ COMMANDS = (
     set_status_command,
     export_command,
     withdraw_command,
-    rescreen_command,
 )

@@ -14,8 +14,7 @@ a TLS-terminating reverse proxy in front and set ``TRUSTED_PROXIES=1``),
 Why these: answers are small, short database transactions and media goes out with
 ``sendfile``, so a few processes with a few threads each keep every core busy without
 holding many database connections (SQLite: one writer at a time anyway; PostgreSQL:
-workers x threads connections at most); the threads of a process also let concurrent
-answers share a commit (:class:`study_server.answers.GroupCommit`). The app is loaded
+workers x threads connections at most). The app is loaded
 in each worker after the fork (no ``preload_app``), so no database connection is ever
 shared between processes.
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import Mapping
 from typing import Sequence
 
@@ -33,7 +32,6 @@ from flask import url_for
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -47,15 +45,9 @@ from stimuli.fileio import file_sha256
 from stimuli.labels import display_name
 from stimuli.screening import SENSITIVITY_THRESHOLD
 from stimuli.screening import Answer
-from stimuli.screening import Screening
 from stimuli.screening import screen
 
 from . import design
-from .answers import SCREENED_ANSWERS
-from .answers import AnswerContext
-from .answers import AnswerSQL
-from .answers import AnswerWrite
-from .answers import answer_sql
 from .extensions import db
 from .models import Attempt
 from .models import AuditEvent
@@ -85,7 +77,6 @@ __all__ = [
     "current_state",
     "record_answer",
     "complete",
-    "rescreen",
     "balance_targets",
     "audit",
     "withdraw",
@@ -920,23 +911,16 @@ def _decode(t: Trial | Row[Any], choice: str) -> str:
     return choice
 
 
-def _stored(
-    store: AnswerSQL,
-    raw: Any,
-    attempt_pk: int,
-    data: Mapping[str, Any],
-    missing: str = "this trial has already been answered",
-) -> dict[str, Any]:
+def _stored(attempt_pk: int, data: Mapping[str, Any], missing: str = "this trial has already been answered") -> dict:
     """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409.
 
     ``missing`` is the 409's message when no answer is stored for the attempt at all.
     """
-    row = store.stored(raw.cursor(), attempt_pk)
-    if row is None:
+    stored = db.session.execute(select(Response).where(Response.attempt_pk == attempt_pk)).scalar_one_or_none()
+    if stored is None:
         raise AnswerRejected(409, missing)
-    key, choice, result = row
-    if key == data["key"] and choice == data.get("answer"):
-        return result
+    if stored.idempotency_key == data["key"] and stored.choice == data.get("answer"):
+        return stored.result or {}
     raise AnswerRejected(409, "this trial has already been answered")
 
 
@@ -949,131 +933,82 @@ def played_through(events: Sequence[Mapping[str, Any]], plays: int) -> bool:
 
 
 def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Store one answer (``data``: validated payload) of participant ``public_id`` of study ``slug``.
+    """Store one answer or playback failure (``data``: validated payload) of participant ``public_id`` of study
+    ``slug``, in one transaction; returns the stored result.
 
-    The answer is stored in its own transaction; returns the stored result. A retry (same
-    attempt, same key and answer) returns the stored result again; a different answer to
-    an answered attempt, an attempt that is not the current one, or one of a participant
-    not at the trials stage raises :class:`AnswerRejected` (409); an unknown attempt, or
-    one that is not this participant's in this study, 404 (the caller tells apart a
-    session without a participant).
+    A retry (same attempt, same key and answer) returns the stored result again; a
+    different answer to an answered attempt, an attempt that is not the current one, one
+    not yet shown, or one of a participant not at the trials stage raises
+    :class:`AnswerRejected` (409); an unknown attempt, or one that is not this
+    participant's in this study, 404 (the caller tells apart a session without a
+    participant). An answer is refused (400) unless it reports its clip played to the end.
 
-    The path of a valid answer is kept short (it is what every participant does every few
-    seconds): on a DB-API connection (:mod:`study_server.answers`), one read of the attempt
-    with its participant, study, trial, any answer already stored and the participant's
-    next two pending trials; then three small updates and the insert, committed together
-    with those of any answers other requests of this process are storing at the same
-    moment (:class:`study_server.answers.GroupCommit`). Concurrent duplicates are settled
-    by the database: the unique ``response.attempt_pk`` and a guarded ``pending -> done``
-    update of the trial; the loser writes nothing and answers with what the winner
-    stored. A playback failure (rare) is stored through the ORM session instead.
+    Exactly once: the attempt goes from open to closed in a guarded update (a concurrent
+    duplicate finds it closed and writes nothing), and the unique ``response.attempt_pk``
+    is the last guard; the loser answers with what the winner stored.
     """
-    store = answer_sql(db.engine, current_app.extensions)
-    with store.connection() as raw:
-        att = store.context(raw.cursor(), data["attempt"])
-        if att is None or att.public_id != public_id or att.slug != slug:
-            raise AnswerRejected(404, "no such trial")
-        if att.idempotency_key is not None:
-            if att.idempotency_key == data["key"] and att.choice == data.get("answer"):
-                return att.result or {}
-            raise AnswerRejected(409, "this trial has already been answered")
-        if att.participant_status != "trials":  # (read with the attempt's answer: none was stored then)
-            raise AnswerRejected(409, "the study is not at the trials stage")
-        if att.current_trial_pk != att.trial_pk or att.closed:
-            return _stored(store, raw, att.id, data, "not the current trial")  # (a concurrent duplicate?)
-        if not att.served:  # handed out for preloading only: never shown as the current trial
-            raise AnswerRejected(409, "this trial has not been shown yet")
-        if not data.get("playback_failed"):
-            choice = data.get("answer")
-            if not isinstance(choice, str):
-                raise AnswerRejected(400, "answer missing")
-            if not played_through(data.get("events") or [], att.plays):
-                raise AnswerRejected(400, "the answer does not report the clip played to the end")
-            answer = _decode(att, choice)
-            if data.get("rt_ms") is None:
-                raise AnswerRejected(400, "rt_ms missing")
-            job, result = _answer_write(att, data, choice, answer)
-            if store.group.submit(job, raw):
-                return result
-            raw.rollback()  # (PostgreSQL: a fresh snapshot for the read below)
-            return _stored(store, raw, att.id, data)  # a concurrent request stored this attempt first
-    try:  # a playback failure: on the ORM objects, in the session's own transaction
-        return _store(
-            db.session.get_one(Participant, att.participant_pk),
-            db.session.get_one(Trial, att.trial_pk),
-            db.session.get_one(Attempt, att.id),
-            data,
+    row = db.session.execute(  # one read: the attempt with its trial, participant, study and any stored answer
+        select(Attempt, Trial, Participant, Study, Response.id)
+        .join(Trial, Trial.id == Attempt.trial_pk)
+        .join(Participant, Participant.id == Attempt.participant_pk)
+        .join(Study, Study.id == Participant.study_pk)
+        .outerjoin(Response, Response.attempt_pk == Attempt.id)
+        .where(Attempt.ref == data["attempt"])
+    ).one_or_none()
+    if row is None or row.Participant.public_id != public_id or row.Study.slug != slug:
+        raise AnswerRejected(404, "no such trial")
+    att, trial, p = row.Attempt, row.Trial, row.Participant
+    if row.id is not None:
+        return _stored(att.id, data)
+    if p.status != "trials":
+        raise AnswerRejected(409, "the study is not at the trials stage")
+    following = _pending(p, 2)
+    if not following or following[0].id != trial.id or att.closed:
+        return _stored(att.id, data, "not the current trial")
+    if not att.served:  # handed out for preloading only: never shown as the current trial
+        raise AnswerRejected(409, "this trial has not been shown yet")
+    failed = bool(data.get("playback_failed"))
+    choice = answer = None
+    if not failed:
+        choice = data.get("answer")
+        if not isinstance(choice, str):
+            raise AnswerRejected(400, "answer missing")
+        if not played_through(data.get("events") or [], trial.plays):
+            raise AnswerRejected(400, "the answer does not report the clip played to the end")
+        answer = _decode(trial, choice)
+        if data.get("rt_ms") is None:
+            raise AnswerRejected(400, "rt_ms missing")
+    try:
+        closed = db.session.execute(
+            update(Attempt).where(Attempt.id == att.id, Attempt.closed.is_(False)).values(closed=True)
         )
-    except IntegrityError:
+        if closed.rowcount != 1:  # a concurrent request closed it first (PostgreSQL waited for it to commit)
+            db.session.rollback()
+            return _stored(att.id, data)
+        result = _bookkeeping(p, trial, att, data, choice, answer, following[1:])
+        db.session.commit()
+    except IntegrityError:  # the same attempt's answer was inserted by a concurrent request first
         db.session.rollback()
-    with store.connection() as raw:  # a concurrent request stored this attempt first
-        return _stored(store, raw, att.id, data)
+        return _stored(att.id, data)
+    return result
 
 
-def _answer_write(
-    att: AnswerContext, data: Mapping[str, Any], choice: str, answer: str
-) -> tuple[AnswerWrite, dict[str, Any]]:
-    """The writes of a valid answer to ``att`` (the trial done, the attempt closed, its media revoked, the answer
-    stored; after the last answer the participant completed and screened), and the result to return.
+def _bookkeeping(
+    p: Participant,
+    trial: Trial,
+    att: Attempt,
+    data: Mapping[str, Any],
+    choice: str | None,
+    answer: str | None,
+    after: Sequence[Trial],
+) -> dict[str, Any]:
+    """The writes of one closed attempt (in the caller's transaction): its media revoked, its response stored,
+    the trial done (or, after a playback failure, given again at the end of its block or given up), and the
+    participant moved on to the next block or completed and screened; returns the result for the page.
 
-    Everything is computed before the first write, so the write transaction (SQLite: the
-    one writer at a time) is as short as it can be.
-    """
-    done = att.next_block is None
-    result = {
-        "stored": True,
-        "valid": True,
-        "retry": False,
-        "done": done,
-        "redirect": url_for("participant.done", slug=att.slug) if done else None,
-    }
-    events = list(data.get("events") or [])
-    events.append({"type": "server-served", "n": att.served})
-    row = {
-        "participant_pk": att.participant_pk,
-        "trial_pk": att.trial_pk,
-        "attempt": att.number,
-        "attempt_pk": att.id,
-        "idempotency_key": data["key"],
-        "choice": choice,
-        "answer": answer,
-        "valid": True,
-        "playback_failed": False,
-        "failure_reason": None,
-        "response_time_ms": float(data["rt_ms"]),
-        "events": events,
-        "client": dict(data.get("client") or {}),
-        "shown_at": att.shown_at,
-        "answered_at": utcnow(),
-        "result": result,
-    }
-
-    def write(store: AnswerSQL, cur: Any) -> bool:
-        if not store.trial_done(cur, att.trial_pk):
-            return False  # someone else answered it (PostgreSQL waited for them, then saw it done)
-        store.close_attempt(cur, att.id)
-        store.insert_answer(cur, row)
-        if done:
-            study_type, blocks, threshold, control = store.screening_settings(cur, att.study_pk)
-            s = _screen_rows(
-                lambda: store.screened_answers(cur, att.participant_pk, design.INDISTINGUISHABILITY),
-                blocks or [{"study_type": study_type}],
-                threshold,
-                control,
-            )
-            store.completed(cur, att.participant_pk, utcnow(), s.excluded, s.reason, s.stats)
-        elif att.next_block != att.participant_block:
-            store.to_block(cur, att.participant_pk, att.next_block)
-        return True
-
-    return AnswerWrite(write, order=att.trial_pk), result
-
-
-def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any]) -> dict[str, Any]:
-    """A playback failure: recorded (not valid), the trial given again later or given up; commit."""
-    failed, choice, answer = True, None, None
-    study = p.study
-    retry = failed and not trial.practice and trial.attempts < study.max_attempts
+    ``after``: the pending trial that came after this one (if any), read with it."""
+    failed = answer is None
+    retry = failed and not trial.practice and trial.attempts < p.study.max_attempts
     if not failed:
         trial.status = "done"
     elif retry:  # given again later: to the end of the queue, with a new attempt and new tokens
@@ -1081,45 +1016,41 @@ def _store(p: Participant, trial: Trial, att: Attempt, data: Mapping[str, Any]) 
         trial.queue = int(last) + 1
     else:
         trial.status = "failed"
-    att.closed = True
     db.session.execute(update(MediaToken).where(MediaToken.attempt_pk == att.id).values(revoked=True))
-    events = list(data.get("events") or [])
-    events.append({"type": "server-served", "n": att.served})
-    resp = Response(
-        participant_pk=p.id,
-        trial_pk=trial.id,
-        attempt=att.number,
-        attempt_pk=att.id,
-        idempotency_key=data["key"],
-        choice=choice,
-        answer=answer,
-        valid=not failed,
-        playback_failed=failed,
-        failure_reason=(data.get("reason") or "playback") if failed else None,
-        response_time_ms=None if failed else float(data["rt_ms"]),
-        events=events,
-        client=dict(data.get("client") or {}),
-        shown_at=att.shown_at,
-        answered_at=utcnow(),
-        result={},
-    )
-    db.session.add(resp)
-    db.session.flush()
-    following = _pending(p, 1)
+    following = _pending(p, 1) if retry else list(after)  # (a trial given again may come before ``after``)
     done = not following
-    if done:
-        complete(p)
-    elif following[0].block != p.block:
-        _to_block(p, following[0].block)
-    resp.result = {
+    result = {
         "stored": True,
         "valid": not failed,
         "retry": retry,
         "done": done,
-        "redirect": url_for("participant.done", slug=study.slug) if done else None,
+        "redirect": url_for("participant.done", slug=p.study.slug) if done else None,
     }
-    db.session.commit()
-    return resp.result
+    db.session.add(
+        Response(
+            participant_pk=p.id,
+            trial_pk=trial.id,
+            attempt=att.number,
+            attempt_pk=att.id,
+            idempotency_key=data["key"],
+            choice=choice,
+            answer=answer,
+            valid=not failed,
+            playback_failed=failed,
+            failure_reason=(data.get("reason") or "playback") if failed else None,
+            response_time_ms=None if failed else float(data["rt_ms"]),
+            events=[*(data.get("events") or []), {"type": "server-served", "n": att.served}],
+            client=dict(data.get("client") or {}),
+            shown_at=att.shown_at,
+            answered_at=utcnow(),
+            result=result,
+        )
+    )
+    if done:
+        complete(p)  # (screening reads the answers, this one included: the session flushes it first)
+    elif following[0].block != p.block:
+        _to_block(p, following[0].block)
+    return result
 
 
 def _to_block(p: Participant, block: int) -> None:
@@ -1129,31 +1060,25 @@ def _to_block(p: Participant, block: int) -> None:
 
 
 # ---- completion and screening ------------------------------------------------------------------
-_SCREENED_ANSWERS = text(SCREENED_ANSWERS)
-
-
-def _screen_rows(
-    rows: Callable[[], Sequence[tuple[str, str | None]]],
-    blocks: Sequence[Mapping[str, Any]],
-    threshold: float,
-    control_hit_threshold: float | None,
-) -> Screening:
-    """Screen on the (kind, answer) rows of a participant's valid analysed indistinguishability answers, read by
-    ``rows()`` only when a block of the session has that design (the others screen nobody out)."""
-    if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
-        return Screening(False, None, {})
-    return screen([Answer(kind, ans == "changed") for kind, ans in rows()], threshold, control_hit_threshold)
-
-
 def _screen(p: Participant) -> None:
+    """Screen a participant on their valid analysed indistinguishability answers (in the caller's transaction)."""
     study = p.study
-    conn = db.session.connection()
-    params = {"p": p.id, "no": False, "yes": True, "design": design.INDISTINGUISHABILITY}
-    s = _screen_rows(
-        lambda: [(kind, ans) for kind, ans in conn.execute(_SCREENED_ANSWERS, params)],
-        study.blocks or [{"study_type": study.study_type}],
-        study.screening_threshold,
-        study.control_hit_threshold,
+    blocks = study.blocks or [{"study_type": study.study_type}]
+    if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
+        p.excluded, p.exclusion_reason, p.screening = False, None, {}
+        return
+    rows = db.session.execute(
+        select(Trial.kind, Response.answer)
+        .join(Response, Response.trial_pk == Trial.id)
+        .where(
+            Trial.participant_pk == p.id,
+            Trial.practice.is_(False),
+            Response.valid.is_(True),
+            Trial.design == design.INDISTINGUISHABILITY,
+        )
+    ).all()
+    s = screen(
+        [Answer(kind, ans == "changed") for kind, ans in rows], study.screening_threshold, study.control_hit_threshold
     )
     p.excluded, p.exclusion_reason, p.screening = s.excluded, s.reason, s.stats
 
@@ -1163,19 +1088,6 @@ def complete(p: Participant) -> None:
     p.status = "completed"
     p.completed_at = utcnow()
     _screen(p)
-
-
-def rescreen(study: Study) -> dict[str, int]:
-    """Screen every completed participant of ``study`` again with its current thresholds; commits."""
-    n = excluded = 0
-    for p in db.session.execute(
-        select(Participant).where(Participant.study_pk == study.id, Participant.status == "completed")
-    ).scalars():
-        _screen(p)
-        n += 1
-        excluded += p.excluded
-    db.session.commit()
-    return {"completed": n, "excluded": excluded, "analysed": n - excluded}
 
 
 # ---- researchers' changes: withdrawal, the audit log ---------------------------------------------

@@ -12,7 +12,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 from support.server import ParticipantActions
@@ -270,39 +269,6 @@ def test_a_retried_answer_is_stored_once_and_a_different_one_refused(app):
     assert count(app, Response) == 1
 
 
-def test_an_answer_is_one_read_and_four_writes(app):
-    """The answer path stays short: one read of the attempt with all it is checked against, then one transaction
-    with the trial done, the attempt closed, its media revoked and the answer inserted; the last answer also
-    completes and screens. Recorded by SQLite itself (its trace of every statement a connection runs), so nothing
-    the server sends past SQLAlchemy goes uncounted."""
-    pa = actions(app, "ind").join(PROLIFIC_PID="lean")
-    with app.app_context():
-        engine = db.engine
-    statements: list[str] = []
-
-    def trace(dbapi_connection, record, proxy):
-        dbapi_connection.set_trace_callback(lambda sql: statements.append(sql.split(None, 1)[0].upper()))
-
-    def untrace(dbapi_connection, record):
-        dbapi_connection.set_trace_callback(None)
-
-    per_answer = []
-    event.listen(engine, "checkout", trace)
-    event.listen(engine, "checkin", untrace)
-    try:
-        while (s := pa.state())["status"] == "trial":
-            statements.clear()
-            assert pa.answer(s, first_option(None, s)).status_code == 200
-            per_answer.append(list(statements))
-    finally:
-        event.remove(engine, "checkout", trace)
-        event.remove(engine, "checkin", untrace)
-    writes = ["BEGIN", "UPDATE", "UPDATE", "UPDATE", "INSERT"]
-    assert per_answer == [["SELECT", *writes, "COMMIT"]] * 5 + [
-        ["SELECT", *writes, "SELECT", "SELECT", "UPDATE", "COMMIT"]
-    ]
-
-
 def test_concurrent_duplicate_posts_store_one_row(app):
     pa = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="race")
     pa.race_duplicate_answers(identical_rounds=2)
@@ -476,18 +442,6 @@ def test_sensitivity_under_the_threshold_excludes_with_the_reason_and_keeps_the_
         study = db.session.execute(select(Study).where(Study.slug == "ind")).scalar_one()
         rows = [r for r in response_rows(study) if not r["practice"]]
     assert len(rows) == 5 and all(r["excluded"] and r["exclusion_reason"] == p.exclusion_reason for r in rows)
-
-
-def test_rescreen_applies_new_thresholds(app):
-    pa = ParticipantActions(app.test_client(), "ind").join(PROLIFIC_PID="later")
-    pa.finish(lambda t, s: "unchanged")
-    with app.app_context():
-        study = db.session.execute(select(Study).where(Study.slug == "ind")).scalar_one()
-        study.control_hit_threshold = 0.5
-        db.session.commit()
-    r = app.test_cli_runner().invoke(args=["rescreen", "ind", "--json"])
-    assert r.exit_code == 0 and r.output.strip() == '{"completed": 1, "excluded": 1, "analysed": 0}'
-    assert pa.participant().exclusion_reason == "positive-control hit rate 0.00 < 0.50"
 
 
 # ---- balance across participants ------------------------------------------------------------------

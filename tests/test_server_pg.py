@@ -28,7 +28,7 @@ from support.server import PLAYED
 from support.server import RESEARCHER
 from support.server import ParticipantActions
 from support.server import ResearcherActions
-from support.server import as_one_group
+from support.server import at_once
 
 from study_server import create_app
 from study_server.accounts import create_researcher
@@ -202,9 +202,9 @@ def test_core_flows_on_postgresql(pg_url, tmp_path):
         db.engine.dispose()
 
 
-def test_answers_written_as_one_group_on_postgresql(pg_url):
-    """The group commit on PostgreSQL: answers of different participants, a duplicate and a conflicting answer in
-    one transaction, each in its savepoint; every answer stored once."""
+def test_concurrent_answers_are_stored_once_on_postgresql(pg_url):
+    """On PostgreSQL at the same moment: answers of different participants, a duplicate and a conflicting answer;
+    every answer stored once (the second closer of an attempt waits for the first, then finds it closed)."""
     app = pg_app(pg_url)
     with app.app_context():
         batch = import_batch(server_batch(), decode=False)
@@ -238,7 +238,7 @@ def test_answers_written_as_one_group_on_postgresql(pg_url):
         lambda: twin(people[1]).post_answer(body(states[1], "changed", keys[2])),  # a conflicting one
         lambda: people[2].post_answer(body(states[2], "changed", keys[3])),
     ]
-    rs = as_one_group(app, posts)
+    rs = at_once(posts)
     codes = [r.status_code for r in rs]
     assert codes[:2] == [200, 200] and rs[0].get_json() == rs[1].get_json()
     assert sorted(codes[2:4]) == [200, 409] and codes[4] == 200

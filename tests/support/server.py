@@ -6,8 +6,6 @@
   participant (entry, consent, about you, instructions, trials), flaskr's
   ``AuthActions`` style; ``trial()`` looks the current trial up in the database (the
   answer key) so a test can answer as a given kind of participant would.
-* :func:`as_one_group` - run answer POSTs in threads so that they are written as one
-  group commit (:class:`study_server.answers.GroupCommit`).
 * :class:`ResearcherActions` - signs a test client in to ``/admin`` and sends its forms
   (``make_test_app(..., researcher=True)`` creates the account :data:`RESEARCHER`).
 """
@@ -19,7 +17,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from study_server.answers import answer_sql
 from study_server.extensions import db
 from study_server.models import Attempt
 from study_server.models import Participant
@@ -40,12 +36,12 @@ from .batches import server_batch
 
 __all__ = [
     "make_test_app",
+    "at_once",
     "ParticipantActions",
     "ResearcherActions",
     "RESEARCHER",
     "PLAYED",
     "csrf_token",
-    "as_one_group",
 ]
 
 RESEARCHER = ("researcher@example.org", "correct-horse-battery")
@@ -285,31 +281,21 @@ class ParticipantActions:
         raise AssertionError("the study did not end")
 
 
-def as_one_group(app: Flask, posts: list[Callable[[], Any]], timeout_s: float = 20.0) -> list[Any]:
-    """Run ``posts`` (callables sending one answer each) in threads while the writer's turn is held, so that they
-    queue up and are written as one group; their results, in order. Fails if they did not all queue, or if
-    they were not written in one transaction."""
-    with app.app_context():
-        group = answer_sql(db.engine, app.extensions).group
+def at_once(posts: list[Callable[[], Any]], timeout_s: float = 60.0) -> list[Any]:
+    """Run the callables (answer POSTs, say) at the same moment, each in a thread of its own; their results, in
+    order."""
+    barrier = threading.Barrier(len(posts))
     results: list[Any] = [None] * len(posts)
 
     def run(i: int) -> None:
+        barrier.wait()
         results[i] = posts[i]()
 
-    before = group.groups
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(posts))]
-    with group.hold():
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + timeout_s
-        while group.queued < len(posts):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {group.queued} of {len(posts)} answers queued")
-            time.sleep(0.005)
+    for t in threads:
+        t.start()
     for t in threads:
         t.join(timeout_s)
-    if group.groups - before > 1:
-        raise AssertionError(f"the answers went as {group.groups - before} groups, not one")
     return results
 
 
