@@ -31,6 +31,7 @@ from flask import current_app
 from flask import url_for
 from sqlalchemy import delete
 from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.engine import Row
@@ -916,7 +917,9 @@ def _stored(attempt_pk: int, data: Mapping[str, Any], missing: str = "this trial
 
     ``missing`` is the 409's message when no answer is stored for the attempt at all.
     """
-    stored = db.session.execute(select(Response).where(Response.attempt_pk == attempt_pk)).scalar_one_or_none()
+    stored = db.session.execute(
+        select(Response.idempotency_key, Response.choice, Response.result).where(Response.attempt_pk == attempt_pk)
+    ).first()
     if stored is None:
         raise AnswerRejected(409, missing)
     if stored.idempotency_key == data["key"] and stored.choice == data.get("answer"):
@@ -932,6 +935,49 @@ def played_through(events: Sequence[Mapping[str, Any]], plays: int) -> bool:
     )
 
 
+_ANSWER_CONTEXT = (
+    select(
+        Attempt.id,
+        Attempt.participant_pk,
+        Attempt.trial_pk,
+        Attempt.number,
+        Attempt.served,
+        Attempt.shown_at,
+        Attempt.closed,
+        Participant.public_id,
+        Participant.status.label("participant_status"),
+        Participant.block.label("participant_block"),
+        Study.slug,
+        Study.max_attempts,
+        Trial.design,
+        Trial.true_label,
+        Trial.attacked_label,
+        Trial.label_order,
+        Trial.plays,
+        Trial.practice,
+        Trial.attempts,
+        Trial.block,
+        Response.id.label("response_pk"),
+    )
+    .join(Trial, Trial.id == Attempt.trial_pk)
+    .join(Participant, Participant.id == Attempt.participant_pk)
+    .join(Study, Study.id == Participant.study_pk)
+    .outerjoin(Response, Response.attempt_pk == Attempt.id)
+)
+"""An attempt (by ``ref``) with what its answer is checked against: trial, participant, study, stored answer."""
+
+
+def _pending_rows(participant_pk: int, limit: int) -> list[Row[Any]]:
+    """(id, block) of the participant's next pending trials, in presentation order (as :func:`_pending`)."""
+    q = (
+        select(Trial.id, Trial.block)
+        .where(Trial.participant_pk == participant_pk, Trial.status == "pending")
+        .order_by(Trial.block, Trial.queue, Trial.position)
+        .limit(limit)
+    )
+    return list(db.session.execute(q))
+
+
 def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Store one answer or playback failure (``data``: validated payload) of participant ``public_id`` of study
     ``slug``, in one transaction; returns the stored result.
@@ -944,26 +990,22 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
     participant). An answer is refused (400) unless it reports its clip played to the end.
 
     Exactly once: the attempt goes from open to closed in a guarded update (a concurrent
-    duplicate finds it closed and writes nothing), and the unique ``response.attempt_pk``
-    is the last guard; the loser answers with what the winner stored.
+    duplicate finds it closed and writes nothing; PostgreSQL makes it wait for the first
+    to commit), and the unique ``response.attempt_pk`` is the last guard; the loser
+    answers with what the winner stored. The statements are SQLAlchemy Core on the
+    session's connection: two reads, then the writes (the ORM's bookkeeping of objects
+    would cost more than the statements themselves on this path, which every participant
+    takes every few seconds).
     """
-    row = db.session.execute(  # one read: the attempt with its trial, participant, study and any stored answer
-        select(Attempt, Trial, Participant, Study, Response.id)
-        .join(Trial, Trial.id == Attempt.trial_pk)
-        .join(Participant, Participant.id == Attempt.participant_pk)
-        .join(Study, Study.id == Participant.study_pk)
-        .outerjoin(Response, Response.attempt_pk == Attempt.id)
-        .where(Attempt.ref == data["attempt"])
-    ).one_or_none()
-    if row is None or row.Participant.public_id != public_id or row.Study.slug != slug:
+    att = db.session.execute(_ANSWER_CONTEXT.where(Attempt.ref == data["attempt"])).first()
+    if att is None or att.public_id != public_id or att.slug != slug:
         raise AnswerRejected(404, "no such trial")
-    att, trial, p = row.Attempt, row.Trial, row.Participant
-    if row.id is not None:
+    if att.response_pk is not None:
         return _stored(att.id, data)
-    if p.status != "trials":
+    if att.participant_status != "trials":
         raise AnswerRejected(409, "the study is not at the trials stage")
-    following = _pending(p, 2)
-    if not following or following[0].id != trial.id or att.closed:
+    following = _pending_rows(att.participant_pk, 2)
+    if not following or following[0].id != att.trial_pk or att.closed:
         return _stored(att.id, data, "not the current trial")
     if not att.served:  # handed out for preloading only: never shown as the current trial
         raise AnswerRejected(409, "this trial has not been shown yet")
@@ -973,19 +1015,20 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
         choice = data.get("answer")
         if not isinstance(choice, str):
             raise AnswerRejected(400, "answer missing")
-        if not played_through(data.get("events") or [], trial.plays):
+        if not played_through(data.get("events") or [], att.plays):
             raise AnswerRejected(400, "the answer does not report the clip played to the end")
-        answer = _decode(trial, choice)
+        answer = _decode(att, choice)
         if data.get("rt_ms") is None:
             raise AnswerRejected(400, "rt_ms missing")
     try:
         closed = db.session.execute(
-            update(Attempt).where(Attempt.id == att.id, Attempt.closed.is_(False)).values(closed=True)
+            update(Attempt).where(Attempt.id == att.id, Attempt.closed.is_(False)).values(closed=True),
+            execution_options={"synchronize_session": False},
         )
-        if closed.rowcount != 1:  # a concurrent request closed it first (PostgreSQL waited for it to commit)
+        if closed.rowcount != 1:  # a concurrent request closed it first
             db.session.rollback()
             return _stored(att.id, data)
-        result = _bookkeeping(p, trial, att, data, choice, answer, following[1:])
+        result = _bookkeeping(att, data, choice, answer, following[1:])
         db.session.commit()
     except IntegrityError:  # the same attempt's answer was inserted by a concurrent request first
         db.session.rollback()
@@ -994,42 +1037,41 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
 
 
 def _bookkeeping(
-    p: Participant,
-    trial: Trial,
-    att: Attempt,
-    data: Mapping[str, Any],
-    choice: str | None,
-    answer: str | None,
-    after: Sequence[Trial],
+    att: Row[Any], data: Mapping[str, Any], choice: str | None, answer: str | None, after: Sequence[Row[Any]]
 ) -> dict[str, Any]:
-    """The writes of one closed attempt (in the caller's transaction): its media revoked, its response stored,
-    the trial done (or, after a playback failure, given again at the end of its block or given up), and the
-    participant moved on to the next block or completed and screened; returns the result for the page.
-
-    ``after``: the pending trial that came after this one (if any), read with it."""
+    """The writes of one closed attempt ``att`` (a row of :data:`_ANSWER_CONTEXT`; in the caller's transaction):
+    its media revoked, its response stored, the trial done (or, after a playback failure, given again at the end
+    of its block or given up), and the participant moved on to the next block, or completed and screened;
+    returns the result for the page. ``after``: the pending trial that came after this one, if any."""
     failed = answer is None
-    retry = failed and not trial.practice and trial.attempts < p.study.max_attempts
+    retry = failed and not att.practice and att.attempts < att.max_attempts
+    unsynced = {"synchronize_session": False}
     if not failed:
-        trial.status = "done"
+        change: dict[str, Any] = {"status": "done"}
     elif retry:  # given again later: to the end of the queue, with a new attempt and new tokens
-        last = db.session.execute(select(func.max(Trial.queue)).where(Trial.participant_pk == p.id)).scalar_one()
-        trial.queue = int(last) + 1
+        last = db.session.execute(
+            select(func.max(Trial.queue)).where(Trial.participant_pk == att.participant_pk)
+        ).scalar_one()
+        change = {"queue": int(last) + 1}
     else:
-        trial.status = "failed"
-    db.session.execute(update(MediaToken).where(MediaToken.attempt_pk == att.id).values(revoked=True))
-    following = _pending(p, 1) if retry else list(after)  # (a trial given again may come before ``after``)
+        change = {"status": "failed"}
+    db.session.execute(update(Trial).where(Trial.id == att.trial_pk).values(**change), execution_options=unsynced)
+    db.session.execute(
+        update(MediaToken).where(MediaToken.attempt_pk == att.id).values(revoked=True), execution_options=unsynced
+    )
+    following = _pending_rows(att.participant_pk, 1) if retry else list(after)  # (given again: maybe first)
     done = not following
     result = {
         "stored": True,
         "valid": not failed,
         "retry": retry,
         "done": done,
-        "redirect": url_for("participant.done", slug=p.study.slug) if done else None,
+        "redirect": url_for("participant.done", slug=att.slug) if done else None,
     }
-    db.session.add(
-        Response(
-            participant_pk=p.id,
-            trial_pk=trial.id,
+    db.session.execute(
+        insert(Response).values(
+            participant_pk=att.participant_pk,
+            trial_pk=att.trial_pk,
             attempt=att.number,
             attempt_pk=att.id,
             idempotency_key=data["key"],
@@ -1046,10 +1088,15 @@ def _bookkeeping(
             result=result,
         )
     )
-    if done:
-        complete(p)  # (screening reads the answers, this one included: the session flushes it first)
-    elif following[0].block != p.block:
-        _to_block(p, following[0].block)
+    if done:  # once per participant: through the ORM
+        complete(db.session.get_one(Participant, att.participant_pk))
+    elif following[0].block != att.participant_block:
+        db.session.execute(
+            update(Participant)
+            .where(Participant.id == att.participant_pk)
+            .values(block=following[0].block, status="instructions"),
+            execution_options=unsynced,
+        )
     return result
 
 
