@@ -32,30 +32,24 @@ Two optimiser choices the paper leaves open (both documented options; setting
   acceleration term carries ``1/dt^4`` (8.1e5 at 30 fps), so ``Lp`` is extremely stiff
   along high temporal frequencies: Adam's sign-like steps on ``z`` add frame-to-frame
   jitter that this term immediately punishes, and the iterate stalls a few millimetres
-  from ``q`` (on cross-subject HDM05, HRNN AB succeeded on 6 % of clips). Adam therefore
-  runs on ``u`` with ``z = z0 + P S u``: ``S`` per frame whitens the bone term against the
-  position term (:func:`.losses.bone_preconditioner`), then ``P = (I + rho D^T D)^(-1/2)``
-  along the frame axis whitens the dynamics term (:func:`.losses.dynamics_preconditioner`).
-  Without ``S`` (``precondition="dynamics"``) the first steps, which are ``lr`` times the
-  sign of the gradient whatever the loss, stretch bones as much as l2's: on the first 16
-  cross-subject HDM05 clips DGNN's SMART examples had 3.7 mm of bone-length deviation
-  against l2's 2.6 mm; with ``S`` 1.8 mm (2s-AGCN 3.7 -> 0.6 mm against 3.3 mm), and the
-  perceptual loss at success fell 7-13x. ``S`` is applied before ``P`` so the last map is
-  the temporal smoothing (``P S`` kept the acceleration deviation at 0.001-0.004 m/s^2;
-  ``S P`` gave 0.02-0.09). Each is the identity when the loss lacks its term. This is an
-  exact change of variables: the objective, its minima, the start ``q^0 = q`` and the
-  stop rule are unchanged; only the path Adam takes differs.
+  from ``q``. Adam therefore runs on ``u`` with ``z = z0 + P S u``: ``S`` per frame whitens
+  the bone term against the position term (:func:`.losses.bone_preconditioner`), then
+  ``P = (I + rho D^T D)^(-1/2)`` along the frame axis whitens the dynamics term
+  (:func:`.losses.dynamics_preconditioner`); without ``S`` (``precondition="dynamics"``)
+  the first steps, ``lr`` times the sign of the gradient whatever the loss, stretch bones
+  as much as l2's. ``S`` is applied before ``P`` so the last map is the temporal
+  smoothing. Each is the identity when the loss lacks its term. This is an exact change
+  of variables: the objective, its minima, the start ``q^0 = q`` and the stop rule are
+  unchanged; only the path Adam takes differs. Measurements: ``docs/attack-notes.md``.
 - **Tempered Phi in Lc** (``temperature``, default :data:`DEFAULT_TEMPERATURE`). Well-trained
   recognisers give their training-like clips ``p > 0.99``; there the cross-entropy and
   entropy gradients vanish like ``1 - p`` while ``Lp``'s grow with the perturbation, so
   ``L`` has a local minimum next to ``q`` and the attack never leaves it. ``Lc`` is
   evaluated on ``softmax(logits / T)``; labels, success and the reported probabilities
-  use the plain softmax. With both choices HRNN AB on the same clips went from 6 % to
-  100 % (32 clips, mean 34 iterations). Only AB tempers by default (T = 3): ABN's entropy
-  is already largest for a flat distribution, and tempering it flattens the target so
-  far that the push on the true label vanishes (HRNN AB3: 31 % at T = 1, 3 % at T = 3);
-  SA's cross-entropy to a target is not saturated (its gradient is about 1 at a small
-  target probability).
+  use the plain softmax. Only AB tempers by default (T = 3): ABN's entropy is already
+  largest for a flat distribution, and tempering it flattens the target so far that the
+  push on the true label vanishes; SA's cross-entropy to a target is not saturated (its
+  gradient is about 1 at a small target probability).
 
 Two threat models (``threat_model``):
 
