@@ -692,9 +692,5 @@ for _command in (*attack_commands, validate_batch):
     cli.add_command(_command)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    cli(prog_name="attack-gen")
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(cli())

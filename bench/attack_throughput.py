@@ -168,9 +168,7 @@ def prepare(args: argparse.Namespace, device: torch.device) -> tuple[Recognizer,
 
         ds = prepare_synthetic(samples_per_class=args.samples_per_class, seed=0)
         t0 = time.perf_counter()
-        cfg = TrainConfig(
-            model=args.model, size=args.size, epochs=args.epochs, batch_size=32, lr=2e-3, val_fraction=0.0
-        )
+        cfg = TrainConfig(model=args.model, size=args.size, epochs=args.epochs, batch_size=32, val_fraction=0.0)
         out = Path(args.work_dir) / f"bench-{args.model}-{args.size}.pt"
         model, _ = train_model(ds, cfg, out=out, device=str(device), progress=False)
         test = ds.part("test")

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--size", default="small")
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--patience", type=int, default=15)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dataset", type=Path, help="a prepared dataset (default: prepare it under the data root)")

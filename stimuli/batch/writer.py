@@ -127,6 +127,8 @@ def _default_role(name: str) -> str:
 class BatchItemInput:
     """One motion item: its source, labels, frame rate, and its variants by name (``original`` required).
 
+    ``motion_fps`` (the frame rate of the motions, which sets the videos' speed) has no
+    default: a forgotten one would give videos at the wrong speed without a word.
     A variant may be given as a bare ``(T, 25, 3)`` array (no label, success or metrics).
     ``item_id`` defaults to ``item-000``, ``item-001``, ... in list order.
     """
@@ -134,7 +136,7 @@ class BatchItemInput:
     variants: Mapping[str, VariantInput | Any]
     true_label: Label | str
     source: SourceClip | Mapping[str, Any]
-    motion_fps: float = 30.0
+    motion_fps: float
     attacked_label: Label | str | None = None
     item_id: str | None = None
 
