@@ -471,6 +471,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url, env = prepare(tmp, args.database_url, args.trials, args.batch)
         if args.sqlite_synchronous:
             env["FLASK_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
+        if os.environ.get("BENCH_ENGINE_OPTIONS"):
+            env["FLASK_SQLALCHEMY_ENGINE_OPTIONS"] = os.environ["BENCH_ENGINE_OPTIONS"]
         server = Server(free_port(), env, args.workers, args.threads, tmp / "gunicorn.log")
         server.start()
         client = Client(server.port)

@@ -29,11 +29,13 @@ from typing import Sequence
 
 from flask import current_app
 from flask import url_for
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -912,14 +914,17 @@ def _decode(t: Trial | Row[Any], choice: str) -> str:
     return choice
 
 
+_STORED = select(Response.idempotency_key, Response.choice, Response.result).where(
+    Response.attempt_pk == bindparam("a")
+)
+
+
 def _stored(attempt_pk: int, data: Mapping[str, Any], missing: str = "this trial has already been answered") -> dict:
     """After a lost race for ``attempt_pk``: the stored result if it is this very answer, else 409.
 
     ``missing`` is the 409's message when no answer is stored for the attempt at all.
     """
-    stored = db.session.execute(
-        select(Response.idempotency_key, Response.choice, Response.result).where(Response.attempt_pk == attempt_pk)
-    ).first()
+    stored = db.session.connection().execute(_STORED, {"a": attempt_pk}).first()
     if stored is None:
         raise AnswerRejected(409, missing)
     if stored.idempotency_key == data["key"] and stored.choice == data.get("answer"):
@@ -963,19 +968,30 @@ _ANSWER_CONTEXT = (
     .join(Participant, Participant.id == Attempt.participant_pk)
     .join(Study, Study.id == Participant.study_pk)
     .outerjoin(Response, Response.attempt_pk == Attempt.id)
+    .where(Attempt.ref == bindparam("ref"))
 )
 """An attempt (by ``ref``) with what its answer is checked against: trial, participant, study, stored answer."""
 
 
+# The answer path's statements, built once (their parameters bound per answer).
+_PENDING = (
+    select(Trial.id, Trial.block)
+    .where(Trial.participant_pk == bindparam("p"), Trial.status == "pending")
+    .order_by(Trial.block, Trial.queue, Trial.position)
+    .limit(bindparam("n"))
+)
+_CLOSE = update(Attempt).where(Attempt.id == bindparam("a"), Attempt.closed.is_(False)).values(closed=True)
+_LAST_QUEUE = select(func.max(Trial.queue)).where(Trial.participant_pk == bindparam("p"))
+_REVOKE = update(MediaToken).where(MediaToken.attempt_pk == bindparam("a")).values(revoked=True)
+_INSERT_RESPONSE = insert(Response)
+_TO_BLOCK = (
+    update(Participant).where(Participant.id == bindparam("p")).values(block=bindparam("to"), status="instructions")
+)
+
+
 def _pending_rows(participant_pk: int, limit: int) -> list[Row[Any]]:
     """(id, block) of the participant's next pending trials, in presentation order (as :func:`_pending`)."""
-    q = (
-        select(Trial.id, Trial.block)
-        .where(Trial.participant_pk == participant_pk, Trial.status == "pending")
-        .order_by(Trial.block, Trial.queue, Trial.position)
-        .limit(limit)
-    )
-    return list(db.session.execute(q))
+    return list(db.session.connection().execute(_PENDING, {"p": participant_pk, "n": limit}))
 
 
 def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -997,7 +1013,8 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
     would cost more than the statements themselves on this path, which every participant
     takes every few seconds).
     """
-    att = db.session.execute(_ANSWER_CONTEXT.where(Attempt.ref == data["attempt"])).first()
+    conn = db.session.connection()  # Core on the session's connection and transaction
+    att = conn.execute(_ANSWER_CONTEXT, {"ref": data["attempt"]}).first()
     if att is None or att.public_id != public_id or att.slug != slug:
         raise AnswerRejected(404, "no such trial")
     if att.response_pk is not None:
@@ -1021,14 +1038,11 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
         if data.get("rt_ms") is None:
             raise AnswerRejected(400, "rt_ms missing")
     try:
-        closed = db.session.execute(
-            update(Attempt).where(Attempt.id == att.id, Attempt.closed.is_(False)).values(closed=True),
-            execution_options={"synchronize_session": False},
-        )
+        closed = conn.execute(_CLOSE, {"a": att.id})
         if closed.rowcount != 1:  # a concurrent request closed it first
             db.session.rollback()
             return _stored(att.id, data)
-        result = _bookkeeping(att, data, choice, answer, following[1:])
+        result = _bookkeeping(conn, att, data, choice, answer, following[1:])
         db.session.commit()
     except IntegrityError:  # the same attempt's answer was inserted by a concurrent request first
         db.session.rollback()
@@ -1037,7 +1051,12 @@ def record_answer(slug: str, public_id: str, data: Mapping[str, Any]) -> dict[st
 
 
 def _bookkeeping(
-    att: Row[Any], data: Mapping[str, Any], choice: str | None, answer: str | None, after: Sequence[Row[Any]]
+    conn: Connection,
+    att: Row[Any],
+    data: Mapping[str, Any],
+    choice: str | None,
+    answer: str | None,
+    after: Sequence[Row[Any]],
 ) -> dict[str, Any]:
     """The writes of one closed attempt ``att`` (a row of :data:`_ANSWER_CONTEXT`; in the caller's transaction):
     its media revoked, its response stored, the trial done (or, after a playback failure, given again at the end
@@ -1045,20 +1064,15 @@ def _bookkeeping(
     returns the result for the page. ``after``: the pending trial that came after this one, if any."""
     failed = answer is None
     retry = failed and not att.practice and att.attempts < att.max_attempts
-    unsynced = {"synchronize_session": False}
     if not failed:
         change: dict[str, Any] = {"status": "done"}
     elif retry:  # given again later: to the end of the queue, with a new attempt and new tokens
-        last = db.session.execute(
-            select(func.max(Trial.queue)).where(Trial.participant_pk == att.participant_pk)
-        ).scalar_one()
+        last = conn.execute(_LAST_QUEUE, {"p": att.participant_pk}).scalar_one()
         change = {"queue": int(last) + 1}
     else:
         change = {"status": "failed"}
-    db.session.execute(update(Trial).where(Trial.id == att.trial_pk).values(**change), execution_options=unsynced)
-    db.session.execute(
-        update(MediaToken).where(MediaToken.attempt_pk == att.id).values(revoked=True), execution_options=unsynced
-    )
+    conn.execute(update(Trial).where(Trial.id == att.trial_pk).values(**change))
+    conn.execute(_REVOKE, {"a": att.id})
     following = _pending_rows(att.participant_pk, 1) if retry else list(after)  # (given again: maybe first)
     done = not following
     result = {
@@ -1068,35 +1082,31 @@ def _bookkeeping(
         "done": done,
         "redirect": url_for("participant.done", slug=att.slug) if done else None,
     }
-    db.session.execute(
-        insert(Response).values(
-            participant_pk=att.participant_pk,
-            trial_pk=att.trial_pk,
-            attempt=att.number,
-            attempt_pk=att.id,
-            idempotency_key=data["key"],
-            choice=choice,
-            answer=answer,
-            valid=not failed,
-            playback_failed=failed,
-            failure_reason=(data.get("reason") or "playback") if failed else None,
-            response_time_ms=None if failed else float(data["rt_ms"]),
-            events=[*(data.get("events") or []), {"type": "server-served", "n": att.served}],
-            client=dict(data.get("client") or {}),
-            shown_at=att.shown_at,
-            answered_at=utcnow(),
-            result=result,
-        )
+    conn.execute(
+        _INSERT_RESPONSE,
+        {
+            "participant_pk": att.participant_pk,
+            "trial_pk": att.trial_pk,
+            "attempt": att.number,
+            "attempt_pk": att.id,
+            "idempotency_key": data["key"],
+            "choice": choice,
+            "answer": answer,
+            "valid": not failed,
+            "playback_failed": failed,
+            "failure_reason": (data.get("reason") or "playback") if failed else None,
+            "response_time_ms": None if failed else float(data["rt_ms"]),
+            "events": [*(data.get("events") or []), {"type": "server-served", "n": att.served}],
+            "client": dict(data.get("client") or {}),
+            "shown_at": att.shown_at,
+            "answered_at": utcnow(),
+            "result": result,
+        },
     )
     if done:  # once per participant: through the ORM
         complete(db.session.get_one(Participant, att.participant_pk))
     elif following[0].block != att.participant_block:
-        db.session.execute(
-            update(Participant)
-            .where(Participant.id == att.participant_pk)
-            .values(block=following[0].block, status="instructions"),
-            execution_options=unsynced,
-        )
+        conn.execute(_TO_BLOCK, {"p": att.participant_pk, "to": following[0].block})
     return result
 
 
