@@ -111,10 +111,8 @@ class Server:
             "python:study_server.gunicorn_conf",
             "--bind",
             f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
+            *(["--workers", str(self.workers)] if self.workers else []),
+            *(["--threads", str(self.threads)] if self.threads else []),
             "--log-level",
             "warning",
             "bench.floor_app:create()",
@@ -471,8 +469,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url, env = prepare(tmp, args.database_url, args.trials, args.batch)
         if args.sqlite_synchronous:
             env["FLASK_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
-        if os.environ.get("BENCH_ENGINE_OPTIONS"):
-            env["FLASK_SQLALCHEMY_ENGINE_OPTIONS"] = os.environ["BENCH_ENGINE_OPTIONS"]
         server = Server(free_port(), env, args.workers, args.threads, tmp / "gunicorn.log")
         server.start()
         client = Client(server.port)
@@ -556,7 +552,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "participants": len(people),
             "trials": args.trials,
             "concurrency": args.concurrency,
-            "gunicorn": {"workers": args.workers, "threads": args.threads, "starts": server.starts},
+            "gunicorn": {
+                "workers": args.workers or "gunicorn_conf default",
+                "threads": args.threads or "gunicorn_conf default",
+                "starts": server.starts,
+            },
             "database": "sqlite" if url.startswith("sqlite") else url.split(":", 1)[0],
             "sqlite_synchronous": args.sqlite_synchronous or "FULL (default)",
             "cpus": os.cpu_count(),
@@ -637,8 +637,8 @@ def main() -> None:
     ap.add_argument("--participants", type=int, default=1000)
     ap.add_argument("--trials", type=int, default=6, help="Answers per participant.")
     ap.add_argument("--concurrency", type=int, default=16, help="Client threads (requests in flight at most).")
-    ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    ap.add_argument("--threads", type=int, default=4, help="Threads per gunicorn worker.")
+    ap.add_argument("--workers", type=int, help="gunicorn worker processes (default: gunicorn_conf's).")
+    ap.add_argument("--threads", type=int, help="Threads per gunicorn worker (default: gunicorn_conf's).")
     ap.add_argument("--kill", action="store_true", help="SIGKILL the server mid-run, restart it, let clients retry.")
     ap.add_argument(
         "--sqlite-synchronous",

@@ -213,6 +213,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.startswith("sqlite"):
         opts.setdefault("connect_args", {"timeout": float(app.config["SQLITE_BUSY_TIMEOUT_S"])})
+        if ":memory:" not in url and "mode=memory" not in url:
+            # One connection per process: SQLite writes one at a time anyway, and a thread waiting for the
+            # pool wakes as soon as it is free, where a connection waiting for SQLite's lock sleeps and retries
+            # (1, 2, 5 ... 100 ms): that sleeping made the slowest answers slow (bench/load_study.py).
+            opts.setdefault("pool_size", 1)
+            opts.setdefault("max_overflow", 0)
+            opts.setdefault("pool_timeout", float(app.config["SQLITE_BUSY_TIMEOUT_S"]))
     else:
         opts.setdefault("pool_pre_ping", True)  # survive a database restart
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts

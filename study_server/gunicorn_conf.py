@@ -8,8 +8,8 @@ Use::
 Every setting can be overridden on the command line or with ``GUNICORN_*``-style
 environment variables read here: ``PORT`` / ``BIND`` (default ``127.0.0.1:5000``; put
 a TLS-terminating reverse proxy in front and set ``TRUSTED_PROXIES=1``),
-``WEB_WORKERS`` (default: one process per CPU core, at least 2) and ``WEB_THREADS``
-(default 4 threads per process).
+``WEB_WORKERS`` (default: on PostgreSQL one process per CPU core, at least 2; on SQLite
+one) and ``WEB_THREADS`` (default 4 threads per process; on SQLite 8).
 
 Why these: answers are small, short database transactions and media goes out with
 ``sendfile``, so a few processes with a few threads each keep every core busy without
@@ -37,9 +37,12 @@ import sys
 from typing import Any
 
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_WORKERS") or max(2, os.cpu_count() or 1))
+_sqlite = (os.environ.get("DATABASE_URL") or "sqlite").startswith("sqlite")
+workers = int(os.environ.get("WEB_WORKERS") or (1 if _sqlite else max(2, os.cpu_count() or 1)))
+"""One process on SQLite (one writer at a time: its threads then queue for the one connection instead of
+processes contending for SQLite's lock), one per core on PostgreSQL."""
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS") or 4)
+threads = int(os.environ.get("WEB_THREADS") or (8 if _sqlite else 4))
 timeout = 300
 graceful_timeout = 30
 keepalive = 5

@@ -500,8 +500,9 @@ def test_withdraw_from_the_dashboard_after_confirmation(admin, app):
         f"Participant {pid} withdrawn: 5 answers and 5 trials deleted."
     )
     assert mine(app, Participant, pid) == -1
+    kept = keep.participant().public_id
     with app.app_context():
-        assert db.session.execute(select(Participant.public_id)).scalars().all() == [keep.participant().public_id]
+        assert db.session.execute(select(Participant.public_id)).scalars().all() == [kept]
         left = db.session.execute(select(Participant.id)).scalar_one()
         for model in (Trial, Attempt, MediaToken, Response):
             assert (
