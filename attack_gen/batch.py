@@ -204,8 +204,8 @@ def build_batch(
 ) -> dict[str, Any]:
     """Attack, render and write the batch at ``out``; returns a summary (see module docstring)."""
     from .attack import AttackConfig
-    from .attack.commands import run_attack
     from .attack.results import load_result
+    from .attack.runs import run_attack
     from .recognizer import load_checkpoint
 
     out = Path(out)

@@ -1,4 +1,5 @@
-"""``attack-gen``: prepare datasets, train and evaluate recognizers, collect attack sets.
+"""``attack-gen``, every command in one module: ``prepare`` datasets, ``train`` and ``evaluate`` recognizers,
+``collect`` attack sets, ``attack``, ``transfer`` and ``attack-table``, ``batch`` and ``validate-batch``, ``demo``.
 
 Every command that computes figures takes ``--json`` and then prints exactly one JSON
 object on stdout; progress bars and logs go to stderr. Bad input ends with a one-line
@@ -11,19 +12,45 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from typing import Callable
 from typing import Sequence
+from typing import TypeVar
 
 import click
 
+from stimuli.batch import BatchError
+from stimuli.batch import Problem
+from stimuli.batch import read_manifest
+from stimuli.batch import validate_batch as _validate_batch
 from stimuli.cliutil import emit as _emit
+from stimuli.cliutil import json_default as _json_default
 from stimuli.cliutil import log as _log
 from stimuli.cliutil import user_errors
+from stimuli.errors import DataError
+from stimuli.errors import SmartStudyError
+from stimuli.fileio import atomic_write_bytes
 from stimuli.fileio import file_sha256
 from stimuli.paths import data_root
 
 from . import __version__
-from .attack.commands import commands as attack_commands
-from .batch_commands import validate_batch
+from .attack.engine import DEFAULT_LR
+from .attack.engine import DEFAULT_TEMPERATURE
+from .attack.engine import PRECONDITIONERS
+from .attack.engine import THREAT_MODELS
+from .attack.engine import AttackConfig
+from .attack.losses import LOSSES
+from .attack.results import MODEL_DISPLAY
+from .attack.results import code_version
+from .attack.results import load_result
+from .attack.results import now
+from .attack.results import success_table
+from .attack.results import summarize
+from .attack.results import table_rows
+from .attack.runs import check_clips_match
+from .attack.runs import run_attack
+from .attack.runs import transfer_cell
+from .attack.strategies import ABN_LOSSES
+from .attack.strategies import STRATEGIES
 
 
 def default_dataset_path() -> Path:
@@ -688,8 +715,489 @@ def demo(model_name: str, epochs: int, as_json: bool) -> None:
     )
 
 
-for _command in (*attack_commands, validate_batch):
-    cli.add_command(_command)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ---- attack, transfer, attack-table ----------------------------------------------------------------
+def _summary_text(s: dict[str, Any]) -> str:
+    rate = "-" if s["success_rate"] is None else f"{100 * s['success_rate']:.2f} %"
+    p = s["perceptual"]
+
+    def fmt(v: float | None, unit: str, scale: float = 1.0) -> str:
+        return "-" if v is None else f"{v * scale:.3g} {unit}"
+
+    robust = "-" if s["robust_success_rate"] is None else f"{100 * s['robust_success_rate']:.2f} %"
+    lines = [
+        f"{MODEL_DISPLAY.get(str(s['model']), s['model'])} {s['label']} ({s['loss']}, {s['threat_model']} threat "
+        f"model): success {rate} ({s['succeeded']} of {s['attacked']} attacked; {s['skipped']} skipped, "
+        f"{s['nonfinite']} non-finite, {s['pending']} pending)",
+        f"robust success (the example re-preprocessed by the dataset's pipeline still fools the model): {robust} "
+        f"({s['robust_succeeded']} of {s['attacked']})",
+        f"iterations to success: mean {s['iterations']['mean_success']}, median {s['iterations']['median_success']}",
+        f"successful examples: mean joint displacement {fmt(p['mean_joint_displacement_m'], 'mm', 1e3)}, "
+        f"acceleration deviation {fmt(p['acceleration_deviation'], 'm/s^2')}, "
+        f"bone-length deviation {fmt(p['bone_length_deviation_m'], 'mm', 1e3)}",
+        "",
+        success_table([s]),
+        "",
+        f"wrote {s['out']}",
+    ]
+    return "\n".join(lines)
+
+
+_STRATEGY = click.option(
+    "--strategy",
+    type=click.Choice(list(STRATEGIES)),
+    default="ab",
+    show_default=True,
+    help="ab: anything-but; abn: anything-but-N; sa: specified target.",
+)
+
+
+def _attack_options(fn: F) -> F:
+    opts = [
+        _STRATEGY,
+        click.option(
+            "--threat-model",
+            type=click.Choice(list(THREAT_MODELS)),
+            default="canonical",
+            show_default=True,
+            help="canonical: attack the model through its own preprocessing, moving the "
+            "skeleton's real degrees of freedom; raw: the backbone on unpreprocessed input, all 75 numbers "
+            "per frame free (the paper's code; for reproduction).",
+        ),
+        click.option("--top-n", type=int, default=3, show_default=True, help="ABN: N."),
+        click.option(
+            "--target",
+            help="SA: target class (index or name). Default: a seeded random class per clip, never its true one.",
+        ),
+        click.option(
+            "--loss",
+            type=click.Choice(list(LOSSES)),
+            default="smart",
+            show_default=True,
+            help="Perceptual loss: the full SMART loss or an ablation.",
+        ),
+        click.option("--iterations", type=int, default=300, show_default=True, help="Adam steps at most."),
+        click.option(
+            "--lr",
+            type=float,
+            default=DEFAULT_LR,
+            show_default=True,
+            help="Adam learning rate (normalised input units).",
+        ),
+        click.option(
+            "--lr-final",
+            type=float,
+            help="Decay the rate geometrically to this at the last iteration (default: constant rate).",
+        ),
+        click.option(
+            "--temperature",
+            type=float,
+            help="T of Phi = softmax(logits / T) in the class loss; 1 = plain softmax "
+            "(default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_TEMPERATURE.items()) + ").",
+        ),
+        click.option(
+            "--precondition",
+            type=click.Choice(list(PRECONDITIONERS)),
+            default="perceptual",
+            show_default=True,
+            help="perceptual: Adam in coordinates that whiten l_dyn along time, then "
+            "l_bl within each frame; dynamics: l_dyn only; none: Adam on q^.",
+        ),
+        click.option(
+            "--abn-loss",
+            type=click.Choice(list(ABN_LOSSES)),
+            default="entropy",
+            show_default=True,
+            help="ABN class loss: the paper's entropy, or KL to uniform over the other classes.",
+        ),
+        click.option("--class-weight", type=float, default=0.4, show_default=True, help="w in L = w Lc + (1-w) Lp."),
+        click.option("--alpha", type=float, default=0.3, show_default=True, help="Lp = alpha l_dyn + (1-alpha) l_bl."),
+        click.option("--beta0", type=float, default=0.6, show_default=True, help="Position weight in l_dyn."),
+        click.option("--beta2", type=float, default=0.4, show_default=True, help="Acceleration weight in l_dyn."),
+        click.option(
+            "--gamma-spine", type=float, default=0.04, show_default=True, help="Joint weight of the 5 spinal joints."
+        ),
+        click.option(
+            "--gamma-other", type=float, default=0.02, show_default=True, help="Joint weight of the other 20 joints."
+        ),
+        click.option("--batch-size", type=int, default=32, show_default=True, help="Clips optimised together."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seeds the SA targets."),
+        click.option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)."),
+        click.option(
+            "--save-every",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Seconds between saves of the result file while running.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _config(
+    strategy: str,
+    top_n: int,
+    loss: str,
+    iterations: int,
+    lr: float,
+    class_weight: float,
+    alpha: float,
+    beta0: float,
+    beta2: float,
+    gamma_spine: float,
+    gamma_other: float,
+    batch_size: int,
+    seed: int,
+    **optimiser: Any,
+) -> AttackConfig:
+    """``optimiser``: ``lr_final``, ``temperature``, ``precondition``, ``abn_loss``."""
+    return AttackConfig(
+        strategy=strategy,
+        top_n=top_n,
+        loss=loss,
+        iterations=iterations,
+        lr=lr,
+        class_weight=class_weight,
+        alpha=alpha,
+        beta0=beta0,
+        beta2=beta2,
+        gamma_spine=gamma_spine,
+        gamma_other=gamma_other,
+        batch_size=batch_size,
+        seed=seed,
+        **optimiser,
+    )
+
+
+@cli.command("attack")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="The attacked model.")
+@click.option(
+    "--clips",
+    "clips_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Clip file from `attack-gen collect` with this checkpoint.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Result file (.npz); an existing one from the same settings is resumed.",
+)
+@click.option("--limit", type=int, help="Attack at most this many of the pending clips in this run.")
+@_attack_options
+@user_errors
+def attack(
+    checkpoint: Path,
+    clips_path: Path,
+    out: Path,
+    limit: int | None,
+    strategy: str,
+    top_n: int,
+    target: str | None,
+    loss: str,
+    iterations: int,
+    lr: float,
+    class_weight: float,
+    alpha: float,
+    beta0: float,
+    beta2: float,
+    gamma_spine: float,
+    gamma_other: float,
+    batch_size: int,
+    seed: int,
+    device: str | None,
+    save_every: float,
+    as_json: bool,
+    **optimiser: Any,
+) -> None:
+    """White-box SMART attack on the clips a model recognises; resumable."""
+    if target is not None and strategy != "sa":
+        raise click.UsageError("--target is only used with --strategy sa")
+    config = _config(
+        strategy,
+        top_n,
+        loss,
+        iterations,
+        lr,
+        class_weight,
+        alpha,
+        beta0,
+        beta2,
+        gamma_spine,
+        gamma_other,
+        batch_size,
+        seed,
+        **optimiser,
+    )
+    summary, _ = run_attack(
+        checkpoint, clips_path, config, out, target_name=target, device=device, limit=limit, save_every=save_every
+    )
+    summary["table"] = dict(zip(("columns", "rows"), table_rows([summary])))
+    summary["table"]["robust_rows"] = table_rows([summary], "robust_success_rate")[1]
+    _emit(as_json, summary, _summary_text(summary))
+
+
+# ---- transfer -------------------------------------------------------------------------------
+
+
+def _transfer_text(
+    names: list[str], matrix: dict[str, dict[str, dict[str, Any]]], label: str, loss: str, threat_model: str
+) -> str:
+    corner = "surrogate \\ target"
+    width = max(len(corner), *(len(n) for n in names))
+    head = f"{corner:<{width}}  " + "  ".join(f"{n:>17}" for n in names)
+    lines = [
+        f"transfer success / robust success (%), {label}, {loss} loss, {threat_model} threat model; "
+        "diagonal: white-box (in brackets)",
+        head,
+        "-" * len(head),
+    ]
+    for s in names:
+        cells = []
+        for t in names:
+            c = matrix[s][t]
+            v = "-" if c["rate"] is None else f"{100 * c['rate']:.2f} / {100 * c['robust_rate']:.2f}"
+            cells.append(f"{('(' + v + ')') if s == t else v:>17}")
+        lines.append(f"{s:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+@cli.command("transfer")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="A model (repeat, two or more); each in turn is the surrogate.",
+)
+@click.option(
+    "--clips",
+    "clip_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="Each checkpoint's clip file, in the same order as --checkpoint.",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for one result file per surrogate (resumed when present) and transfer.json.",
+)
+@_attack_options
+@user_errors
+def transfer(
+    checkpoints: Sequence[Path],
+    clip_paths: Sequence[Path],
+    out_dir: Path,
+    strategy: str,
+    top_n: int,
+    target: str | None,
+    loss: str,
+    iterations: int,
+    lr: float,
+    class_weight: float,
+    alpha: float,
+    beta0: float,
+    beta2: float,
+    gamma_spine: float,
+    gamma_other: float,
+    batch_size: int,
+    seed: int,
+    device: str | None,
+    save_every: float,
+    as_json: bool,
+    **optimiser: Any,
+) -> None:
+    """Black-box transfer: attack each model in turn, test its examples on every other one.
+
+    Every ordered pair (surrogate, target) gets: of the surrogate's successful
+    adversarial clips whose original the target recognises, the share that also fool
+    the target by the same strategy's success test. The diagonal is the white-box rate.
+    """
+    from attack_gen.data.clips import load_clips
+    from attack_gen.recognizer import load_checkpoint
+
+    if len(checkpoints) < 2:
+        raise click.UsageError("transfer needs at least two --checkpoint")
+    if len(clip_paths) != len(checkpoints):
+        raise click.UsageError(
+            f"give one --clips per --checkpoint ({len(checkpoints)} checkpoints, {len(clip_paths)} clip files)"
+        )
+    if target is not None and strategy != "sa":
+        raise click.UsageError("--target is only used with --strategy sa")
+    config = _config(
+        strategy,
+        top_n,
+        loss,
+        iterations,
+        lr,
+        class_weight,
+        alpha,
+        beta0,
+        beta2,
+        gamma_spine,
+        gamma_other,
+        batch_size,
+        seed,
+        **optimiser,
+    )
+    # validate every pair up front, before any long attack
+    infos = []
+    for ckpt, cp in zip(checkpoints, clip_paths):
+        model, info = load_checkpoint(ckpt, "cpu")
+        check_clips_match(load_clips(cp), cp, info, ckpt)
+        infos.append(info)
+        del model
+    first_ckpt, first = checkpoints[0], infos[0]
+    for ckpt, info in zip(checkpoints[1:], infos[1:]):
+        for key in ("class_names", "window", "fps"):
+            if info.get(key) != first.get(key):
+                raise DataError(f"{ckpt}: {key} differs from {first_ckpt}'s; transfer needs models of one dataset")
+    names = []
+    for ckpt, info in zip(checkpoints, infos):
+        name = (
+            f"{info.get('model')}:{ckpt.stem}"
+            if [i.get("model") for i in infos].count(info.get("model")) > 1
+            else str(info.get("model"))
+        )
+        names.append(name)
+
+    results, summaries = [], []
+    for ckpt, cp in zip(checkpoints, clip_paths):
+        tag = "" if config.threat_model == "canonical" else f".{config.threat_model}"
+        out = out_dir / f"{ckpt.stem}.{config.label}.{config.loss}{tag}.npz"
+        summary, result = run_attack(ckpt, cp, config, out, target_name=target, device=device, save_every=save_every)
+        results.append(result)
+        summaries.append(summary)
+    matrix: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
+    strat = config.build_strategy()
+    for j, (t_name, ckpt) in enumerate(zip(names, checkpoints)):
+        t_model, _ = load_checkpoint(ckpt, device)
+        for i, (s_name, result) in enumerate(zip(names, results)):
+            if i == j:
+                s = summaries[i]
+                matrix[s_name][t_name] = {
+                    "eligible": s["attacked"],
+                    "fooled": s["succeeded"],
+                    "rate": s["success_rate"],
+                    "robust_fooled": s["robust_succeeded"],
+                    "robust_rate": s["robust_success_rate"],
+                    "white_box": True,
+                    "result": s["out"],
+                }
+            else:
+                matrix[s_name][t_name] = transfer_cell(strat, t_model, result, config.threat_model)
+        del t_model
+    payload = {
+        "format": "smart-study-transfer",
+        "version": 2,
+        "threat_model": config.threat_model,
+        "strategy": config.strategy,
+        "label": config.label,
+        "loss": config.loss,
+        "models": names,
+        "checkpoints": [str(c) for c in checkpoints],
+        "matrix": matrix,
+        "white_box": {n: s for n, s in zip(names, summaries)},
+        "config": config.to_json(),
+        "created": now(),
+        "code_version": code_version(),
+    }
+    tag = "" if config.threat_model == "canonical" else f".{config.threat_model}"
+    summary_path = out_dir / f"transfer.{config.label}.{config.loss}{tag}.json"
+    atomic_write_bytes(summary_path, json.dumps(payload, indent=1, default=_json_default).encode())
+    payload["out"] = str(summary_path)
+    _emit(
+        as_json,
+        payload,
+        _transfer_text(names, matrix, config.label, config.loss, config.threat_model) + f"\n\nwrote {summary_path}",
+    )
+
+
+# ---- table ------------------------------------------------------------------------------------
+
+
+@cli.command("attack-table")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def attack_table(results: Sequence[Path], as_json: bool) -> None:
+    """The paper's success table (rows models, columns AB / AB3 / AB5 / SA) from result files."""
+    summaries = [{**summarize(load_result(p)), "out": str(p)} for p in results]
+    columns, rows = table_rows(summaries)
+    robust = table_rows(summaries, "robust_success_rate")[1]
+    _emit(
+        as_json,
+        {"columns": columns, "rows": rows, "robust_rows": robust, "results": summaries},
+        success_table(summaries),
+    )
+
+
+# ---- validate-batch ----------------------------------------------------------------------------------
+@cli.command("validate-batch")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=True, dir_okay=True))
+@click.option("--no-decode", is_flag=True, help="Skip decoding the videos (schema, files and hashes only).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def validate_batch(directory: Path, no_decode: bool, as_json: bool) -> None:
+    """Check the stimulus batch in DIR: manifest schema, every file present with its SHA-256,
+    nothing unexpected, motion arrays, posters, and every video decodable as H.264 yuv420p
+    with the declared size, frame rate, duration and frame count.
+
+    Exit status 0 only when the batch is valid; otherwise each problem is printed on its
+    own line (with --json: a "problems" list) and the exit status is 1.
+    """
+    try:
+        problems = _validate_batch(directory, decode=not no_decode)
+    except SmartStudyError as e:  # e.g. ffmpeg missing
+        problems = e.problems if isinstance(e, BatchError) else [Problem("", str(e))]
+    summary = _summary(directory) if not problems else {}
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(directory),
+                    "valid": not problems,
+                    "decoded": not no_decode,
+                    "problems": [p.to_dict() for p in problems],
+                    **summary,
+                }
+            )
+        )
+    elif not problems:
+        click.echo(
+            f"{directory}: valid stimulus batch {summary['batch_id']}: {summary['items']} items x "
+            f"{len(summary['variants'])} variants ({', '.join(summary['variants'])}), "
+            f"{summary['videos']} videos"
+        )
+    else:
+        for p in problems:
+            click.echo(f"Error: {directory}: {p}", err=True)
+        if len(problems) > 1:
+            click.echo(f"Error: {directory}: not a valid stimulus batch ({len(problems)} problems)", err=True)
+    if problems:
+        click.get_current_context().exit(1)
+
+
+def _summary(directory: Path) -> dict[str, object]:
+    from stimuli.batch import Batch
+
+    batch = Batch.from_dict(read_manifest(directory), directory)
+    videos = sum(1 for _, ref in batch.files() if ref.path.endswith(".mp4"))
+    return {
+        "batch_id": batch.batch_id,
+        "items": len(batch.items),
+        "variants": list(batch.variant_names),
+        "composites": len(batch.items[0].composites),
+        "videos": videos,
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from attack_gen.attack import AttackConfig  # noqa: E402
-from attack_gen.attack.commands import _transfer_cell  # noqa: E402
-from attack_gen.attack.commands import run_attack  # noqa: E402
 from attack_gen.attack.results import MODEL_DISPLAY  # noqa: E402
 from attack_gen.attack.results import load_result  # noqa: E402
+from attack_gen.attack.runs import run_attack  # noqa: E402
+from attack_gen.attack.runs import transfer_cell  # noqa: E402
 from attack_gen.cli import run_collect  # noqa: E402
 from attack_gen.recognizer import load_checkpoint  # noqa: E402
 from stimuli.paths import data_root  # noqa: E402
@@ -174,7 +174,7 @@ def main() -> None:
                     s = report[s_ckpt.stem]["AB.smart"]
                     cell = {"rate": s["success_rate"], "robust_rate": s["robust_success_rate"]}
                 else:
-                    cell = _transfer_cell(strat, t_model, load_result(r.path), "canonical")
+                    cell = transfer_cell(strat, t_model, load_result(r.path), "canonical")
                 transfer.setdefault(s_ckpt.stem, {})[t_ckpt.stem] = cell
         print(
             "\ntransfer, AB SMART, canonical (rows surrogate, columns target; success / robust %; diagonal white-box)"

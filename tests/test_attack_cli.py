@@ -16,11 +16,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from attack_gen.attack.commands import attack
-from attack_gen.attack.commands import attack_table
-from attack_gen.attack.commands import transfer
 from attack_gen.attack.results import load_result
+from attack_gen.cli import attack
+from attack_gen.cli import attack_table
 from attack_gen.cli import run_collect
+from attack_gen.cli import transfer
 from attack_gen.data.clips import ClipSet
 from attack_gen.data.clips import load_clips
 from attack_gen.data.clips import save_clips

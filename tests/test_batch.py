@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from attack_gen.batch_commands import validate_batch as validate_batch_cmd
+from attack_gen.cli import validate_batch as validate_batch_cmd
 from attack_gen.data.synthetic import generate_motion
 from stimuli.batch import ATTACK_VARIANTS
 from stimuli.batch import Batch
