@@ -62,7 +62,6 @@ from wtforms.validators import Optional
 from stimuli.batch import BatchError
 from stimuli.errors import DataError
 from stimuli.paths import data_root
-from stimuli.screening import SENSITIVITY_THRESHOLD
 
 from . import design
 from .accounts import LoginRefused
@@ -80,7 +79,11 @@ from .models import Participant
 from .models import Researcher
 from .models import Response as ResponseRow
 from .models import Study
-from .studies import PAPER_DEFAULTS
+from .settings import BLOCK_SETTINGS
+from .settings import block_fields
+from .settings import paper_default
+from .settings import spec
+from .settings import study_fields
 from .studies import StudyConfigError
 from .studies import audit
 from .studies import create_study
@@ -302,30 +305,36 @@ def batches() -> Any:
 
 
 # ---- creating a study ----------------------------------------------------------------------------
-def _int(label: str, default: int | None, lo: int = 0, hi: int | None = None, required: bool = True) -> IntegerField:
-    checks = [InputRequired(f"Please give {label.lower()}.")] if required else [Optional()]
-    checks.append(
-        NumberRange(
-            lo,
-            hi,
-            f"{label} must be a whole number" + (f" from {lo} to {hi}." if hi is not None else f" of at least {lo}."),
-        )
-    )
-    return IntegerField(label, default=default, validators=checks)
+def _form_field(f: Any, label: str, default: Any) -> Any:
+    """The form field of setting ``f`` (its type, range and optionality from its :class:`Spec`)."""
+    s = spec(f)
+    checks: list[Any] = [Optional()] if s.optional else [InputRequired(f"Please give {label.lower()}.")]
+    if s.type is bool:
+        return BooleanField(label, default=default)
+    if s.choices:
+        return SelectField(label, choices=[SelectChoice(c, c.capitalize()) for c in s.choices], default=default)
+    if s.type in (int, float):
+        lo, hi = s.lo, s.hi
+        what = "a whole number" if s.type is int else "a number"
+        span = f" from {lo:g} to {hi:g}." if hi is not None else f" of at least {lo:g}."
+        checks.append(NumberRange(lo, hi, f"{label} must be {what}{span}"))
+        return (IntegerField if s.type is int else FloatField)(label, default=default, validators=checks)
+    if s.type is tuple:
+        return StringField(label, default=",".join(default), validators=[*checks, Length(max=200)])
+    return StringField(label, default=default, validators=[Optional(), Length(max=s.max_length or 200)])
 
 
-def _float(label: str, default: float | None, lo: float, hi: float, required: bool = True) -> FloatField:
-    checks = [InputRequired(f"Please give {label.lower()}.")] if required else [Optional()]
-    checks.append(NumberRange(lo, hi, f"{label} must be a number from {lo:g} to {hi:g}."))
-    return FloatField(label, default=default, validators=checks)
+DESIGN_NAMES = {k: k.capitalize() for k in design.STUDY_TYPES}
 
 
 class StudyForm(FlaskForm):
+    """The new-study form: the study's identity, then every setting of :mod:`study_server.settings`, the block
+    settings once per design (``deceitfulness_trials``, ...)."""
+
     slug = StringField(
         "Study link name (participants open /s/NAME)",
         validators=[InputRequired("Please give the link name."), Length(max=64)],
     )
-    title = StringField("Title (researchers see it; participants do not)", validators=[Optional(), Length(max=200)])
     batch = SelectField("Stimulus batch", validate_choice=False)
     study_type = SelectField(
         "Design", choices=[SelectChoice(k, v) for k, v in DESIGN_LABELS.items()], default=design.INDISTINGUISHABILITY
@@ -335,67 +344,45 @@ class StudyForm(FlaskForm):
         default=",".join(design.STUDY_TYPES),
         validators=[Length(max=200)],
     )
-    # per design
-    deceitfulness_trials = _int("Deceitfulness trials", PAPER_DEFAULTS[design.DECEITFULNESS]["trials"], 1, 10_000)
-    deceitfulness_plays = _int("Deceitfulness plays per clip", PAPER_DEFAULTS[design.DECEITFULNESS]["plays"], 1, 10)
-    deceitfulness_slowdown = _float("Deceitfulness slow-down factor", 1.0, 1 / 16, 16)
-    deceitfulness_variant = StringField("Attacked variant shown", default=design.SMART, validators=[Length(max=32)])
-    naturalness_trials = _int(
-        "Naturalness trials (two per motion)", PAPER_DEFAULTS[design.NATURALNESS]["trials"], 2, 10_000
-    )
-    naturalness_plays = _int("Naturalness plays per pair", PAPER_DEFAULTS[design.NATURALNESS]["plays"], 1, 10)
-    naturalness_slowdown = _float("Naturalness slow-down factor", 1.0, 1 / 16, 16)
-    indistinguishability_trials = _int(
-        "Indistinguishability trials", PAPER_DEFAULTS[design.INDISTINGUISHABILITY]["trials"], 1, 10_000
-    )
-    indistinguishability_plays = _int(
-        "Indistinguishability plays per pair", PAPER_DEFAULTS[design.INDISTINGUISHABILITY]["plays"], 1, 10
-    )
-    indistinguishability_slowdown = _float("Indistinguishability slow-down factor", 1.0, 1 / 16, 16)
-    indistinguishability_variants = StringField(
-        "Attacked variant(s) shown on the right (comma-separated)", default=design.SMART, validators=[Length(max=200)]
-    )
-    sensitivity_share = _float("Share of sensitivity trials (original | original)", 0.2, 0, 1)
-    control_share = _float("Share of positive-control trials", 0.1, 0, 1)
-    # every block
-    practice_trials = _int("Practice trials (per block)", 2, 0, 100)
-    seconds = _float("Seconds shown per play (blank: the whole clip)", None, 0.1, 600, required=False)
-    # screening and running
-    screening_threshold = _float("Screening: minimum sensitivity accuracy", SENSITIVITY_THRESHOLD, 0, 1)
-    control_hit_threshold = _float(
-        "Screening: minimum positive-control hit rate (blank: record only)", None, 0, 1, required=False
-    )
-    stall_limit_s = _float("Seconds a stalled video may wait before the trial is given again", 10.0, 1, 600)
-    max_attempts = _int("Attempts per trial when videos fail", 3, 1, 10)
-    target_participants = _int("Target number of analysed participants", None, 1, 1_000_000, required=False)
-    # recruiting
-    completion_code = StringField("Completion code (e.g. Prolific's)", validators=[Optional(), Length(max=64)])
-    prolific_redirect = BooleanField("Send Prolific participants back to Prolific with the code", default=True)
-    allow_anonymous = BooleanField("Allow entry without a Prolific or MTurk id", default=True)
-    status = SelectField(
-        "Status",
-        choices=[SelectChoice("open", "Open: taking participants"), SelectChoice("closed", "Closed")],
-        default="open",
-    )
     submit = SubmitField("Create the study")
 
 
-PER_DESIGN = ("trials", "plays", "slowdown")
+BLOCK_FORM = {kind: [f for f in block_fields() if kind in spec(f).designs] for kind in design.STUDY_TYPES}
+"""The block settings the form asks for, per design (in the order they are declared)."""
+
+
+def _add_setting_fields() -> None:
+    for kind, settings in BLOCK_FORM.items():
+        for f in settings:
+            label = f"{DESIGN_NAMES[kind]} {spec(f).label}"
+            setattr(StudyForm, f"{kind}_{f.name}", _form_field(f, label, paper_default(f, kind)))
+    for f in study_fields():
+        setattr(StudyForm, f.name, _form_field(f, spec(f).label, f.default))
+
+
+_add_setting_fields()
+FORM_SECTIONS = {
+    **{DESIGN_NAMES[k]: [(f"{k}_{f.name}", spec(f).help, k) for f in fs] for k, fs in BLOCK_FORM.items()},
+    "Screening, running and recruiting": [(f.name, spec(f).help, None) for f in study_fields() if f.name != "title"],
+}
+"""What the new-study page shows: per fieldset, each field's name, hint and design (None: every design)."""
 
 
 def _variants(text: str | None) -> list[str]:
     return [v.strip() for v in (text or "").split(",") if v.strip()]
 
 
+def _value(f: Any, data: Any) -> Any:
+    """A submitted value as create_study takes it: names as a list, blank text as None."""
+    if spec(f).type is tuple:
+        return _variants(data)
+    if isinstance(data, str):
+        return data.strip() or None
+    return data
+
+
 def _block_settings(form: StudyForm, kind: str) -> dict[str, Any]:
-    out: dict[str, Any] = {k: form[f"{kind}_{k}"].data for k in PER_DESIGN}
-    if kind == design.DECEITFULNESS:
-        out["variants"] = _variants(form.deceitfulness_variant.data)
-    elif kind == design.INDISTINGUISHABILITY:
-        out["variants"] = _variants(form.indistinguishability_variants.data)
-        out["sensitivity_share"] = form.sensitivity_share.data
-        out["control_share"] = form.control_share.data
-    return out
+    return {f.name: _value(f, form[f"{kind}_{f.name}"].data) for f in BLOCK_FORM[kind]}
 
 
 def _order(form: StudyForm) -> list[str]:
@@ -414,22 +401,7 @@ def _order(form: StudyForm) -> list[str]:
 def _create_from(form: StudyForm) -> tuple[Study, list[str]]:
     """Create the study the form describes; :class:`StudyConfigError` names the setting at fault."""
     kind = form.study_type.data
-    kwargs: dict[str, Any] = {
-        "title": (form.title.data or "").strip() or None,
-        "practice_trials": form.practice_trials.data,
-        "seconds": form.seconds.data,
-        "screening_threshold": form.screening_threshold.data,
-        "control_hit_threshold": form.control_hit_threshold.data,
-        "stall_limit_s": form.stall_limit_s.data,
-        "max_attempts": form.max_attempts.data,
-        "target_participants": form.target_participants.data,
-        "completion_code": (form.completion_code.data or "").strip() or None,
-        "prolific_redirect": bool(form.prolific_redirect.data),
-        "allow_anonymous": bool(form.allow_anonymous.data),
-        "status": form.status.data,
-        "sensitivity_share": form.sensitivity_share.data,
-        "control_share": form.control_share.data,
-    }
+    kwargs: dict[str, Any] = {f.name: _value(f, form[f.name].data) for f in study_fields()}
     if kind == design.COMBINED:
         order = _order(form)
         kwargs["blocks"] = [{"study_type": k, **_block_settings(form, k)} for k in order]
@@ -447,11 +419,9 @@ def _field_for(form: StudyForm, e: StudyConfigError, order: list[str]) -> Any:
         return None
     kind = form.study_type.data if e.block is None or e.block >= len(order) else order[e.block]
     name = e.field
-    if name in PER_DESIGN:
+    if name in BLOCK_SETTINGS:
         name = f"{kind}_{name}"
-    elif name == "variants":
-        name = "deceitfulness_variant" if kind == design.DECEITFULNESS else "indistinguishability_variants"
-    elif name in ("blocks",) or (name == "study_type" and e.block is not None):
+    elif name == "blocks" or (name == "study_type" and e.block is not None):
         name = "order"
     return form._fields.get(name)
 
@@ -497,7 +467,7 @@ def new_study() -> Any:
     elif form.is_submitted():
         flash("The study was not created: please correct the fields marked below.", "error")
         status = 400
-    return render_template("admin/new_study.html", form=form, has_batches=bool(batches)), status
+    return render_template("admin/new_study.html", form=form, has_batches=bool(batches), sections=FORM_SECTIONS), status
 
 
 # ---- one study -----------------------------------------------------------------------------------

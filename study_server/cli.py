@@ -34,7 +34,6 @@ from stimuli.fileio import atomic_write_bytes
 from stimuli.paths import data_root
 from stimuli.responses import rows_to_csv
 from stimuli.responses import rows_to_json
-from stimuli.screening import SENSITIVITY_THRESHOLD
 
 from . import MIGRATIONS
 from . import design
@@ -48,6 +47,9 @@ from .extensions import db
 from .models import Participant
 from .models import Researcher
 from .models import Study
+from .settings import block_fields
+from .settings import spec
+from .settings import study_fields
 from .studies import StudyConfigError
 from .studies import audit
 from .studies import create_study
@@ -314,6 +316,28 @@ def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
     _emit(as_json, result.to_dict(), result.message)
 
 
+def setting_options(fn: Any) -> Any:
+    """One option per setting of :mod:`study_server.settings` (``--trials``, ...), each with its help and
+    default; an option not given is passed as None (the setting's default)."""
+    for f in reversed((*block_fields(), *study_fields())):
+        s = spec(f)
+        flag = "--" + (s.cli or f.name.replace("_", "-"))
+        default = "the paper's" if s.paper else ("none" if f.default is None else f.default)
+        if isinstance(default, tuple):
+            default = ", ".join(default)
+        text = " ".join(filter(None, [f"{s.label[0].upper()}{s.label[1:]}.", s.help, f"[default: {default}]"]))
+        if s.type is bool:
+            option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text)
+        elif s.type is tuple:
+            option = click.option(flag, f.name, multiple=True, help=text + " Repeat for several.")
+        elif s.choices:
+            option = click.option(flag, f.name, type=click.Choice(s.choices), default=None, help=text)
+        else:
+            option = click.option(flag, f.name, type=s.type, default=None, help=text)
+        fn = option(fn)
+    return fn
+
+
 @click.command("create-study")
 @click.argument("slug")
 @click.option(
@@ -331,36 +355,27 @@ def import_batch_command(batch_dir: Path, decode: bool, as_json: bool) -> None:
     type=click.Choice(design.STUDY_TYPES),
     help="Combined sessions: a block of this design (repeat, in order; paper defaults per design).",
 )
-@click.option("--trials", type=int, default=None, help="Analysed trials per participant (paper: 100).")
-@click.option("--practice", "practice_trials", type=int, default=2, show_default=True)
-@click.option("--plays", type=int, default=None, help="Plays per trial (paper: naturalness 2, others 1).")
-@click.option("--slowdown", type=float, default=1.0, show_default=True)
-@click.option("--sensitivity-share", type=float, default=0.2, show_default=True)
-@click.option("--control-share", type=float, default=0.1, show_default=True)
-@click.option("--threshold", "screening_threshold", type=float, default=SENSITIVITY_THRESHOLD, show_default=True)
-@click.option("--control-threshold", "control_hit_threshold", type=float, default=None)
-@click.option("--variant", "variants", multiple=True, help="Attacked variant(s) shown (default smart).")
-@click.option("--completion-code", default=None)
-@click.option("--target", "target_participants", type=int, default=None, help="Target number of participants.")
-@click.option("--closed", is_flag=True, help="Create it closed to participants (open it later).")
+@setting_options
 @click.option("--no-decode", is_flag=True, help="Do not decode every video while validating the batch.")
 @with_appcontext
 def create_study_command(
-    slug: str, batch_dir: Path, study_type: str, blocks: tuple[str, ...], no_decode: bool, closed: bool, **config: Any
+    slug: str, batch_dir: Path, study_type: str, blocks: tuple[str, ...], no_decode: bool, **config: Any
 ) -> None:
-    """Import a stimulus batch if needed and create a study on it; prints its entry path."""
-    config["variants"] = list(config["variants"]) or None
+    """Import a stimulus batch if needed and create a study on it; prints its entry path.
+
+    Settings not given take their defaults (the paper's); for a combined session, the block settings given
+    apply to every block.
+    """
+    config = {k: v for k, v in config.items() if v is not None and v != ()}
     if study_type == design.COMBINED:
         if not blocks:
             raise click.UsageError("a combined session needs --block DESIGN (repeat, in order)")
         config["blocks"] = [{"study_type": b} for b in blocks]
-        config.pop("trials")
-        config.pop("plays")
     elif blocks:
         raise click.UsageError("--block is for --type combined")
     try:
         batch = import_batch(batch_dir, decode=not no_decode)
-        create_study(slug, batch, study_type, status="closed" if closed else "open", **config)
+        create_study(slug, batch, study_type, **config)
         audit("cli", "create-study", slug, study_type=study_type, batch=batch.batch_id)
         db.session.commit()
     except SmartStudyError as e:

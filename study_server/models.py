@@ -108,7 +108,7 @@ class Stimulus(db.Model):
 
 
 class Study(db.Model):
-    """A study: its design, its configuration (all of it, so tests can run short studies), and its state."""
+    """A study: its design, its settings (all of them, so tests can run short studies), and its state."""
 
     __tablename__ = "study"
 
@@ -122,35 +122,31 @@ class Study(db.Model):
     """``open`` (taking participants) or ``closed``."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    trials: Mapped[int] = mapped_column(Integer)
-    """Analysed trials per participant (naturalness: two per motion)."""
-    practice_trials: Mapped[int] = mapped_column(Integer)
-    plays: Mapped[int] = mapped_column(Integer)
-    seconds: Mapped[float] = mapped_column(Float)
-    """Seconds of the clip shown per play (at most the batch's clip length)."""
-    slowdown: Mapped[float] = mapped_column(Float)
-    """Playback slow-down factor (1 = real time; the browser plays at 1/slowdown)."""
-    sensitivity_share: Mapped[float] = mapped_column(Float)
-    control_share: Mapped[float] = mapped_column(Float)
+    blocks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """The blocks in order (one for a single design), each a design with its trial settings: the fields of
+    :class:`study_server.settings.Block`."""
     screening_threshold: Mapped[float] = mapped_column(Float)
     control_hit_threshold: Mapped[float | None] = mapped_column(Float)
     """Minimum positive-control hit rate; None: misses are recorded but do not exclude."""
     stall_limit_s: Mapped[float] = mapped_column(Float)
     max_attempts: Mapped[int] = mapped_column(Integer)
-    variants: Mapped[list[str]] = mapped_column(JSON)
-    """Attacked variant(s) shown: deceitfulness and indistinguishability."""
     allow_anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
     completion_code: Mapped[str | None] = mapped_column(String(64))
     target_participants: Mapped[int | None] = mapped_column(Integer)
     prolific_redirect: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     """Prolific participants are sent back to Prolific with the completion code when done."""
-    blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
-    """Combined sessions: the blocks in order, each a design with its own trial settings
-    (:class:`study_server.studies.Block`); None for a single-design study (one block from
-    the columns above)."""
 
     batch: Mapped[Batch] = relationship(back_populates="studies")
     participants: Mapped[list["Participant"]] = relationship(back_populates="study")
+
+    @property
+    def trials(self) -> int:
+        """Analysed trials per participant, over every block."""
+        return sum(b["trials"] for b in self.blocks)
+
+    @property
+    def practice_trials(self) -> int:
+        return sum(b["practice_trials"] for b in self.blocks)
 
 
 class Participant(db.Model):

@@ -16,10 +16,8 @@ Functions that change the database commit their own transaction.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import secrets
-from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import replace
 from pathlib import Path
@@ -46,11 +44,11 @@ from stimuli.errors import DataError
 from stimuli.errors import SmartStudyError
 from stimuli.fileio import file_sha256
 from stimuli.labels import display_name
-from stimuli.screening import SENSITIVITY_THRESHOLD
 from stimuli.screening import Answer
 from stimuli.screening import screen
 
 from . import design
+from . import settings
 from .extensions import db
 from .models import Attempt
 from .models import AuditEvent
@@ -62,10 +60,15 @@ from .models import Stimulus
 from .models import Study
 from .models import Trial
 from .models import utcnow
+from .settings import BLOCK_SETTINGS
+from .settings import STUDY_SETTINGS
+from .settings import Block
+from .settings import block_fields
+from .settings import paper_default
+from .settings import study_fields
 
 __all__ = [
     "StudyConfigError",
-    "PAPER_DEFAULTS",
     "Block",
     "study_blocks",
     "ImportResult",
@@ -86,14 +89,6 @@ __all__ = [
 ]
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-PAPER_DEFAULTS: dict[str, dict[str, int]] = {
-    design.DECEITFULNESS: {"trials": 100, "plays": 1},
-    design.NATURALNESS: {"trials": 100, "plays": 2},
-    design.INDISTINGUISHABILITY: {"trials": 100, "plays": 1},
-}
-"""Trials per participant and plays per trial in the paper (SPEC §5): 100; 50 motions x 2, twice; 100."""
 
 
 class StudyConfigError(SmartStudyError, ValueError):
@@ -109,43 +104,9 @@ class StudyConfigError(SmartStudyError, ValueError):
         self.block = block
 
 
-@dataclass(frozen=True)
-class Block:
-    """One block of a session: a design and its trial settings (a single-design study has one)."""
-
-    study_type: str
-    trials: int
-    practice_trials: int
-    plays: int
-    seconds: float
-    slowdown: float
-    variants: tuple[str, ...]
-    sensitivity_share: float
-    control_share: float
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["variants"] = list(self.variants)
-        return d
-
-
 def study_blocks(study: Study) -> list[Block]:
-    """The blocks of ``study`` in order: its ``blocks`` column, or one block from its own settings."""
-    if study.blocks:
-        return [Block(**{**b, "variants": tuple(b["variants"])}) for b in study.blocks]
-    return [
-        Block(
-            study.study_type,
-            study.trials,
-            study.practice_trials,
-            study.plays,
-            study.seconds,
-            study.slowdown,
-            tuple(study.variants),
-            study.sensitivity_share,
-            study.control_share,
-        )
-    ]
+    """The blocks of ``study`` in order."""
+    return [Block.from_dict(b) for b in study.blocks]
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -321,42 +282,9 @@ def _check(ok: bool, message: str, field: str | None = None, block: int | None =
         raise StudyConfigError(message, field, block)
 
 
-def _is_num(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int)
-
-
-BLOCK_SETTINGS = (
-    "trials",
-    "practice_trials",
-    "plays",
-    "seconds",
-    "slowdown",
-    "variants",
-    "sensitivity_share",
-    "control_share",
-)
-"""Settings a block of a combined session may set for itself (the rest are the study's)."""
-
-
-def _block(
-    batch: Batch,
-    study_type: Any,
-    *,
-    trials: Any,
-    practice_trials: Any,
-    plays: Any,
-    seconds: Any,
-    slowdown: Any,
-    variants: Any,
-    sensitivity_share: Any,
-    control_share: Any,
-    index: int | None = None,
-) -> Block:
-    """One block's settings, checked (paper defaults filled in); ``index`` set for a block of a combined session."""
+def _block(batch: Batch, study_type: Any, given: Mapping[str, Any], index: int | None = None) -> Block:
+    """One block's settings, checked; the defaults (the paper's for the design) for those not given or None.
+    ``index`` is set for a block of a combined session."""
     where = "" if index is None else f"block {index + 1} ({study_type}): "
 
     def check(ok: bool, message: str, field: str | None = None) -> None:
@@ -369,34 +297,23 @@ def _block(
         f"got {study_type!r}",
         "study_type",
     )
-    defaults = PAPER_DEFAULTS[study_type]
-    trials = defaults["trials"] if trials is None else trials
-    plays = defaults["plays"] if plays is None else plays
-    seconds = batch.clip_seconds if seconds is None else seconds
-    slowdown = 1.0 if slowdown is None else slowdown
-    variants = [design.SMART] if variants is None else variants
-    check(_is_int(trials) and trials >= 1, f"trials must be an integer >= 1, got {trials!r}", "trials")
+    values: dict[str, Any] = {}
+    for f in block_fields():
+        v = given.get(f.name)
+        try:
+            values[f.name] = settings.check(f, paper_default(f, study_type) if v is None else v)
+        except ValueError as e:
+            check(False, str(e), f.name)
+    if values["seconds"] is None:
+        values["seconds"] = batch.clip_seconds
+    b = Block(study_type, **values)
     check(
-        _is_int(practice_trials) and practice_trials >= 0,
-        f"practice_trials must be an integer >= 0, got {practice_trials!r}",
-        "practice_trials",
-    )
-    check(_is_int(plays) and 1 <= plays <= 10, f"plays must be an integer in 1..10, got {plays!r}", "plays")
-    check(
-        _is_num(seconds) and 0 < seconds <= batch.clip_seconds + 1e-6,
-        f"seconds must be > 0 and at most the batch's clip length {batch.clip_seconds:g}, got {seconds!r}",
+        b.seconds <= batch.clip_seconds + 1e-6,
+        f"seconds must be at most the batch's clip length {batch.clip_seconds:g}, got {b.seconds!r}",
         "seconds",
     )
-    check(_is_num(slowdown) and 1 / 16 <= slowdown <= 16, f"slowdown must be in 1/16..16, got {slowdown!r}", "slowdown")
-    for name, v in (("sensitivity_share", sensitivity_share), ("control_share", control_share)):
-        check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}", name)
-    check(
-        isinstance(variants, (list, tuple)) and bool(variants) and all(isinstance(v, str) for v in variants),
-        f"variants must be a non-empty list of variant names, got {variants!r}",
-        "variants",
-    )
     roles = batch.variants
-    for v in variants:
+    for v in b.variants:
         check(
             roles.get(v) == "attack",
             f"variant {v!r} is not an attacked variant of batch {batch.batch_id!r} "
@@ -404,32 +321,19 @@ def _block(
             "variants",
         )
     if study_type == design.DECEITFULNESS:
-        check(len(variants) == 1, f"deceitfulness shows one attacked variant, got {list(variants)}", "variants")
+        check(len(b.variants) == 1, f"deceitfulness shows one attacked variant, got {list(b.variants)}", "variants")
     if study_type == design.NATURALNESS:
-        check(trials % 2 == 0, f"naturalness trials must be even (two per motion), got {trials}", "trials")
+        check(b.trials % 2 == 0, f"naturalness trials must be even (two per motion), got {b.trials}", "trials")
     if study_type == design.INDISTINGUISHABILITY:
-        n_sens, n_ctrl, n_perc = (
-            design.split_counts(trials, [sensitivity_share, control_share])
-            if (sensitivity_share + control_share <= 1)
-            else (0, 0, -1)
-        )
+        shares = [b.sensitivity_share, b.control_share]
+        n_perc = design.split_counts(b.trials, shares)[2] if sum(shares) <= 1 else -1
         check(
             n_perc >= 1,
-            f"sensitivity_share {sensitivity_share} and control_share {control_share} of "
-            f"{trials} trials leave no perceivability trial",
+            f"sensitivity_share {b.sensitivity_share} and control_share {b.control_share} of "
+            f"{b.trials} trials leave no perceivability trial",
             "sensitivity_share",
         )
-    return Block(
-        study_type,
-        trials,
-        practice_trials,
-        plays,
-        float(seconds),
-        float(slowdown),
-        tuple(variants),
-        float(sensitivity_share),
-        float(control_share),
-    )
+    return b
 
 
 def create_study(
@@ -437,38 +341,21 @@ def create_study(
     batch: Batch | str,
     study_type: str,
     *,
-    title: str | None = None,
-    trials: int | None = None,
-    practice_trials: int = 2,
-    plays: int | None = None,
-    seconds: float | None = None,
-    slowdown: float = 1.0,
-    sensitivity_share: float = 0.2,
-    control_share: float = 0.1,
-    screening_threshold: float = SENSITIVITY_THRESHOLD,
-    control_hit_threshold: float | None = None,
-    stall_limit_s: float = 10.0,
-    max_attempts: int = 3,
-    variants: list[str] | None = None,
-    allow_anonymous: bool = True,
-    completion_code: str | None = None,
-    target_participants: int | None = None,
-    status: str = "open",
-    prolific_redirect: bool = True,
     blocks: Sequence[Mapping[str, Any]] | None = None,
+    **given: Any,
 ) -> Study:
     """Create (and commit) a study; bad settings raise :class:`StudyConfigError` naming the setting.
 
-    ``batch`` is a recorded :class:`Batch` or its ``batch_id``. Defaults are the paper's
-    (:data:`PAPER_DEFAULTS`; seconds: the batch's clip length). ``variants``: the attacked
-    variant shown in deceitfulness (one) or indistinguishability (one or more),
-    default ``["smart"]``; naturalness compares SMART with every ablation the batch's
-    naturalness composites hold. Shares, thresholds and rates are fractions in [0, 1].
+    ``batch`` is a recorded :class:`Batch` or its ``batch_id``. ``given``: any setting of
+    :class:`~study_server.settings.StudySettings` and of :class:`~study_server.settings.Block`
+    (their fields' metadata give each one's meaning, default and range; the defaults are the
+    paper's). ``variants``: the attacked variant shown in deceitfulness (one) or
+    indistinguishability (one or more); naturalness compares SMART with every ablation the
+    batch's naturalness composites hold.
 
     ``study_type="combined"``: a session of ``blocks`` run in order, each a mapping with
-    ``study_type`` and any of :data:`BLOCK_SETTINGS` (missing ones: the paper's defaults
-    for that design, else the arguments given here), each with its own instructions.
-    Screening uses the indistinguishability block's trials.
+    ``study_type`` and any block settings; block settings given as keywords here are every
+    block's default. Screening uses the indistinguishability block's trials.
     """
     _check(
         isinstance(slug, str) and bool(SLUG.match(slug)),
@@ -480,9 +367,14 @@ def create_study(
         f"study_type must be one of {', '.join(design.DESIGNS)}, got {study_type!r}",
         "study_type",
     )
-    _check(
-        title is None or (isinstance(title, str) and len(title) <= 200), "title must be at most 200 characters", "title"
-    )
+    unknown = sorted(set(given) - {*BLOCK_SETTINGS, *STUDY_SETTINGS})
+    _check(not unknown, f"unknown setting(s) {', '.join(unknown)}", unknown[0] if unknown else None)
+    values: dict[str, Any] = {}
+    for f in study_fields():
+        try:
+            values[f.name] = settings.check(f, given.get(f.name, f.default))
+        except ValueError as e:
+            _check(False, str(e), f.name)
     if isinstance(batch, str):
         row = db.session.execute(select(Batch).where(Batch.batch_id == batch)).scalar_one_or_none()
         _check(row is not None, f"no imported batch with id {batch!r}", "batch")
@@ -490,14 +382,7 @@ def create_study(
     assert isinstance(batch, Batch)
     taken = db.session.execute(select(Study.id).where(Study.slug == slug)).first()
     _check(taken is None, f"a study with slug {slug!r} exists already", "slug")
-    shared = {
-        "practice_trials": practice_trials,
-        "seconds": seconds,
-        "slowdown": slowdown,
-        "variants": variants,
-        "sensitivity_share": sensitivity_share,
-        "control_share": control_share,
-    }
+    shared = {k: v for k, v in given.items() if k in BLOCK_SETTINGS}
     if study_type == design.COMBINED:
         _check(blocks is not None and len(blocks) >= 1, "a combined session needs at least one block", "blocks")
         assert blocks is not None
@@ -505,65 +390,13 @@ def create_study(
         for i, b in enumerate(blocks):
             unknown = sorted(set(b) - {"study_type", *BLOCK_SETTINGS})
             _check(not unknown, f"block {i + 1}: unknown setting(s) {', '.join(unknown)}", "blocks", i)
-            settings = {**shared, "trials": None, "plays": None, **{k: v for k, v in b.items() if k != "study_type"}}
-            made.append(_block(batch, b.get("study_type"), index=i, **settings))
+            own = {k: v for k, v in b.items() if k != "study_type"}
+            made.append(_block(batch, b.get("study_type"), {**shared, **own}, index=i))
     else:
         _check(blocks is None, "blocks are for combined sessions only", "blocks")
-        made = [_block(batch, study_type, trials=trials, plays=plays, **shared)]
-    for name, v in (("screening_threshold", screening_threshold),):
-        _check(_is_num(v) and 0 <= v <= 1, f"{name} must be in [0, 1], got {v!r}", name)
-    _check(
-        control_hit_threshold is None or (_is_num(control_hit_threshold) and 0 <= control_hit_threshold <= 1),
-        f"control_hit_threshold must be None or in [0, 1], got {control_hit_threshold!r}",
-        "control_hit_threshold",
-    )
-    _check(
-        _is_num(stall_limit_s) and stall_limit_s > 0,
-        f"stall_limit_s must be > 0, got {stall_limit_s!r}",
-        "stall_limit_s",
-    )
-    _check(
-        _is_int(max_attempts) and 1 <= max_attempts <= 10,
-        f"max_attempts must be an integer in 1..10, got {max_attempts!r}",
-        "max_attempts",
-    )
-    _check(
-        completion_code is None or (isinstance(completion_code, str) and bool(CODE.match(completion_code))),
-        f"completion_code must be letters, digits, '_' or '-', got {completion_code!r}",
-        "completion_code",
-    )
-    _check(
-        target_participants is None or (_is_int(target_participants) and target_participants >= 1),
-        f"target_participants must be None or an integer >= 1, got {target_participants!r}",
-        "target_participants",
-    )
-    _check(status in ("open", "closed"), f"status must be 'open' or 'closed', got {status!r}", "status")
-    first = made[0]
-    indist = next((b for b in made if b.study_type == design.INDISTINGUISHABILITY), first)
-    study = Study(
-        slug=slug,
-        title=title or slug,
-        study_type=study_type,
-        batch=batch,
-        status=status,
-        trials=sum(b.trials for b in made),
-        practice_trials=sum(b.practice_trials for b in made),
-        plays=first.plays,
-        seconds=first.seconds,
-        slowdown=first.slowdown,
-        sensitivity_share=indist.sensitivity_share,
-        control_share=indist.control_share,
-        screening_threshold=float(screening_threshold),
-        control_hit_threshold=None if control_hit_threshold is None else float(control_hit_threshold),
-        stall_limit_s=float(stall_limit_s),
-        max_attempts=max_attempts,
-        variants=list(dict.fromkeys(v for b in made for v in b.variants)),
-        allow_anonymous=bool(allow_anonymous),
-        completion_code=completion_code,
-        target_participants=target_participants,
-        prolific_redirect=bool(prolific_redirect),
-        blocks=[b.to_dict() for b in made] if study_type == design.COMBINED else None,
-    )
+        made = [_block(batch, study_type, shared)]
+    values["title"] = values["title"] or slug
+    study = Study(slug=slug, study_type=study_type, batch=batch, blocks=[b.to_dict() for b in made], **values)
     try:
         plan(study, seed=0, counts={})  # the batch can serve this design
     except ValueError as e:
@@ -586,7 +419,7 @@ class Planned:
 
 def _block_prefix(study: Study, index: int) -> str:
     """Cells of a combined session's blocks are kept apart by a prefix (``b0:``); none for single designs."""
-    return f"b{index}:" if study.blocks else ""
+    return f"b{index}:" if study.study_type == design.COMBINED else ""
 
 
 def _plan_block(sb: Any, b: Block, seed: int | str, counts: Mapping[str, int]) -> list[design.TrialSpec]:
@@ -1120,8 +953,7 @@ def _to_block(p: Participant, block: int) -> None:
 def _screen(p: Participant) -> None:
     """Screen a participant on their valid analysed indistinguishability answers (in the caller's transaction)."""
     study = p.study
-    blocks = study.blocks or [{"study_type": study.study_type}]
-    if all(b["study_type"] != design.INDISTINGUISHABILITY for b in blocks):
+    if all(b["study_type"] != design.INDISTINGUISHABILITY for b in study.blocks):
         p.excluded, p.exclusion_reason, p.screening = False, None, {}
         return
     rows = db.session.execute(

@@ -270,9 +270,9 @@ def test_create_a_study_from_the_form(admin, app):
         study_type="indistinguishability",
         indistinguishability_trials="10",
         indistinguishability_slowdown="2",
-        sensitivity_share="0.3",
-        control_share="0.2",
-        practice_trials="1",
+        indistinguishability_sensitivity_share="0.3",
+        indistinguishability_control_share="0.2",
+        indistinguishability_practice_trials="1",
         target_participants="40",
         completion_code="C0DE",
         prolific_redirect=False,
@@ -283,20 +283,25 @@ def test_create_a_study_from_the_form(admin, app):
     assert r.status_code == 302 and r.headers["Location"] == "/admin/studies/pilot"
     with app.app_context():
         s = db.session.execute(select(Study).where(Study.slug == "pilot")).scalar_one()
-        assert (s.title, s.trials, s.practice_trials, s.slowdown, s.sensitivity_share, s.control_share) == (
-            "Pilot",
-            10,
-            1,
-            2.0,
-            0.3,
-            0.2,
-        )
-        assert (s.target_participants, s.completion_code, s.prolific_redirect, s.status, s.blocks) == (
+        assert s.title == "Pilot" and s.study_type == "indistinguishability"
+        assert s.blocks == [
+            {
+                "study_type": "indistinguishability",
+                "trials": 10,
+                "practice_trials": 1,
+                "plays": 1,
+                "seconds": 1.0,
+                "slowdown": 2.0,
+                "variants": ["smart"],
+                "sensitivity_share": 0.3,
+                "control_share": 0.2,
+            }
+        ]
+        assert (s.target_participants, s.completion_code, s.prolific_redirect, s.status) == (
             40,
             "C0DE",
             False,
             "closed",
-            None,
         )
         assert s.control_hit_threshold == 0.5 and s.screening_threshold == 0.8
     assert "Study 'pilot' created" in flashes(admin.client.get("/admin/studies/pilot").get_data(as_text=True))[0]
@@ -319,10 +324,19 @@ def field_error(html: str, field: str) -> str:
         ({"indistinguishability_trials": "many"}, "indistinguishability_trials", "Not a valid integer value"),
         ({"study_type": "naturalness", "naturalness_trials": "5"}, "naturalness_trials", "must be even"),
         ({"indistinguishability_variants": "original"}, "indistinguishability_variants", "not an attacked variant"),
-        ({"sensitivity_share": "0.6", "control_share": "0.5"}, "sensitivity_share", "leave no perceivability trial"),
-        ({"sensitivity_share": "1.5"}, "sensitivity_share", "must be a number from 0 to 1"),
+        (
+            {"indistinguishability_sensitivity_share": "0.6", "indistinguishability_control_share": "0.5"},
+            "indistinguishability_sensitivity_share",
+            "leave no perceivability trial",
+        ),
+        (
+            {"indistinguishability_sensitivity_share": "1.5"},
+            "indistinguishability_sensitivity_share",
+            "Indistinguishability share of sensitivity trials must be a number from 0 to 1.",
+        ),
         ({"completion_code": "has space"}, "completion_code", "Completion_code must be letters"),
-        ({"seconds": "5"}, "seconds", "at most the batch's clip length 1"),
+        ({"indistinguishability_seconds": "5"}, "indistinguishability_seconds", "at most the batch's clip length 1"),
+        ({"max_attempts": "11"}, "max_attempts", "Attempts per trial when videos fail must be a whole number from 1"),
         ({"study_type": "combined", "order": "deceitfulness,memory"}, "order", "unknown: memory"),
         (
             {"study_type": "combined", "naturalness_trials": "3"},
@@ -347,19 +361,20 @@ def test_create_a_combined_session_from_the_form(admin, app):
         order="naturalness,indistinguishability",
         naturalness_trials="2",
         indistinguishability_trials="3",
-        practice_trials="0",
-        sensitivity_share="0.34",
-        control_share="0",
+        naturalness_practice_trials="0",
+        indistinguishability_practice_trials="1",
+        indistinguishability_sensitivity_share="0.34",
+        indistinguishability_control_share="0",
     )
     r = admin.post("/admin/studies/new", form)
     assert r.status_code == 302, flashes(r.get_data(as_text=True))
     with app.app_context():
         s = db.session.execute(select(Study).where(Study.slug == "session")).scalar_one()
-        assert [(b["study_type"], b["trials"], b["plays"]) for b in s.blocks] == [
-            ("naturalness", 2, 2),
-            ("indistinguishability", 3, 1),
+        assert [(b["study_type"], b["trials"], b["plays"], b["practice_trials"]) for b in s.blocks] == [
+            ("naturalness", 2, 2, 0),
+            ("indistinguishability", 3, 1, 1),
         ]
-        assert s.study_type == "combined" and s.trials == 5
+        assert s.study_type == "combined" and (s.trials, s.practice_trials) == (5, 1)
     page = admin.client.get("/admin/studies/session").get_data(as_text=True)
     assert "1. naturalness (2 trials), 2. indistinguishability (3 trials)" in page
 

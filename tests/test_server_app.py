@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -103,13 +104,87 @@ def test_the_migration_builds_exactly_the_models_schema(tmp_path):
         assert "uq_participant_study_pk_platform_recruit_id" in uniques
 
 
+def test_the_migration_moves_a_single_design_studys_settings_into_its_block(tmp_path):
+    """Studies made before every study stored its blocks keep their settings, one block each, and back."""
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.sqlite3'}"})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade", "0003"]).exit_code == 0
+    now = "2026-12-01 10:00:00"
+    common = {"status": "open", "created_at": now, "screening_threshold": 0.8, "stall_limit_s": 10.0}
+    common |= {"max_attempts": 3, "allow_anonymous": True, "prolific_redirect": True, "batch_pk": 1}
+    old = {"trials": 40, "practice_trials": 3, "plays": 2, "seconds": 1.5, "slowdown": 2.0}
+    old |= {"sensitivity_share": 0.25, "control_share": 0.05, "variants": '["smart", "l2"]'}
+    combined = [{"study_type": "naturalness", "trials": 2, "practice_trials": 0, "plays": 2, "seconds": 1.0}]
+    combined[0] |= {"slowdown": 1.0, "variants": ["smart"], "sensitivity_share": 0.2, "control_share": 0.1}
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO batch (id, batch_id, root, manifest_sha256, n_items, variants, clip_seconds, imported_at)"
+                " VALUES (1, 'b', '/x', 'ab', 1, '{}', 2.0, :now)"
+            ),
+            {"now": now},
+        )
+        for slug, kind, settings, blocks in (
+            ("one", "indistinguishability", old, None),
+            ("two", "combined", {**old, "trials": 2, "practice_trials": 0}, json.dumps(combined)),
+        ):
+            row = {"slug": slug, "title": slug, "study_type": kind, **common, **settings, "blocks": blocks}
+            conn.execute(text(f"INSERT INTO study ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"), row)
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    with app.app_context():
+        one, two = db.session.execute(select(Study).order_by(Study.slug)).scalars()
+        assert one.blocks == [
+            {
+                "study_type": "indistinguishability",
+                "trials": 40,
+                "practice_trials": 3,
+                "plays": 2,
+                "seconds": 1.5,
+                "slowdown": 2.0,
+                "sensitivity_share": 0.25,
+                "control_share": 0.05,
+                "variants": ["smart", "l2"],
+            }
+        ]
+        assert (one.trials, one.practice_trials) == (40, 3)
+        assert two.blocks == combined
+    assert runner.invoke(args=["db", "downgrade", "0003"]).exit_code == 0
+    with app.app_context(), db.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT slug, trials, plays, seconds, variants, blocks FROM study ORDER BY slug")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("one", 40, 2, 1.5, '["smart", "l2"]', None),
+        ("two", 2, 2, 1.0, '["smart"]', json.dumps(combined)),
+    ]
+
+
 # ---- study creation ------------------------------------------------------------------------------
 def test_create_study_checks_every_setting(tmp_path):
     app = make_test_app(tmp_path / "s.sqlite3")
     with app.app_context():
         batch = db.session.execute(select(Batch)).scalar_one()
         s = create_study("paper", batch, "naturalness")
-        assert (s.trials, s.plays, s.seconds, s.slowdown, s.screening_threshold) == (100, 2, 1.0, 1.0, 0.8)
+        assert s.blocks == [
+            {
+                "study_type": "naturalness",
+                "trials": 100,
+                "practice_trials": 2,
+                "plays": 2,
+                "seconds": 1.0,
+                "slowdown": 1.0,
+                "variants": ["smart"],
+                "sensitivity_share": 0.2,
+                "control_share": 0.1,
+            }
+        ]
+        assert (s.trials, s.practice_trials, s.screening_threshold, s.max_attempts, s.status) == (
+            100,
+            2,
+            0.8,
+            3,
+            "open",
+        )
         bad = [
             ({"slug": "Bad Slug"}, "slug must be"),
             ({"study_type": "memory"}, "study_type must be one of"),
@@ -118,11 +193,19 @@ def test_create_study_checks_every_setting(tmp_path):
             ({"study_type": "naturalness", "trials": 5}, "must be even"),
             ({"seconds": 2.0}, "at most the batch's clip length 1"),
             ({"slowdown": 0}, "slowdown must be"),
-            ({"sensitivity_share": 1.5}, "sensitivity_share must be in"),
+            ({"sensitivity_share": 1.5}, r"sensitivity_share must be a number in \[0, 1\], got 1.5"),
             ({"sensitivity_share": 0.5, "control_share": 0.5}, "leave no perceivability trial"),
             ({"variants": ["control"]}, "not an attacked variant"),
             ({"study_type": "deceitfulness", "variants": ["smart", "l2"]}, "one attacked variant"),
             ({"completion_code": "has space"}, "completion_code must be"),
+            ({"max_attempts": 11}, r"max_attempts must be an integer in 1\.\.10, got 11"),
+            ({"stall_limit_s": 0.5}, r"stall_limit_s must be a number in \[1, 600\], got 0.5"),
+            ({"seconds": 0}, r"seconds must be None or a number in \(0, 600\], got 0"),
+            ({"control_hit_threshold": True}, "control_hit_threshold must be None or a number"),
+            ({"status": "paused"}, "status must be one of open, closed"),
+            ({"allow_anonymous": "yes"}, "allow_anonymous must be true or false"),
+            ({"blocks": [{"study_type": "naturalness"}]}, "blocks are for combined sessions only"),
+            ({"colour": "red"}, "unknown setting"),
             ({"batch": "batch-unknown"}, "no imported batch"),
         ]
         for change, message in bad:

@@ -334,11 +334,13 @@ class ResearcherActions:
         """The new-study form's defaults (as the page fills them in), with ``fields`` changed."""
         html = self.client.get("/admin/studies/new").get_data(as_text=True)
         values: dict[str, Any] = {}
+        names = set()
         for m in re.finditer(r"<input([^>]*)>", html):
             attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', m.group(1)))
             name, kind = attrs.get("name"), attrs.get("type", "text")
             if not name or name == "csrf_token" or kind == "submit":
                 continue
+            names.add(name)
             if kind == "checkbox":
                 if "checked" in m.group(1):
                     values[name] = "y"
@@ -349,6 +351,9 @@ class ResearcherActions:
                 r'<option value="([^"]*)"', m.group(2)
             )
             values[m.group(1)] = chosen.group(1) if chosen else ""
+            names.add(m.group(1))
+        unknown = set(fields) - names
+        assert not unknown, f"the form has no field(s) {sorted(unknown)}"
         for k, v in fields.items():
             if v is None or v is False:
                 values.pop(k, None)
