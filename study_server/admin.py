@@ -361,11 +361,12 @@ def _add_setting_fields() -> None:
 
 
 _add_setting_fields()
-FORM_SECTIONS = {
-    **{DESIGN_NAMES[k]: [(f"{k}_{f.name}", spec(f).help, k) for f in fs] for k, fs in BLOCK_FORM.items()},
-    "Screening, running and recruiting": [(f.name, spec(f).help, None) for f in study_fields() if f.name != "title"],
-}
-"""What the new-study page shows: per fieldset, each field's name, hint and design (None: every design)."""
+FORM_SECTIONS = [
+    *((DESIGN_NAMES[k], k, [(f"{k}_{f.name}", spec(f).help) for f in fs]) for k, fs in BLOCK_FORM.items()),
+    ("Screening, running and recruiting", None, [(f.name, spec(f).help) for f in study_fields() if f.name != "title"]),
+]
+"""What the new-study page shows: per fieldset, its legend, its design (None: every design) and each field's
+name and hint."""
 
 
 def _variants(text: str | None) -> list[str]:

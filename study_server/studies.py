@@ -48,7 +48,6 @@ from stimuli.screening import Answer
 from stimuli.screening import screen
 
 from . import design
-from . import settings
 from .extensions import db
 from .models import Attempt
 from .models import AuditEvent
@@ -64,6 +63,7 @@ from .settings import BLOCK_SETTINGS
 from .settings import STUDY_SETTINGS
 from .settings import Block
 from .settings import block_fields
+from .settings import check as check_setting
 from .settings import paper_default
 from .settings import study_fields
 
@@ -282,6 +282,22 @@ def _check(ok: bool, message: str, field: str | None = None, block: int | None =
         raise StudyConfigError(message, field, block)
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _checked(fs: Sequence[Any], value_of: Any, check: Any) -> dict[str, Any]:
+    """Each setting of ``fs`` checked (:func:`study_server.settings.check`); ``check(False, message, name)``
+    reports the first one at fault."""
+    out: dict[str, Any] = {}
+    for f in fs:
+        try:
+            out[f.name] = check_setting(f, value_of(f))
+        except ValueError as e:
+            check(False, str(e), f.name)
+    return out
+
+
 def _block(batch: Batch, study_type: Any, given: Mapping[str, Any], index: int | None = None) -> Block:
     """One block's settings, checked; the defaults (the paper's for the design) for those not given or None.
     ``index`` is set for a block of a combined session."""
@@ -297,13 +313,7 @@ def _block(batch: Batch, study_type: Any, given: Mapping[str, Any], index: int |
         f"got {study_type!r}",
         "study_type",
     )
-    values: dict[str, Any] = {}
-    for f in block_fields():
-        v = given.get(f.name)
-        try:
-            values[f.name] = settings.check(f, paper_default(f, study_type) if v is None else v)
-        except ValueError as e:
-            check(False, str(e), f.name)
+    values = _checked(block_fields(), lambda f: _or(given.get(f.name), paper_default(f, study_type)), check)
     if values["seconds"] is None:
         values["seconds"] = batch.clip_seconds
     b = Block(study_type, **values)
@@ -369,12 +379,7 @@ def create_study(
     )
     unknown = sorted(set(given) - {*BLOCK_SETTINGS, *STUDY_SETTINGS})
     _check(not unknown, f"unknown setting(s) {', '.join(unknown)}", unknown[0] if unknown else None)
-    values: dict[str, Any] = {}
-    for f in study_fields():
-        try:
-            values[f.name] = settings.check(f, given.get(f.name, f.default))
-        except ValueError as e:
-            _check(False, str(e), f.name)
+    values = _checked(study_fields(), lambda f: given.get(f.name, f.default), _check)
     if isinstance(batch, str):
         row = db.session.execute(select(Batch).where(Batch.batch_id == batch)).scalar_one_or_none()
         _check(row is not None, f"no imported batch with id {batch!r}", "batch")
