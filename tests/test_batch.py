@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -27,12 +28,14 @@ from stimuli.batch import Label
 from stimuli.batch import SourceClip
 from stimuli.batch import VariantInput
 from stimuli.batch import check_batch
+from stimuli.batch import json_schema
 from stimuli.batch import load_batch
 from stimuli.batch import validate_batch
 from stimuli.batch import work_dir_for
 from stimuli.batch import write_batch
 from stimuli.batch.padding import pad_mp4
 from stimuli.batch.padding import pad_png
+from stimuli.batch.schema import json_schema_text
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
 from stimuli.render import RenderConfig
@@ -241,6 +244,52 @@ def test_schema_errors_name_the_json_path(copy_of) -> None:
     assert len(e.value.problems) == 5
     assert "\n" not in str(e.value) and "5 problems" in str(e.value)
     assert isinstance(e.value, DataError)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_json_schema_is_in_every_batch_and_in_docs(batch_dir: Path) -> None:
+    text = json_schema_text()
+    assert (batch_dir / "manifest.schema.json").read_text() == text
+    assert (REPO / "docs" / "batch-manifest.schema.json").read_text() == text, (
+        "docs/batch-manifest.schema.json is out of date: "
+        "python -m stimuli.batch schema > docs/batch-manifest.schema.json"
+    )
+    # an independent validator accepts what the writer wrote
+    manifest = json.loads((batch_dir / "manifest.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(json.loads(text))
+    jsonschema.Draft202012Validator(json.loads(text)).validate(manifest)
+
+
+MUTATIONS = {
+    "sha256 not hex": lambda d: d["items"][0]["variants"]["smart"]["video"].update(sha256="ABC"),
+    "unknown field": lambda d: d["items"][1].update(colour="red"),
+    "missing label": lambda d: d["items"][1].pop("true_label"),
+    "bool as count": lambda d: d["items"][0]["variants"]["l2"]["motion"].update(frames=True),
+    "negative index": lambda d: d["items"][0]["true_label"].update(index=-1),
+    "bad variant name": lambda d: d["items"][0]["variants"].update(Smart=d["items"][0]["variants"]["smart"]),
+    "string fps": lambda d: d["items"][0].update(motion_fps="30"),
+    "wrong codec": lambda d: d["items"][0]["composites"][0]["video"].update(codec="vp9"),
+    "no items": lambda d: d.update(items=[]),
+    "bad study": lambda d: d["items"][0]["composites"][0].update(studies=["beauty"]),
+    "unchanged": lambda d: None,
+}
+
+
+@pytest.mark.parametrize("name", MUTATIONS)
+def test_the_json_schema_and_the_reader_agree(batch_dir: Path, name: str) -> None:
+    # field-level damage: the published JSON Schema (read by another tool) and the reader refuse the same manifests
+    d = json.loads((batch_dir / "manifest.json").read_text())
+    MUTATIONS[name](d)
+    schema_ok = jsonschema.Draft202012Validator(json_schema()).is_valid(d)
+    try:
+        Batch.from_dict(d)
+        reader_ok = True
+    except BatchError as e:
+        reader_ok = False
+        assert all("\n" not in str(p) and p.where for p in e.problems)
+    assert schema_ok == reader_ok == (name == "unchanged")
 
 
 def test_declared_sizes_must_follow_the_render_config(copy_of) -> None:

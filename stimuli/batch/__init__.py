@@ -3,6 +3,7 @@
 A batch is a folder::
 
     manifest.json
+    manifest.schema.json                   the manifest's JSON Schema (a copy for other tools)
     items/<item id>/<variant>.npy          motion, float32 (T, 25, 3) metres, Y up
     items/<item id>/<variant>.mp4 / .png   the variant's video (H.264, yuv420p) and poster
     items/<item id>/<left>_vs_<right>.mp4 / .png   side-by-side composites and posters
@@ -59,9 +60,11 @@ API
 * :func:`validate_batch` -> ``list[Problem]``; :func:`check_batch` raises
   :class:`BatchError` (a :class:`stimuli.errors.DataError`) with every problem.
 * :class:`Batch`, :class:`Item`, :class:`Variant`, :class:`Composite`, :class:`VideoFile`,
-  ... - frozen dataclasses with ``to_dict`` and ``parse``/``from_dict``; a bad field is
-  reported with its JSON path, e.g. ``items[3].variants.smart.video.sha256: expected 64
-  hex chars``.
+  ... - pydantic dataclasses with ``to_dict`` and ``from_dict``; a bad field is reported
+  with its JSON path, e.g. ``items[3].variants.smart.video.sha256: expected 64 hex chars
+  (lower-case SHA-256), got 'abc'``. :func:`json_schema` is the manifest's JSON Schema,
+  written into every batch as ``manifest.schema.json`` and kept in
+  ``docs/batch-manifest.schema.json`` (``python -m stimuli.batch schema`` prints it).
 
 Importing this package loads neither the renderer (skia) nor torch: the writer and the
 video checks import :mod:`stimuli.render` when they run.
@@ -79,6 +82,7 @@ from .schema import MANIFEST
 from .schema import NATURALNESS
 from .schema import ORIGINAL
 from .schema import ROLES
+from .schema import SCHEMA_FILE
 from .schema import SCHEMA_VERSION
 from .schema import STUDIES
 from .schema import Batch
@@ -96,6 +100,7 @@ from .schema import SourceClip
 from .schema import Variant
 from .schema import VideoFile
 from .schema import composite_id
+from .schema import json_schema
 from .writer import BatchItemInput
 from .writer import ControlSpec
 from .writer import VariantInput
@@ -127,9 +132,11 @@ __all__ = [
     "Problem",
     "BatchError",
     "composite_id",
+    "json_schema",
     "FORMAT",
     "SCHEMA_VERSION",
     "MANIFEST",
+    "SCHEMA_FILE",
     "ORIGINAL",
     "ATTACK_VARIANTS",
     "CONTROL",

@@ -30,6 +30,7 @@ import numpy as np
 from ..fileio import file_sha256
 from ..fileio import load_npy
 from .schema import MANIFEST
+from .schema import SCHEMA_FILE
 from .schema import Batch
 from .schema import BatchError
 from .schema import FileRef
@@ -128,11 +129,11 @@ def _validate(
         data = read_manifest(root)
     except BatchError as e:
         return None, e.problems
+    try:
+        batch = Batch.from_dict(data, root)
+    except BatchError as e:
+        return None, e.problems
     problems: list[Problem] = []
-    batch = Batch.parse(data, problems)
-    if batch is None:
-        return None, problems
-    batch.root = root
 
     from ..render import Camera  # lazily: loads skia
     from ..render import RenderConfig  # lazily: loads skia
@@ -150,7 +151,7 @@ def _validate(
 
     problems += _size_neutral(batch)
     refs = list(batch.files())
-    expected = {MANIFEST} | {ref.path for _, ref in refs} | set(ignore)
+    expected = {MANIFEST, SCHEMA_FILE} | {ref.path for _, ref in refs} | set(ignore)
     problems += _extras(root, expected)
 
     def check(entry: tuple[str, FileRef]) -> list[Problem]:
