@@ -22,6 +22,7 @@ Steps (each reused when its output already exists, so a killed run resumes):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
@@ -43,9 +44,12 @@ from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
 from stimuli.labels import display_names
 
+from .attack.runs import SHARD_SIZE
 from .data.clips import ClipSet
 from .data.clips import load_clips
 from .data.clips import save_clips
+from .jobs import RayExecutor
+from .jobs import Runner
 
 __all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "balanced_selection", "build_batch"]
 
@@ -200,13 +204,21 @@ def build_batch(
     workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    runner: Runner | None = None,
+    shard_size: int = SHARD_SIZE,
     log: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
-    """Attack, render and write the batch at ``out``; returns a summary (see module docstring)."""
+    """Attack, render and write the batch at ``out``; returns a summary (see module docstring).
+
+    ``runner`` runs the attack jobs (default: in this process) and, with the ``ray``
+    backend, the rendering jobs too; the batch is the same whichever backend made it.
+    """
     from .attack import AttackConfig
-    from .attack.results import load_result
-    from .attack.runs import run_attack
+    from .attack.runs import AttackRun
+    from .attack.runs import run_attacks
     from .recognizer import load_checkpoint
+
+    runner = runner or Runner(progress=progress)
 
     out = Path(out)
     if out.exists():
@@ -234,6 +246,7 @@ def build_batch(
     paths = {loss: work / f"{c.label}.{loss}{tag}.npz" for loss, c in configs.items()}
     results: dict[str, Any] = {}
     summaries: dict[str, Any] = {}
+    attack_jobs = {"reused": 0, "ran": 0}
     chosen: list[int] = []
     balanced = 0 if job.balance_labels else job.motions
     target = 0
@@ -242,17 +255,16 @@ def build_batch(
     # until as many of them form cycles of true -> attacked labels, or BALANCE_CANDIDATES x motions were tried)
     while (len(chosen) < job.motions and target < len(order)) or (balanced < job.motions and target < cap):
         target = min(len(order), target + max(job.motions - (balanced if job.balance_labels else len(chosen)), 1))
-        for loss, config in configs.items():
-            done = int(load_result(paths[loss]).done.sum()) if paths[loss].exists() else 0
-            summaries[loss], results[loss] = run_attack(
-                checkpoint,
-                candidates_path,
-                config,
-                paths[loss],
-                device=device,
-                limit=max(target - done, 0),
-                progress=progress,
-            )
+        # every loss's shards in one go, so a cluster attacks them all at once
+        runs = [AttackRun(checkpoint, candidates_path, config, paths[loss]) for loss, config in configs.items()]
+        done = _attacked(paths[job.losses[0]])
+        for (summary, result), loss in zip(
+            run_attacks(runs, device=device, limit=max(target - done, 0), runner=runner, shard_size=shard_size),
+            configs,
+        ):
+            summaries[loss], results[loss] = summary, result
+        for key in ("reused", "ran"):
+            attack_jobs[key] += summary["jobs"][key]
         ok = np.ones(target, dtype=bool)
         for r in results.values():
             ok &= np.asarray(r["success"][:target], dtype=bool)
@@ -275,6 +287,7 @@ def build_batch(
             "or more --iterations"
         )
 
+    runner.close()  # the attack workers (and their models) are not needed for rendering
     label_balance = _label_balance(results["smart"], chosen, balanced)
     _, info = load_checkpoint(checkpoint, device)
     cand = load_clips(candidates_path)
@@ -351,17 +364,36 @@ def build_batch(
         },
     }
     plan = CompositePlan(indistinguishability=job.indistinguishability) if job.indistinguishability else None
-    batch = write_batch(
-        out,
-        items,
-        render_config=job.render or None,
-        generator_config={"job": asdict(job), "clips": str(clips_path), "clips_sha256": file_sha256(clips_path)},
-        provenance=provenance,
-        composites=plan,
-        controls=ControlSpec(seed=job.seed),
-        workers=workers,
-        progress=progress,
-    )
+    render_jobs: dict[str, int] = {}
+    bar = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if not render_jobs:
+            render_jobs.update(total=total, reused=done)
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, initial=done, desc=f"rendering {out.name}", unit="job", file=sys.stderr)
+        elif bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        batch = write_batch(
+            out,
+            items,
+            render_config=job.render or None,
+            generator_config={"job": asdict(job), "clips": str(clips_path), "clips_sha256": file_sha256(clips_path)},
+            provenance=provenance,
+            composites=plan,
+            controls=ControlSpec(seed=job.seed),
+            workers=workers,
+            executor=RayExecutor(runner.address, runner.num_cpus, runner.retries) if runner.backend == "ray" else None,
+            progress=report,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     return {
         "out": str(out),
         "batch_id": batch.batch_id,
@@ -374,4 +406,13 @@ def build_batch(
         "robust_success_rates": provenance["attack"]["robust_success_rates"],
         "tried": target,
         "model": info["model"],
+        "backend": runner.backend,
+        "jobs": {"attack": attack_jobs, "render": render_jobs},
     }
+
+
+def _attacked(path: Path) -> int:
+    """Clips already attacked in a result file (0 when there is none yet)."""
+    from .attack.results import load_result
+
+    return int(load_result(path).done.sum()) if path.exists() else 0

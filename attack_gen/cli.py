@@ -46,11 +46,16 @@ from .attack.results import now
 from .attack.results import success_table
 from .attack.results import summarize
 from .attack.results import table_rows
+from .attack.runs import SHARD_SIZE
+from .attack.runs import AttackRun
 from .attack.runs import check_clips_match
 from .attack.runs import run_attack
+from .attack.runs import run_attacks
 from .attack.runs import transfer_cell
 from .attack.strategies import ABN_LOSSES
 from .attack.strategies import STRATEGIES
+from .jobs import BACKENDS
+from .jobs import Runner
 
 
 def default_dataset_path() -> Path:
@@ -68,6 +73,61 @@ def ensure_default_dataset(quiet: bool = False) -> Path:
             _log(f"building the synthetic dataset at {path}")
         save_dataset(prepare_synthetic(), path)
     return path
+
+
+def _runner_options(fn: F) -> F:
+    opts = [
+        click.option(
+            "--backend",
+            type=click.Choice(list(BACKENDS)),
+            default="local",
+            show_default=True,
+            help="local: jobs in this process; ray: on Ray (a local Ray, or the cluster at --ray-address).",
+        ),
+        click.option("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS; none: start a local Ray)."),
+        click.option(
+            "--gpus-per-job",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Ray: GPUs per attack worker (fractional allowed: 0.25 puts four workers on a GPU).",
+        ),
+        click.option(
+            "--cpus-per-job",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="CPUs (torch threads) per job; the same on every backend, so results do not depend on it.",
+        ),
+        click.option(
+            "--shard-size",
+            type=int,
+            default=SHARD_SIZE,
+            show_default=True,
+            help="Clips per attack job (the unit that is resumed and spread over workers).",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _runner(
+    backend: str,
+    ray_address: str | None,
+    gpus_per_job: float,
+    cpus_per_job: float,
+    quiet: bool,
+    workers: int | None = None,
+) -> Runner:
+    return Runner(
+        backend=backend,
+        address=ray_address,
+        num_gpus=gpus_per_job,
+        num_cpus=cpus_per_job,
+        workers=workers,
+        progress=not quiet,
+    )
 
 
 def _split_csv(value: str | None) -> list[str]:
@@ -566,7 +626,7 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
     help="Right-hand variants of the indistinguishability composites, comma-separated "
     "(default: all; demo: original,smart,control).",
 )
-@click.option("--workers", type=int, help="Rendering processes (default: one per CPU).")
+@click.option("--workers", type=int, help="Jobs at once: attack and rendering processes (default: one per CPU).")
 @click.option(
     "--display-names",
     "display_file",
@@ -575,6 +635,7 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
 )
 @click.option("--device")
 @click.option("--json", "as_json", is_flag=True)
+@_runner_options
 @user_errors
 def batch(
     demo: bool,
@@ -606,6 +667,11 @@ def batch(
     display_file: Path | None,
     device: str | None,
     as_json: bool,
+    backend: str,
+    ray_address: str | None,
+    gpus_per_job: float,
+    cpus_per_job: float,
+    shard_size: int,
 ) -> None:
     """Attack clips with SMART and its ablations and render a stimulus batch, end to end.
 
@@ -677,6 +743,8 @@ def batch(
         workers=workers,
         device=device,
         progress=not as_json,
+        runner=_runner(backend, ray_address, gpus_per_job, cpus_per_job, as_json, workers),
+        shard_size=shard_size,
         log=_log if not as_json else (lambda s: None),
     )
     rates = ", ".join(
@@ -839,39 +907,9 @@ def _attack_options(fn: F) -> F:
     return fn
 
 
-def _config(
-    strategy: str,
-    top_n: int,
-    loss: str,
-    iterations: int,
-    lr: float,
-    class_weight: float,
-    alpha: float,
-    beta0: float,
-    beta2: float,
-    gamma_spine: float,
-    gamma_other: float,
-    batch_size: int,
-    seed: int,
-    **optimiser: Any,
-) -> AttackConfig:
-    """``optimiser``: ``lr_final``, ``temperature``, ``precondition``, ``abn_loss``."""
-    return AttackConfig(
-        strategy=strategy,
-        top_n=top_n,
-        loss=loss,
-        iterations=iterations,
-        lr=lr,
-        class_weight=class_weight,
-        alpha=alpha,
-        beta0=beta0,
-        beta2=beta2,
-        gamma_spine=gamma_spine,
-        gamma_other=gamma_other,
-        batch_size=batch_size,
-        seed=seed,
-        **optimiser,
-    )
+def _config(settings: dict[str, Any]) -> AttackConfig:
+    """The attack settings from the command's options (each named after an :class:`AttackConfig` field)."""
+    return AttackConfig(**settings)
 
 
 @cli.command("attack")
@@ -889,54 +927,43 @@ def _config(
     required=True,
     help="Result file (.npz); an existing one from the same settings is resumed.",
 )
-@click.option("--limit", type=int, help="Attack at most this many of the pending clips in this run.")
+@click.option(
+    "--limit", type=int, help="Attack pending clips, in whole shards, until at least this many were attacked this run."
+)
 @_attack_options
+@_runner_options
 @user_errors
 def attack(
     checkpoint: Path,
     clips_path: Path,
     out: Path,
     limit: int | None,
-    strategy: str,
-    top_n: int,
     target: str | None,
-    loss: str,
-    iterations: int,
-    lr: float,
-    class_weight: float,
-    alpha: float,
-    beta0: float,
-    beta2: float,
-    gamma_spine: float,
-    gamma_other: float,
-    batch_size: int,
-    seed: int,
     device: str | None,
     save_every: float,
     as_json: bool,
-    **optimiser: Any,
+    backend: str,
+    ray_address: str | None,
+    gpus_per_job: float,
+    cpus_per_job: float,
+    shard_size: int,
+    **settings: Any,
 ) -> None:
     """White-box SMART attack on the clips a model recognises; resumable."""
-    if target is not None and strategy != "sa":
+    if target is not None and settings["strategy"] != "sa":
         raise click.UsageError("--target is only used with --strategy sa")
-    config = _config(
-        strategy,
-        top_n,
-        loss,
-        iterations,
-        lr,
-        class_weight,
-        alpha,
-        beta0,
-        beta2,
-        gamma_spine,
-        gamma_other,
-        batch_size,
-        seed,
-        **optimiser,
-    )
+    config = _config(settings)
     summary, _ = run_attack(
-        checkpoint, clips_path, config, out, target_name=target, device=device, limit=limit, save_every=save_every
+        checkpoint,
+        clips_path,
+        config,
+        out,
+        target_name=target,
+        device=device,
+        limit=limit,
+        save_every=save_every,
+        runner=_runner(backend, ray_address, gpus_per_job, cpus_per_job, as_json),
+        shard_size=shard_size,
     )
     summary["table"] = dict(zip(("columns", "rows"), table_rows([summary])))
     summary["table"]["robust_rows"] = table_rows([summary], "robust_success_rate")[1]
@@ -992,29 +1019,22 @@ def _transfer_text(
     help="Folder for one result file per surrogate (resumed when present) and transfer.json.",
 )
 @_attack_options
+@_runner_options
 @user_errors
 def transfer(
     checkpoints: Sequence[Path],
     clip_paths: Sequence[Path],
     out_dir: Path,
-    strategy: str,
-    top_n: int,
     target: str | None,
-    loss: str,
-    iterations: int,
-    lr: float,
-    class_weight: float,
-    alpha: float,
-    beta0: float,
-    beta2: float,
-    gamma_spine: float,
-    gamma_other: float,
-    batch_size: int,
-    seed: int,
     device: str | None,
     save_every: float,
     as_json: bool,
-    **optimiser: Any,
+    backend: str,
+    ray_address: str | None,
+    gpus_per_job: float,
+    cpus_per_job: float,
+    shard_size: int,
+    **settings: Any,
 ) -> None:
     """Black-box transfer: attack each model in turn, test its examples on every other one.
 
@@ -1031,24 +1051,9 @@ def transfer(
         raise click.UsageError(
             f"give one --clips per --checkpoint ({len(checkpoints)} checkpoints, {len(clip_paths)} clip files)"
         )
-    if target is not None and strategy != "sa":
+    if target is not None and settings["strategy"] != "sa":
         raise click.UsageError("--target is only used with --strategy sa")
-    config = _config(
-        strategy,
-        top_n,
-        loss,
-        iterations,
-        lr,
-        class_weight,
-        alpha,
-        beta0,
-        beta2,
-        gamma_spine,
-        gamma_other,
-        batch_size,
-        seed,
-        **optimiser,
-    )
+    config = _config(settings)
     # validate every pair up front, before any long attack
     infos = []
     for ckpt, cp in zip(checkpoints, clip_paths):
@@ -1070,13 +1075,19 @@ def transfer(
         )
         names.append(name)
 
-    results, summaries = [], []
-    for ckpt, cp in zip(checkpoints, clip_paths):
-        tag = "" if config.threat_model == "canonical" else f".{config.threat_model}"
-        out = out_dir / f"{ckpt.stem}.{config.label}.{config.loss}{tag}.npz"
-        summary, result = run_attack(ckpt, cp, config, out, target_name=target, device=device, save_every=save_every)
-        results.append(result)
-        summaries.append(summary)
+    tag = "" if config.threat_model == "canonical" else f".{config.threat_model}"
+    runs = [
+        AttackRun(ckpt, cp, config, out_dir / f"{ckpt.stem}.{config.label}.{config.loss}{tag}.npz", target)
+        for ckpt, cp in zip(checkpoints, clip_paths)
+    ]
+    done = run_attacks(
+        runs,
+        device=device,
+        save_every=save_every,
+        runner=_runner(backend, ray_address, gpus_per_job, cpus_per_job, as_json),
+        shard_size=shard_size,
+    )
+    summaries, results = [s for s, _ in done], [r for _, r in done]
     matrix: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     strat = config.build_strategy()
     for j, (t_name, ckpt) in enumerate(zip(names, checkpoints)):

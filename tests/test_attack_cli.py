@@ -231,7 +231,7 @@ def test_rerun_skips_done_clips_and_equals_one_run(ws, tmp_path: Path) -> None:
     whole = tmp_path / "whole.npz"
     _attack(ws, whole)
     part = tmp_path / "part.npz"
-    first = _attack(ws, part, "--limit", "3", "--batch-size", "2")
+    first = _attack(ws, part, "--limit", "3", "--batch-size", "2", "--shard-size", "3")
     assert first["pending"] == first["clips"] - 3 and first["attacked_this_run"] == 3
     second = _attack(ws, part, "--batch-size", "5")  # the batch size may change between runs
     assert second["resumed"] == 3 and second["attacked_this_run"] == second["clips"] - 3
@@ -269,6 +269,8 @@ def test_kill_9_mid_run_leaves_a_valid_file_and_resume_equals_an_uninterrupted_r
         "0.002",
         "--batch-size",
         "1",
+        "--shard-size",
+        "1",
         "--save-every",
         "0",
     ]
@@ -301,8 +303,12 @@ def test_kill_9_mid_run_leaves_a_valid_file_and_resume_equals_an_uninterrupted_r
     assert 1 <= int(r.done.sum()) < n
     code, stdout, stderr = _run(attack, [*args, "--out", killed, "--json"])
     assert code == 0, stderr
-    assert json.loads(stdout)["resumed"] == int(r.done.sum())
+    # what the file held, and any shard finished after its last save, is reused, not attacked again
+    resumed = json.loads(stdout)["resumed"]
+    assert int(r.done.sum()) <= resumed <= int(r.done.sum()) + 1
+    assert json.loads(stdout)["attacked_this_run"] == n - resumed
     assert not list(tmp_path.glob(".killed.npz.*.tmp"))  # leftovers of the killed write are cleared
+    assert not (tmp_path / ".jobs").exists()  # the finished file holds every shard's rows: none kept
     whole = tmp_path / "whole.npz"
     code, _, stderr = _run(attack, [*args, "--out", whole])
     assert code == 0, stderr

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,10 @@ from attack_gen.data.prepare import prepare_from_smart_npz
 from attack_gen.train import TrainConfig
 from attack_gen.train import train_model
 from stimuli.batch import check_batch
+from stimuli.fileio import file_sha256
 from stimuli.render import probe_video
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -254,3 +262,136 @@ def test_balanced_selection_takes_label_cycles_first() -> None:
     assert rows == [0, 2, 3, 4] and on_cycles == 3  # the 3-cycle fits, the 2-cycle does not; row 0 fills up
     rows, on_cycles = balanced_selection(true, attacked, 2)
     assert rows == [5, 6] and on_cycles == 2
+
+
+# ---- backends: the same batch from a local run, a Ray run, and a killed-and-resumed Ray run ------------------
+def _tiny_batch_args(ckpt: Path, clips: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "batch",
+        "--checkpoint",
+        str(ckpt),
+        "--clips",
+        str(clips),
+        "--out",
+        str(out),
+        "--motions",
+        "2",
+        "--losses",
+        "smart,l2",
+        "--iterations",
+        "60",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--fps",
+        "10",
+        "--duration",
+        "2",
+        "--shard-size",
+        "4",
+        "--json",
+        *extra,
+    ]
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file of a batch by its path: SHA-256 (NumPy arrays compared by value as well)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            out[p.relative_to(root).as_posix()] = file_sha256(p)
+    return out
+
+
+def _manifest(root: Path) -> dict:
+    d = json.loads((root / "manifest.json").read_text())
+    d.pop("created_utc")
+    return d
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    yield ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_batch(hdm05, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the tiny batch made with the local backend, the path it was made at): moved away, so that the other
+    backends' runs can be made at the same path and their manifests compared whole."""
+    _, ckpt, clips = hdm05
+    where = tmp_path_factory.mktemp("backends") / "b"
+    res = CliRunner().invoke(cli, _tiny_batch_args(ckpt, clips, where, "--backend", "local", "--workers", "2"))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["jobs"]["attack"]["ran"] >= 2
+    keep = tmp_path_factory.mktemp("kept")
+    _move(where, keep / "b")
+    return keep / "b", where
+
+
+def _move(batch: Path, to: Path) -> None:
+    batch.rename(to)
+    batch.with_name(batch.name + ".attacks").rename(to.with_name(to.name + ".attacks"))
+
+
+def _same_batch(a: Path, b: Path) -> None:
+    fa, fb = _files(a), _files(b)
+    assert fa == fb  # every array, video and poster byte for byte
+    for rel in fa:
+        if rel.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(a / rel), np.load(b / rel))
+    assert _manifest(a) == _manifest(b)  # batch id, provenance, every item: all but the creation time
+
+
+def test_a_ray_batch_equals_the_local_batch_file_by_file(hdm05, local_batch, ray_local, tmp_path: Path) -> None:
+    _, ckpt, clips = hdm05
+    local, out = local_batch
+    res = CliRunner().invoke(cli, _tiny_batch_args(ckpt, clips, out, "--backend", "ray"))
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["backend"] == "ray" and summary["jobs"]["attack"]["ran"] >= 2
+    assert ray_local.is_initialized() and ray_local.cluster_resources()["CPU"] >= 2
+    _same_batch(local, out)
+    check_batch(out)
+    _move(out, tmp_path / "b")  # the path is free again for the next run
+
+
+def test_a_killed_ray_run_resumes_with_the_finished_jobs_and_ends_with_the_same_batch(hdm05, local_batch) -> None:
+    pytest.importorskip("ray")
+    _, ckpt, clips = hdm05
+    local, out = local_batch
+    args = _tiny_batch_args(ckpt, clips, out, "--backend", "ray")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # its own session, so that the kill takes the Ray processes it started with it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attack_gen.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    journal = out.parent / ".b.partial" / ".journal.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not out.exists()
+    rendered = len(journal.read_text().splitlines())
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    jobs = json.loads(res.stdout)["jobs"]
+    assert jobs["attack"]["ran"] == 0  # the attacks were done: their result files hold every shard
+    assert jobs["render"]["reused"] >= min(rendered, 3)  # and the rendered jobs are not rendered again
+    _same_batch(local, out)

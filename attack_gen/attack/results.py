@@ -184,6 +184,17 @@ class AttackResult:
                 a[name][i] = r.metrics.get(name, np.nan)
         self._dirty = True
 
+    def fill(self, rows: np.ndarray, other: AttackResult, other_rows: np.ndarray) -> None:
+        """Copy rows ``other_rows`` of ``other`` (a shard's result) into rows ``rows``."""
+        for name, arr in other.arrays.items():
+            mine = self.arrays.get(name)
+            if mine is None:
+                continue
+            if arr.dtype.kind == "U" and arr.dtype.itemsize > mine.dtype.itemsize:
+                mine = self.arrays[name] = mine.astype(arr.dtype)
+            mine[rows] = arr[other_rows]
+        self._dirty = True
+
     # ---- files --------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
         """Write the whole file atomically (temporary file, then rename)."""

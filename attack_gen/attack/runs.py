@@ -6,21 +6,30 @@ What ``attack-gen attack`` and ``transfer`` (:mod:`attack_gen.cli`) and ``bench/
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import dataclasses
+import shutil
 import time
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import Callable
+from typing import ClassVar
+from typing import Sequence
 from typing import TypeVar
 
 import numpy as np
 
+from attack_gen.jobs import Job
+from attack_gen.jobs import Runner
+from stimuli.attack_results import RESULT_FORMAT
+from stimuli.attack_results import RESULT_VERSION
 from stimuli.errors import DataError
 from stimuli.fileio import file_sha256
 
 from .engine import AttackConfig
 from .engine import AttackError
-from .engine import ClipResult
 from .engine import attack as run_engine
 from .engine import resolve_targets
 from .results import AttackResult
@@ -32,7 +41,10 @@ from .results import result_lock
 from .results import summarize
 from .strategies import ClassContext
 
-__all__ = ["run_attack", "check_clips_match", "transfer_cell"]
+__all__ = ["run_attack", "run_attacks", "AttackRun", "AttackShard", "SHARD_SIZE", "check_clips_match", "transfer_cell"]
+
+SHARD_SIZE = 16
+"""Clips per attack job: small enough to spread a run over workers, large enough for the engine's batching."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,9 +120,6 @@ def _record(
 ) -> dict[str, Any]:
     import torch
 
-    from .results import RESULT_FORMAT
-    from .results import RESULT_VERSION
-
     return {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
@@ -140,6 +149,81 @@ def _record(
     }
 
 
+@dataclass(frozen=True)
+class AttackShard(Job):
+    """Attack rows ``rows`` of a clip file with a checkpoint and settings; the output is those rows' result file.
+
+    The key holds the checkpoint's and clip file's SHA-256 and the settings a result depends
+    on (everything but the batch size); the paths and the device only say where to find them.
+    SA targets come from the settings' seed and the whole clip file's labels, so a shard gets
+    the same targets wherever it runs.
+    """
+
+    kind: ClassVar[str] = "attack"
+
+    checkpoint_sha256: str
+    clips_sha256: str
+    config: dict[str, Any]
+    rows: tuple[int, ...]
+    checkpoint: str = field(default="", metadata={"key": False})
+    clips: str = field(default="", metadata={"key": False})
+    batch_size: int = field(default=32, metadata={"key": False})
+    device: str | None = field(default=None, metadata={"key": False})
+
+    def describe(self) -> str:
+        return f"attack {Path(self.checkpoint).name} {self.config['loss']} rows {self.rows[0]}-{self.rows[-1]}"
+
+    def run(self, out: Path, cache: dict[str, Any]) -> None:
+        from attack_gen.data.clips import load_clips
+        from attack_gen.recognizer import load_checkpoint
+
+        mkey, ckey = f"model:{self.checkpoint_sha256}:{self.device}", f"clips:{self.clips_sha256}"
+        if mkey not in cache:
+            cache[mkey] = load_checkpoint(self.checkpoint, self.device)
+        if ckey not in cache:
+            cache[ckey] = load_clips(self.clips), file_sha256(self.clips)
+        (model, info), (clips, clips_sha) = cache[mkey], cache[ckey]
+        if info.get("sha256") != self.checkpoint_sha256:
+            raise DataError(f"{self.checkpoint}: not the checkpoint this job was made for (its SHA-256 differs)")
+        if clips_sha != self.clips_sha256:
+            raise DataError(f"{self.clips}: not the clip file this job was made for (its SHA-256 differs)")
+        config = AttackConfig(**{**self.config, "batch_size": self.batch_size})
+        num_classes = len(clips.class_names)
+        rows = list(self.rows)
+        targets = resolve_targets(config, clips.labels, num_classes)
+        found = run_engine(
+            model,
+            clips.motions,
+            clips.labels,
+            fps=float(clips.meta["fps"]),
+            config=config,
+            num_classes=num_classes,
+            targets=targets,
+            indices=rows,
+        )
+        part = AttackResult.new(
+            {"format": RESULT_FORMAT, "version": RESULT_VERSION, "shard": self.key, "device": str(model.mean.device)},
+            clips.motions[rows],
+            clips.index[rows],
+            clips.labels[rows],
+            min(config.topk, num_classes),
+        )
+        position = {row: k for k, row in enumerate(rows)}
+        part.update(dataclasses.replace(r, index=position[r.index]) for r in found)
+        part.save(out)
+
+
+@dataclass
+class AttackRun:
+    """One result file to make: a checkpoint, its clip file, the settings and the output path."""
+
+    checkpoint: Path
+    clips: Path
+    config: AttackConfig
+    out: Path
+    target_name: str | None = None
+
+
 def run_attack(
     checkpoint: Path,
     clips_path: Path,
@@ -151,81 +235,163 @@ def run_attack(
     limit: int | None = None,
     save_every: float = 30.0,
     progress: bool = True,
+    runner: Runner | None = None,
+    shard_size: int = SHARD_SIZE,
 ) -> tuple[dict[str, Any], AttackResult]:
     """Attack (or resume attacking) a clip set with a checkpoint; write ``out``; return the summary."""
-    from tqdm import tqdm
+    run = AttackRun(Path(checkpoint), Path(clips_path), config, Path(out), target_name)
+    return run_attacks(
+        [run],
+        device=device,
+        limit=limit,
+        save_every=save_every,
+        progress=progress,
+        runner=runner,
+        shard_size=shard_size,
+    )[0]
 
+
+def run_attacks(
+    runs: Sequence[AttackRun],
+    *,
+    device: str | None = None,
+    limit: int | None = None,
+    save_every: float = 30.0,
+    progress: bool = True,
+    runner: Runner | None = None,
+    shard_size: int = SHARD_SIZE,
+) -> list[tuple[dict[str, Any], AttackResult]]:
+    """Attack every run's clips as shards of ``shard_size`` rows (jobs, see :mod:`attack_gen.jobs`), all runs at once.
+
+    Each run's result file is resumed when it exists (made from the same checkpoint, clip
+    file and settings, or refused naming the difference). ``limit``: per run, attack
+    pending clips in whole shards until at least this many were attacked or none are left.
+    Finished shards are kept in ``.jobs/<result name>/`` beside the result file until it is complete,
+    so a killed run loses no finished shard; the result file is rewritten as shards arrive
+    (at most every ``save_every`` seconds) and at the end. Returns ``(summary, result)`` per run.
+    """
     from attack_gen.data.clips import load_clips
     from attack_gen.recognizer import load_checkpoint
 
-    model, info = load_checkpoint(checkpoint, device)
-    clips = load_clips(clips_path)
-    check_clips_match(clips, clips_path, info, checkpoint)
-    if target_name is not None:
-        config = AttackConfig(**{**config.to_json(), "target": _parse_target(target_name, clips.class_names)})
-    record = _record(config, checkpoint, info, clips_path, clips, float(model.std))
-    with result_lock(out):
-        if out.exists():
-            result = load_result(out)
-            check_resumable(result, record, len(clips), out)
-        else:
-            result = AttackResult.new(
-                record, clips.motions, clips.index, clips.labels, min(config.topk, len(clips.class_names))
-            )
-            result.path = out
-        already = int(result.done.sum())
-        todo = result.pending
-        if limit is not None:
-            todo = todo[: max(limit, 0)]
-        segment = {
-            "started": now(),
-            "device": str(model.mean.device),
-            "batch_size": config.batch_size,
-            "attacked": 0,
-            "seconds": None,
-            "code_version": code_version(),
-            "torch_version": record["torch_version"],
-        }
-        result.record.setdefault("runs", []).append(segment)
-        start = last_save = time.perf_counter()
-        bar = tqdm(
-            total=len(todo),
-            desc=f"attack {info.get('model')} {config.label} {config.loss}",
-            unit="clip",
-            file=sys.stderr,
-            disable=not progress or not len(todo),
-        )
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise DataError(f"--shard-size must be an integer >= 1, got {shard_size!r}")
+    runner = runner or Runner(progress=progress)
+    states = []
+    with contextlib.ExitStack() as stack:
+        for run in runs:
+            model, info = load_checkpoint(run.checkpoint, "cpu")
+            clips = load_clips(run.clips)
+            check_clips_match(clips, run.clips, info, run.checkpoint)
+            config = run.config
+            if run.target_name is not None:
+                config = AttackConfig(
+                    **{**config.to_json(), "target": _parse_target(run.target_name, clips.class_names)}
+                )
+            record = _record(config, run.checkpoint, info, run.clips, clips, float(model.std))
+            del model
+            stack.enter_context(result_lock(run.out))
+            if run.out.exists():
+                result = load_result(run.out)
+                check_resumable(result, record, len(clips), run.out)
+            else:
+                result = AttackResult.new(
+                    record, clips.motions, clips.index, clips.labels, min(config.topk, len(clips.class_names))
+                )
+                result.path = run.out
+            state = _RunState(run, result, int(result.done.sum()), run.out.parent / ".jobs" / run.out.name)
+            segment = {
+                "started": now(),
+                "backend": runner.backend,
+                "batch_size": config.batch_size,
+                "shard_size": shard_size,
+                "attacked": 0,
+                "seconds": None,
+                "code_version": code_version(),
+                "torch_version": record["torch_version"],
+            }
+            result.record.setdefault("runs", []).append(segment)
+            state.segment = segment
+            pending = ~result.done
+            budget = limit if limit is not None else len(clips)
+            for start in range(0, len(clips), shard_size):
+                # the pending rows of this window (a resumed file's done rows are not attacked again)
+                rows = tuple(r for r in range(start, min(start + shard_size, len(clips))) if pending[r])
+                if not rows or budget <= 0:
+                    continue
+                budget -= len(rows)
+                shard = AttackShard(
+                    checkpoint_sha256=record["checkpoint"]["sha256"],
+                    clips_sha256=record["clips"]["sha256"],
+                    config=config.identity(),
+                    rows=rows,
+                    checkpoint=str(run.checkpoint),
+                    clips=str(run.clips),
+                    batch_size=config.batch_size,
+                    device=device,
+                )
+                state.shards[shard.key] = shard
 
-        def on_results(group: list[ClipResult]) -> None:
+            states.append(state)
+
+        owner = {key: st for st in states for key in st.shards}
+        start_t = last_save = time.perf_counter()
+
+        def merge(job: Job, path: Path, reused: bool) -> None:
             nonlocal last_save
-            result.update(group)
-            segment["attacked"] += len(group)
+            st = owner[job.key]
+            part = load_result(path)
+            rows = np.asarray(job.rows)  # type: ignore[attr-defined]
+            fresh = st.result.arrays["status"][rows] == "pending"
+            st.result.fill(rows[fresh], part, np.flatnonzero(fresh))
+            if reused:
+                st.resumed += int(fresh.sum())
+            else:
+                st.segment["attacked"] += int(fresh.sum())
+                st.segment["device"] = part.record.get("device")
             if time.perf_counter() - last_save >= save_every:
-                segment["seconds"] = time.perf_counter() - start
-                result.save(out)
+                for s in states:
+                    if s.result.dirty:
+                        s.result.save(s.run.out)
                 last_save = time.perf_counter()
 
-        targets = resolve_targets(config, clips.labels, len(clips.class_names))
-        if len(todo):
-            run_engine(
-                model,
-                clips.motions,
-                clips.labels,
-                fps=float(clips.meta["fps"]),
-                config=config,
-                num_classes=len(clips.class_names),
-                targets=targets,
-                indices=todo.tolist(),
-                on_results=on_results,
-                progress=bar.update,
+        tags = sorted({r.config.loss for r in runs})
+        work = [(shard, st.jobs / shard.filename) for st in states for shard in st.shards.values()]
+        try:
+            counts = runner.run(work, desc=f"attack {','.join(tags)}", on_done=merge)
+        finally:
+            seconds = time.perf_counter() - start_t
+            for st in states:
+                st.segment["seconds"] = seconds
+                st.segment["finished"] = now()
+                st.result.save(st.run.out)
+        out = []
+        for st in states:
+            if not len(st.result.pending):  # the result file now holds every row
+                shutil.rmtree(st.jobs, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    st.jobs.parent.rmdir()  # .jobs/, once no other result uses it
+            summary = summarize(st.result)
+            summary.update(
+                {
+                    "resumed": st.resumed,
+                    "attacked_this_run": int(st.segment["attacked"]),
+                    "seconds": st.segment["seconds"],
+                    "backend": runner.backend,
+                    "jobs": counts,
+                }
             )
-        bar.close()
-        segment["seconds"] = time.perf_counter() - start
-        segment["finished"] = now()
-        result.save(out)
-    summary = summarize(result)
-    summary.update({"resumed": already, "attacked_this_run": int(segment["attacked"]), "seconds": segment["seconds"]})
-    return summary, result
+            out.append((summary, st.result))
+    return out
+
+
+@dataclass
+class _RunState:
+    run: AttackRun
+    result: AttackResult
+    resumed: int
+    jobs: Path
+    shards: dict[str, AttackShard] = field(default_factory=dict)
+    segment: dict[str, Any] = field(default_factory=dict)
 
 
 def transfer_cell(strategy: Any, target_model: Any, result: AttackResult, threat_model: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import shutil
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import Executor
 from concurrent.futures import Future
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait
@@ -119,6 +120,7 @@ def write_batch(
     controls: ControlSpec | None = ControlSpec(),
     batch_id: str | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | bool | None = None,
     overwrite: bool = False,
     verify_decode: bool = False,
@@ -132,7 +134,11 @@ def write_batch(
     attacked variant and every control). ``controls`` adds a positive control to each
     item that has none (None: no controls). ``batch_id`` defaults to a digest of all
     inputs, so the same inputs give the same id. ``workers`` rendering processes
-    (default ``os.cpu_count()``; 1 renders in this process). ``progress(done, total)`` is
+    (default ``os.cpu_count()``; 1 renders in this process), or the jobs go to ``executor``
+    (any :class:`concurrent.futures.Executor`, e.g. one that runs them on a cluster; the
+    work folder must then be on a file system its workers share). A job that fails does
+    not stop the others: they finish and are journalled, and the failures are raised
+    together at the end. ``progress(done, total)`` is
     called as jobs finish (``True``: a progress bar on stderr). ``out_dir`` must not
     exist unless ``overwrite``. Before the rename the folder is checked with
     :func:`stimuli.batch.validate_batch` (schema, files, hashes; also decoding every
@@ -161,7 +167,7 @@ def write_batch(
     work = work_dir_for(out_dir)
     work.mkdir(parents=True, exist_ok=True)
     with _locked(work), _progress_bar(progress, len(plan.jobs), out_dir.name) as report:
-        outputs = render_batch(plan, work, workers=workers, progress=report)
+        outputs = render_batch(plan, work, workers=workers, executor=executor, progress=report)
         batch = batch_manifest(plan, outputs)
         publish_batch(batch, work, out_dir, overwrite=overwrite, verify_decode=verify_decode)
     return batch
@@ -174,9 +180,17 @@ def work_dir_for(out_dir: str | Path) -> Path:
 
 
 # ---- render ----------------------------------------------------------------------------------
-def render_batch(plan: BatchPlan, work: Path, *, workers: int = 1, progress: Progress | None = None) -> Outputs:
+def render_batch(
+    plan: BatchPlan,
+    work: Path,
+    *,
+    workers: int = 1,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> Outputs:
     """Write every motion and render every job of ``plan`` into ``work`` (reusing journalled jobs), then give each
-    item's media groups one size; returns what was written."""
+    item's media groups one size; returns what was written. Jobs that fail are raised together (a
+    :class:`DataError`) once the others have finished."""
     outputs: Outputs = {}
     for p in plan.items:  # motions: small, written every time (deterministic bytes)
         for name, v in p.variants.items():
@@ -201,12 +215,23 @@ def render_batch(plan: BatchPlan, work: Path, *, workers: int = 1, progress: Pro
             journal.seek(-1, os.SEEK_END)
             if journal.read(1) != b"\n":
                 journal.write(b"\n")
-        for job, outs in _execute(todo, plan, work, workers):
+        failed: list[tuple[Job, BaseException]] = []
+        for job, outs in _execute(todo, plan, work, workers, executor):
+            if isinstance(outs, BaseException):
+                failed.append((job, outs))
+                continue
             _append_journal(journal, job.key, outs)
             outputs.update(outs)
             done += 1
             if progress is not None:
                 progress(done, total)
+    if failed:
+        shown = "; ".join(f"{job.describe(plan.items[job.item].item_id)}: {_one_line(e)}" for job, e in failed[:3])
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise DataError(
+            f"{len(failed)} of {total} rendering jobs failed (the others are saved in {work}; "
+            f"a rerun renders only what is left): {shown}{more}"
+        )
 
     # one size per group of each item's media, so that no size tells the conditions apart
     # (not journalled: a kill from here on re-renders the padded files, which is correct)
@@ -252,13 +277,38 @@ def _payload(job: Job, plan: BatchPlan, work: Path) -> dict[str, Any]:
     }
 
 
-def _execute(todo: list[Job], plan: BatchPlan, work: Path, workers: int) -> Iterable[tuple[Job, Outputs]]:
-    """Run the jobs (costliest first), yielding each as it finishes."""
+def _execute(
+    todo: list[Job], plan: BatchPlan, work: Path, workers: int, executor: Executor | None
+) -> Iterable[tuple[Job, Outputs | BaseException]]:
+    """Run the jobs (costliest first), yielding each with its outputs, or its exception, as it finishes."""
     todo = sorted(todo, key=lambda j: -j.cost)
-    if workers == 1 or len(todo) <= 1:
+    if executor is None and (workers == 1 or len(todo) <= 1):
         for job in todo:
-            yield job, _run_job(_payload(job, plan, work))
+            try:
+                yield job, _run_job(_payload(job, plan, work))
+            except Exception as e:  # noqa: BLE001 - reported with the job once the others are done
+                yield job, e
         return
+    ex = executor or _process_pool(min(workers, len(todo)))
+    in_flight = 2 * getattr(executor, "workers", workers)  # bounded: payloads hold the motions
+    try:
+        pending: dict[Future[Outputs], Job] = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                job = queue.pop(0)
+                pending[ex.submit(_run_job, _payload(job, plan, work))] = job
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = pending.pop(fut)
+                error = fut.exception()
+                yield job, (error if error is not None else fut.result())
+    finally:
+        if executor is None:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing
     import threading
 
@@ -269,23 +319,13 @@ def _execute(todo: list[Job], plan: BatchPlan, work: Path, workers: int) -> Iter
         method = "fork"
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
-    ex = ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context(method), initializer=_worker_init
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init
     )
-    try:
-        pending: dict[Future[Outputs], Job] = {}
-        queue = list(todo)
-        # keep a bounded number of jobs in flight, so a failure stops the rest early
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                job = queue.pop(0)
-                pending[ex.submit(_run_job, _payload(job, plan, work))] = job
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                job = pending.pop(fut)
-                yield job, fut.result()
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_line(e: BaseException) -> str:
+    return (" ".join(str(e).split()) or type(e).__name__)[:300]
 
 
 def _worker_init() -> None:  # pragma: no cover - runs in worker processes
