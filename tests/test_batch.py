@@ -510,22 +510,23 @@ def test_exception_midway_leaves_no_batch_and_a_rerun_reuses_the_work(tmp_path: 
     out = tmp_path / "b"
     plan = CompositePlan(naturalness=("smart", "l2"), indistinguishability=("original", "smart", "control"))
 
-    def fail_after_3(done: int, total: int) -> None:
-        if done >= 3:
+    def fail_after_1(done: int, total: int) -> None:
+        if done >= 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_batch(out, make_items(), render_config=SMALL, composites=plan, workers=1, progress=fail_after_3)
+        write_batch(out, make_items(), render_config=SMALL, composites=plan, workers=1, progress=fail_after_1)
     assert not out.exists()
     work = work_dir_for(out)
     journal = [json.loads(line) for line in (work / ".journal.jsonl").read_text().splitlines()]
-    assert len(journal) == 3
+    assert len(journal) == 1  # the first item's job: its 6 variants' and 5 composites' videos and posters
+    assert len(journal[0]["outputs"]) == 2 * (6 + 5)
     inodes = {p: (work / p).stat().st_ino for rec in journal for p in rec["outputs"]}
     seen: list[tuple[int, int]] = []
     batch = write_batch(
         out, make_items(), render_config=SMALL, composites=plan, workers=1, progress=lambda d, t: seen.append((d, t))
     )
-    assert seen[0] == (3, 2 * (6 + 1 + 3)) and seen[-1] == (20, 20)  # 3 jobs reused, 17 rendered
+    assert seen == [(1, 2), (2, 2)]  # one job per item: the first reused, the second rendered
     assert all((out / p).stat().st_ino == ino for p, ino in inodes.items())  # reused, not rewritten
     assert not work.exists() and check_batch(out, decode=False) == batch
     assert {c.id for c in batch.items[0].composites} == {
@@ -578,7 +579,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_batch(batch_dir: Path, tmp
     try:
         while time.monotonic() < deadline:
             journal = work / ".journal.jsonl"
-            if journal.exists() and journal.read_text().count("\n") >= 5:
+            if journal.exists() and journal.read_text().count("\n") >= 1:
                 break
             if proc.poll() is not None:
                 pytest.fail(f"the writer ended before it was killed: {log.read_text()[-2000:]}")
@@ -592,7 +593,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_batch(batch_dir: Path, tmp
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists() and work.is_dir()
     done = [json.loads(line) for line in (work / ".journal.jsonl").read_text().splitlines() if line.strip()]
-    assert 5 <= len(done) < 36
+    assert len(done) == 1  # of the two items' jobs
     kept = {p: (work / p).stat().st_ino for rec in done for p in rec["outputs"]}
 
     batch = write_default(out)

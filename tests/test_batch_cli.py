@@ -327,6 +327,7 @@ def local_batch(hdm05, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     res = CliRunner().invoke(cli, _tiny_batch_args(ckpt, clips, where, "--backend", "local", "--workers", "2"))
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["jobs"]["attack"]["ran"] >= 2
+    assert not (where.parent / "b.attacks" / ".jobs").exists()  # the shards are in the saved result files
     keep = tmp_path_factory.mktemp("kept")
     _move(where, keep / "b")
     return keep / "b", where
@@ -378,7 +379,7 @@ def test_a_killed_ray_run_resumes_with_the_finished_jobs_and_ends_with_the_same_
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 1:
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
@@ -393,5 +394,5 @@ def test_a_killed_ray_run_resumes_with_the_finished_jobs_and_ends_with_the_same_
     assert res.exit_code == 0, res.output
     jobs = json.loads(res.stdout)["jobs"]
     assert jobs["attack"]["ran"] == 0  # the attacks were done: their result files hold every shard
-    assert jobs["render"]["reused"] >= min(rendered, 3)  # and the rendered jobs are not rendered again
+    assert jobs["render"]["reused"] >= rendered >= 1  # and the rendered items are not rendered again
     _same_batch(local, out)

@@ -18,6 +18,7 @@ from stimuli.motion import Motion
 from stimuli.render import Camera
 from stimuli.render import RenderConfig
 from stimuli.render import RenderError
+from stimuli.render import VideoOutput
 from stimuli.render import background
 from stimuli.render import contact_sheet
 from stimuli.render import decode_frames
@@ -26,6 +27,7 @@ from stimuli.render import frame_schedule
 from stimuli.render import probe_video
 from stimuli.render import render_frame
 from stimuli.render import render_frames
+from stimuli.render import render_many
 from stimuli.render import render_pair
 from stimuli.render import render_side_by_side
 from stimuli.render import render_side_by_side_frames
@@ -248,6 +250,37 @@ def test_both_orders_mirror_each_other(tmp_path: Path, motion) -> None:
     assert render_side_by_side(motion, variant, tmp_path / "x.mp4", cam, SMALL, motion_fps=30).sha256 == i_ab.sha256
     write_poster(variant, tmp_path / "p.png", cam, SMALL, motion_fps=30, right=motion)
     assert (tmp_path / "p.png").read_bytes() == i_ba.poster.read_bytes()
+
+
+def test_one_drawing_for_many_videos_gives_the_files_each_alone_gives(tmp_path: Path, motion) -> None:
+    variant = attacked(motion)
+    cam = Camera.fit([motion, variant], SMALL)
+    motions = {"o": motion, "v": variant}
+    outputs = [
+        VideoOutput(tmp_path / "o.mp4", "o", poster=tmp_path / "o.png"),
+        VideoOutput(tmp_path / "v.mp4", "v"),
+        VideoOutput(tmp_path / "o_v.mp4", "o", "v", tmp_path / "o_v.png"),
+        VideoOutput(tmp_path / "v_o.mp4", "v", "o"),
+        VideoOutput(tmp_path / "o_o.mp4", "o", "o"),  # one motion on both sides: one buffer, drawn once
+    ]
+    infos = render_many(motions, outputs, cam, SMALL, motion_fps=30)
+    alone = tmp_path / "alone"
+    assert [i.sha256 for i in infos] == [
+        render_video(motion, alone / "o.mp4", cam, SMALL, motion_fps=30).sha256,
+        render_video(variant, alone / "v.mp4", cam, SMALL, motion_fps=30).sha256,
+        render_side_by_side(motion, variant, alone / "o_v.mp4", cam, SMALL, motion_fps=30).sha256,
+        render_side_by_side(variant, motion, alone / "v_o.mp4", cam, SMALL, motion_fps=30).sha256,
+        render_side_by_side(motion, motion, alone / "o_o.mp4", cam, SMALL, motion_fps=30).sha256,
+    ]
+    # the posters are the configured frame of exactly those pixels
+    assert np.array_equal(decode_frames(tmp_path / "o.png")[0], frames_of(motion, cam)[SMALL.poster_frame])
+    comp = np.stack(list(render_side_by_side_frames(motion, variant, cam, SMALL, motion_fps=30)))
+    assert np.array_equal(decode_frames(tmp_path / "o_v.png")[0], comp[SMALL.poster_frame])
+    assert [i.width for i in infos] == [SMALL.width] * 2 + [2 * SMALL.width + SMALL.separator_px] * 3
+    bad = tmp_path / "bad"
+    with pytest.raises(RenderError, match="render_many: no motion named 'x'"):
+        render_many(motions, [VideoOutput(bad / "a.mp4", "o"), VideoOutput(bad / "b.mp4", "o", "x")], cam, SMALL, 30)
+    assert not bad.exists()
 
 
 def test_composite_without_separator_and_from_motion_objects(tmp_path: Path, motion, camera) -> None:

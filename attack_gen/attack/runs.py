@@ -266,9 +266,10 @@ def run_attacks(
     Each run's result file is resumed when it exists (made from the same checkpoint, clip
     file and settings, or refused naming the difference). ``limit``: per run, attack
     pending clips in whole shards until at least this many were attacked or none are left.
-    Finished shards are kept in ``.jobs/<result name>/`` beside the result file until it is complete,
-    so a killed run loses no finished shard; the result file is rewritten as shards arrive
-    (at most every ``save_every`` seconds) and at the end. Returns ``(summary, result)`` per run.
+    Finished shards are kept in ``.jobs/<result name>/`` beside the result file until the run ends
+    (they are then in the saved result file), so a killed run loses no finished shard; the result
+    file is rewritten as shards arrive (at most every ``save_every`` seconds) and at the end.
+    Returns ``(summary, result)`` per run.
     """
     from attack_gen.data.clips import load_clips
     from attack_gen.recognizer import load_checkpoint
@@ -364,12 +365,12 @@ def run_attacks(
                 st.segment["seconds"] = seconds
                 st.segment["finished"] = now()
                 st.result.save(st.run.out)
-        out = []
-        for st in states:
-            if not len(st.result.pending):  # the result file now holds every row
+                # every finished shard is now in the saved result file (only a kill keeps them for the rerun)
                 shutil.rmtree(st.jobs, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     st.jobs.parent.rmdir()  # .jobs/, once no other result uses it
+        out = []
+        for st in states:
             summary = summarize(st.result)
             summary.update(
                 {

@@ -138,18 +138,22 @@ class PlannedItem:
 
 @dataclass
 class Job:
-    """One rendering job: ``video`` (a variant's video and poster), ``pair`` (two composites, both orders) or
-    ``side`` (one ``original|X`` composite)."""
+    """The rendering job of one item: every video of it (each variant alone, and each composite), with a poster
+    each, drawn from one drawing of each variant (see :func:`stimuli.render.render_many`)."""
 
-    kind: str
     item: int
-    names: tuple[str, ...]  # video: (v,); pair: (a, b); side: (left, right)
-    outputs: tuple[str, ...]  # paths relative to the batch
+    videos: tuple[tuple[str, str | None], ...]  # (variant, None) or (left, right) per video
+    outputs: tuple[str, ...]  # paths relative to the batch: each video's mp4 and png, in order
     cost: float
     key: str = ""
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The variants the videos show."""
+        return tuple(sorted({n for video in self.videos for n in video if n is not None}))
+
     def describe(self, item_id: str) -> str:
-        return f"{item_id}: {' | '.join(self.names)}"
+        return f"{item_id} ({len(self.videos)} videos)"
 
 
 @dataclass
@@ -211,7 +215,7 @@ def plan_batch(
         job.key = _sha(
             {
                 "v": WRITER_VERSION,
-                "kind": job.kind,
+                "videos": list(job.videos),
                 "outputs": list(job.outputs),
                 "config": cfg_dict,
                 "camera": p.camera.to_dict(),
@@ -223,26 +227,20 @@ def plan_batch(
 
 
 def _jobs(planned: list[PlannedItem], plan: CompositePlan) -> list[Job]:
-    """One video job per variant; one job per naturalness pair (both orders); one per ``original|X``."""
+    """One job per item: a video per variant, one per composite (a naturalness pair in both orders)."""
     jobs: list[Job] = []
     for k, p in enumerate(planned):
-        base = p.folder
-        for name in p.variants:
-            jobs.append(Job("video", k, (name,), (f"{base}/{name}.mp4", f"{base}/{name}.png"), cost=1.0))
-        done: set[tuple[str, str]] = set()
+        videos: list[tuple[str, str | None]] = [(name, None) for name in p.variants]
         for left, right, study in plan.pairs():
-            if (left, right) in done:
-                continue
-            if study == NATURALNESS:
-                done |= {(left, right), (right, left)}
-                outs = tuple(
-                    f"{base}/{a}_vs_{b}.{ext}" for a, b in ((left, right), (right, left)) for ext in ("mp4", "png")
-                )
-                jobs.append(Job("pair", k, (left, right), outs, cost=3.0))
-            else:
-                done.add((left, right))
-                outs = (f"{base}/{left}_vs_{right}.mp4", f"{base}/{left}_vs_{right}.png")
-                jobs.append(Job("side", k, (left, right), outs, cost=2.0))
+            orders = [(left, right), (right, left)] if study == NATURALNESS else [(left, right)]
+            videos += [o for o in orders if o not in videos]
+        outs = tuple(
+            f"{p.folder}/{left if right is None else f'{left}_vs_{right}'}.{ext}"
+            for left, right in videos
+            for ext in ("mp4", "png")
+        )
+        cost = sum(1.0 if right is None else 2.0 for _, right in videos)  # a composite is twice as wide
+        jobs.append(Job(k, tuple(videos), outs, cost))
     return jobs
 
 

@@ -247,20 +247,13 @@ def render_batch(
 
 def _run_job(payload: dict[str, Any]) -> Outputs:
     """Render one job in a worker (or in-process): returns ``relpath -> {sha256, bytes}``."""
-    from ..render import render_pair
-    from ..render import render_side_by_side
-    from ..render import render_video
+    from ..render import VideoOutput
+    from ..render import render_many
 
     root = Path(payload["root"])
-    cfg, cam, fps = payload["config"], payload["camera"], payload["fps"]
     out = [root / p for p in payload["outputs"]]
-    m = payload["motions"]
-    if payload["kind"] == "video":
-        render_video(m[0], out[0], cam, cfg, motion_fps=fps, poster=out[1])
-    elif payload["kind"] == "pair":
-        render_pair(m[0], m[1], out[0], out[2], cam, cfg, motion_fps=fps, poster_ab=out[1], poster_ba=out[3])
-    else:
-        render_side_by_side(m[0], m[1], out[0], cam, cfg, motion_fps=fps, poster=out[1])
+    videos = [VideoOutput(out[2 * i], left, right, out[2 * i + 1]) for i, (left, right) in enumerate(payload["videos"])]
+    render_many(payload["motions"], videos, payload["camera"], payload["config"], payload["fps"])
     return {p: {"sha256": file_sha256(root / p), "bytes": (root / p).stat().st_size} for p in payload["outputs"]}
 
 
@@ -268,12 +261,12 @@ def _payload(job: Job, plan: BatchPlan, work: Path) -> dict[str, Any]:
     p = plan.items[job.item]
     return {
         "root": str(work),
-        "kind": job.kind,
+        "videos": job.videos,
         "outputs": job.outputs,
         "config": plan.config,
         "camera": p.camera,
         "fps": p.fps,
-        "motions": [p.variants[n].motion for n in job.names],
+        "motions": {n: p.variants[n].motion for n in job.names},
     }
 
 

@@ -35,7 +35,9 @@ API
 * :func:`render_video` -> :class:`VideoInfo` (path, frames, fps, duration, width,
   height, sha256, poster); :func:`render_side_by_side` (``left | right``, one frame
   schedule for both halves, an optional separator bar); :func:`render_pair` (both
-  orders from one rendering); :func:`write_poster` (a PNG of one frame).
+  orders from one rendering); :func:`render_many` (every video of an item, each motion
+  drawn once per frame and fed to all the encoders that show it); :func:`write_poster`
+  (a PNG of one frame).
 * :func:`probe_video` (codec, pix_fmt, size, fps, duration, frame count, faststart,
   read by ffmpeg itself), :func:`decode_frames` (``(N, H, W, 3)`` RGB),
   :func:`contact_sheet`, :func:`write_png`.
@@ -75,9 +77,11 @@ from .ffmpeg import write_png
 from .timing import frame_schedule
 from .timing import resample
 from .video import VideoInfo
+from .video import VideoOutput
 from .video import contact_sheet
 from .video import render_frame
 from .video import render_frames
+from .video import render_many
 from .video import render_pair
 from .video import render_side_by_side
 from .video import render_side_by_side_frames
@@ -98,6 +102,8 @@ __all__ = [
     "render_video",
     "render_side_by_side",
     "render_pair",
+    "render_many",
+    "VideoOutput",
     "write_poster",
     "probe_video",
     "decode_frames",

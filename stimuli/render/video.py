@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from typing import Iterator
+from typing import Mapping
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +31,8 @@ __all__ = [
     "render_video",
     "render_side_by_side",
     "render_pair",
+    "render_many",
+    "VideoOutput",
     "write_poster",
     "contact_sheet",
 ]
@@ -140,30 +144,72 @@ def render_side_by_side_frames(
     return (_rgb(compose(a, b)) for a, b in pairs)
 
 
-def _encode(
-    path: str | Path, frames: Iterator[np.ndarray], width: int, config: RenderConfig, poster: str | Path | None
-) -> VideoInfo:
-    poster_rgb = None
-    with VideoEncoder(path, width, config.height, config) as enc:
-        for k, f in enumerate(frames):
-            if poster is not None and k == config.poster_frame:
-                poster_rgb = _rgb(f)
-            enc.write(f)
-    if enc.frames != config.num_frames:  # pragma: no cover - the schedule fixes the count
-        raise RenderError(f"{path}: wrote {enc.frames} frames, expected {config.num_frames}")
-    if poster is not None:
-        assert poster_rgb is not None
-        write_png(poster, poster_rgb)
-    return VideoInfo(
-        path=Path(path),
-        frames=enc.frames,
-        fps=float(config.fps),
-        duration=enc.frames / float(config.fps),
-        width=width,
-        height=config.height,
-        sha256=file_sha256(path),
-        poster=None if poster is None else Path(poster),
-    )
+@dataclass(frozen=True)
+class VideoOutput:
+    """One video to write: motion ``left`` alone, or ``left | right`` side by side (names of motions)."""
+
+    path: str | Path
+    left: str
+    right: str | None = None
+    poster: str | Path | None = None
+
+
+def render_many(
+    motions: Mapping[str, Any],
+    outputs: Sequence[VideoOutput],
+    camera: Camera,
+    config: RenderConfig | None = None,
+    motion_fps: float | None = None,
+) -> list[VideoInfo]:
+    """Write every video of ``outputs`` from one drawing of each motion in ``motions``.
+
+    Frame by frame, each motion that some output shows is drawn once and fed to every
+    encoder that shows it (alone or as a half of a composite), so the pixels are those of
+    :func:`render_video` and :func:`render_side_by_side`, at a fraction of the drawing.
+    Each file is written atomically; on an error none of them is left behind.
+    """
+    config = _cfg(config, camera)
+    used = {n for o in outputs for n in (o.left, o.right) if n is not None}
+    missing = sorted(used - set(motions))
+    if missing:
+        raise RenderError(f"render_many: no motion named {', '.join(map(repr, missing))}")
+    names = sorted(used)
+    # validated now, before any ffmpeg starts
+    frames = [_rgba_frames(motions[n], camera, config, motion_fps, n) for n in names]
+    compose = _Composer(config)
+    wide = compose.buffer.shape[1]
+    posters: dict[int, np.ndarray] = {}
+    with contextlib.ExitStack() as stack:
+        encoders = [
+            stack.enter_context(VideoEncoder(o.path, config.width if o.right is None else wide, config.height, config))
+            for o in outputs
+        ]
+        for k, drawn in enumerate(zip(*frames, strict=True)):
+            by_name = dict(zip(names, drawn))
+            for i, (o, enc) in enumerate(zip(outputs, encoders)):
+                frame = by_name[o.left] if o.right is None else compose(by_name[o.left], by_name[o.right])
+                if o.poster is not None and k == config.poster_frame:
+                    posters[i] = _rgb(frame)
+                enc.write(frame)
+        if any(enc.frames != config.num_frames for enc in encoders):  # pragma: no cover - the schedule fixes it
+            raise RenderError(f"{outputs[0].path}: wrote {encoders[0].frames} frames, expected {config.num_frames}")
+    infos = []
+    for i, o in enumerate(outputs):
+        if o.poster is not None:
+            write_png(o.poster, posters[i])
+        infos.append(
+            VideoInfo(
+                path=Path(o.path),
+                frames=config.num_frames,
+                fps=float(config.fps),
+                duration=config.num_frames / float(config.fps),
+                width=config.width if o.right is None else wide,
+                height=config.height,
+                sha256=file_sha256(o.path),
+                poster=None if o.poster is None else Path(o.poster),
+            )
+        )
+    return infos
 
 
 def render_video(
@@ -176,8 +222,7 @@ def render_video(
     poster: str | Path | None = None,
 ) -> VideoInfo:
     """Render ``motion`` to an H.264 MP4 at ``path`` (atomically); optionally its poster PNG."""
-    config = _cfg(config, camera)
-    return _encode(path, _rgba_frames(motion, camera, config, motion_fps, "motion"), config.width, config, poster)
+    return render_many({"motion": motion}, [VideoOutput(path, "motion", poster=poster)], camera, config, motion_fps)[0]
 
 
 def render_side_by_side(
@@ -195,15 +240,10 @@ def render_side_by_side(
     The video is ``2 * width + separator_px`` wide; swap the arguments for the other order
     (or use :func:`render_pair` to write both orders from one rendering).
     """
-    config = _cfg(config, camera)
-    compose = _Composer(config)
-    pairs = zip(
-        _rgba_frames(left, camera, config, motion_fps, "left motion"),
-        _rgba_frames(right, camera, config, motion_fps, "right motion"),
-        strict=True,
-    )
-    frames = (compose(a, b) for a, b in pairs)
-    return _encode(path, frames, compose.buffer.shape[1], config, poster)
+    motions = {"left motion": left, "right motion": right}
+    return render_many(motions, [VideoOutput(path, "left motion", "right motion", poster)], camera, config, motion_fps)[
+        0
+    ]
 
 
 def render_pair(
@@ -219,43 +259,12 @@ def render_pair(
     poster_ba: str | Path | None = None,
 ) -> tuple[VideoInfo, VideoInfo]:
     """Both orders ``a | b`` and ``b | a`` of a pair, each half rendered once and encoded twice."""
-    config = _cfg(config, camera)
-    cab, cba = _Composer(config), _Composer(config)
-    width = cab.buffer.shape[1]
-    posters: dict[int, np.ndarray] = {}
-    pairs = zip(
-        _rgba_frames(a, camera, config, motion_fps, "motion a"),
-        _rgba_frames(b, camera, config, motion_fps, "motion b"),
-        strict=True,
-    )
-    with (
-        VideoEncoder(path_ab, width, config.height, config) as e_ab,
-        VideoEncoder(path_ba, width, config.height, config) as e_ba,
-    ):
-        for k, (fa, fb) in enumerate(pairs):
-            ab, ba = cab(fa, fb), cba(fb, fa)
-            if k == config.poster_frame:
-                posters = {0: _rgb(ab), 1: _rgb(ba)}
-            e_ab.write(ab)
-            e_ba.write(ba)
-    infos = []
-    for i, (path, poster) in enumerate(((path_ab, poster_ab), (path_ba, poster_ba))):
-        if poster is not None:
-            write_png(poster, posters[i])
-        n = config.num_frames
-        infos.append(
-            VideoInfo(
-                Path(path),
-                n,
-                float(config.fps),
-                n / float(config.fps),
-                width,
-                config.height,
-                file_sha256(path),
-                None if poster is None else Path(poster),
-            )
-        )
-    return infos[0], infos[1]
+    outputs = [
+        VideoOutput(path_ab, "motion a", "motion b", poster_ab),
+        VideoOutput(path_ba, "motion b", "motion a", poster_ba),
+    ]
+    ab, ba = render_many({"motion a": a, "motion b": b}, outputs, camera, config, motion_fps)
+    return ab, ba
 
 
 def write_poster(
