@@ -187,7 +187,7 @@ def prepare(args: argparse.Namespace, device: torch.device) -> tuple[Recognizer,
     return model, x, y, fps, what
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gpu", action="store_true", help="CUDA, ST-GCN paper size, 300 iterations.")
     p.add_argument("--model", default="stgcn")
@@ -211,8 +211,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     p.add_argument("--work-dir", default="/tmp")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args()
+    return p
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run the benchmark for ``args`` (see :func:`parser`); returns the figures (also the peak GPU memory)."""
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: CUDA is not available on this machine")
     device = torch.device("cuda" if args.gpu else "cpu")
@@ -241,10 +244,13 @@ def main() -> None:
     # warm-up (allocator, kernels), not timed
     attack(model, x[:2], y[:2], fps=fps, config=AttackConfig(**{**cfg.to_json(), "iterations": 2}), targets=targets[:2])
     _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     batched = attack(model, x, y, fps=fps, config=cfg, targets=targets)
     _sync(device)
     t_batched = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 
     n_loop = min(args.loop_clips or (16 if args.gpu else len(x)), len(x))
     t0 = time.perf_counter()
@@ -291,13 +297,33 @@ def main() -> None:
         "model_only_ms_per_clip": {"batch_1": ms_one, f"batch_{len(x)}": ms_all},
         "speedup_bound_per_clip_iteration": (t_loop / max(its_l, 1) * 1000) / ms_all,
         "clip_iterations_batched_on_loop_subset": its_b_sub,
+        "peak_gpu_memory_mib": peak,
     }
+    return res
+
+
+def main() -> None:
+    args = parser().parse_args()
+    res = measure(args)
+    t_batched, t_loop, n_loop = (
+        res["batched"]["seconds"],
+        res["one_at_a_time"]["seconds"],
+        res["one_at_a_time"]["clips"],
+    )
+    its_b, its_l, same = (
+        res["batched"]["clip_iterations"],
+        res["one_at_a_time"]["clip_iterations"],
+        res["same_outcome_share"],
+    )
+    ratio_clip_its = res["speedup_per_clip_iteration"]
+    ms_one, ms_all = res["model_only_ms_per_clip"].values()
+    x_len = res["clips"]
     if args.json:
         print(json.dumps(res))
         return
     print(
         f"batched:        {t_batched:8.2f} s  {res['batched']['clips_per_s']:8.2f} clips/s  "
-        f"({its_b} clip-iterations, {res['batched']['successes']}/{len(x)} succeeded)"
+        f"({its_b} clip-iterations, {res['batched']['successes']}/{x_len} succeeded)"
     )
     print(
         f"one at a time:  {t_loop:8.2f} s  {res['one_at_a_time']['clips_per_s']:8.2f} clips/s  "
@@ -309,7 +335,7 @@ def main() -> None:
     )
     print(
         f"model alone (forward + input gradient): {ms_one:.2f} ms per clip one at a time, {ms_all:.2f} ms per clip "
-        f"{len(x)} at a time; the loop's {t_loop / max(its_l, 1) * 1000:.2f} ms per clip-iteration over the latter "
+        f"{x_len} at a time; the loop's {t_loop / max(its_l, 1) * 1000:.2f} ms per clip-iteration over the latter "
         f"bounds any batched engine's speed-up here at {res['speedup_bound_per_clip_iteration']:.1f}x"
     )
 
