@@ -4,7 +4,8 @@
 * ``serve-demo`` - ``init-demo``, then gunicorn on http://127.0.0.1:5000;
 * ``create-researcher EMAIL`` - a researcher account for ``/admin``;
 * ``import-batch DIR`` - validate and record a stimulus batch (idempotent);
-* ``create-study SLUG`` - a study on a batch;
+* ``create-study SLUG`` - a study on a batch; ``create-study --from study.toml`` - one from a study file;
+* ``export-study SLUG --out study.toml`` - a study's every setting as a study file;
 * ``summary SLUG`` - the dashboard's figures; ``set-status SLUG open|closed``;
 * ``export SLUG --format csv|json --out FILE`` - the responses, one row per trial;
 * ``withdraw SLUG PARTICIPANT`` - delete one participant's data;
@@ -44,6 +45,7 @@ from .dashboard import summary
 from .export import FORMATS
 from .export import response_rows
 from .extensions import db
+from .models import Batch
 from .models import Participant
 from .models import Researcher
 from .models import Study
@@ -56,6 +58,9 @@ from .studies import create_study
 from .studies import import_batch
 from .studies import import_batch_result
 from .studies import withdraw
+from .study_file import StudyFileError
+from .study_file import read_study_file
+from .study_file import study_file_text
 
 __all__ = [
     "COMMANDS",
@@ -339,15 +344,21 @@ def setting_options(fn: Any) -> Any:
 
 
 @click.command("create-study")
-@click.argument("slug")
+@click.argument("slug", required=False)
 @click.option(
     "--batch",
     "batch_dir",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Stimulus batch folder (imported first; importing again changes nothing).",
+    help="Stimulus batch folder (imported first; importing again changes nothing). With --from it may be "
+    "left out when the file's batch is imported already.",
 )
-@click.option("--type", "study_type", required=True, type=click.Choice(design.DESIGNS))
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A study file (export-study): the study it describes, every setting included (SLUG renames it).",
+)
+@click.option("--type", "study_type", type=click.Choice(design.DESIGNS))
 @click.option(
     "--block",
     "blocks",
@@ -359,14 +370,27 @@ def setting_options(fn: Any) -> Any:
 @click.option("--no-decode", is_flag=True, help="Do not decode every video while validating the batch.")
 @with_appcontext
 def create_study_command(
-    slug: str, batch_dir: Path, study_type: str, blocks: tuple[str, ...], no_decode: bool, **config: Any
+    slug: str | None,
+    batch_dir: Path | None,
+    from_file: Path | None,
+    study_type: str | None,
+    blocks: tuple[str, ...],
+    no_decode: bool,
+    **config: Any,
 ) -> None:
     """Import a stimulus batch if needed and create a study on it; prints its entry path.
 
     Settings not given take their defaults (the paper's); for a combined session, the block settings given
-    apply to every block.
+    apply to every block. With --from, the study file says everything (setting options are refused).
     """
     config = {k: v for k, v in config.items() if v is not None and v != ()}
+    if from_file is not None:
+        if config or blocks or study_type:
+            raise click.UsageError("--from takes every setting from the file: give no --type, --block or settings")
+        _create_from_file(from_file, slug, batch_dir, not no_decode)
+        return
+    if slug is None or batch_dir is None or study_type is None:
+        raise click.UsageError("create-study needs SLUG, --batch and --type (or --from FILE)")
     if study_type == design.COMBINED:
         if not blocks:
             raise click.UsageError("a combined session needs --block DESIGN (repeat, in order)")
@@ -381,6 +405,52 @@ def create_study_command(
     except SmartStudyError as e:
         raise _fail(e) from None
     click.echo(f"/s/{slug}")
+
+
+def _create_from_file(path: Path, slug: str | None, batch_dir: Path | None, decode: bool) -> None:
+    try:
+        plan = read_study_file(path)
+    except StudyFileError as e:
+        raise _fail(e) from None
+    try:
+        batch: Batch | str = import_batch(batch_dir, decode=decode) if batch_dir is not None else plan.batch_id
+    except SmartStudyError as e:
+        raise _fail(e) from None
+    if isinstance(batch, Batch) and batch.batch_id != plan.batch_id:
+        raise click.ClickException(
+            f"{plan.where('batch', None)}: the file's batch is {plan.batch_id}, but {batch_dir} holds {batch.batch_id}"
+        )
+    slug = slug or plan.slug
+    try:
+        create_study(slug, batch, plan.study_type, **plan.keywords())
+    except StudyConfigError as e:
+        if e.field == "batch":
+            raise click.ClickException(f"{plan.where('batch', None)}: {e} (give --batch DIR to import it)") from None
+        raise click.ClickException(f"{plan.where(e.field, e.block)}: {e}") from None
+    except SmartStudyError as e:
+        raise _fail(e) from None
+    audit("cli", "create-study", slug, study_type=plan.study_type, batch=plan.batch_id, study_file=str(path))
+    db.session.commit()
+    click.echo(f"/s/{slug}")
+
+
+@click.command("export-study")
+@click.argument("slug")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (atomically); default: standard output.",
+)
+@with_appcontext
+def export_study_command(slug: str, out: Path | None) -> None:
+    """Write a study's every setting as a study file (TOML), to recreate it with create-study --from."""
+    text = study_file_text(_study(slug))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write_bytes(out, text.encode("utf-8"))
+        click.echo(f"wrote {out}", err=True)
 
 
 @click.command("summary")
@@ -522,6 +592,7 @@ COMMANDS = (
     create_researcher_command,
     import_batch_command,
     create_study_command,
+    export_study_command,
     summary_command,
     set_status_command,
     export_command,

@@ -323,3 +323,15 @@ def test_the_server_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"  # neither torch nor the renderer: a session runs on load_batch alone
+
+
+def test_every_page_names_its_icon_and_the_icon_is_served(tmp_path):
+    """No 404 for a favicon on every page: the base template links an SVG icon that the server serves."""
+    app = make_test_app(tmp_path / "i.sqlite3", [("dec", "deceitfulness", {"trials": 2})])
+    client = app.test_client()
+    page = client.get("/s/dec?PROLIFIC_PID=icon", follow_redirects=True).get_data(as_text=True) + client.get(
+        "/admin/login"
+    ).get_data(as_text=True)
+    assert page.count('rel="icon" href="/static/favicon.svg"') == 2
+    with client.get("/static/favicon.svg") as r:
+        assert r.status_code == 200 and r.mimetype == "image/svg+xml" and b"<svg" in r.data

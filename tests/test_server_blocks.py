@@ -66,7 +66,7 @@ def test_a_combined_session_runs_its_blocks_in_order_each_after_its_instructions
     pa.consent()
     pa.about()
     first = pa.client.get("/s/all/instructions").get_data(as_text=True)
-    assert "Instructions: part 1 of 3" in first and "Then two labels appear" in first
+    assert "Instructions: part 1 of 3" in first and "with two labels below it" in first
     pa.start()
     block0 = answer_block(pa, attentive)
     assert [(t.design, t.practice, t.block) for t in block0] == [("deceitfulness", True, 0)] + [

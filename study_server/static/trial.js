@@ -352,7 +352,8 @@
       ev.preventDefault();
       var i = buttons.indexOf(document.activeElement);
       var step = ev.key === "ArrowLeft" || ev.key === "ArrowUp" ? -1 : 1;
-      var j = i < 0 ? (step > 0 ? 0 : buttons.length - 1) : (i + step + buttons.length) % buttons.length;
+      // nothing focused yet: the key points at a side (ArrowRight: the right-most answer), never picks one
+      var j = i < 0 ? (step > 0 ? buttons.length - 1 : 0) : (i + step + buttons.length) % buttons.length;
       buttons[j].focus();
     }
   });

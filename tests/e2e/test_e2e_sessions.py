@@ -203,10 +203,15 @@ def test_indistinguishability_session_with_the_keyboard_only(live_server, page):
 
     def by_keys(pg: Any) -> None:
         k = next(keys)
-        if k == "arrows":  # move to the second answer, then choose it
+        if k == "arrows":  # with nothing focused, ArrowRight points at the right-hand answer; then move, choose
+            focused = "() => document.activeElement.dataset.value || null"
+            assert pg.evaluate(focused) is None
             pg.keyboard.press("ArrowRight")
+            assert pg.evaluate(focused) == "unchanged"
+            pg.keyboard.press("ArrowLeft")
+            assert pg.evaluate(focused) == "changed"
             pg.keyboard.press("ArrowRight")
-            assert pg.evaluate("() => document.activeElement.dataset.value") == "unchanged"
+            assert pg.evaluate(focused) == "unchanged"
             pg.keyboard.press("Enter")
         else:
             pg.keyboard.press(k)
