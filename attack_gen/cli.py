@@ -75,7 +75,10 @@ def ensure_default_dataset(quiet: bool = False) -> Path:
     return path
 
 
-def _runner_options(fn: F) -> F:
+def _runner_options(fn: F | None = None, *, shards: bool = True) -> Any:
+    """The backend options (``shards``: with ``--shard-size``, for the attack commands)."""
+    if fn is None:
+        return lambda f: _runner_options(f, shards=shards)
     opts = [
         click.option(
             "--backend",
@@ -107,6 +110,8 @@ def _runner_options(fn: F) -> F:
             help="Clips per attack job (the unit that is resumed and spread over workers).",
         ),
     ]
+    if not shards:
+        opts = opts[:-1]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
@@ -339,9 +344,19 @@ def _train_default(name: str) -> Any:
 
 
 @cli.command()
-@click.option("--model", "model_name", default="stgcn", show_default=True, help="hrnn, stgcn, asgcn, dgnn or agcn.")
+@click.option(
+    "--model",
+    "model_name",
+    default="stgcn",
+    show_default=True,
+    help="hrnn, stgcn, asgcn, dgnn or agcn; several, comma-separated, are trained as jobs (at once on Ray).",
+)
 @click.option("--dataset", type=click.Path(path_type=Path), help="Dataset file (default: the synthetic dataset).")
-@click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (default: under the data root).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Checkpoint to write (several models: the folder for them); default: under the data root.",
+)
 @click.option(
     "--size",
     type=click.Choice(["tiny", "small", "paper"]),
@@ -370,6 +385,8 @@ def _train_default(name: str) -> Any:
 )
 @click.option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--workers", type=int, help="Several models: how many train at once (default: one per CPU).")
+@_runner_options(shards=False)
 @user_errors
 def train(
     model_name: str,
@@ -378,10 +395,90 @@ def train(
     size: str | None,
     device: str | None,
     as_json: bool,
+    workers: int | None,
+    backend: str,
+    ray_address: str | None,
+    gpus_per_job: float,
+    cpus_per_job: float,
     **settings: Any,
 ) -> None:
-    """Train a recognizer until validation stops improving; the best epoch is saved with its config."""
-    _emit(as_json, *run_train(model_name, dataset, out, size=size, device=device, quiet=as_json, **settings))
+    """Train recognizers until validation stops improving; the best epoch is saved with its config.
+
+    One model with the local backend trains in this process (with a bar per epoch); several, or
+    any on Ray, are train jobs: each checkpoint is kept under ``.jobs/`` by the SHA-256 of the
+    dataset and the settings, so a rerun skips the models already trained.
+    """
+    models = _split_csv(model_name)
+    if len(models) == 1 and backend == "local":
+        _emit(as_json, *run_train(models[0], dataset, out, size=size, device=device, quiet=as_json, **settings))
+        return
+    runner = _runner(backend, ray_address, gpus_per_job, cpus_per_job, as_json, workers)
+    _emit(as_json, *run_train_jobs(models, dataset, out, runner, size=size, device=device, quiet=as_json, **settings))
+
+
+def run_train_jobs(
+    models: Sequence[str],
+    dataset: Path | None,
+    out: Path | None,
+    runner: Runner,
+    *,
+    size: str | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+    **settings: Any,
+) -> tuple[dict[str, Any], str]:
+    """Train several models as jobs on ``runner``; checkpoints ``<dataset>-<model>-<size>.pt`` in ``out``."""
+    import dataclasses
+    import os
+    import shutil
+
+    from .recognizer import load_checkpoint
+    from .recognizer import pick_device
+    from .train import TrainConfig
+    from .train import TrainJob
+    from .train import evaluate
+
+    if len(set(models)) != len(models):
+        raise DataError(f"--model names a model twice: {','.join(models)}")
+    ds, ds_path = _load_ds(dataset, quiet)
+    size = size or ("paper" if pick_device(device).type == "cuda" else "small")
+    folder = out or data_root() / "checkpoints"
+    if folder.suffix == ".pt":
+        raise DataError(f"--out {folder}: with several models --out is a folder, not a checkpoint")
+    sha = file_sha256(ds_path)
+    jobs = {
+        m: TrainJob(sha, dataclasses.asdict(TrainConfig(model=m, size=size, **settings)), str(ds_path), device)
+        for m in models
+    }
+    try:
+        counts = runner.run([(job, folder / ".jobs" / job.filename) for job in jobs.values()], desc="train")
+    finally:
+        runner.close()
+    rows, lines = [], []
+    for m, job in jobs.items():
+        final = folder / f"{ds_path.stem}-{m}-{size}.pt"
+        tmp = final.with_name(f".{final.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(folder / ".jobs" / job.filename, tmp)  # the same file, no second copy
+        except OSError:
+            shutil.copyfile(folder / ".jobs" / job.filename, tmp)
+        os.replace(tmp, final)
+        model, info = load_checkpoint(final, "cpu")
+        res = evaluate(model, ds.part("test"))
+        tr = info["train"]
+        rows.append(
+            {
+                "checkpoint": str(final),
+                "model": m,
+                "size": size,
+                "test_accuracy": res.accuracy,
+                **{k: tr[k] for k in ("best_epoch", "epochs_run", "stopped", "seconds", "device")},
+            }
+        )
+        lines.append(f"{m} ({size}): test accuracy {res.accuracy:.2%}; best epoch {tr['best_epoch']}; saved {final}")
+    payload = {"backend": runner.backend, "jobs": counts, "models": rows}
+    return payload, "\n".join([*lines, f"{counts['ran']} trained, {counts['reused']} reused ({runner.backend})"])
 
 
 def _check_match(info: dict[str, Any], ds: Any, ds_path: Path) -> None:

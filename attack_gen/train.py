@@ -6,9 +6,11 @@ import math
 import time
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from stimuli.fileio import file_sha256
 
 from . import __version__
 from .data.dataset import Dataset
+from .jobs import Job
 from .models import build_model_from_config
 from .models import list_models
 from .models import model_config
@@ -258,3 +261,40 @@ def train_model(
     }
     save_checkpoint(out, model=model, info=info)
     return model, info
+
+
+@dataclass(frozen=True)
+class TrainJob(Job):
+    """Train one model on a dataset file (named by its SHA-256); the output is the checkpoint.
+
+    The key holds the dataset's hash and every :class:`TrainConfig` field (the seed among
+    them), so the same job trains the same model wherever it runs.
+    """
+
+    kind: ClassVar[str] = "train"
+
+    dataset_sha256: str
+    config: dict[str, Any]
+    dataset: str = field(default="", metadata={"key": False})
+    device: str | None = field(default=None, metadata={"key": False})
+
+    @property
+    def filename(self) -> str:
+        return f"train-{self.config['model']}-{self.key[:32]}.pt"
+
+    def describe(self) -> str:
+        return f"train {self.config['model']} ({self.config['size']})"
+
+    def run(self, out: Path, cache: dict[str, Any]) -> None:
+        from .data.dataset import load_dataset
+
+        if file_sha256(self.dataset) != self.dataset_sha256:
+            raise DataError(f"{self.dataset}: not the dataset this job was made for (its SHA-256 differs)")
+        train_model(
+            load_dataset(self.dataset),
+            TrainConfig(**self.config),
+            out=out,
+            dataset_path=self.dataset,
+            device=self.device,
+            progress=False,
+        )

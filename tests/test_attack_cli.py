@@ -303,9 +303,10 @@ def test_kill_9_mid_run_leaves_a_valid_file_and_resume_equals_an_uninterrupted_r
     assert 1 <= int(r.done.sum()) < n
     code, stdout, stderr = _run(attack, [*args, "--out", killed, "--json"])
     assert code == 0, stderr
-    # what the file held, and any shard finished after its last save, is reused, not attacked again
+    # what the file held, and any shard finished after its last save, is reused, not attacked again (each of
+    # the two workers may have finished the shard it had: after the last save, or after the kill of the parent)
     resumed = json.loads(stdout)["resumed"]
-    assert int(r.done.sum()) <= resumed <= int(r.done.sum()) + 1
+    assert int(r.done.sum()) <= resumed <= int(r.done.sum()) + 2
     assert json.loads(stdout)["attacked_this_run"] == n - resumed
     assert not list(tmp_path.glob(".killed.npz.*.tmp"))  # leftovers of the killed write are cleared
     assert not (tmp_path / ".jobs").exists()  # the finished file holds every shard's rows: none kept

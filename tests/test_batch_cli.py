@@ -275,7 +275,7 @@ def _tiny_batch_args(ckpt: Path, clips: Path, out: Path, *extra: str) -> list[st
         "--out",
         str(out),
         "--motions",
-        "2",
+        "3",  # three rendering jobs on two CPUs: a kill after the first two finds the third running
         "--losses",
         "smart,l2",
         "--iterations",
@@ -390,6 +390,7 @@ def test_a_killed_ray_run_resumes_with_the_finished_jobs_and_ends_with_the_same_
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not out.exists()
     rendered = len(journal.read_text().splitlines())
+    assert rendered < 3, "the kill came after the rendering: nothing left to resume"
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     jobs = json.loads(res.stdout)["jobs"]

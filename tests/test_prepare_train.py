@@ -274,6 +274,35 @@ def test_train_evaluate_collect_round_trip(synthetic: Path, tmp_path: Path) -> N
     assert clips.meta["checkpoint"]["sha256"] == info["sha256"]
 
 
+def test_several_models_train_as_jobs_the_same_on_each_backend_and_a_rerun_reuses_them(
+    synthetic: Path, tmp_path: Path
+) -> None:
+    ray = pytest.importorskip("ray")
+    args = ["train", "--model", "hrnn,stgcn", "--size", "tiny", "--dataset", str(synthetic), "--epochs", "2", "--json"]
+    code, output = _run([*args, "--out", str(tmp_path / "local"), "--backend", "local", "--workers", "2"])
+    assert code == 0, output
+    local = json.loads(output)
+    assert local["jobs"] == {"jobs": 2, "reused": 0, "ran": 2}
+    assert [r["model"] for r in local["models"]] == ["hrnn", "stgcn"]
+    code, output = _run([*args, "--out", str(tmp_path / "local"), "--backend", "local"])
+    assert code == 0 and json.loads(output)["jobs"] == {"jobs": 2, "reused": 2, "ran": 0}  # nothing trained again
+    started = not ray.is_initialized()
+    try:
+        code, output = _run([*args, "--out", str(tmp_path / "ray"), "--backend", "ray"])
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
+    assert code == 0, output
+    on_ray = json.loads(output)
+    assert on_ray["backend"] == "ray" and on_ray["jobs"]["ran"] == 2
+    for a, b in zip(local["models"], on_ray["models"]):
+        ma, _ = load_checkpoint(a["checkpoint"])
+        mb, _ = load_checkpoint(b["checkpoint"])
+        sa, sb = ma.state_dict(), mb.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)  # the same weights, bit for bit
+        assert a["test_accuracy"] == b["test_accuracy"] and Path(a["checkpoint"]).name == f"syn-{a['model']}-tiny.pt"
+
+
 def test_evaluate_refuses_a_mismatched_dataset(synthetic: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "m.pt"
     assert (
