@@ -54,6 +54,7 @@ from wtforms import SelectChoice
 from wtforms import SelectField
 from wtforms import StringField
 from wtforms import SubmitField
+from wtforms import TextAreaField
 from wtforms.validators import InputRequired
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
@@ -321,6 +322,8 @@ def _form_field(f: Any, label: str, default: Any) -> Any:
         return (IntegerField if s.type is int else FloatField)(label, default=default, validators=checks)
     if s.type is tuple:
         return StringField(label, default=",".join(default), validators=[*checks, Length(max=200)])
+    if s.max_length and s.max_length > 200:
+        return TextAreaField(label, default=default, validators=[Optional(), Length(max=s.max_length)])
     return StringField(label, default=default, validators=[Optional(), Length(max=s.max_length or 200)])
 
 

@@ -88,6 +88,8 @@ DEMO_STUDIES = (
     ("-naturalness", design.NATURALNESS, {"trials": 6, "practice_trials": 1, "target_participants": 20}),
 )
 """The demo studies: ``/s/demo`` (indistinguishability) and one of each other design, short."""
+DEMO_CODE = "DEMO-COMPLETE"
+"""The demo studies' completion code (shown at the end, as a paid study's would be)."""
 DEMO_EMAIL = "demo@example.org"
 DEMO_PASSWORD = "demo-password"
 """The demo researcher's password in development mode only (elsewhere a random one is printed once)."""
@@ -154,7 +156,15 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
                 if study_type == design.NATURALNESS:
                     config["trials"] = 2 * min(config["trials"] // 2, batch.n_items)
                 try:
-                    create_study(name, batch, study_type, title=f"Demo: {study_type}", **config)
+                    create_study(
+                        name,
+                        batch,
+                        study_type,
+                        title=f"Demo: {study_type}",
+                        completion_code=DEMO_CODE,  # so the demo shows the hand-back with a code
+                        allow_anonymous=True,  # and anyone can try it without a recruiting id
+                        **config,
+                    )
                 except StudyConfigError as e:
                     if not suffix:
                         raise

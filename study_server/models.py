@@ -32,6 +32,7 @@ from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
 from sqlalchemy import true
 from sqlalchemy.orm import Mapped
@@ -115,6 +116,10 @@ class Study(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200))
+    header: Mapped[str | None] = mapped_column(String(100))
+    """The header participants see (None: the standard one)."""
+    consent_text: Mapped[str | None] = mapped_column(Text)
+    """The information and consent text participants read (None: the standard one)."""
     study_type: Mapped[str] = mapped_column(String(32))
     """One of the three designs, or ``combined``: a session of blocks (see ``blocks``)."""
     batch_pk: Mapped[int] = mapped_column(ForeignKey("batch.id"))

@@ -167,6 +167,23 @@ class StudySettings:
         optional=True,
         max_length=200,
     )
+    header: str | None = _setting(
+        None,
+        type=str,
+        label="Header participants see",
+        help="On every participant page and as the window title (blank: 'Motion perception study').",
+        optional=True,
+        max_length=100,
+    )
+    consent_text: str | None = _setting(
+        None,
+        type=str,
+        label="Information and consent text",
+        help="What participants read before they agree; blank lines separate paragraphs "
+        "(blank: the standard text, which gives the number of clips and how answers are stored).",
+        optional=True,
+        max_length=10_000,
+    )
     screening_threshold: float = _setting(
         SENSITIVITY_THRESHOLD,
         type=float,
@@ -215,7 +232,12 @@ class StudySettings:
     prolific_redirect: bool = _setting(
         True, type=bool, label="Send Prolific participants back to Prolific with the code"
     )
-    allow_anonymous: bool = _setting(True, type=bool, label="Allow entry without a Prolific or MTurk id")
+    allow_anonymous: bool = _setting(
+        True,
+        type=bool,
+        label="Allow entry without a Prolific or MTurk id",
+        help="Default: allowed, unless the study has a completion code (a paid study: only recruited people).",
+    )
     status: str = _setting(
         "open", type=str, label="Status", help="open: taking participants.", choices=("open", "closed")
     )

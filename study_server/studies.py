@@ -379,6 +379,8 @@ def create_study(
     )
     unknown = sorted(set(given) - {*BLOCK_SETTINGS, *STUDY_SETTINGS})
     _check(not unknown, f"unknown setting(s) {', '.join(unknown)}", unknown[0] if unknown else None)
+    if "allow_anonymous" not in given and given.get("completion_code"):
+        given = {**given, "allow_anonymous": False}  # a paid study takes only recruited people unless told
     values = _checked(study_fields(), lambda f: given.get(f.name, f.default), _check)
     if isinstance(batch, str):
         row = db.session.execute(select(Batch).where(Batch.batch_id == batch)).scalar_one_or_none()

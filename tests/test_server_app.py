@@ -227,6 +227,9 @@ def test_init_demo_imports_a_batch_and_creates_the_demo_studies(tmp_path):
     with app.app_context():
         studies = {s.slug: s.study_type for s in db.session.execute(select(Study)).scalars()}
         assert len(db.session.execute(select(Batch)).scalars().all()) == 1
+        # each ends as a paid study would (a completion code) and still takes anyone who tries it
+        rows = db.session.execute(select(Study)).scalars()
+        assert {(s.completion_code, s.allow_anonymous) for s in rows} == {("DEMO-COMPLETE", True)}
     assert studies == {
         "demo": "indistinguishability",
         "demo-deceitfulness": "deceitfulness",

@@ -54,6 +54,10 @@ def test_a_study_made_from_its_file_is_the_same_study(runner, tmp_path: Path) ->
         "--target",
         "40",
         "--no-allow-anonymous",
+        "--header",
+        'Lab of Movement: "walks"',
+        "--consent-text",
+        "We study walking.\n\nYou may stop at any time.",
     )
     f = tmp_path / "study.toml"
     _ok(runner.invoke(args=["export-study", "orig", "--out", str(f)]))
@@ -61,6 +65,8 @@ def test_a_study_made_from_its_file_is_the_same_study(runner, tmp_path: Path) ->
     # every setting is written, with the values given (independently of how the server stores them)
     assert data["slug"] == "orig" and data["study_type"] == "indistinguishability"
     assert set(data["settings"]) == set(STUDY_SETTINGS) - {"status", "control_hit_threshold"}  # None: left out
+    assert data["settings"]["header"] == 'Lab of Movement: "walks"'
+    assert data["settings"]["consent_text"] == "We study walking.\n\nYou may stop at any time."
     assert data["settings"]["screening_threshold"] == 0.75 and data["settings"]["completion_code"] == "C0DE"
     assert data["settings"]["target_participants"] == 40 and data["settings"]["allow_anonymous"] is False
     (block,) = data["blocks"]

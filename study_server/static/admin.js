@@ -14,6 +14,13 @@
     design.addEventListener("change", sync);
     sync();
   }
+  // a study with a completion code is a paid one: entry without a recruiting id is off unless ticked
+  var code = document.getElementById("completion_code"), anon = document.getElementById("allow_anonymous");
+  if (code && anon) {
+    var touched = false;
+    anon.addEventListener("change", function () { touched = true; });
+    code.addEventListener("input", function () { if (!touched) anon.checked = !code.value.trim(); });
+  }
 
   // ---- dashboard: refresh the figures every few seconds ---------------------------------------
   var board = document.getElementById("dashboard");
@@ -30,6 +37,10 @@
       var s = Math.round(value), m = Math.floor(s / 60);
       el.textContent = m ? m + " min " + (s % 60) + " s" : s + " s";
       return;
+    }
+    if (el.getAttribute("data-format") === "time") {
+      var t = new Date(value);
+      if (!isNaN(t)) { el.textContent = t.toLocaleTimeString(); el.title = value; return; }
     }
     el.textContent = String(value);
   }

@@ -106,7 +106,13 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
         page.get_by_label(f"{kind} practice trials").fill("0")
     page.get_by_label("Target number of analysed participants").fill("2")
     page.get_by_label("Status", exact=True).select_option("closed")
+    page.get_by_label("Header participants see").fill("E2E Movement Lab")
+    page.get_by_label("Information and consent text").fill("We study walking.\n\nYou may stop at any time.")
+    anonymous = page.get_by_label("Allow entry without a Prolific or MTurk id")
+    expect(anonymous).to_be_checked()
     page.get_by_label("Completion code").fill("bad code")
+    expect(anonymous).not_to_be_checked()  # a study with a code takes recruited people only, unless ticked
+    page.screenshot(path=str(tmp_path / "new-study.png"), full_page=True)
     page.get_by_role("button", name="Create the study").click()
     assert flash(page).startswith("The study was not created")
     expect(page.locator("#completion_code-error")).to_contain_text("letters, digits")
@@ -127,9 +133,16 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
         participant = context.new_page()
         participant.goto(entry)
         expect(participant.locator("main")).to_contain_text("This study is not taking new participants")
+        participant.goto(f"{base}/s/e2e-admin")
+        expect(participant.locator("main")).to_contain_text("missing the id from the recruiting platform")
+        participant.goto(entry)
         page.get_by_role("button", name="Open to new participants").click()
         expect(page.locator('[data-live="status"]')).to_have_text("open")
         expect(page.get_by_role("button", name="Close to new participants")).to_be_visible()
+        participant.goto(entry)  # the study's own header and consent text
+        expect(participant.locator("header.site")).to_have_text("E2E Movement Lab")
+        expect(participant.locator("main")).to_contain_text("You may stop at any time.")
+        assert participant.title() == "Information and consent · E2E Movement Lab"
         # the participant takes it in another browser while the dashboard stays open
         take_the_combined_study(participant, entry)
     finally:
