@@ -114,6 +114,11 @@ def _stdin_responses(columns: Sequence[str]):
 )
 @click.option("--glmm/--no-glmm", default=True, show_default=True, help="Fit the mixed logistic model.")
 @click.option(
+    "--include-pilot",
+    is_flag=True,
+    help="Analyse the pilot participants too (left out by default: a pilot tries the study, it is not its data).",
+)
+@click.option(
     "--glmm-max-participants",
     type=click.IntRange(2),
     default=100,
@@ -134,6 +139,7 @@ def report(
     sensitivity_threshold: float,
     control_threshold: float,
     glmm: bool,
+    include_pilot: bool,
     glmm_max_participants: int,
 ) -> None:
     """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
@@ -167,6 +173,10 @@ def report(
         if missing:
             raise click.ClickException(f"{source}: no responses of study {', '.join(map(repr, missing))}")
         df = df[df["study"].astype(str).isin(studies)]
+    pilot = df["pilot"].fillna(False).to_numpy(bool)
+    pilots = int(df.loc[pilot, "participant"].nunique())
+    if not include_pilot:
+        df = df[~pilot]
     df = attach_batches(df, batches, source)
     runs, transfers = read_attack_files(_attack_paths(attack_files))
     opts = Options(
@@ -181,6 +191,7 @@ def report(
     inputs = {
         "responses": source,
         **describe_inputs(df),
+        "pilot_participants": {"found": pilots, "analysed": include_pilot},
         "batch_dirs": [str(b) for b in batch_dirs],
         "attack_files": [str(p) for p in _attack_paths(attack_files)],
     }
@@ -190,6 +201,8 @@ def report(
     if as_json:
         click.echo(dumps({**rep.summary, "files": files, "seconds": seconds}))
         return
+    if pilots:
+        click.echo(f"{pilots} pilot participant(s) {'analysed (--include-pilot)' if include_pilot else 'left out'}")
     for line in rep.console:
         click.echo(line)
     click.echo(

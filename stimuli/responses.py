@@ -60,6 +60,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("participant_completed", "bool", "the participant reached the end of the study", True),
     Column("excluded", "bool", "the participant is excluded by screening (data kept)", True),
     Column("exclusion_reason", "str", "why (e.g. 'sensitivity accuracy 0.70 < 0.80'); empty if not excluded"),
+    Column("pilot", "bool", "a pilot participant: left out of balancing, and of the analysis unless asked (empty: no)"),
     # the trial
     Column("block", "int", "block number within the session (0 for single-study sessions)", True),
     Column("trial_index", "int", "position in the participant's sequence (0-based, practice included)", True),

@@ -475,6 +475,13 @@ def new_study() -> Any:
 
 
 # ---- one study -----------------------------------------------------------------------------------
+STATUS_WORDS = {
+    "open": "open to new participants",
+    "pilot": "running as a pilot (its participants are flagged and left out of balancing and the analysis)",
+    "closed": "closed to new participants",
+}
+
+
 class StatusForm(FlaskForm):
     status = HiddenField()
     submit = SubmitField()
@@ -488,7 +495,7 @@ def _study(slug: str) -> Study:
 def study(slug: str) -> Any:
     """The live dashboard of a study."""
     s = _study(slug)
-    form = StatusForm(status="closed" if s.status == "open" else "open")
+    form = StatusForm()
     entry = url_for("participant.entry", slug=s.slug, _external=True)
     return render_template(
         "admin/study.html", study=s, data=summary(s), status_form=form, entry=entry, blocks=study_blocks(s)
@@ -506,16 +513,14 @@ def set_status(slug: str) -> Any:
     """Open or close a study to new participants (those already in it can finish)."""
     s = _study(slug)
     form = StatusForm()
-    if not form.validate_on_submit() or form.status.data not in ("open", "closed"):
-        flash("Status must be open or closed.", "error")
+    if not form.validate_on_submit() or form.status.data not in STATUS_WORDS:
+        flash("Status must be open, pilot or closed.", "error")
         return redirect(url_for(".study", slug=slug))
     if s.status != form.status.data:
         s.status = form.status.data
         audit(_actor(), "set-status", s.slug, status=s.status)
         db.session.commit()
-    flash(
-        f"Study {slug!r} is {'open to new participants' if s.status == 'open' else 'closed to new participants'}.", "ok"
-    )
+    flash(f"Study {slug!r} is {STATUS_WORDS[s.status]}.", "ok")
     return redirect(url_for(".study", slug=slug))
 
 

@@ -487,10 +487,11 @@ def summary_command(slug: str, as_json: bool) -> None:
 
 @click.command("set-status")
 @click.argument("slug")
-@click.argument("status", type=click.Choice(["open", "closed"]))
+@click.argument("status", type=click.Choice(["open", "pilot", "closed"]))
 @with_appcontext
 def set_status_command(slug: str, status: str) -> None:
-    """Open a study to new participants, or close it (those already in it can finish)."""
+    """Open a study to new participants, run it as a pilot (its participants flagged and left out of balancing and,
+    unless asked, of the analysis), or close it (those already in it can finish)."""
     study = _study(slug)
     if study.status != status:
         study.status = status

@@ -35,12 +35,22 @@ __all__ = ["summary", "participant_counts"]
 
 def participant_counts(study: Study) -> dict[str, int]:
     rows = db.session.execute(
-        select(Participant.status, Participant.excluded, Participant.started_at.is_not(None), func.count())
+        select(
+            Participant.status,
+            Participant.excluded,
+            Participant.started_at.is_not(None),
+            Participant.pilot,
+            func.count(),
+        )
         .where(Participant.study_pk == study.id)
-        .group_by(Participant.status, Participant.excluded, Participant.started_at.is_not(None))
+        .group_by(Participant.status, Participant.excluded, Participant.started_at.is_not(None), Participant.pilot)
     ).all()
-    n = dict.fromkeys(("entered", "declined", "started", "in_progress", "completed", "excluded", "analysed"), 0)
-    for status, excluded, started, k in rows:
+    keys = ("entered", "declined", "started", "in_progress", "completed", "excluded", "analysed", "pilot")
+    n = dict.fromkeys(keys, 0)
+    for status, excluded, started, pilot, k in rows:
+        if pilot:  # counted apart: pilots are in no other figure
+            n["pilot"] += k
+            continue
         n["entered"] += k
         n["declined"] += k if status == "declined" else 0
         n["started"] += k if started else 0
@@ -55,7 +65,12 @@ def participant_counts(study: Study) -> dict[str, int]:
 def _exclusions(study: Study) -> list[dict[str, Any]]:
     rows = db.session.execute(
         select(Participant.exclusion_reason, func.count())
-        .where(Participant.study_pk == study.id, Participant.status == "completed", Participant.excluded.is_(True))
+        .where(
+            Participant.study_pk == study.id,
+            Participant.status == "completed",
+            Participant.excluded.is_(True),
+            Participant.pilot.is_(False),
+        )
         .group_by(Participant.exclusion_reason)
         .order_by(func.count().desc())
     ).all()
@@ -67,6 +82,7 @@ def _median_duration(study: Study) -> float | None:
         select(Participant.started_at, Participant.completed_at).where(
             Participant.study_pk == study.id,
             Participant.status == "completed",
+            Participant.pilot.is_(False),
             Participant.started_at.is_not(None),
             Participant.completed_at.is_not(None),
         )

@@ -48,6 +48,7 @@ def row_for(study: Study, p: Participant, t: Trial, r: Response) -> dict[str, An
         "participant_completed": p.status == "completed",
         "excluded": p.excluded,
         "exclusion_reason": p.exclusion_reason,
+        "pilot": p.pilot,
         "block": t.block,
         "trial_index": t.position,
         "practice": t.practice,

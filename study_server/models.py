@@ -34,6 +34,7 @@ from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import false
 from sqlalchemy import true
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -124,7 +125,7 @@ class Study(db.Model):
     """One of the three designs, or ``combined``: a session of blocks (see ``blocks``)."""
     batch_pk: Mapped[int] = mapped_column(ForeignKey("batch.id"))
     status: Mapped[str] = mapped_column(String(16), default="open")
-    """``open`` (taking participants) or ``closed``."""
+    """``open`` (taking participants), ``pilot`` (taking pilot participants) or ``closed``."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     blocks: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
@@ -170,6 +171,8 @@ class Participant(db.Model):
     recruit_info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Prolific STUDY_ID / SESSION_ID, MTurk assignmentId / hitId / turkSubmitTo."""
     seed: Mapped[int] = mapped_column(BigInteger)
+    pilot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Entered while the study ran as a pilot: kept and exported, flagged, left out of balancing and counts."""
     status: Mapped[str] = mapped_column(String(16), default="consent")
     """``consent`` -> ``about`` -> ``instructions`` -> ``trials`` -> ``completed``; or ``declined``."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -167,7 +167,7 @@ def entry(slug: str) -> Any:
                 return render_template("participant/already.html", study=study, participant=p), 200
             bind(study, p)
             return redirect(stage_url(p))
-    if study.status != "open":
+    if study.status not in ("open", "pilot"):
         return _message("Study closed", "This study is not taking new participants. Thank you for your interest.", 410)
     if recruit[0] == "mturk" and request.headers.get("Sec-Fetch-Dest") == "iframe":
         # cookies are not kept inside MTurk's frame: continue in a window of its own

@@ -239,7 +239,12 @@ class StudySettings:
         help="Default: allowed, unless the study has a completion code (a paid study: only recruited people).",
     )
     status: str = _setting(
-        "open", type=str, label="Status", help="open: taking participants.", choices=("open", "closed")
+        "open",
+        type=str,
+        label="Status",
+        help="open: taking participants; pilot: taking pilot participants (recorded and exported, flagged, "
+        "left out of balancing and, unless asked, of the analysis).",
+        choices=("open", "pilot", "closed"),
     )
 
 

@@ -486,7 +486,7 @@ def balance_targets(study: Study) -> dict[str, float]:
 
 
 def cell_counts(study: Study) -> dict[str, int]:
-    """Analysed trials answered validly per balancing cell, over completed, non-excluded participants."""
+    """Analysed trials answered validly per balancing cell, over completed, non-excluded, non-pilot participants."""
     rows = db.session.execute(
         select(Trial.cell, func.count())
         .join(Participant, Trial.participant_pk == Participant.id)
@@ -494,6 +494,7 @@ def cell_counts(study: Study) -> dict[str, int]:
             Participant.study_pk == study.id,
             Participant.status == "completed",
             Participant.excluded.is_(False),
+            Participant.pilot.is_(False),
             Trial.practice.is_(False),
             Trial.status == "done",
         )
@@ -521,6 +522,7 @@ def new_participant(study: Study, platform: str, recruit_id: str, info: Mapping[
         recruit_info=dict(info),
         seed=secrets.randbits(62),
         status="consent",
+        pilot=study.status == "pilot",
     )
     db.session.add(p)
     try:

@@ -400,6 +400,7 @@ def test_dashboard_figures_follow_the_participants(admin, app):
         "completed": 3,
         "excluded": 1,
         "analysed": 2,
+        "pilot": 0,
     }
     assert data["exclusions"] == [{"reason": "sensitivity accuracy 0.00 < 0.80", "participants": 1}]
     assert data["playback"] == {"failures": 1, "participants": 1, "trials_given_up": 0, "reasons": {"stalled": 1}}

@@ -202,7 +202,7 @@ def test_create_study_checks_every_setting(tmp_path):
             ({"stall_limit_s": 0.5}, r"stall_limit_s must be a number in \[1, 600\], got 0.5"),
             ({"seconds": 0}, r"seconds must be None or a number in \(0, 600\], got 0"),
             ({"control_hit_threshold": True}, "control_hit_threshold must be None or a number"),
-            ({"status": "paused"}, "status must be one of open, closed"),
+            ({"status": "paused"}, "status must be one of open, pilot, closed"),
             ({"allow_anonymous": "yes"}, "allow_anonymous must be true or false"),
             ({"blocks": [{"study_type": "naturalness"}]}, "blocks are for combined sessions only"),
             ({"colour": "red"}, "unknown setting"),

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from support.batches import server_batch
 from support.server import RESEARCHER
 
 from stimuli.responses import read_responses
+from study_server.extensions import db
+from study_server.models import Study
+from study_server.studies import cell_counts
 
 try:
     from playwright.sync_api import expect
@@ -136,6 +140,20 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
         participant.goto(f"{base}/s/e2e-admin")
         expect(participant.locator("main")).to_contain_text("missing the id from the recruiting platform")
         participant.goto(entry)
+        # a pilot first: recorded and exported, but counted apart and never in balancing or the report
+        page.get_by_role("button", name="Run as a pilot").click()
+        expect(page.locator('[data-live="status"]')).to_have_text("pilot")
+        pilot_context = browser.new_context()
+        try:
+            take_the_combined_study(pilot_context.new_page(), entry.replace("e2e-admin-p1", "e2e-admin-pilot"))
+        finally:
+            pilot_context.close()
+        pilot, pilot_rows = stored(admin_server, "e2e-admin-pilot")
+        assert pilot.pilot and pilot.status == "completed" and len(pilot_rows) == 7
+        expect(page.locator('[data-live="participants.pilot"]')).to_have_text("1", timeout=10_000)
+        expect(page.locator('[data-live="participants.completed"]')).to_have_text("0")
+        with admin_server.app.app_context():
+            assert cell_counts(db.session.execute(select(Study).where(Study.slug == "e2e-admin")).scalar_one()) == {}
         page.get_by_role("button", name="Open to new participants").click()
         expect(page.locator('[data-live="status"]')).to_have_text("open")
         expect(page.get_by_role("button", name="Close to new participants")).to_be_visible()
@@ -159,14 +177,15 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
         page.get_by_role("link", name="Download responses (CSV)").click()
     csv_path = tmp_path / "e2e-admin.csv"
     info.value.save_as(csv_path)
-    back = read_responses(csv_path)
+    back = [r for r in read_responses(csv_path) if not r["pilot"]]
     assert len(back) == 7 and {r["participant"] for r in back} == {p.public_id}
+    assert {r["participant"] for r in read_responses(csv_path) if r["pilot"]} == {pilot.public_id}
     assert all(r["study"] == "e2e-admin" and r["participant_completed"] and r["valid"] for r in back)
     assert [r["study_type"] for r in back].count("naturalness") == 2
 
     # withdraw the participant, after typing the id
     page.get_by_role("link", name="Participants", exact=True).click()
-    page.get_by_role("link", name="Withdraw…").click()
+    page.locator("tr", has_text=p.public_id).get_by_role("link", name="Withdraw…").click()
     page.get_by_label("Type the participant id to confirm").fill("not-the-id")
     page.get_by_role("button", name="Delete this participant's data").click()
     expect(page.locator("#confirm-error")).to_contain_text(f"Type {p.public_id} exactly")
@@ -182,11 +201,12 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
     page.wait_for_url(re.compile(r".*/admin/login\?next=.*"))
     assert page.js_errors == []
 
-    # the downloaded export reads back into `analysis report`: every perceptual section filled
+    # the downloaded export reads back into `analysis report`: every perceptual section filled, of the one
+    # participant (the pilot is left out: the counts below are one participant's)
     check_report_of_the_export(csv_path, tmp_path / "report")
 
 
-def check_report_of_the_export(csv_path: Path, out: Path) -> None:
+def _report(csv_path: Path, out: Path, *extra: str) -> dict[str, Any]:
     exe = Path(sys.executable).with_name("analysis")
     r = subprocess.run(
         [
@@ -202,13 +222,21 @@ def check_report_of_the_export(csv_path: Path, out: Path) -> None:
             "--no-glmm",
             "--bootstrap",
             "50",
+            *extra,
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    summary = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def check_report_of_the_export(csv_path: Path, out: Path) -> None:
+    summary = _report(csv_path, out)
+    assert summary["inputs"]["pilot_participants"] == {"found": 1, "analysed": False}
+    with_pilot = _report(csv_path, out.with_name("with-pilot"), "--include-pilot")
+    assert with_pilot["counts"]["deceitfulness:e2e-admin"]["analysed"] == 2  # asked for: the pilot is in
     one = {"recruited": 1, "started": 1, "completed": 1, "excluded": 0, "analysed": 1}
     assert summary["counts"] == {
         f"{kind}:e2e-admin": one for kind in ("deceitfulness", "naturalness", "indistinguishability")
@@ -219,7 +247,8 @@ def check_report_of_the_export(csv_path: Path, out: Path) -> None:
     assert ind["screening"]["always_unchanged"] == 1 and ind["screening"]["server_excluded"] == 0
     # the methods the one motion's two trials compared (SMART vs an ablation, then two ablations); with two
     # answers their Bradley-Terry order may be undetermined, so the test checks which methods the fit saw
-    shown = {r[side] for r in read_responses(csv_path) if r["study_type"] == "naturalness" for side in SIDES}
+    rows = [r for r in read_responses(csv_path) if not r["pilot"]]
+    shown = {r[side] for r in rows if r["study_type"] == "naturalness" for side in SIDES}
     nat = summary["naturalness"]
     assert set(nat["bt"]) == shown and "smart" in shown and len(shown) >= 3
     assert nat["order_bt"] or "were never compared with each other" in nat["no_order"]

@@ -1,4 +1,4 @@
-"""Per-study texts participants read: the page header and the information and consent text.
+"""Per-study texts participants read (the page header, the information and consent text); pilot participants.
 
 Revision ID: 0005
 Revises: 0004
@@ -20,9 +20,13 @@ def upgrade():
     with op.batch_alter_table("study", schema=None) as batch_op:
         batch_op.add_column(sa.Column("header", sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column("consent_text", sa.Text(), nullable=True))
+    with op.batch_alter_table("participant", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pilot", sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():
+    with op.batch_alter_table("participant", schema=None) as batch_op:
+        batch_op.drop_column("pilot")
     with op.batch_alter_table("study", schema=None) as batch_op:
         batch_op.drop_column("consent_text")
         batch_op.drop_column("header")
