@@ -91,6 +91,7 @@ from .studies import create_study
 from .studies import import_batch_result
 from .studies import study_blocks
 from .studies import withdraw as withdraw_participant
+from .study_file import study_file_text
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -537,6 +538,16 @@ def export(slug: str, fmt: str) -> Any:
     db.session.commit()
     rv = Response(body, mimetype="text/csv" if fmt == "csv" else "application/json")
     rv.headers["Content-Disposition"] = f'attachment; filename="{s.slug}-responses.{fmt}"'
+    rv.headers["Cache-Control"] = "no-store"
+    return rv
+
+
+@bp.get("/studies/<slug>/study.toml")
+def study_file(slug: str) -> Any:
+    """Download the study file: every setting, as ``export-study`` writes it (``create-study --from`` reads it)."""
+    s = _study(slug)
+    rv = Response(study_file_text(s), mimetype="application/toml")
+    rv.headers["Content-Disposition"] = f'attachment; filename="{s.slug}-study.toml"'
     rv.headers["Cache-Control"] = "no-store"
     return rv
 

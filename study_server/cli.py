@@ -539,7 +539,12 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
     body = (
         rows_to_csv(rows)
         if fmt == "csv"
-        else rows_to_json(rows, **({"study": names[0]} if len(names) == 1 else {}), studies=names)
+        else rows_to_json(
+            rows,
+            **({"study": names[0]} if len(names) == 1 else {}),
+            studies=names,
+            study_files={s.slug: study_file_text(s) for s in studies},  # the plan each study's answers were taken under
+        )
     )
     if out is None:
         click.echo(body, nl=False)

@@ -111,5 +111,7 @@ def export_csv(study: Study) -> str:
 
 
 def export_json(study: Study) -> str:
-    """The study's responses as the JSON export document."""
-    return rows_to_json(response_rows(study), study=study.slug)
+    """The study's responses as the JSON export document, with the study file of every setting they were taken under."""
+    from .study_file import study_file_text
+
+    return rows_to_json(response_rows(study), study=study.slug, study_files={study.slug: study_file_text(study)})

@@ -146,3 +146,29 @@ def test_create_from_file_refuses_options_and_a_different_batch(runner, tmp_path
     r = runner.invoke(args=["create-study", "x", "--from", str(f)])
     line = next(n for n, s in enumerate(f.read_text().splitlines(), 1) if s.startswith("batch = "))
     assert r.exit_code == 1 and f"{f}:{line}: batch: no imported batch with id 'other-" in r.output
+
+
+def test_the_study_file_comes_with_the_study_in_its_export_and_on_its_page(tmp_path: Path) -> None:
+    import json
+
+    from support.server import ResearcherActions
+    from support.server import make_test_app
+
+    app = make_test_app(tmp_path / "f.sqlite3", [("kept", "deceitfulness", {"trials": 3})], researcher=True)
+    text = app.test_cli_runner().invoke(args=["export-study", "kept"]).output
+    assert tomllib.loads(text)["slug"] == "kept"
+    out = tmp_path / "r.json"
+    assert app.test_cli_runner().invoke(args=["export", "kept", "--out", str(out)]).exit_code == 0
+    assert json.loads(out.read_text())["study_files"] == {
+        "kept": text
+    }  # the responses and the plan they were taken under
+    ra = ResearcherActions(app.test_client())
+    assert ra.login().status_code == 302
+    page = ra.client.get("/admin/studies/kept").get_data(as_text=True)
+    assert 'href="/admin/studies/kept/study.toml"' in page
+    r = ra.client.get("/admin/studies/kept/study.toml")
+    assert r.status_code == 200 and r.get_data(as_text=True) == text
+    assert r.headers["Content-Disposition"] == 'attachment; filename="kept-study.toml"'
+    assert json.loads(ra.client.get("/admin/studies/kept/export.json").get_data(as_text=True))["study_files"] == {
+        "kept": text
+    }
