@@ -1,7 +1,8 @@
 """The figures of a study's live dashboard (and of ``flask --app study_server summary SLUG --json``).
 
 Counts, CONSORT-style: entered (every participation record), declined consent, started
-(reached the trials), in progress, completed, excluded by screening (with the reasons),
+(at least one analysed trial answered validly: what ``analysis report`` counts as started),
+in progress (in the trials, not done yet), completed, excluded by screening (with the reasons),
 analysed (completed and not excluded). Then the median time from the first trial to
 completion, playback failures, and per condition the analysed trials against the
 balance target (expected trials per usable participant times the target number of
@@ -34,20 +35,27 @@ __all__ = ["summary", "participant_counts"]
 
 
 def participant_counts(study: Study) -> dict[str, int]:
-    rows = db.session.execute(
+    answered = (
+        select(Trial.id)
+        .where(Trial.participant_pk == Participant.id, Trial.practice.is_(False), Trial.status == "done")
+        .exists()
+    )
+    each = (  # one row per participant, then counted (PostgreSQL cannot group by a correlated subquery)
         select(
-            Participant.status,
-            Participant.excluded,
-            Participant.started_at.is_not(None),
-            Participant.pilot,
-            func.count(),
+            Participant.status.label("status"),
+            Participant.excluded.label("excluded"),
+            Participant.started_at.is_not(None).label("in_trials"),
+            Participant.pilot.label("pilot"),
+            answered.label("started"),
         )
         .where(Participant.study_pk == study.id)
-        .group_by(Participant.status, Participant.excluded, Participant.started_at.is_not(None), Participant.pilot)
-    ).all()
+        .subquery()
+    )
+    groups = (each.c.status, each.c.excluded, each.c.in_trials, each.c.pilot, each.c.started)
+    rows = db.session.execute(select(*groups, func.count()).group_by(*groups)).all()
     keys = ("entered", "declined", "started", "in_progress", "completed", "excluded", "analysed", "pilot")
     n = dict.fromkeys(keys, 0)
-    for status, excluded, started, pilot, k in rows:
+    for status, excluded, in_trials, pilot, started, k in rows:
         if pilot:  # counted apart: pilots are in no other figure
             n["pilot"] += k
             continue
@@ -57,7 +65,7 @@ def participant_counts(study: Study) -> dict[str, int]:
         if status == "completed":
             n["completed"] += k
             n["excluded" if excluded else "analysed"] += k
-        elif started:
+        elif in_trials:
             n["in_progress"] += k
     return n
 
