@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import Response
+from flask import abort
 from flask import current_app
 from flask import flash
 from flask import g
@@ -38,6 +39,7 @@ from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import send_file
 from flask import session
 from flask import url_for
 from flask_wtf import FlaskForm
@@ -79,6 +81,7 @@ from .models import Batch
 from .models import Participant
 from .models import Researcher
 from .models import Response as ResponseRow
+from .models import Stimulus
 from .models import Study
 from .settings import BLOCK_SETTINGS
 from .settings import block_fields
@@ -89,6 +92,7 @@ from .studies import StudyConfigError
 from .studies import audit
 from .studies import create_study
 from .studies import import_batch_result
+from .studies import preview as preview_trials
 from .studies import study_blocks
 from .studies import withdraw as withdraw_participant
 from .study_file import study_file_text
@@ -540,6 +544,31 @@ def export(slug: str, fmt: str) -> Any:
     rv.headers["Content-Disposition"] = f'attachment; filename="{s.slug}-responses.{fmt}"'
     rv.headers["Cache-Control"] = "no-store"
     return rv
+
+
+@bp.get("/studies/<slug>/preview")
+def preview(slug: str) -> Any:
+    """Take the study as a participant would see it, trial by trial (``?trial=N``, ``?seed=S``), with each
+    trial's condition shown to the researcher; nothing is recorded and balancing is untouched."""
+    s = _study(slug)
+    seed = request.args.get("seed", default=1, type=int)
+    trials = preview_trials(s, seed)
+    index = min(max(request.args.get("trial", default=0, type=int), 0), len(trials) - 1)
+    return render_template("admin/preview.html", study=s, trials=trials, t=trials[index], seed=seed)
+
+
+@bp.get("/studies/<slug>/preview/media/<int:stimulus_pk>.<kind>")
+def preview_media(slug: str, stimulus_pk: int, kind: str) -> Any:
+    """A video or poster of the study's batch, for the signed-in researcher's preview."""
+    s = _study(slug)
+    stim = db.session.get(Stimulus, stimulus_pk)
+    if stim is None or stim.batch_pk != s.batch_pk or kind not in ("mp4", "png"):
+        abort(404)
+    root = Path(s.batch.root).resolve()
+    path = (root / (stim.video_path if kind == "mp4" else stim.poster_path)).resolve()
+    if root not in path.parents or not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="video/mp4" if kind == "mp4" else "image/png", conditional=True)
 
 
 @bp.get("/studies/<slug>/study.toml")

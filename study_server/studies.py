@@ -1020,3 +1020,44 @@ def withdraw(p: Participant, actor: str) -> dict[str, Any]:
     db.session.commit()
     db.session.expire_all()
     return {**info, "study": study.slug, **counts}
+
+
+# ---- preview -----------------------------------------------------------------------------------
+def preview(study: Study, seed: int) -> list[dict[str, Any]]:
+    """The trials a participant with ``seed`` would get on an empty study, each as the page shows it and
+    with its condition: for a researcher's preview. Nothing is written, so balancing is untouched."""
+    stimuli = {
+        (s.item_id, s.key): s.id
+        for s in db.session.execute(select(Stimulus).where(Stimulus.batch_pk == study.batch_pk)).scalars()
+    }
+    blocks = study_blocks(study)
+    out = []
+    for i, pl in enumerate(plan(study, seed, {})):
+        s, b = pl.spec, pl.settings
+        out.append(
+            {
+                "index": i,
+                "block": pl.block + 1,
+                "blocks": len(blocks),
+                "design": s.design,
+                "practice": s.practice,
+                "kind": s.kind,
+                "condition": "practice" if s.practice else design.condition_of(s.cell),
+                "cell": s.cell,
+                "item_id": s.item_id,
+                "stimulus": s.stimulus,
+                "stimulus_pk": stimuli[(s.item_id, s.stimulus)],
+                "variant": s.variant,
+                "left_variant": s.left_variant,
+                "right_variant": s.right_variant,
+                "true_label": s.true_label,
+                "attacked_label": s.attacked_label,
+                "prompt": _PROMPTS[s.design],
+                "options": _options(s, study.batch.label_names),
+                "layout": "single" if s.design == design.DECEITFULNESS else "pair",
+                "plays": b.plays,
+                "seconds": b.seconds,
+                "slowdown": b.slowdown,
+            }
+        )
+    return out

@@ -155,7 +155,7 @@ def _serving(app: Any, faults: Faults) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    app = make_test_app(tmp_path / "e2e.sqlite3", E2E_STUDIES)
+    app = make_test_app(tmp_path / "e2e.sqlite3", E2E_STUDIES, researcher=True)
     faults = Faults()
     app.wsgi_app = _FaultyMedia(app, faults)  # type: ignore[method-assign]
     with _serving(app, faults) as live:

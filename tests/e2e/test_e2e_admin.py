@@ -20,7 +20,10 @@ from support.server import RESEARCHER
 
 from stimuli.responses import read_responses
 from study_server.extensions import db
+from study_server.models import MediaToken
+from study_server.models import Participant
 from study_server.models import Study
+from study_server.models import Trial
 from study_server.studies import cell_counts
 
 try:
@@ -284,4 +287,43 @@ def test_a_combined_session_in_the_browser(live_server, page):
         (2, "indistinguishability"),
     ]
     assert all(r.valid for _, r in rows) and len({t.id for t, _ in rows}) == 5
+    assert page.js_errors == []
+
+
+def test_a_researcher_previews_each_design_and_nothing_is_recorded(live_server, page, tmp_path):
+    base = live_server.url
+    page.goto(f"{base}/admin/login")
+    page.get_by_label("Email").fill(RESEARCHER[0])
+    page.get_by_label("Password").fill(RESEARCHER[1])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/admin/")
+    for slug, kind, answers in (
+        ("dec", "deceitfulness", 2),
+        ("nat", "naturalness", 3),
+        ("ind", "indistinguishability", 2),
+    ):
+        page.goto(f"{base}/admin/studies/{slug}")
+        page.get_by_role("link", name="Preview as a participant").click()
+        overlay = page.get_by_role("complementary", name="For the researcher only")
+        expect(overlay).to_contain_text("Preview: nothing is recorded.")
+        expect(overlay).to_contain_text(f"1 of 1: {kind}")
+        assert page.locator(".answers a").count() == answers
+        video = page.locator("#preview-video")
+        video.evaluate("v => v.play()")
+        page.wait_for_function("() => document.getElementById('preview-video').currentTime > 0.2")
+        page.screenshot(path=str(tmp_path / f"preview-{slug}.png"), full_page=True)
+        # jump to the last trial: its condition is named, and answering in the preview moves on
+        options = page.locator("#trial option")
+        last = options.count() - 1
+        page.locator("#trial").select_option(str(last))
+        page.get_by_role("button", name="Go").click()
+        expect(page.locator("#condition dd").first).to_have_text(re.compile(rf"^{last + 1} of {last + 1}\b"))
+        label = options.nth(last).inner_text().split(": ", 1)[1]
+        expect(page.locator("#condition")).to_contain_text(label)
+        page.goto(f"{base}/admin/studies/{slug}/preview?trial=0")
+        page.locator(".answers a").first.click()
+        expect(page.locator("#condition dd").first).to_have_text(re.compile(rf"^2 of {last + 1}\b"))
+    with live_server.app.app_context():
+        assert db.session.query(Participant).count() == 0
+        assert db.session.query(Trial).count() == 0 and db.session.query(MediaToken).count() == 0
     assert page.js_errors == []
