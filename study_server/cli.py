@@ -8,6 +8,7 @@
 * ``export-study SLUG --out study.toml`` - a study's every setting as a study file;
 * ``summary SLUG`` - the dashboard's figures; ``set-status SLUG open|closed``;
 * ``export SLUG --format csv|json --out FILE`` - the responses, one row per trial;
+* ``export-psych-ds [SLUG...] --out DIR`` - the same rows as a Psych-DS dataset;
 * ``withdraw SLUG PARTICIPANT`` - delete one participant's data;
 
 Every command that reports figures takes ``--json`` (one JSON object on stdout).
@@ -43,6 +44,7 @@ from .accounts import create_researcher
 from .accounts import new_password
 from .dashboard import summary
 from .export import FORMATS
+from .export import export_psych_ds
 from .export import response_rows
 from .extensions import db
 from .models import Batch
@@ -75,6 +77,7 @@ __all__ = [
     "summary_command",
     "set_status_command",
     "export_command",
+    "export_psych_ds_command",
     "withdraw_command",
 ]
 
@@ -561,6 +564,32 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
     )
 
 
+@click.command("export-psych-ds")
+@click.argument("slugs", nargs=-1)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="A new folder for the dataset."
+)
+@click.option("--json", "as_json", is_flag=True, help="Report what was written as JSON.")
+@with_appcontext
+def export_psych_ds_command(slugs: tuple[str, ...], out: Path, as_json: bool) -> None:
+    """Export the responses of the studies SLUG... (default: every study) as a Psych-DS dataset: the same rows as
+    `export`, in data/study-<slug>_data.csv, described by dataset_description.json."""
+    if slugs:
+        studies = [_study(slug) for slug in dict.fromkeys(slugs)]
+    else:
+        studies = list(db.session.execute(select(Study).order_by(Study.slug)).scalars())
+    try:
+        done = export_psych_ds(studies, out)
+    except SmartStudyError as e:
+        raise _fail(e) from None
+    for s in studies:
+        audit("cli", "export", s.slug, format="psych-ds", out=str(out))
+    db.session.commit()
+    _emit(
+        as_json, done, f"wrote {out}: {done['rows']} rows in {len(studies)} data file(s) and dataset_description.json"
+    )
+
+
 @click.command("withdraw")
 @click.argument("slug")
 @click.argument("participant")
@@ -612,5 +641,6 @@ COMMANDS = (
     summary_command,
     set_status_command,
     export_command,
+    export_psych_ds_command,
     withdraw_command,
 )

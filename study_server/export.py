@@ -2,7 +2,11 @@
 
 * :func:`response_rows` - the rows of one study (inside an app context);
 * :func:`export_csv` / :func:`export_json` - the files the dashboard and
-  ``flask --app study_server export`` write (``analysis report`` reads them).
+  ``flask --app study_server export`` write (``analysis report`` reads them);
+* :func:`export_psych_ds` - the same rows as a Psych-DS dataset (``export-psych-ds``): a
+  ``dataset_description.json`` (schema.org JSON-LD naming and describing every variable) and
+  ``data/study-<slug>_data.csv`` per study (values missing written ``NA``, the standard's
+  recommendation; the slug's letters and digits only, as the file-name keyword values allow).
 
 Every stored attempt is a row: practice (flagged), playback failures (``valid`` false)
 and the answers of excluded participants (``excluded`` true, with the reason) included,
@@ -11,11 +15,21 @@ so the analysis decides what to count.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from stimuli.errors import DataError
+from stimuli.responses import COLUMNS
 from stimuli.responses import make_row
 from stimuli.responses import rows_to_csv
 from stimuli.responses import rows_to_json
@@ -27,7 +41,7 @@ from .models import Response
 from .models import Study
 from .models import Trial
 
-__all__ = ["response_rows", "row_for", "export_csv", "export_json", "FORMATS"]
+__all__ = ["response_rows", "row_for", "export_csv", "export_json", "export_psych_ds", "FORMATS"]
 
 FORMATS = ("csv", "json")
 
@@ -115,3 +129,65 @@ def export_json(study: Study) -> str:
     from .study_file import study_file_text
 
     return rows_to_json(response_rows(study), study=study.slug, study_files={study.slug: study_file_text(study)})
+
+
+def _psych_ds_cell(kind: str, value: Any) -> str:
+    if value is None:
+        return "NA"
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "json":
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def psych_ds_name(slug: str) -> str:
+    """The data file of a study: ``study-<the slug's letters and digits>_data.csv``."""
+    return f"study-{re.sub(r'[^A-Za-z0-9]', '', slug)}_data.csv"
+
+
+def export_psych_ds(studies: list[Study], out: Path) -> dict[str, Any]:
+    """Write ``studies``' responses as a Psych-DS dataset in the new folder ``out`` (all or nothing)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: exists already; give a new folder for the dataset")
+    names = [psych_ds_name(s.slug) for s in studies]
+    if len(set(names)) != len(names):
+        raise DataError(f"studies {', '.join(s.slug for s in studies)}: two give the same data file name")
+    description = {
+        "@context": "https://schema.org/",
+        "@type": "Dataset",
+        "name": f"smart-study responses: {', '.join(s.slug for s in studies)}",
+        "description": (
+            "Answers of people to clips of 3D skeletal motion, original and adversarially attacked "
+            "(deceitfulness, naturalness and indistinguishability designs); one row per stored attempt at a trial, "
+            "practice and playback failures included and flagged."
+        ),
+        "keywords": ["adversarial attacks", "human motion perception", "skeletal action recognition"],
+        "variableMeasured": [{"@type": "PropertyValue", "name": c.name, "description": c.description} for c in COLUMNS],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "data").mkdir()
+        (tmp / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        rows_written = 0
+        for study, name in zip(studies, names):
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow([c.name for c in COLUMNS])
+            for row in response_rows(study):
+                w.writerow([_psych_ds_cell(c.type, row[c.name]) for c in COLUMNS])
+                rows_written += 1
+            (tmp / "data" / name).write_text(buf.getvalue(), encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {
+        "folder": str(out),
+        "files": ["dataset_description.json", *(f"data/{n}" for n in names)],
+        "rows": rows_written,
+    }
