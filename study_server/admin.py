@@ -71,6 +71,7 @@ from .accounts import LoginRefused
 from .accounts import authenticate
 from .accounts import session_fingerprint
 from .dashboard import participant_counts
+from .dashboard import quality_flags
 from .dashboard import summary
 from .export import FORMATS
 from .export import export_csv
@@ -503,7 +504,13 @@ def study(slug: str) -> Any:
     form = StatusForm()
     entry = url_for("participant.entry", slug=s.slug, _external=True)
     return render_template(
-        "admin/study.html", study=s, data=summary(s), status_form=form, entry=entry, blocks=study_blocks(s)
+        "admin/study.html",
+        study=s,
+        data=summary(s),
+        status_form=form,
+        entry=entry,
+        blocks=study_blocks(s),
+        flags=quality_flags(s),
     )
 
 
@@ -603,7 +610,9 @@ def participants(slug: str) -> Any:
         if rows
         else {}
     )
-    return render_template("admin/participants.html", study=s, participants=rows, answers=answers, q=q)
+    return render_template(
+        "admin/participants.html", study=s, participants=rows, answers=answers, q=q, flags=quality_flags(s)
+    )
 
 
 class WithdrawForm(FlaskForm):

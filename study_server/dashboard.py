@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy import select
 
+from . import design
 from .design import condition_of
 from .extensions import db
 from .models import Participant
@@ -173,3 +174,65 @@ def summary(study: Study) -> dict[str, Any]:
         "conditions": _conditions(study),
         "updated_at": utcnow().isoformat(timespec="seconds") + "Z",
     }
+
+
+# ---- data quality ----------------------------------------------------------------------------------
+FAST_MS = 250.0
+"""An answer this soon after answering became possible is too fast to be a judgement of the clip."""
+FAST_SHARE = 0.25
+"""Flag a participant when at least this share of their analysed answers are too fast."""
+SAME_SHARE = 0.9
+"""Flag one side or one label position chosen on at least this share of a design's trials (at least MIN_TRIALS)."""
+MIN_TRIALS = 6
+
+
+def quality_flags(study: Study) -> dict[str, list[str]]:
+    """Per participant (public id; non-pilot, analysed trials answered validly): what a researcher may want to
+    look at before analysing, each one line. Flags, not exclusions: the screening decides those.
+
+    * too fast: at least ``FAST_SHARE`` of answers under ``FAST_MS`` ms;
+    * one side / one label position / one answer: naturalness left or right, deceitfulness the same label
+      position, on at least ``SAME_SHARE`` of at least ``MIN_TRIALS`` trials; indistinguishability the same
+      answer to every one (its answers are not positions, and 'unchanged' to most is what an invisible attack
+      gives);
+    * left the page: the tab was hidden during trials (the page logs ``hidden`` events).
+    """
+    rows = db.session.execute(
+        select(Participant.public_id, Trial.design, Response.choice, Response.response_time_ms, Response.events)
+        .join(Trial, Response.trial_pk == Trial.id)
+        .join(Participant, Response.participant_pk == Participant.id)
+        .where(
+            Participant.study_pk == study.id,
+            Participant.pilot.is_(False),
+            Trial.practice.is_(False),
+            Response.valid.is_(True),
+        )
+    ).all()
+    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"rt": [], "choices": defaultdict(list), "hidden": 0})
+    for pid, kind, choice, rt, events in rows:
+        p = per[pid]
+        if rt is not None:
+            p["rt"].append(rt)
+        p["choices"][kind].append(choice)
+        p["hidden"] += sum(1 for e in events or [] if isinstance(e, dict) and e.get("type") == "hidden")
+    out: dict[str, list[str]] = {}
+    for pid, p in per.items():
+        flags = []
+        fast = sum(1 for rt in p["rt"] if rt < FAST_MS)
+        if p["rt"] and fast / len(p["rt"]) >= FAST_SHARE:
+            flags.append(f"too fast: {fast} of {len(p['rt'])} answers under {FAST_MS:g} ms")
+        for kind, choices in sorted(p["choices"].items()):
+            if len(choices) < MIN_TRIALS:
+                continue
+            top, k = max(((c, choices.count(c)) for c in set(choices)), key=lambda x: (x[1], str(x[0])))
+            if kind == design.INDISTINGUISHABILITY:
+                if k == len(choices):
+                    flags.append(f"one answer: {top} to all {k} {kind} trials")
+            elif k / len(choices) >= SAME_SHARE:
+                what = "side" if kind == design.NATURALNESS else "label position"
+                flags.append(f"one {what}: {top} on {k} of {len(choices)} {kind} trials")
+        if p["hidden"]:
+            flags.append(f"left the page {p['hidden']} time{'s' if p['hidden'] != 1 else ''} during trials")
+        if flags:
+            out[pid] = flags
+    return out

@@ -55,6 +55,9 @@
     trial.events.push(e);
   }
 
+  // leaving the page during a trial is logged (the dashboard's data-quality flags count it)
+  document.addEventListener("visibilitychange", function () { log(document.hidden ? "hidden" : "visible"); });
+
   function newKey() {
     var bytes = new Uint8Array(16);
     crypto.getRandomValues(bytes);

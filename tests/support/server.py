@@ -239,6 +239,7 @@ class ParticipantActions:
         rt_ms: float = 900.0,
         failed: bool = False,
         reason: str | None = None,
+        extra_events: list[dict[str, Any]] = (),  # type: ignore[assignment]
     ) -> Any:
         body = {
             "attempt": state["attempt"],
@@ -251,6 +252,7 @@ class ParticipantActions:
                 {"type": "play", "t": 1.0, "mt": 0.0},
                 {"type": "play-end", "t": 1001.0, "mt": 1.0, "n": 1},
                 {"type": "answerable", "t": 1001.5, "mt": 1.0},
+                *extra_events,
             ],
         }
         return self.post_answer(body)
