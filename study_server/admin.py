@@ -70,6 +70,7 @@ from . import design
 from .accounts import LoginRefused
 from .accounts import authenticate
 from .accounts import session_fingerprint
+from .dashboard import charts
 from .dashboard import participant_counts
 from .dashboard import quality_flags
 from .dashboard import summary
@@ -503,10 +504,12 @@ def study(slug: str) -> Any:
     s = _study(slug)
     form = StatusForm()
     entry = url_for("participant.entry", slug=s.slug, _external=True)
+    data = summary(s)
     return render_template(
         "admin/study.html",
         study=s,
-        data=summary(s),
+        data=data,
+        charts=charts(s, data),
         status_form=form,
         entry=entry,
         blocks=study_blocks(s),

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
+from markupsafe import escape
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -236,3 +239,86 @@ def quality_flags(study: Study) -> dict[str, list[str]]:
         if flags:
             out[pid] = flags
     return out
+
+
+# ---- charts (server-side SVG: no script, no library; the tables beside them hold the same figures) ----------
+_W, _BAR_H, _GAP, _LABEL_W = 680, 22, 8, 240
+
+
+def _svg(title: str, height: int, body: list[str]) -> Markup:
+    return Markup(
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {_W} {height}" '
+        f'width="100%" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title>{''.join(body)}</svg>"
+    )
+
+
+def bar_chart(title: str, bars: list[tuple[str, float, float | None]]) -> Markup:
+    """Horizontal bars ``(label, value, target or None)``; a target is a tick on its bar's row."""
+    top = max([1.0, *(v for _, v, _ in bars), *(t for _, _, t in bars if t is not None)])
+    span = _W - _LABEL_W - 60
+    body = []
+    for i, (label, value, target) in enumerate(bars):
+        y = i * (_BAR_H + _GAP)
+        w = span * value / top
+        body.append(
+            f'<text x="{_LABEL_W - 8}" y="{y + 16}" text-anchor="end" class="label">{escape(label)}</text>'
+            f'<rect x="{_LABEL_W}" y="{y}" width="{w:.1f}" height="{_BAR_H}" class="bar"/>'
+            f'<text x="{_LABEL_W + w + 6:.1f}" y="{y + 16}" class="value">{value:g}</text>'
+        )
+        if target is not None:
+            x = _LABEL_W + span * target / top
+            body.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 2}" y2="{y + _BAR_H + 2}" class="target">'
+                f"<title>target {target:g}</title></line>"
+            )
+    return _svg(title, max(1, len(bars)) * (_BAR_H + _GAP), body)
+
+
+def line_chart(title: str, points: list[tuple[datetime, int]]) -> Markup:
+    """A step line of a count over time (completions), with its first and last times and its total."""
+    h, left, bottom = 180, 40, 30
+    if not points:
+        return _svg(title, 40, ['<text x="0" y="24" class="label">None yet.</text>'])
+    t0, t1 = points[0][0], points[-1][0]
+    dt = max((t1 - t0).total_seconds(), 1.0)
+    top = max(n for _, n in points)
+    xs = [left + (_W - left - 20) * (t - t0).total_seconds() / dt for t, _ in points]
+    ys = [h - bottom - (h - bottom - 10) * n / top for _, n in points]
+    path = f"M{left},{h - bottom} " + " ".join(
+        f"L{x:.1f},{ys[i - 1] if i else h - bottom:.1f} L{x:.1f},{y:.1f}" for i, (x, y) in enumerate(zip(xs, ys))
+    )
+    body = [
+        f'<line x1="{left}" x2="{_W - 20}" y1="{h - bottom}" y2="{h - bottom}" class="axis"/>',
+        f'<path d="{path}" class="line"/>',
+        f'<text x="{left}" y="{h - 8}" class="label">{t0:%Y-%m-%d %H:%M} UTC</text>',
+        f'<text x="{_W - 20}" y="{h - 8}" text-anchor="end" class="label">{t1:%Y-%m-%d %H:%M} UTC</text>',
+        f'<text x="{left - 6}" y="{ys[-1] + 4:.1f}" text-anchor="end" class="value">{top}</text>',
+    ]
+    return _svg(title, h, body)
+
+
+def charts(study: Study, data: dict[str, Any]) -> dict[str, Markup]:
+    """The dashboard's three charts from its figures (``data``: :func:`summary`) and the completion times."""
+    done = db.session.execute(
+        select(Participant.completed_at)
+        .where(
+            Participant.study_pk == study.id,
+            Participant.status == "completed",
+            Participant.pilot.is_(False),
+            Participant.completed_at.is_not(None),
+        )
+        .order_by(Participant.completed_at)
+    ).scalars()
+    n = data["participants"]
+    screening = [("Analysed", n["analysed"], None)]
+    screening += [(f"Excluded: {e['reason']}", e["participants"], None) for e in data["exclusions"]]
+    screening += [("In progress", n["in_progress"], None), ("Declined consent", n["declined"], None)]
+    return {
+        "completions": line_chart("Completions over time (cumulative)", [(t, i + 1) for i, t in enumerate(done)]),
+        "screening": bar_chart("Participants by outcome", screening),
+        "conditions": bar_chart(
+            "Analysed trials per condition, against the target",
+            [(c["condition"], c["trials"], c["target"]) for c in data["conditions"]],
+        ),
+    }

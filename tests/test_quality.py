@@ -47,3 +47,30 @@ def test_flags_name_what_to_look_at_and_leave_careful_participants_alone(tmp_pat
     page = ra.client.get("/admin/studies/dec/participants").get_data(as_text=True)
     assert '<span class="flag">too fast: 6 of 6 answers under 250 ms</span>' in page
     assert "3 participants flagged" in ra.client.get("/admin/studies/dec").get_data(as_text=True)
+
+
+def test_the_dashboard_draws_its_charts_from_its_figures(tmp_path: Path) -> None:
+    import re
+
+    app = make_test_app(tmp_path / "c.sqlite3", STUDIES, researcher=True)
+    for pid in ("a", "b", "c"):
+        _take(app, pid, lambda n, s: s["options"][n % 2]["value"])
+    ParticipantActions(app.test_client(), "dec").join(PROLIFIC_PID="d")  # in progress
+    ra = ResearcherActions(app.test_client())
+    assert ra.login().status_code == 302
+    page = ra.client.get("/admin/studies/dec").get_data(as_text=True)
+    svgs = re.findall(r'<svg class="chart" role="img" aria-label="([^"]+)"(.*?)</svg>', page, re.S)
+    assert [label for label, _ in svgs] == [
+        "Completions over time (cumulative)",
+        "Participants by outcome",
+        "Analysed trials per condition, against the target",
+    ]
+    completions, outcome, conditions = (body for _, body in svgs)
+    assert completions.count(" L") == 2 * 3 and ">3</text>" in completions  # three steps up to 3
+    labels = re.findall(r'class="label">([^<]+)</text><rect[^>]*width="([\d.]+)"', outcome)
+    values = re.findall(r'class="value">([^<]+)</text>', outcome)
+    assert [name for name, _ in labels] == ["Analysed", "In progress", "Declined consent"]
+    assert values == ["3", "1", "0"] and float(labels[2][1]) == 0.0
+    assert abs(float(labels[0][1]) - 3 * float(labels[1][1])) < 0.5  # bars to scale (widths to 0.1)
+    trials = sum(int(v) for v in re.findall(r'class="value">([^<]+)</text>', conditions))
+    assert trials == 3 * 6  # every analysed trial of the three, in one condition or another

@@ -174,6 +174,9 @@ def test_admin_flows_in_the_browser_and_the_export_in_analysis_report(admin_serv
     expect(page.locator('[data-live="participants.started"]')).to_have_text("1")
     expect(page.locator('[data-live="participants.analysed"]')).to_have_text("1")
     expect(page.locator("#conditions tbody")).to_contain_text("sensitivity")
+    page.reload()  # the charts are drawn as of loading the page
+    expect(page.get_by_role("img", name="Completions over time (cumulative)")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
     # download the export
     with page.expect_download() as info:
