@@ -78,6 +78,8 @@ from .export import FORMATS
 from .export import export_csv
 from .export import export_json
 from .extensions import db
+from .media import MIMETYPES
+from .media import stimulus_file
 from .models import AuditEvent
 from .models import Batch
 from .models import Participant
@@ -86,6 +88,7 @@ from .models import Response as ResponseRow
 from .models import Stimulus
 from .models import Study
 from .settings import BLOCK_SETTINGS
+from .settings import STATUSES
 from .settings import block_fields
 from .settings import paper_default
 from .settings import spec
@@ -528,7 +531,7 @@ def set_status(slug: str) -> Any:
     """Open or close a study to new participants (those already in it can finish)."""
     s = _study(slug)
     form = StatusForm()
-    if not form.validate_on_submit() or form.status.data not in STATUS_WORDS:
+    if not form.validate_on_submit() or form.status.data not in STATUSES:
         flash("Status must be open, pilot or closed.", "error")
         return redirect(url_for(".study", slug=slug))
     if s.status != form.status.data:
@@ -572,13 +575,10 @@ def preview_media(slug: str, stimulus_pk: int, kind: str) -> Any:
     """A video or poster of the study's batch, for the signed-in researcher's preview."""
     s = _study(slug)
     stim = db.session.get(Stimulus, stimulus_pk)
-    if stim is None or stim.batch_pk != s.batch_pk or kind not in ("mp4", "png"):
+    media = {"mp4": "video", "png": "poster"}.get(kind)
+    if stim is None or stim.batch_pk != s.batch_pk or media is None:
         abort(404)
-    root = Path(s.batch.root).resolve()
-    path = (root / (stim.video_path if kind == "mp4" else stim.poster_path)).resolve()
-    if root not in path.parents or not path.is_file():
-        abort(404)
-    return send_file(path, mimetype="video/mp4" if kind == "mp4" else "image/png", conditional=True)
+    return send_file(stimulus_file(stim, media), mimetype=MIMETYPES[media], conditional=True)
 
 
 @bp.get("/studies/<slug>/study.toml")
@@ -614,7 +614,12 @@ def participants(slug: str) -> Any:
         else {}
     )
     return render_template(
-        "admin/participants.html", study=s, participants=rows, answers=answers, q=q, flags=quality_flags(s)
+        "admin/participants.html",
+        study=s,
+        participants=rows,
+        answers=answers,
+        q=q,
+        flags=quality_flags(s, [p.id for p in rows]) if rows else {},
     )
 
 

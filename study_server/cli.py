@@ -51,6 +51,7 @@ from .models import Batch
 from .models import Participant
 from .models import Researcher
 from .models import Study
+from .settings import STATUSES
 from .settings import block_fields
 from .settings import spec
 from .settings import study_fields
@@ -109,6 +110,13 @@ def _fail(e: Exception) -> click.ClickException:
 def _upgrade() -> None:
     """Create or update the database schema (idempotent; quick when up to date)."""
     upgrade(directory=str(MIGRATIONS))
+
+
+def _studies(slugs: tuple[str, ...]) -> list[Study]:
+    """The studies named (each once, in order), or every study by slug when none is named."""
+    if slugs:
+        return [_study(slug) for slug in dict.fromkeys(slugs)]
+    return list(db.session.execute(select(Study).order_by(Study.slug)).scalars())
 
 
 def _study(slug: str) -> Study:
@@ -490,7 +498,7 @@ def summary_command(slug: str, as_json: bool) -> None:
 
 @click.command("set-status")
 @click.argument("slug")
-@click.argument("status", type=click.Choice(["open", "pilot", "closed"]))
+@click.argument("status", type=click.Choice(STATUSES))
 @with_appcontext
 def set_status_command(slug: str, status: str) -> None:
     """Open a study to new participants, run it as a pilot (its participants flagged and left out of balancing and,
@@ -529,10 +537,7 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
     `flask --app study_server export | analysis report --responses - --batch DIR --out DIR`
     turns a study's database into its report.
     """
-    if slugs:
-        studies = [_study(slug) for slug in dict.fromkeys(slugs)]
-    else:
-        studies = list(db.session.execute(select(Study).order_by(Study.slug)).scalars())
+    studies = _studies(slugs)
     if fmt is None:
         fmt = "json" if out is not None and out.suffix.lower() == ".json" else "csv"
     if out is None and as_json:
@@ -574,10 +579,7 @@ def export_command(slugs: tuple[str, ...], fmt: str | None, out: Path | None, as
 def export_psych_ds_command(slugs: tuple[str, ...], out: Path, as_json: bool) -> None:
     """Export the responses of the studies SLUG... (default: every study) as a Psych-DS dataset: the same rows as
     `export`, in data/study-<slug>_data.csv, described by dataset_description.json."""
-    if slugs:
-        studies = [_study(slug) for slug in dict.fromkeys(slugs)]
-    else:
-        studies = list(db.session.execute(select(Study).order_by(Study.slug)).scalars())
+    studies = _studies(slugs)
     try:
         done = export_psych_ds(studies, out)
     except SmartStudyError as e:

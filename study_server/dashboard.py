@@ -17,6 +17,7 @@ import statistics
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
+from typing import Sequence
 
 from markupsafe import Markup
 from markupsafe import escape
@@ -36,6 +37,11 @@ from .studies import cell_counts
 from .studies import study_blocks
 
 __all__ = ["summary", "participant_counts"]
+
+
+def _counted(study: Study) -> tuple[Any, Any]:
+    """The conditions for the participants the figures count: the study's, pilots apart."""
+    return Participant.study_pk == study.id, Participant.pilot.is_(False)
 
 
 def participant_counts(study: Study) -> dict[str, int]:
@@ -77,12 +83,7 @@ def participant_counts(study: Study) -> dict[str, int]:
 def _exclusions(study: Study) -> list[dict[str, Any]]:
     rows = db.session.execute(
         select(Participant.exclusion_reason, func.count())
-        .where(
-            Participant.study_pk == study.id,
-            Participant.status == "completed",
-            Participant.excluded.is_(True),
-            Participant.pilot.is_(False),
-        )
+        .where(*_counted(study), Participant.status == "completed", Participant.excluded.is_(True))
         .group_by(Participant.exclusion_reason)
         .order_by(func.count().desc())
     ).all()
@@ -92,9 +93,8 @@ def _exclusions(study: Study) -> list[dict[str, Any]]:
 def _median_duration(study: Study) -> float | None:
     rows = db.session.execute(
         select(Participant.started_at, Participant.completed_at).where(
-            Participant.study_pk == study.id,
+            *_counted(study),
             Participant.status == "completed",
-            Participant.pilot.is_(False),
             Participant.started_at.is_not(None),
             Participant.completed_at.is_not(None),
         )
@@ -189,7 +189,7 @@ SAME_SHARE = 0.9
 MIN_TRIALS = 6
 
 
-def quality_flags(study: Study) -> dict[str, list[str]]:
+def quality_flags(study: Study, only: Sequence[int] | None = None) -> dict[str, list[str]]:
     """Per participant (public id; non-pilot, analysed trials answered validly): what a researcher may want to
     look at before analysing, each one line. Flags, not exclusions: the screening decides those.
 
@@ -199,18 +199,18 @@ def quality_flags(study: Study) -> dict[str, list[str]]:
       answer to every one (its answers are not positions, and 'unchanged' to most is what an invisible attack
       gives);
     * left the page: the tab was hidden during trials (the page logs ``hidden`` events).
+
+    ``only``: just these participants (primary keys), e.g. those a page lists.
     """
-    rows = db.session.execute(
+    query = (
         select(Participant.public_id, Trial.design, Response.choice, Response.response_time_ms, Response.events)
         .join(Trial, Response.trial_pk == Trial.id)
         .join(Participant, Response.participant_pk == Participant.id)
-        .where(
-            Participant.study_pk == study.id,
-            Participant.pilot.is_(False),
-            Trial.practice.is_(False),
-            Response.valid.is_(True),
-        )
-    ).all()
+        .where(*_counted(study), Trial.practice.is_(False), Response.valid.is_(True))
+    )
+    if only is not None:
+        query = query.where(Participant.id.in_(list(only)))
+    rows = db.session.execute(query).all()
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"rt": [], "choices": defaultdict(list), "hidden": 0})
     for pid, kind, choice, rt, events in rows:
         p = per[pid]
@@ -302,12 +302,7 @@ def charts(study: Study, data: dict[str, Any]) -> dict[str, Markup]:
     """The dashboard's three charts from its figures (``data``: :func:`summary`) and the completion times."""
     done = db.session.execute(
         select(Participant.completed_at)
-        .where(
-            Participant.study_pk == study.id,
-            Participant.status == "completed",
-            Participant.pilot.is_(False),
-            Participant.completed_at.is_not(None),
-        )
+        .where(*_counted(study), Participant.status == "completed", Participant.completed_at.is_not(None))
         .order_by(Participant.completed_at)
     ).scalars()
     n = data["participants"]

@@ -40,6 +40,7 @@ from .models import Participant
 from .models import Response
 from .models import Study
 from .models import Trial
+from .study_file import study_file_text
 
 __all__ = ["response_rows", "row_for", "export_csv", "export_json", "export_psych_ds", "FORMATS"]
 
@@ -126,8 +127,6 @@ def export_csv(study: Study) -> str:
 
 def export_json(study: Study) -> str:
     """The study's responses as the JSON export document, with the study file of every setting they were taken under."""
-    from .study_file import study_file_text
-
     return rows_to_json(response_rows(study), study=study.slug, study_files={study.slug: study_file_text(study)})
 
 

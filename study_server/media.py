@@ -26,6 +26,7 @@ from .access import session_holds
 from .extensions import db
 from .models import MediaToken
 from .models import Participant
+from .models import Stimulus
 
 bp = Blueprint("media", __name__)
 
@@ -34,6 +35,15 @@ MIMETYPES = {"video": "video/mp4", "poster": "image/png"}
 
 def _etag(token: str) -> str:
     return hashlib.sha256(f"etag/{token}".encode()).hexdigest()[:24]
+
+
+def stimulus_file(stim: Stimulus, kind: str) -> Path:
+    """The video or poster (``kind``) of a stimulus, inside its batch folder; 404 when it is not there."""
+    root = Path(stim.batch.root).resolve()
+    path = (root / (stim.video_path if kind == "video" else stim.poster_path)).resolve()
+    if root not in path.parents or not path.is_file():
+        abort(404)
+    return path
 
 
 @bp.get("/m/<token>")
@@ -47,11 +57,7 @@ def serve(token: str) -> Any:
     participant = db.session.get(Participant, mt.participant_pk)
     if participant is None or not session_holds(participant):
         abort(404)
-    stim = mt.stimulus
-    root = Path(stim.batch.root).resolve()
-    path = (root / (stim.video_path if mt.kind == "video" else stim.poster_path)).resolve()
-    if root not in path.parents or not path.is_file():
-        abort(404)
+    path = stimulus_file(mt.stimulus, mt.kind)
     rv = send_file(
         path,
         mimetype=MIMETYPES[mt.kind],

@@ -43,6 +43,7 @@ from .extensions import db
 from .models import Participant
 from .models import Study
 from .models import utcnow
+from .settings import TAKING
 from .studies import enrol
 from .studies import find_participant
 from .studies import new_participant
@@ -167,7 +168,7 @@ def entry(slug: str) -> Any:
                 return render_template("participant/already.html", study=study, participant=p), 200
             bind(study, p)
             return redirect(stage_url(p))
-    if study.status not in ("open", "pilot"):
+    if study.status not in TAKING:
         return _message("Study closed", "This study is not taking new participants. Thank you for your interest.", 410)
     if recruit[0] == "mturk" and request.headers.get("Sec-Fetch-Dest") == "iframe":
         # cookies are not kept inside MTurk's frame: continue in a window of its own

@@ -155,6 +155,12 @@ class Block:
         return cls(**{**d, "variants": tuple(d["variants"])})
 
 
+STATUSES = ("open", "pilot", "closed")
+"""A study's states: taking participants, taking pilot participants, or not taking any."""
+TAKING = ("open", "pilot")
+"""The states in which new participants may enter."""
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """The settings of a study as a whole: screening, running and recruiting."""
@@ -244,7 +250,7 @@ class StudySettings:
         label="Status",
         help="open: taking participants; pilot: taking pilot participants (recorded and exported, flagged, "
         "left out of balancing and, unless asked, of the analysis).",
-        choices=("open", "pilot", "closed"),
+        choices=STATUSES,
     )
 
 

@@ -1043,9 +1043,7 @@ def preview(study: Study, seed: int) -> list[dict[str, Any]]:
                 "practice": s.practice,
                 "kind": s.kind,
                 "condition": "practice" if s.practice else design.condition_of(s.cell),
-                "cell": s.cell,
                 "item_id": s.item_id,
-                "stimulus": s.stimulus,
                 "stimulus_pk": stimuli[(s.item_id, s.stimulus)],
                 "variant": s.variant,
                 "left_variant": s.left_variant,
@@ -1056,7 +1054,6 @@ def preview(study: Study, seed: int) -> list[dict[str, Any]]:
                 "options": _options(s, study.batch.label_names),
                 "layout": "single" if s.design == design.DECEITFULNESS else "pair",
                 "plays": b.plays,
-                "seconds": b.seconds,
                 "slowdown": b.slowdown,
             }
         )
