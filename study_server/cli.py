@@ -39,6 +39,7 @@ from stimuli.responses import rows_to_json
 
 from . import MIGRATIONS
 from . import design
+from . import prolific
 from .accounts import AccountError
 from .accounts import create_researcher
 from .accounts import new_password
@@ -646,3 +647,144 @@ COMMANDS = (
     export_psych_ds_command,
     withdraw_command,
 )
+
+
+# ---- Prolific ------------------------------------------------------------------------------------
+@click.group("prolific")
+def prolific_group() -> None:
+    """Run a study on Prolific through its API (token in PROLIFIC_TOKEN). Every step can be rerun safely."""
+
+
+def _prolific(fn: Any) -> Any:
+    """Run ``fn`` turning Prolific's failures into one-line errors."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except prolific.ProlificError as e:
+            db.session.rollback()
+            raise _fail(e) from None
+
+    return run
+
+
+@prolific_group.command("create")
+@click.argument("slug")
+@click.option("--server-url", envvar="SERVER_URL", required=True, help="This server's public https:// URL.")
+@click.option("--reward", required=True, help="Pay per participant in the currency, e.g. 1.50.")
+@click.option(
+    "--minutes", type=int, default=None, help="Estimated time (default: the pilots' median, else an estimate)."
+)
+@click.option("--currency", type=click.Choice(sorted(prolific.MIN_HOURLY)), default="GBP", show_default=True)
+@click.option("--places", type=int, default=None, help="Participants to recruit (default: the study's target).")
+@click.option(
+    "--exclusions",
+    "policy",
+    type=click.Choice(prolific.POLICIES),
+    default="approve",
+    show_default=True,
+    help="Those the screening excludes: approve (paid, flagged in the data) or ask them to return.",
+)
+@click.option("--description", default=None, help="What participants read on Prolific (default: a plain summary).")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def prolific_create(
+    slug: str,
+    server_url: str,
+    reward: str,
+    minutes: int | None,
+    currency: str,
+    places: int | None,
+    policy: str,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Create the study on Prolific as a draft (a rerun finds the one already made)."""
+    study = _study(slug)
+    minutes = minutes or prolific.estimated_minutes(study)
+    link = _prolific(prolific.create)(
+        study,
+        base_url=server_url,
+        reward=reward,
+        minutes=minutes,
+        currency=currency,
+        places=places,
+        policy=policy,
+        description=description,
+    )
+    info = prolific.overview(study)
+    _emit(
+        as_json,
+        info,
+        f"{slug}: Prolific study {link.prolific_id} ({link.status}), {info['reward']} {link.currency} for "
+        f"{link.minutes} min, {link.places} places; screened-out code {link.screened_out_code}, "
+        f"exclusions: {link.exclusion_policy}",
+    )
+
+
+def _transition_command(verb: str) -> Any:
+    @prolific_group.command(verb)
+    @click.argument("slug")
+    @with_appcontext
+    def command(slug: str) -> None:
+        status = _prolific(prolific.transition)(_study(slug), verb)
+        click.echo(f"{slug}: {status} on Prolific")
+
+    command.__doc__ = {
+        "publish": "Publish the study on Prolific (it must be open or a pilot here).",
+        "pause": "Pause the study on Prolific: no new participants until resumed.",
+        "resume": "Resume a paused study on Prolific.",
+    }[verb]
+    return command
+
+
+for _verb in prolific.TRANSITIONS:
+    _transition_command(_verb)
+
+
+@prolific_group.command("review")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def prolific_review(slug: str, as_json: bool) -> None:
+    """Approve completed submissions; excluded participants by the study's policy (approve-and-flag or return)."""
+    got = _prolific(prolific.review)(_study(slug))
+    _emit(as_json, got.__dict__, f"{slug}: {got.text()}")
+
+
+@prolific_group.command("bonus")
+@click.argument("slug")
+@click.option("--amount", required=True, help="Bonus per participant in the study's currency, e.g. 0.50.")
+@click.option("--participant", "participants", multiple=True, help="Only these Prolific ids (default: every analysed).")
+@click.option("--pay-unconfirmed", is_flag=True, help="Pay again a payment whose answer was lost and not yet shown.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def prolific_bonus(slug: str, amount: str, participants: tuple[str, ...], pay_unconfirmed: bool, as_json: bool) -> None:
+    """Pay a bonus to every approved, analysed participant (each once, however often this runs)."""
+    got = _prolific(prolific.bonus)(
+        _study(slug), amount, participant_ids=list(participants) or None, pay_unconfirmed=pay_unconfirmed
+    )
+    text = f"{slug}: paid {got['paid']} bonuses, {got['earlier']} paid before, {got['checked']} confirmed as paid"
+    if got["unconfirmed"]:
+        text += (
+            f"; payments {', '.join(got['unconfirmed'])} are not confirmed: look at the study on Prolific, "
+            "then rerun with --pay-unconfirmed only if they were not paid"
+        )
+    _emit(as_json, got, text)
+
+
+@prolific_group.command("status")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def prolific_status(slug: str, as_json: bool) -> None:
+    """The study's Prolific link and what was done to its submissions (no call to Prolific)."""
+    info = prolific.overview(_study(slug))
+    if info is None:
+        _emit(as_json, None, f"{slug}: not on Prolific")
+        return
+    done = ", ".join(f"{k} {v}" for k, v in sorted(info["done"].items())) or "nothing yet"
+    _emit(as_json, info, f"{slug}: Prolific study {info['prolific_id']} ({info['status']}); done: {done}")
+
+
+COMMANDS = (*COMMANDS, prolific_group)

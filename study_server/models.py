@@ -55,6 +55,8 @@ __all__ = [
     "Researcher",
     "LoginAttempt",
     "AuditEvent",
+    "ProlificLink",
+    "ProlificAction",
 ]
 
 
@@ -352,3 +354,47 @@ class AuditEvent(db.Model):
     action: Mapped[str] = mapped_column(String(32))
     study: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProlificLink(db.Model):
+    """A study's counterpart on Prolific: created through the API, with the settings it was created with."""
+
+    __tablename__ = "prolific_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"), unique=True)
+    internal_name: Mapped[str] = mapped_column(String(100), unique=True)
+    """Prolific's internal name of the study, chosen here before it is created (so a rerun finds it)."""
+    prolific_id: Mapped[str | None] = mapped_column(String(64))
+    """None until Prolific answered the creation."""
+    status: Mapped[str] = mapped_column(String(32))
+    """Prolific's status as last seen (``UNPUBLISHED``, ``ACTIVE``, ``PAUSED``, ...), or ``creating``."""
+    reward_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    minutes: Mapped[int] = mapped_column(Integer)
+    places: Mapped[int] = mapped_column(Integer)
+    screened_out_code: Mapped[str] = mapped_column(String(64))
+    """The code participants who fail the screening are given (they are paid or asked to return, by the policy)."""
+    exclusion_policy: Mapped[str] = mapped_column(String(16))
+    """``approve`` (pay and flag in the data) or ``return`` (ask the participant to return, with the reason)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    study: Mapped[Study] = relationship()
+
+
+class ProlificAction(db.Model):
+    """One thing done to one Prolific submission (approved, asked to return, bonus): never done twice."""
+
+    __tablename__ = "prolific_action"
+    __table_args__ = (UniqueConstraint("link_pk", "submission_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_pk: Mapped[int] = mapped_column(ForeignKey("prolific_link.id"), index=True)
+    submission_id: Mapped[str] = mapped_column(String(64))
+    participant_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    """``approve``, ``return`` or ``bonus``."""
+    state: Mapped[str] = mapped_column(String(16))
+    """``done``; for a bonus also ``set-up`` (created, not paid) or ``unknown`` (paying, answer lost)."""
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

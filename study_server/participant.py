@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 from flask import Blueprint
 from flask import Response
 from flask import abort
+from flask import current_app
 from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
 from flask_wtf import FlaskForm
+from sqlalchemy import select
 from wtforms import IntegerField
 from wtforms import SelectChoice
 from wtforms import SelectField
@@ -41,6 +43,7 @@ from .design import DECEITFULNESS
 from .design import NATURALNESS
 from .extensions import db
 from .models import Participant
+from .models import ProlificLink
 from .models import Study
 from .models import utcnow
 from .settings import TAKING
@@ -54,7 +57,8 @@ bp = Blueprint("participant", __name__)
 RECRUIT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_HOSTS = ("www.mturk.com", "workersandbox.mturk.com")
-PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
+PROLIFIC_APP = "https://app.prolific.com"
+"""Where Prolific participants hand their code back (``PROLIFIC_APP_URL`` overrides it, for tests)."""
 
 
 class ConsentForm(FlaskForm):
@@ -279,7 +283,13 @@ def completion(study: Study, p: Participant) -> dict[str, Any]:
     """How to hand the participant back: Prolific redirect URL, MTurk submit form, or just the code."""
     code = study.completion_code
     if p.platform == "prolific" and code and study.prolific_redirect:
-        return {"code": code, "prolific_url": f"{PROLIFIC_COMPLETE}?{urlencode({'cc': code})}"}
+        if p.excluded:  # a study run through Prolific's API has a code for those the screening excluded
+            link = db.session.execute(
+                select(ProlificLink).where(ProlificLink.study_pk == study.id)
+            ).scalar_one_or_none()
+            code = link.screened_out_code if link is not None else code
+        app = (current_app.config.get("PROLIFIC_APP_URL") or PROLIFIC_APP).rstrip("/")
+        return {"code": code, "prolific_url": f"{app}/submissions/complete?{urlencode({'cc': code})}"}
     if p.platform == "mturk" and p.recruit_info.get("assignmentId"):
         base = p.recruit_info.get("turkSubmitTo") or "https://www.mturk.com"
         return {
