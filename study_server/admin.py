@@ -67,6 +67,7 @@ from stimuli.errors import DataError
 from stimuli.paths import data_root
 
 from . import design
+from . import prolific
 from .accounts import LoginRefused
 from .accounts import authenticate
 from .accounts import session_fingerprint
@@ -504,7 +505,10 @@ def _study(slug: str) -> Study:
 @bp.get("/studies/<slug>")
 def study(slug: str) -> Any:
     """The live dashboard of a study."""
-    s = _study(slug)
+    return _dashboard(_study(slug))
+
+
+def _dashboard(s: Study, prolific_form: Any = None) -> Any:
     form = StatusForm()
     entry = url_for("participant.entry", slug=s.slug, _external=True)
     data = summary(s)
@@ -517,6 +521,7 @@ def study(slug: str) -> Any:
         entry=entry,
         blocks=study_blocks(s),
         flags=quality_flags(s),
+        **_prolific_forms(s, prolific_form),
     )
 
 
@@ -540,6 +545,91 @@ def set_status(slug: str) -> Any:
         db.session.commit()
     flash(f"Study {slug!r} is {STATUS_WORDS[s.status]}.", "ok")
     return redirect(url_for(".study", slug=slug))
+
+
+# ---- Prolific ------------------------------------------------------------------------------------
+class ProlificForm(FlaskForm):
+    """Create the study on Prolific (see :func:`study_server.prolific.create`)."""
+
+    server_url = StringField("This server's public URL", validators=[InputRequired(), Length(max=300)])
+    reward = StringField("Reward per participant", validators=[InputRequired(), Length(max=12)])
+    currency = SelectField("Currency", choices=[SelectChoice(c, c) for c in sorted(prolific.MIN_HOURLY)])
+    minutes = IntegerField("Estimated minutes", validators=[InputRequired(), NumberRange(min=1, max=600)])
+    places = IntegerField("Places", validators=[InputRequired(), NumberRange(min=1, max=100000)])
+    policy = SelectField(
+        "Participants the screening excludes",
+        choices=[
+            SelectChoice("approve", "Approve (paid), flagged in the data"),
+            SelectChoice("return", "Ask them to return, with the reason"),
+        ],
+    )
+    submit = SubmitField("Create the study on Prolific (a draft)")
+
+
+class BonusForm(FlaskForm):
+    amount = StringField("Bonus per analysed participant", validators=[InputRequired(), Length(max=12)])
+    submit = SubmitField("Pay the bonus")
+
+
+def _prolific_forms(s: Study, form: ProlificForm | None) -> dict[str, Any]:
+    """The dashboard's Prolific forms: creation prefilled (or as the researcher sent it, after an error)."""
+    if form is None:
+        form = ProlificForm(formdata=None)
+        form.server_url.data = request.url_root.rstrip("/")
+        form.minutes.data = prolific.estimated_minutes(s)
+        form.places.data = s.target_participants
+    return {"prolific_form": form, "bonus_form": BonusForm(formdata=None), "prolific": prolific.overview(s)}
+
+
+@bp.post("/studies/<slug>/prolific/<verb>")
+def prolific_action(slug: str, verb: str) -> Any:
+    """One Prolific step from the dashboard: create, publish / pause / resume, review, bonus."""
+    s = _study(slug)
+    actor = _actor()
+    if verb == "create":  # an error shows the form again as sent
+        form = ProlificForm()
+        try:
+            if not form.validate_on_submit():
+                fields = "; ".join(f"{form[k].label.text}: {' '.join(v)}" for k, v in form.errors.items())
+                raise prolific.ProlificError(f"not created: {fields}")
+            link = prolific.create(
+                s,
+                base_url=form.server_url.data,
+                reward=form.reward.data,
+                minutes=form.minutes.data,
+                currency=form.currency.data,
+                places=form.places.data,
+                policy=form.policy.data,
+                actor=actor,
+            )
+        except prolific.ProlificError as e:
+            db.session.rollback()
+            flash(f"Prolific: {e}.", "error")
+            return _dashboard(s, form), 400
+        flash(f"Created on Prolific as a draft: study {link.prolific_id}.", "ok")
+        return redirect(url_for(".study", slug=slug) + "#prolific")
+    try:
+        if not StatusForm().validate_on_submit() and verb != "bonus":
+            raise prolific.ProlificError("the form expired: reload the page and try again")
+        elif verb in prolific.TRANSITIONS:
+            flash(f"On Prolific the study is now {prolific.transition(s, verb, actor)}.", "ok")
+        elif verb == "review":
+            flash("Review: " + prolific.review(s, actor).text() + ".", "ok")
+        elif verb == "bonus":
+            form = BonusForm()
+            if not form.validate_on_submit():
+                raise prolific.ProlificError("give the bonus as an amount, e.g. 0.50")
+            got = prolific.bonus(s, form.amount.data, actor)
+            text = f"Bonuses: paid {got['paid']}, {got['earlier']} paid before, {got['checked']} confirmed as paid."
+            if got["unconfirmed"]:
+                text += f" Not confirmed: {', '.join(got['unconfirmed'])} (look on Prolific; the CLI can pay again)."
+            flash(text, "ok")
+        else:
+            abort(404)
+    except prolific.ProlificError as e:
+        db.session.rollback()
+        flash(f"Prolific: {e}.", "error")
+    return redirect(url_for(".study", slug=slug) + "#prolific")
 
 
 @bp.get("/studies/<slug>/export.<fmt>")

@@ -10,6 +10,8 @@
 * ``export SLUG --format csv|json --out FILE`` - the responses, one row per trial;
 * ``export-psych-ds [SLUG...] --out DIR`` - the same rows as a Psych-DS dataset;
 * ``withdraw SLUG PARTICIPANT`` - delete one participant's data;
+* ``prolific create|publish|pause|resume|review|bonus|status SLUG`` - run the study on Prolific through its API
+  (see :mod:`study_server.prolific`);
 
 Every command that reports figures takes ``--json`` (one JSON object on stdout).
 Errors are one line and a non-zero exit, never a traceback.

@@ -122,7 +122,7 @@ def test_create_researcher_command_hashes_and_is_scriptable(tmp_path):
 def test_every_admin_route_requires_sign_in(app):
     rules = [r for r in app.url_map.iter_rules() if r.endpoint.startswith("admin.") and r.endpoint not in PUBLIC]
     assert len(rules) >= 10
-    values = {"slug": "ind", "pid": "p-0", "fmt": "csv", "stimulus_pk": 1, "kind": "mp4"}
+    values = {"slug": "ind", "pid": "p-0", "fmt": "csv", "stimulus_pk": 1, "kind": "mp4", "verb": "review"}
     anonymous = app.test_client()
     token = csrf_token(anonymous.get("/admin/login").get_data(as_text=True))
     checked = 0
