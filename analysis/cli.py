@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from typing import Sequence
 
 import click
@@ -119,6 +120,13 @@ def _stdin_responses(columns: Sequence[str]):
     help="Analyse the pilot participants too (left out by default: a pilot tries the study, it is not its data).",
 )
 @click.option(
+    "--prereg",
+    "prereg_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A preregistration bundle (analysis prereg): say whether these data and settings match it.",
+)
+@click.option(
     "--glmm-max-participants",
     type=click.IntRange(2),
     default=100,
@@ -140,6 +148,7 @@ def report(
     control_threshold: float,
     glmm: bool,
     include_pilot: bool,
+    prereg_dir: Path | None,
     glmm_max_participants: int,
 ) -> None:
     """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
@@ -195,12 +204,26 @@ def report(
         "batch_dirs": [str(b) for b in batch_dirs],
         "attack_files": [str(p) for p in _attack_paths(attack_files)],
     }
+    if prereg_dir is not None:
+        inputs["preregistration"] = _prereg_check(
+            prereg_dir,
+            batches,
+            None if str(responses) == "-" else responses,
+            {
+                "level": level,
+                "sensitivity_threshold": sensitivity_threshold,
+                "control_threshold": control_threshold,
+                "include_pilot": include_pilot,
+            },
+        )
     rep = build_report(df, batches, runs, transfers, opts, inputs)
     files = write_report(rep, out_dir)
     seconds = time.perf_counter() - t0
     if as_json:
         click.echo(dumps({**rep.summary, "files": files, "seconds": seconds}))
         return
+    if prereg_dir is not None:
+        click.echo(inputs["preregistration"]["text"])
     if pilots:
         click.echo(f"{pilots} pilot participant(s) {'analysed (--include-pilot)' if include_pilot else 'left out'}")
     for line in rep.console:
@@ -209,6 +232,82 @@ def report(
         f"wrote {files['html']}, {files['markdown']}, {len(files['tables'])} tables and "
         f"{len(files['figures'])} figures in {seconds:.1f} s"
     )
+
+
+def _prereg_check(bundle: Path, batches: Any, responses: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    from stimuli.batch import MANIFEST
+    from stimuli.fileio import file_sha256
+
+    from .prereg import check_bundle
+
+    hashes = {bid: file_sha256(root / MANIFEST) for bid, root in batches.roots.items()}
+    study_files = None
+    if responses is not None and responses.read_bytes()[:64].lstrip().startswith(b"{"):
+        study_files = json.loads(responses.read_text(encoding="utf-8")).get("study_files")
+    return check_bundle(bundle, hashes, study_files, settings)
+
+
+@cli.command()
+@click.option("--study", "study_path", type=click.Path(path_type=Path), required=True, help="The study file.")
+@click.option("--batch", "batch_dir", type=click.Path(path_type=Path), required=True, help="Its stimulus batch.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="A new folder for the bundle.")
+@click.option("--participants", type=click.IntRange(1), default=None, help="Planned sample (default: the target).")
+@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True), default=0.05, show_default=True)
+@click.option("--level", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True)
+@click.option(
+    "--unchanged-level",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Indistinguishability: the share of 'unchanged' SMART must exceed.",
+)
+@click.option("--assumed-deceit", type=click.FloatRange(0, 1), default=0.6, show_default=True)
+@click.option("--assumed-preference", type=click.FloatRange(0, 1), default=0.6, show_default=True)
+@click.option("--assumed-unchanged", type=click.FloatRange(0, 1), default=0.6, show_default=True)
+@click.option("--include-pilot", is_flag=True, help="Plan to analyse pilot participants too.")
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def prereg(
+    study_path: Path,
+    batch_dir: Path,
+    out: Path,
+    participants: int | None,
+    alpha: float,
+    level: float,
+    unchanged_level: float,
+    assumed_deceit: float,
+    assumed_preference: float,
+    assumed_unchanged: float,
+    include_pilot: bool,
+    as_json: bool,
+) -> None:
+    """Freeze the plan before data come in: study file, batch hash, analysis plan, power, code version, digest."""
+    from stimuli.batch import load_batch
+
+    from .prereg import PlanOptions
+    from .prereg import write_bundle
+    from .readers import dumps
+
+    opts = PlanOptions(
+        alpha=alpha,
+        level=level,
+        unchanged_level=unchanged_level,
+        assumed_deceit=assumed_deceit,
+        assumed_preference=assumed_preference,
+        assumed_unchanged=assumed_unchanged,
+        participants=participants,
+        include_pilot=include_pilot,
+    )
+    got = write_bundle(study_path, load_batch(batch_dir), batch_dir, out, opts)
+    if as_json:
+        click.echo(dumps(got))
+        return
+    for p in got["power"]:
+        need = p["observations_for_80_percent"]
+        click.echo(f"{p['id']}: {p['observations']} observations, power {p['power']:.2f} (80 % needs {need})")
+    click.echo(f"wrote {out}: digest {got['digest']}")
 
 
 @cli.command()

@@ -128,6 +128,8 @@ def _inputs_section(
         f"intervals, sensitivity screen {opts.sensitivity_threshold:.2f}, positive-control screen "
         f"{opts.control_threshold:.2f}, mixed model on at most {opts.glmm_max_participants} participants."
     )
+    if inputs.get("preregistration"):
+        s.text.append(inputs["preregistration"]["text"])
     return s
 
 
