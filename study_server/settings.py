@@ -144,6 +144,14 @@ class Block:
         hi=1,
         designs=(design.INDISTINGUISHABILITY,),
     )
+    practice_feedback: bool = _setting(
+        False,
+        type=bool,
+        label="feedback after practice trials",
+        help="After a practice trial with a right answer (a clear change; two identical clips), say whether the "
+        "answer was right. Attacked pairs have no right answer and get none.",
+        designs=(design.INDISTINGUISHABILITY,),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

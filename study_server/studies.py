@@ -796,7 +796,9 @@ _ANSWER_CONTEXT = (
         Participant.block.label("participant_block"),
         Study.slug,
         Study.max_attempts,
+        Study.blocks,
         Trial.design,
+        Trial.kind,
         Trial.true_label,
         Trial.attacked_label,
         Trial.label_order,
@@ -924,6 +926,9 @@ def _bookkeeping(
         "done": done,
         "redirect": url_for("participant.done", slug=att.slug) if done else None,
     }
+    right = PRACTICE_KEY.get(att.kind) if att.practice and att.design == design.INDISTINGUISHABILITY else None
+    if right and not failed and att.blocks[att.block].get("practice_feedback"):
+        result["feedback"] = {"right": answer == right, "answer": right}
     conn.execute(
         _INSERT_RESPONSE,
         {
@@ -950,6 +955,10 @@ def _bookkeeping(
     elif following[0].block != att.participant_block:
         conn.execute(_TO_BLOCK, {"p": att.participant_pk, "to": following[0].block})
     return result
+
+
+PRACTICE_KEY = {"control": "changed", "sensitivity": "unchanged"}
+"""The right answer of the practice trials that have one (indistinguishability)."""
 
 
 def _to_block(p: Participant, block: int) -> None:

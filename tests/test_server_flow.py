@@ -513,3 +513,38 @@ def test_deceitfulness_labels_are_shown_as_words(app):
 
         names = db.session.execute(select(Batch.label_names)).scalar_one()
     assert names == {"walk": "walk", "wave_right": "wave (right)", "squat": "squat", "jog": "jog"}
+
+
+def test_practice_feedback_says_whether_a_practice_answer_with_a_right_answer_was_right(tmp_path):
+    studies = [
+        (
+            "fb",
+            "indistinguishability",
+            {
+                "trials": 2,
+                "practice_trials": 3,
+                "sensitivity_share": 0.5,
+                "control_share": 0.0,
+                "practice_feedback": True,
+            },
+        ),
+        ("nofb", "indistinguishability", {"trials": 2, "practice_trials": 3, "sensitivity_share": 0.5}),
+    ]
+    app = make_test_app(tmp_path / "fb.sqlite3", studies)
+    pa = ParticipantActions(app.test_client(), "fb").join(PROLIFIC_PID="fb1")
+    seen = []
+    for _ in range(5):
+        s = pa.state()
+        t = pa.trial(s)
+        r = pa.answer(s, "unchanged").get_json()
+        seen.append((t.practice, t.kind, r.get("feedback")))
+    # practice: a clear change first (answered wrongly), then an identical pair (rightly), then an attacked pair
+    assert seen[:3] == [
+        (True, "control", {"right": False, "answer": "changed"}),
+        (True, "sensitivity", {"right": True, "answer": "unchanged"}),
+        (True, "perceivability", None),
+    ]
+    assert all(not practice and fb is None for practice, _, fb in seen[3:])  # none on analysed trials
+    other = ParticipantActions(app.test_client(), "nofb").join(PROLIFIC_PID="fb2")
+    s = other.state()
+    assert "feedback" not in other.answer(s, "unchanged").get_json()

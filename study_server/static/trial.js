@@ -114,7 +114,13 @@
           location.assign(data.redirect);
           return;
         }
-        if (body.playback_failed) await sleep(1500); else say("Saved.");
+        if (data.feedback) { // practice with a right answer, where the study gives feedback
+          var what = data.feedback.answer === "changed" ? "one of the two clips was changed." : "the two clips were the same.";
+          say((data.feedback.right ? "Right: " : "Not quite: ") + what);
+          el.status.classList.add("feedback");
+          await sleep(2500);
+          el.status.classList.remove("feedback");
+        } else if (body.playback_failed) await sleep(1500); else say("Saved.");
         next();
         return;
       }

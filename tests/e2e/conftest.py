@@ -58,6 +58,11 @@ E2E_STUDIES = [
         {"trials": 5, "practice_trials": 1, "sensitivity_share": 0.4, "control_share": 0.2, "slowdown": 1.5},
     ),
     (
+        "fb",
+        "indistinguishability",
+        {"trials": 1, "practice_trials": 2, "sensitivity_share": 0.0, "control_share": 0.0, "practice_feedback": True},
+    ),
+    (
         "flaky",
         "indistinguishability",
         {"trials": 3, "practice_trials": 0, "sensitivity_share": 0.34, "control_share": 0.0, "stall_limit_s": 4.0},

@@ -246,3 +246,26 @@ def test_a_broken_video_is_logged_marked_invalid_and_given_again(live_server, pa
     assert first.response_time_ms is None
     check_played([x for x in rows if x[1].valid], plays=1, seconds=1.0, slowdown=1.0)
     assert page.js_errors == []
+
+
+def test_practice_feedback_is_shown_after_a_practice_trial_with_a_right_answer(live_server, page):
+    intro_by_mouse(page, f"{live_server.url}/s/fb?PROLIFIC_PID=e2e-fb&STUDY_ID=st&SESSION_ID=se")
+    said = []
+
+    def unchanged_and_read(pg: Any) -> None:
+        pg.locator('#answers button[data-value="unchanged"]').click()
+        pg.wait_for_function(
+            "() => { const s = document.getElementById('status');"
+            " return !s || /^(Right|Not quite|Saved)/.test(s.textContent); }"
+        )
+        try:
+            said.append(pg.evaluate("() => (document.getElementById('status') || {}).textContent || 'done'"))
+        except PlaywrightError:  # navigating to the end
+            said.append("done")
+
+    labels = run(page, unchanged_and_read, click_continue)
+    assert labels == ["Practice 1 of 2", "Practice 2 of 2", "Trial 1 of 1"]
+    # a clear change first (answered 'unchanged': wrong), then two identical clips (right); none on the trial
+    assert said[:2] == ["Not quite: one of the two clips was changed.", "Right: the two clips were the same."]
+    assert len(said) == 3 and not said[2].startswith(("Right", "Not quite"))
+    assert page.js_errors == []
