@@ -226,7 +226,9 @@ class Runner:
             self.close()
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["torch", "attack_gen.attack.runs"])
-            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,))
+            pool = ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, os.getpid())
+            )
             self._pool = (workers, pool)
         return self._pool[1]
 
@@ -277,16 +279,42 @@ _CACHE: dict[str, Any] = {}
 """The cache of the jobs run in this process (a local worker's, an actor's, or the caller's own)."""
 
 
-def _init_worker(threads: int) -> None:  # pragma: no cover - runs in worker processes
+_CALLER: list[int] = []
+"""In a local worker: the pid of the process whose runner started it."""
+
+
+def _init_worker(threads: int, caller: int) -> None:  # pragma: no cover - runs in worker processes
     import signal
 
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the caller, which stops the workers
     torch.set_num_threads(threads)
+    _CALLER[:] = [caller]
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a killed one not yet reaped by its parent does not)."""
+    if os.path.isdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _run_in_worker(job: Job, out: str) -> None:  # pragma: no cover - runs in worker processes
+    # Jobs queued for a caller that was killed (kill -9 gives it no chance to stop its pool) are not
+    # run: the worker leaves instead of attacking for no one; a rerun does what is left.
+    if _CALLER and not _alive(_CALLER[0]):
+        os._exit(0)
     job.run(Path(out), _CACHE)
 
 

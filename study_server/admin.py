@@ -557,7 +557,7 @@ class ProlificForm(FlaskForm):
     minutes = IntegerField("Estimated minutes", validators=[InputRequired(), NumberRange(min=1, max=600)])
     places = IntegerField("Places", validators=[InputRequired(), NumberRange(min=1, max=100000)])
     policy = SelectField(
-        "Participants the screening excludes",
+        "Excluded participants",
         choices=[
             SelectChoice("approve", "Approve (paid), flagged in the data"),
             SelectChoice("return", "Ask them to return, with the reason"),

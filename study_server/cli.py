@@ -685,7 +685,7 @@ def _prolific(fn: Any) -> Any:
     type=click.Choice(prolific.POLICIES),
     default="approve",
     show_default=True,
-    help="Those the screening excludes: approve (paid, flagged in the data) or ask them to return.",
+    help="Excluded participants: approve (paid, flagged in the data) or ask them to return.",
 )
 @click.option("--description", default=None, help="What participants read on Prolific (default: a plain summary).")
 @click.option("--json", "as_json", is_flag=True)

@@ -176,6 +176,7 @@ def test_create_study_checks_every_setting(tmp_path):
                 "variants": ["smart"],
                 "sensitivity_share": 0.2,
                 "control_share": 0.1,
+                "practice_feedback": False,
             }
         ]
         assert (s.trials, s.practice_trials, s.screening_threshold, s.max_attempts, s.status) == (

@@ -106,7 +106,7 @@ def test_a_prolific_study_from_the_dashboard_to_the_bonus(prolific_live, page, b
     expect(form.get_by_label("This server's public URL")).to_have_value(base)
     expect(form.get_by_label("Places")).to_have_value("2")
     form.get_by_label("Reward per participant").fill("0.10")
-    form.get_by_label("Participants the screening excludes").select_option("return")
+    form.get_by_label("Excluded participants").select_option("return")
     assert "below Prolific's minimum" in post_dashboard(page, "Create the study on Prolific (a draft)")
     assert srv.studies == {}
     page.locator("#prolific-form").get_by_label("Reward per participant").fill("1.20")
