@@ -279,7 +279,7 @@ _CACHE: dict[str, Any] = {}
 """The cache of the jobs run in this process (a local worker's, an actor's, or the caller's own)."""
 
 
-_CALLER: list[int] = []
+_CALLER: int | None = None
 """In a local worker: the pid of the process whose runner started it."""
 
 
@@ -290,7 +290,8 @@ def _init_worker(threads: int, caller: int) -> None:  # pragma: no cover - runs 
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the caller, which stops the workers
     torch.set_num_threads(threads)
-    _CALLER[:] = [caller]
+    global _CALLER
+    _CALLER = caller
 
 
 def _alive(pid: int) -> bool:
@@ -313,7 +314,7 @@ def _alive(pid: int) -> bool:
 def _run_in_worker(job: Job, out: str) -> None:  # pragma: no cover - runs in worker processes
     # Jobs queued for a caller that was killed (kill -9 gives it no chance to stop its pool) are not
     # run: the worker leaves instead of attacking for no one; a rerun does what is left.
-    if _CALLER and not _alive(_CALLER[0]):
+    if _CALLER is not None and not _alive(_CALLER):
         os._exit(0)
     job.run(Path(out), _CACHE)
 
