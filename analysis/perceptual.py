@@ -78,6 +78,14 @@ class Options:
     control_threshold: float = CONTROL_HIT_THRESHOLD
     glmm: bool = True
     glmm_max_participants: int = 100
+    # per stimulus and data quality (analysis.items, analysis.quality; defaults and reasons there)
+    top_items: int = 3
+    fast_ms: float = 250.0
+    fast_share: float = 0.25
+    same_share: float = 0.9
+    side_alpha: float = 0.05
+    tab_trials: int = 1
+    stall_share: float = 0.1
 
     def rng(self, *salt: Any) -> np.random.Generator:
         """A generator for one table, independent of the order the tables are computed in."""

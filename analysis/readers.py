@@ -36,6 +36,8 @@ from stimuli.skeleton import STANDARD
 __all__ = [
     "ANALYSIS_COLUMNS",
     "REPORT_COLUMNS",
+    "PLAYBACK_COUNTS",
+    "playback_counts",
     "read_responses_frame",
     "rows_to_frame",
     "Batches",
@@ -43,17 +45,55 @@ __all__ = [
     "attach_batches",
 ]
 
-_SKIPPED = ("playback_events", "shown_at", "answered_at")
+_SKIPPED = ("shown_at", "answered_at")
 ANALYSIS_COLUMNS = tuple(c for c in COLUMN_NAMES if c not in _SKIPPED)
-"""The export's columns that the analysis keeps (the playback log and timestamps are not needed)."""
+"""The export's columns that the analysis keeps (timestamps are not needed; the playback log is kept only as the
+counts :data:`PLAYBACK_COUNTS` name)."""
 _COL = {c.name: c for c in COLUMNS}
 REPORT_COLUMNS = tuple(
     c
     for c in ANALYSIS_COLUMNS
-    if c
-    not in ("recruit_platform", "age", "plays", "seconds", "slowdown", "label_order", "naturalness_pair", "correct")
+    if c not in ("recruit_platform", "age", "plays", "seconds", "slowdown", "naturalness_pair", "correct")
 )
 """The columns ``analysis report`` uses (reading fewer columns makes a large CSV faster to parse)."""
+PLAYBACK_COUNTS = {"hidden_events": ("hidden",), "stall_events": ("waiting", "stalled")}
+"""Frame column -> the playback-log event types it counts per row; they replace ``playback_events`` in a frame
+(the page logs ``hidden`` when the tab is hidden, ``waiting`` / ``stalled`` when the video waits for data)."""
+
+
+def playback_counts(events: pd.Series) -> dict[str, np.ndarray]:
+    """Per row, how many events of each :data:`PLAYBACK_COUNTS` kind a playback log holds (int64; empty log: 0).
+
+    A log is JSON text (CSV export) or the parsed list (JSON export); text is counted with one regular expression
+    per kind, vectorised, without parsing it (a ``"type"`` inside a string value is escaped, so it never matches).
+    """
+    n = len(events)
+    out = {name: np.zeros(n, np.int64) for name in PLAYBACK_COUNTS}
+    present = events.notna().to_numpy()
+    if not present.any():
+        return out
+    idx = np.flatnonzero(present)
+    vals = events[present]
+    if isinstance(vals.iloc[0], str):
+        text = vals.astype(str).to_numpy()
+        for name, kinds in PLAYBACK_COUNTS.items():
+            # a plain substring test first (cheap), the regular expression only on the rows that pass it
+            hit = np.fromiter((any(k in v for k in kinds) for v in text), bool, len(text))
+            if hit.any():
+                pattern = r'"type"\s*:\s*"(?:' + "|".join(kinds) + ')"'
+                out[name][idx[hit]] = pd.Series(text[hit]).str.count(pattern).to_numpy(dtype=np.int64)
+        return out
+    for name, kinds in PLAYBACK_COUNTS.items():
+        out[name][idx] = [
+            sum(1 for e in v if isinstance(e, dict) and e.get("type") in kinds) if isinstance(v, list) else 0
+            for v in vals
+        ]
+    return out
+
+
+def _frame_columns(columns: Sequence[str]) -> list[str]:
+    """The frame's column names for these export columns (``playback_events`` becomes its counts)."""
+    return [k for c in columns for k in (PLAYBACK_COUNTS if c == "playback_events" else (c,))]
 
 
 # ---- responses ------------------------------------------------------------------------------
@@ -70,8 +110,8 @@ def _finish(df: pd.DataFrame, where: str, columns: Sequence[str] = ANALYSIS_COLU
             out[name] = s.astype("float64")
         elif col.type == "bool":
             out[name] = s.astype("bool") if col.required else s.astype("boolean")
-        else:  # pragma: no cover - json columns are skipped
-            out[name] = s
+        else:  # the playback log: only its counts are kept
+            out.update(playback_counts(s))
     frame = pd.DataFrame(out)
     bad = frame["study_type"].dropna().unique().tolist()
     bad = sorted(str(b) for b in bad if b not in STUDY_TYPES)
@@ -153,7 +193,7 @@ def _read_csv_fast(path: Path, columns: Sequence[str]) -> pd.DataFrame | None:
     dtypes: dict[str, Any] = {}
     for name in columns:
         t = _COL[name].type
-        dtypes[name] = "category" if t == "str" else "float64"
+        dtypes[name] = "category" if t == "str" else (object if t == "json" else "float64")
     try:
         df = pd.read_csv(path, usecols=list(columns), dtype=dtypes, na_values=[""], keep_default_na=False, engine="c")
     except (ValueError, pd.errors.ParserError):
@@ -206,7 +246,7 @@ def read_responses_frame(path: str | Path, columns: Sequence[str] = ANALYSIS_COL
         rows = read_responses(path)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    return rows_to_frame(rows, str(path))[list(columns)]
+    return rows_to_frame(rows, str(path))[_frame_columns(columns)]
 
 
 # ---- batches --------------------------------------------------------------------------------

@@ -34,12 +34,18 @@ from .document import p_text
 from .document import pct
 from .document import pvalue
 from .document import write_report
+from .items import DESIGNS
+from .items import items_sections
+from .items import per_stimulus
 from .perceptual import Options
 from .perceptual import StudyResult
 from .perceptual import counts
 from .perceptual import deceitfulness
 from .perceptual import indistinguishability
 from .perceptual import naturalness
+from .quality import data_quality
+from .quality import quality_console
+from .quality import quality_section
 from .readers import Batches
 from .report_attacks import attack_sections
 
@@ -484,13 +490,19 @@ def build_report(
         dec = deceitfulness(df, opts)
         nat = naturalness(df, opts)
         ind = indistinguishability(df, opts)
+        per = {st: per_stimulus(df, st, opts) for st in DESIGNS}
+        qual = data_quality(df, opts)
         att_sections, att_summary = attack_sections(runs, transfers, batches, df, opts)
     sections = [
         _inputs_section(inputs, batches, opts, runs, transfers),
         _counts_section(c),
         _deceit_section(dec, opts),
+        *items_sections(per["deceitfulness"], "deceitfulness", opts),
         _nat_section(nat, opts),
+        *items_sections(per["naturalness"], "naturalness", opts),
         _ind_section(ind, opts),
+        *items_sections(per["indistinguishability"], "indistinguishability", opts),
+        quality_section(qual, opts),
         *att_sections,
         _methods_section(),
     ]
@@ -501,11 +513,14 @@ def build_report(
         "deceitfulness": dec.summary,
         "naturalness": nat.summary,
         "indistinguishability": ind.summary,
+        "per_stimulus": {st: r.summary for st, r in per.items()},
+        "data_quality": qual.summary,
         "attacks": att_summary,
         "notes": {"deceitfulness": dec.notes, "naturalness": nat.notes, "indistinguishability": ind.notes},
         "versions": _versions(),
     }
-    return Report("smart-study report", sections, summary, _console(c, dec, nat, ind, att_summary))
+    console = _console(c, dec, nat, ind, att_summary) + quality_console(qual)
+    return Report("smart-study report", sections, summary, console)
 
 
 def _versions() -> dict[str, str]:

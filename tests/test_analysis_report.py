@@ -107,6 +107,7 @@ def test_every_section_is_filled(study):
         "Deceitfulness",
         "Naturalness",
         "Indistinguishability",
+        "Data quality",
         "Attack success (Tables 1-3)",
         "Black-box transfer (Table 4)",
         "Confusion of attacked labels (Fig. 2)",
@@ -141,6 +142,14 @@ def test_every_section_is_filled(study):
         "indistinguishability_participants",
         "indistinguishability_rates",
         "indistinguishability_dprime",
+        "deceitfulness_items",
+        "deceitfulness_classes",
+        "naturalness_items",
+        "naturalness_classes",
+        "indistinguishability_items",
+        "indistinguishability_classes",
+        "quality_participants",
+        "quality_sensitivity",
         "table1",
         "table4",
     } <= names
@@ -155,6 +164,10 @@ def test_counts_and_exclusions(study):
     assert (trials["repeated"] > 0).all()  # failed videos shown again
     sc = study["summary"]["indistinguishability"]["screening"]
     assert sc["always_unchanged"] >= 1 and sc["always_unchanged_passing_sensitivity"] == sc["always_unchanged"]
+    # the data-quality table flags the always-'unchanged' responders as straight-lining
+    q = pd.read_csv(study["out"] / "tables" / "quality_participants.csv")
+    ind = q[(q["study_type"] == "indistinguishability") & q["completed"]]
+    assert ind["straight_lining"].sum() == sc["always_unchanged"]
 
 
 def _inside(value: float, ci) -> bool:
