@@ -1,4 +1,4 @@
-"""``analysis``: the researcher's command line for results: ``report`` and ``simulate``.
+"""``analysis``: the researcher's command line for results: ``report``, ``simulate``, ``prereg`` and ``power``.
 
 Heavy libraries (pandas, statsmodels, matplotlib) are imported when a command runs, so
 ``import analysis.cli`` stays light; nothing here imports torch.
@@ -133,6 +133,34 @@ def _stdin_responses(columns: Sequence[str]):
     show_default=True,
     help="Fit the mixed model on a seeded random subset of at most this many participants.",
 )
+@click.option(
+    "--fast-ms",
+    type=click.FloatRange(0),
+    default=250.0,
+    show_default=True,
+    help="Data quality: an answer within this many ms of answering becoming possible is too fast.",
+)
+@click.option(
+    "--fast-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.25,
+    show_default=True,
+    help="Data quality: flag a participant with at least this share of too-fast answers (0.5: median too fast).",
+)
+@click.option(
+    "--same-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="Data quality: flag straight-lining, one side / label position / answer on at least this share of trials.",
+)
+@click.option(
+    "--top-items",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Per-stimulus tables: mark this many items with the largest leave-one-out influence.",
+)
 @_user_errors
 def report(
     responses: Path,
@@ -150,6 +178,10 @@ def report(
     include_pilot: bool,
     prereg_dir: Path | None,
     glmm_max_participants: int,
+    fast_ms: float = 250.0,
+    fast_share: float = 0.25,
+    same_share: float = 0.9,
+    top_items: int = 3,
 ) -> None:
     """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
 
@@ -196,6 +228,10 @@ def report(
         control_threshold=control_threshold,
         glmm=glmm,
         glmm_max_participants=glmm_max_participants,
+        fast_ms=fast_ms,
+        fast_share=fast_share,
+        same_share=same_share,
+        top_items=top_items,
     )
     inputs = {
         "responses": source,
@@ -267,6 +303,13 @@ def _prereg_check(bundle: Path, batches: Any, responses: Path | None, settings: 
 @click.option("--assumed-preference", type=click.FloatRange(0, 1), default=0.6, show_default=True)
 @click.option("--assumed-unchanged", type=click.FloatRange(0, 1), default=0.6, show_default=True)
 @click.option("--include-pilot", is_flag=True, help="Plan to analyse pilot participants too.")
+@click.option(
+    "--power",
+    "power_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A power.json written by analysis power: copied into the bundle, its table into the plan.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @_user_errors
 def prereg(
@@ -281,6 +324,7 @@ def prereg(
     assumed_preference: float,
     assumed_unchanged: float,
     include_pilot: bool,
+    power_file: Path | None,
     as_json: bool,
 ) -> None:
     """Freeze the plan before data come in: study file, batch hash, analysis plan, power, code version, digest."""
@@ -300,13 +344,19 @@ def prereg(
         participants=participants,
         include_pilot=include_pilot,
     )
-    got = write_bundle(study_path, load_batch(batch_dir), batch_dir, out, opts)
+    got = write_bundle(study_path, load_batch(batch_dir), batch_dir, out, opts, power_file)
     if as_json:
         click.echo(dumps(got))
         return
     for p in got["power"]:
         need = p["observations_for_80_percent"]
         click.echo(f"{p['id']}: {p['observations']} observations, power {p['power']:.2f} (80 % needs {need})")
+    sim = got.get("simulated_power")
+    if sim is not None:
+        click.echo(
+            f"simulated power: {len(sim['table'])} rows from {power_file} (plan.json: simulated_power)"
+            + ("" if sim["same_batch"] else f"; simulated on batch {', '.join(sim['simulated_on'])}, not this one")
+        )
     click.echo(f"wrote {out}: digest {got['digest']}")
 
 
@@ -512,6 +562,196 @@ def simulate(
         f"implied: P(true label) {imp['p_true_marginal']:.3f} (typical {p_true:.3f}); attacked judged "
         f"unchanged {imp['share_unchanged']:.3f}; d' {imp['dprime']:.2f}; control hits "
         f"{imp['control_hit_rate']:.3f}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--batch",
+    "batch_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="Stimulus batch folder the study will show (repeat for several).",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for power.csv/.json/.png/.svg.")
+@click.option(
+    "--participants",
+    "participants_text",
+    default="10,20,40,80",
+    show_default=True,
+    help="Participants per study to try, comma-separated.",
+)
+@click.option(
+    "--trials",
+    "trials_text",
+    default="100",
+    show_default=True,
+    help="Trials per participant to try, comma-separated (naturalness: two per motion, so even).",
+)
+@click.option(
+    "--stimuli",
+    "stimuli_text",
+    default=None,
+    help="Items of the batch to use (its first N), comma-separated (default: all).",
+)
+@click.option(
+    "--study",
+    "studies",
+    type=click.Choice(["deceitfulness", "naturalness", "indistinguishability"]),
+    multiple=True,
+    help="Designs to plan (repeat; default: every design the batch can serve).",
+)
+@click.option("--replicates", type=int, default=200, show_default=True, help="Simulated studies per cell.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None, help="Worker processes (default: the number of cores).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Level of every test.")
+@click.option("--level", type=float, default=0.95, show_default=True, help="Confidence level of the intervals.")
+@click.option(
+    "--unchanged-level",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Indistinguishability: the share of 'unchanged' SMART must exceed.",
+)
+@click.option(
+    "--sided",
+    type=click.Choice(["one", "two"]),
+    default="one",
+    show_default=True,
+    help="one: one-sided tests (as preregistered); two: the report's two-sided p-values, in the hypothesised "
+    "direction.",
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates of the report's interval (0: its Wilson interval instead, faster, too narrow).",
+)
+@click.option("--sensitivity-share", type=float, default=0.3, show_default=True)
+@click.option("--control-share", type=float, default=0.1, show_default=True)
+@click.option("--screen-threshold", type=float, default=SENSITIVITY_THRESHOLD, show_default=True)
+@click.option("--p-true", type=float, default=0.93, show_default=True, help="Deceitfulness: P(true label), typical.")
+@click.option("--participant-sd", type=float, default=0.5, show_default=True, help="Log-odds SD.")
+@click.option("--clip-sd", type=float, default=0.3, show_default=True, help="Log-odds SD.")
+@click.option("--strength", "strengths", multiple=True, metavar="NAME=VALUE", help="Naturalness strength of a method.")
+@click.option("--tie", type=float, default=0.5, show_default=True, help="Davidson's tie parameter.")
+@click.option("--dprime", type=float, default=0.75, show_default=True, help="d' of an attacked clip.")
+@click.option("--dprime-sd", type=float, default=0.0, show_default=True)
+@click.option("--control-dprime", type=float, default=4.0, show_default=True)
+@click.option("--criterion", type=float, default=1.645, show_default=True)
+@click.option("--lapse", type=float, default=0.02, show_default=True)
+@click.option("--guessers", type=float, default=0.0, show_default=True)
+@click.option("--always-unchanged", type=float, default=0.0, show_default=True)
+@click.option("--dropout", type=float, default=0.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print power.json instead of the table.")
+@_user_errors
+def power(
+    batch_dirs: Sequence[Path],
+    out: Path,
+    participants_text: str,
+    trials_text: str,
+    stimuli_text: str | None,
+    studies: Sequence[str],
+    replicates: int,
+    seed: int,
+    workers: int | None,
+    alpha: float,
+    level: float,
+    unchanged_level: float,
+    sided: str,
+    n_boot: int,
+    sensitivity_share: float,
+    control_share: float,
+    screen_threshold: float,
+    strengths: Sequence[str],
+    as_json: bool,
+    **observer: float,
+) -> None:
+    """Simulated power of the report's tests: participants (trials, stimuli) needed for each design of the batch.
+
+    For every cell of the sweep, --replicates studies of the observer model (analysis
+    simulate) are analysed as `analysis report` does and each hypothesis is tested:
+    deceitfulness above the label-prior baseline, SMART preferred over each ablation (Holm),
+    the share judged unchanged above --unchanged-level. Writes power.csv, power.json,
+    power.png and power.svg into --out and prints the table; `analysis prereg --power
+    OUT/power.json` puts the table into a preregistration bundle.
+    """
+    from tqdm import tqdm
+
+    from stimuli.errors import DataError
+
+    from .power import PowerSettings
+    from .power import format_table
+    from .power import parse_counts
+    from .power import run_power
+    from .power import write_power
+    from .readers import dumps
+    from .simulate import Observer
+    from .simulate import observer_from_options
+    from .simulate import parse_strengths
+
+    participants = parse_counts(participants_text, "--participants")
+    trials = parse_counts(trials_text, "--trials")
+    stimuli = parse_counts(stimuli_text, "--stimuli") if stimuli_text is not None else None
+    checks = [
+        ("--replicates", replicates, replicates >= 1, ">= 1"),
+        ("--workers", workers, workers is None or workers >= 1, ">= 1"),
+        ("--seed", seed, seed >= 0, ">= 0"),
+        ("--alpha", alpha, 0 < alpha < 1, "in (0, 1)"),
+        ("--level", level, 0.5 <= level < 1, "in [0.5, 1)"),
+        ("--unchanged-level", unchanged_level, 0 <= unchanged_level < 1, "in [0, 1)"),
+        ("--bootstrap", n_boot, 0 <= n_boot <= 100_000, "in 0..100000"),
+        ("--screen-threshold", screen_threshold, 0 <= screen_threshold <= 1, "in [0, 1]"),
+    ]
+    for name, value, ok, want in checks:
+        if not ok:
+            raise DataError(f"{name} must be {want}, got {value!r}")
+    settings = PowerSettings(
+        observer=observer_from_options(Observer(), parse_strengths(strengths), **observer),
+        seed=seed,
+        alpha=alpha,
+        level=level,
+        unchanged_level=unchanged_level,
+        sided=sided,
+        n_boot=n_boot,
+        sensitivity_share=sensitivity_share,
+        control_share=control_share,
+        screen_threshold=screen_threshold,
+    )
+    designs = list(studies) or None
+    bars: list[Any] = []
+
+    def start(n: int) -> None:
+        bars.append(tqdm(total=n, desc="power", unit="study", file=sys.stderr, disable=as_json))
+
+    def step(k: int) -> None:
+        bars[-1].update(k)
+
+    try:
+        result = run_power(
+            batch_dirs, settings, participants, trials, stimuli, designs, replicates, workers, step, start
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    files = write_power(result, out)
+    if as_json:
+        click.echo(dumps({**result, "files": files}))
+        return
+    s = result["settings"]
+    click.echo(
+        f"{s['replicates']} simulated studies per cell; alpha {s['alpha']:g}, {s['tests']}; "
+        f"half-widths of {s['level']:g} intervals: {s['interval']} (naturalness: Wilson on the decisive answers)"
+    )
+    for note in result["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(format_table(result))
+    click.echo(
+        f"wrote {files['csv']}, {files['json']}, {files['png']}, {files['svg']} "
+        f"({result['workers']} workers, {result['seconds']:.1f} s)"
     )
 
 

@@ -11,6 +11,9 @@
   observations, for the effect assumed in the plan (participants are treated as independent
   observations: no design effect; a simulation of the mixed model is the better tool);
 * ``code.json`` - the code version (package version, git commit and whether the tree had changes);
+* ``power_simulated.json`` - only with ``--power FILE``: the ``power.json`` that ``analysis power`` wrote
+  (a simulation of the report's own tests), byte for byte; its table is also in ``plan.json``
+  (``simulated_power``);
 * ``SHA256SUMS`` - the hash of every file above, and ``DIGEST`` - the SHA-256 of ``SHA256SUMS``.
 
 Nothing in it depends on the time or the machine, so the same inputs give the same digest; any
@@ -47,6 +50,7 @@ from . import __version__
 __all__ = ["PlanOptions", "write_bundle", "check_bundle", "read_study_file", "FILES"]
 
 FILES = ("study.toml", "batch.json", "plan.json", "power.json", "code.json")
+SIMULATED_POWER = "power_simulated.json"
 STUDY_FORMAT = "smart-study-study"
 ABLATIONS = ("l2", "l2-acc", "l2-bone")
 
@@ -243,8 +247,31 @@ def _dump(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def write_bundle(study_path: Path, batch: Any, batch_dir: Path, out: Path, opts: PlanOptions) -> dict[str, Any]:
-    """Write the bundle into the new folder ``out`` (all or nothing); its digest and files."""
+def _simulated_power(path: Path, batch_id: str, manifest_sha256: str) -> tuple[bytes, dict[str, Any]]:
+    """The bytes of an ``analysis power`` result and its summary for the plan (table, settings, observer, batch)."""
+    from .power import read_power
+
+    doc = read_power(path)
+    data = path.read_bytes()
+    sim = doc.get("batches") or {}
+    return data, {
+        "file": SIMULATED_POWER,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "settings": doc.get("settings"),
+        "observer": doc.get("observer"),
+        "table": doc["table"],
+        "simulated_on": sorted(sim),
+        "same_batch": batch_id in sim and sim[batch_id].get("manifest_sha256") == manifest_sha256,
+    }
+
+
+def write_bundle(
+    study_path: Path, batch: Any, batch_dir: Path, out: Path, opts: PlanOptions, power: Path | None = None
+) -> dict[str, Any]:
+    """Write the bundle into the new folder ``out`` (all or nothing); its digest and files.
+
+    ``power``: a ``power.json`` written by ``analysis power``, copied in and its table put into the plan.
+    """
     from stimuli.batch import MANIFEST
 
     study = read_study_file(study_path)
@@ -254,22 +281,31 @@ def write_bundle(study_path: Path, batch: Any, batch_dir: Path, out: Path, opts:
         )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: exists and is not empty (a bundle goes into a new folder)")
-    plan, power = _plan(study, opts)
+    plan, power_doc = _plan(study, opts)
+    manifest = file_sha256(batch_dir / MANIFEST)
+    simulated = None
+    if power is not None:
+        sim_bytes, simulated = _simulated_power(power, batch.batch_id, manifest)
+        plan["simulated_power"] = simulated
     contents = {
         "study.toml": study_path.read_bytes(),
         "batch.json": _dump(
             {
                 "batch_id": batch.batch_id,
-                "manifest_sha256": file_sha256(batch_dir / MANIFEST),
+                "manifest_sha256": manifest,
                 "items": len(batch.items),
                 "variants": list(batch.variant_names),
             }
         ),
         "plan.json": _dump(plan),
-        "power.json": _dump(power),
+        "power.json": _dump(power_doc),
         "code.json": _dump(_code_version()),
     }
-    sums = "".join(f"{hashlib.sha256(contents[name]).hexdigest()}  {name}\n" for name in FILES)
+    names = FILES
+    if simulated is not None:
+        contents[SIMULATED_POWER] = sim_bytes
+        names = (*FILES, SIMULATED_POWER)
+    sums = "".join(f"{hashlib.sha256(contents[name]).hexdigest()}  {name}\n" for name in names)
     digest = "sha256:" + hashlib.sha256(sums.encode()).hexdigest()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".prereg-", dir=out.parent))
@@ -284,7 +320,10 @@ def write_bundle(study_path: Path, batch: Any, batch_dir: Path, out: Path, opts:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"digest": digest, "out": str(out), "files": [*FILES, "SHA256SUMS", "DIGEST"], "power": power["results"]}
+    got = {"digest": digest, "out": str(out), "files": [*names, "SHA256SUMS", "DIGEST"], "power": power_doc["results"]}
+    if simulated is not None:
+        got["simulated_power"] = {k: simulated[k] for k in ("table", "same_batch", "simulated_on")}
+    return got
 
 
 def check_bundle(
