@@ -197,12 +197,13 @@ def sensitivity(df: pd.DataFrame, part: pd.DataFrame, opts: Options = Options())
     rows: list[dict[str, Any]] = []
     if part.empty:
         return pd.DataFrame(rows)
-    index = pd.MultiIndex.from_arrays([part["study"].astype(str), part["participant"].astype(str)])
+    # a participant may answer several designs of one study: a row per study, design and participant
+    index = pd.MultiIndex.from_arrays([part[k].astype(str) for k in _KEYS])
     for st in DESIGNS:
         d = design_trials(df, st)
         if d.empty:
             continue
-        gid, groups = group_ids(d, ["study", "participant"])  # few groups: look them up, not every trial
+        gid, groups = group_ids(d, _KEYS)  # few groups: look them up, not every trial
         pos = index.get_indexer(pd.MultiIndex.from_frame(groups))[gid]
         outcomes = headline_outcomes(d, st)
         n_part = len(np.unique(pos))

@@ -262,6 +262,24 @@ def test_sensitivity_table_by_hand(frame):
     assert res.summary["flagged_analysed"]["too_fast"]["deceitfulness"] == 1
 
 
+def test_one_participant_in_two_designs_of_one_study_is_flagged_per_design():
+    # the same participant answers deceitfulness (always the label shown first) and naturalness (SMART every time)
+    rows = _dec("p", 10, first=[True] * 10) + _nat("p", [("left" if k % 4 == 0 else "right") for k in range(10)])
+    rows += _dec("q", 10, true=[True] * 10) + _nat("q", ["left"] * 10)
+    for r in rows:
+        r["study"], r["block"] = "s-both", int(r["study_type"] == "naturalness")
+    res = data_quality(rows_to_frame(rows), OPTS)
+    part = res.tables["quality_participants"].set_index(["participant", "study_type"])
+    assert bool(part.loc[("p", "deceitfulness"), "straight_lining"])
+    assert not part.loc[("p", "naturalness"), "straight_lining"]
+    assert bool(part.loc[("q", "naturalness"), "straight_lining"])
+    s = res.tables["quality_sensitivity"].set_index(["flag", "figure"])
+    r = s.loc[("straight_lining", "share_true_label")]  # p: 5 of 10 true; q: 10 of 10; without p
+    assert (r["participants"], r["flagged"], r["value_all"], r["value_kept"]) == (2, 1, 0.75, 1.0)
+    r = s.loc[("straight_lining", "share_smart_preferred")]  # p: 5 of 5 decisive SMART; q: left 3 of 5; without q
+    assert (r["flagged"], r["value_all"], r["value_kept"]) == (1, 0.8, 1.0)
+
+
 def test_the_csv_export_gives_the_same_playback_counts(frame, tmp_path):
     path = tmp_path / "responses.csv"
     path.write_text(rows_to_csv(_rows()), encoding="utf-8")
