@@ -42,6 +42,7 @@ from .stats import binom_test
 from .stats import bootstrap_weights
 from .stats import clopper_pearson_ci
 from .stats import cluster_bootstrap_ratio
+from .stats import cohens_h
 from .stats import dprime
 from .stats import holm
 from .stats import percentile_interval
@@ -160,7 +161,8 @@ def _two_way(g: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, in
 
 
 def _share_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> dict[str, Any]:
-    """Counts, share, Wilson / Clopper-Pearson / two-way bootstrap intervals and the exact test against 1/2."""
+    """Counts, share, Wilson / Clopper-Pearson / two-way bootstrap intervals, the exact test against 1/2 and
+    Cohen's h against 1/2 (its interval: the bootstrap interval mapped through h, Wilson's without a bootstrap)."""
     n, k = len(y), float(y.sum())
     num, den, P, C = _two_way(g, y)
     if n == 0:
@@ -178,6 +180,9 @@ def _share_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> di
             "boot_low": nan,
             "boot_high": nan,
             "p_value": nan,
+            "cohens_h": nan,
+            "h_low": nan,
+            "h_high": nan,
         }
     wl, wh = wilson_ci(k, n, opts.level)
     cl, ch = clopper_pearson_ci(k, n, opts.level)
@@ -200,7 +205,14 @@ def _share_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> di
         "boot_low": bl,
         "boot_high": bh,
         "p_value": float(binom_test(int(k), n)) if n else math.nan,
+        **_h_columns(k / n, (bl, bh) if np.isfinite(bl) and np.isfinite(bh) else (float(wl), float(wh)), 0.5),
     }
+
+
+def _h_columns(share: float, interval: tuple[float, float], p0: float) -> dict[str, float]:
+    """Cohen's h of ``share`` against ``p0`` and its interval (the share's interval mapped through h)."""
+    h, lo, hi = (float(cohens_h(v, p0)) for v in (share, *interval))
+    return {"cohens_h": h, "h_low": lo, "h_high": hi}
 
 
 def _reason_category(reason: pd.Series) -> pd.Series:
@@ -338,9 +350,15 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     clips["share"] = clips["chose_true"] / clips["trials"]
     res.tables["deceitfulness_clips"] = clips.sort_values("share").reset_index(drop=True)
     prior = []
+    top = next((r for r in rows if r["subset"] == "analysed" and r["breakdown"] == "overall"), None)
     for scope, by in (("pooled", None), ("within participant", "participant")):
         acc = label_prior_accuracy(an, by) if len(an) else math.nan
-        prior.append({"subset": "analysed", "frequencies": scope, "trials": len(an), "accuracy": acc})
+        row = {"subset": "analysed", "frequencies": scope, "trials": len(an), "accuracy": acc}
+        if top is not None:  # the effect that matters: the measured share against this baseline
+            iv = (top["boot_low"], top["boot_high"])
+            iv = iv if all(np.isfinite(iv)) else (top["wilson_low"], top["wilson_high"])
+            row |= {"share": top["share"], **_h_columns(top["share"], iv, acc)}
+        prior.append(row)
     res.tables["deceitfulness_label_prior"] = pd.DataFrame(prior)
     if opts.glmm and len(an):
         from .glmm import mixed_logistic
@@ -360,9 +378,9 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
         if fit.converged:
             res.notes.append(
                 f"mixed logistic model ({fit.method}) on {fit.trials} trials of "
-                f"{fit.participants_used} participants; its intervals are the variational "
-                "posterior's, known to be too narrow; the two-way bootstrap interval is the primary one"
-                + (f"; {fit.note}" if fit.note else "")
+                f"{fit.participants_used} participants: the share of a typical participant on a typical clip "
+                "(the model's intercept), which is not the pooled share; the two-way bootstrap interval of the "
+                "pooled share stays the primary one" + (f"; {fit.note}" if fit.note else "")
             )
         else:
             res.notes.append(
@@ -372,6 +390,9 @@ def deceitfulness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     over = res.tables["deceitfulness_rates"]
     res.summary = _headline(over, "share", "analysed")
     res.summary["label_prior_baseline"] = {r["frequencies"]: r["accuracy"] for r in prior}
+    res.summary["cohens_h_vs_label_prior"] = {
+        r["frequencies"]: {"h": r["cohens_h"], "ci": [r["h_low"], r["h_high"]]} for r in prior if "cohens_h" in r
+    }
     return res
 
 
@@ -514,6 +535,9 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
             with np.errstate(invalid="ignore", divide="ignore"):
                 win = chosen / shown
             total = np.nansum(win)
+            pc, _ = pd.factorize(g["participant"].to_numpy())
+            P = int(pc.max() + 1)
+            plo, phi = _preference_interval(pc, P, K, li, ri, pref_idx, opts, ("pref", subset, bd, lv))
             for m in range(K):
                 if shown[m]:
                     t_pref.append(
@@ -525,6 +549,8 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
                             "cant_tell": int(tied[m]),
                             "win_rate": float(win[m]),
                             "normalised_preference": float(win[m] / total) if total else math.nan,
+                            "ci_low": float(plo[m]),
+                            "ci_high": float(phi[m]),
                             "paper_rank": (
                                 paper.NATURALNESS_ORDER.index(methods[m]) + 1
                                 if methods[m] in paper.NATURALNESS_ORDER
@@ -543,6 +569,18 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
                         continue
                     sw, aw = (c[0], c[1]) if i == s else (c[1], c[0])
                     abl = methods[j] if i == s else methods[i]
+                    m = q == i * K + j
+                    won = (outcome[m] == (0 if i == s else 1)).astype(float)
+                    sw_p = np.bincount(pc[m], weights=won, minlength=P)
+                    dec_p = np.bincount(pc[m], weights=(outcome[m] < 2).astype(float), minlength=P)
+                    wl, wh = wilson_ci(sw, sw + aw, opts.level) if sw + aw else (math.nan, math.nan)
+                    if P > 1 and sw + aw:
+                        rng = opts.rng("sign", subset, bd, lv, abl)
+                        bl, bh = cluster_bootstrap_ratio(sw_p, dec_p, opts.n_boot, opts.level, rng)
+                    else:
+                        bl = bh = math.nan
+                    share = sw / (sw + aw) if sw + aw else math.nan
+                    iv = (bl, bh) if np.isfinite(bl) and np.isfinite(bh) else (float(wl), float(wh))
                     srows.append(
                         {
                             **tag,
@@ -551,7 +589,12 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
                             "smart_preferred": int(sw),
                             "ablation_preferred": int(aw),
                             "cant_tell": int(c[2]),
-                            "share_smart_decisive": sw / (sw + aw) if sw + aw else math.nan,
+                            "share_smart_decisive": share,
+                            "wilson_low": float(wl),
+                            "wilson_high": float(wh),
+                            "boot_low": bl,
+                            "boot_high": bh,
+                            **_h_columns(share, iv, 0.5),
                             "p_value": float(sign_test(int(sw), int(aw))) if sw + aw else math.nan,
                         }
                     )
@@ -584,9 +627,40 @@ def naturalness(df: pd.DataFrame, opts: Options = Options()) -> StudyResult:
     if len(st):
         s0 = st[(st["subset"] == "analysed") & (st["breakdown"] == "overall")]
         res.summary["sign_tests"] = {
-            r.ablation: {"smart_share": r.share_smart_decisive, "p_holm": r.p_holm} for r in s0.itertuples()
+            r.ablation: {
+                "smart_share": r.share_smart_decisive,
+                "ci_bootstrap": [r.boot_low, r.boot_high],
+                "ci_wilson": [r.wilson_low, r.wilson_high],
+                "cohens_h": r.cohens_h,
+                "cohens_h_ci": [r.h_low, r.h_high],
+                "p_holm": r.p_holm,
+            }
+            for r in s0.itertuples()
         }
     return res
+
+
+def _preference_interval(
+    pc: np.ndarray,
+    P: int,
+    K: int,
+    li: np.ndarray,
+    ri: np.ndarray,
+    pref_idx: np.ndarray,
+    opts: Options,
+    salt: tuple,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each method's normalised preference, resampling participants (NaN: no bootstrap)."""
+    if opts.n_boot <= 0 or P < 2:
+        return np.full(K, math.nan), np.full(K, math.nan)
+    shown = (np.bincount(pc * K + li, minlength=P * K) + np.bincount(pc * K + ri, minlength=P * K)).reshape(P, K)
+    d = pref_idx >= 0
+    chosen = np.bincount(pc[d] * K + pref_idx[d], minlength=P * K).reshape(P, K)
+    w = bootstrap_weights(P, opts.n_boot, opts.rng(*salt)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        win = (w @ chosen) / (w @ shown)
+        norm = win / np.nansum(win, axis=1, keepdims=True)
+    return percentile_interval(norm, opts.level)
 
 
 def _bt_rows(
@@ -814,6 +888,8 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
             "false_alarm_rate": r["false_alarm_rate"],
             "control_hit_rate": r["control_hit_rate"],
         }
+    if opts.glmm:
+        _sdt_glmm(d, an, opts, res)
     sc = part[part["completed"]]
     res.summary["screening"] = {
         "completed": int(len(sc)),
@@ -824,6 +900,44 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
         "always_unchanged_passing_sensitivity": int((sc["always_unchanged"] & sc["passes_sensitivity"]).sum()),
     }
     return res
+
+
+def _sdt_glmm(d: pd.DataFrame, analysed: np.ndarray, opts: Options, res: StudyResult) -> None:
+    """The signal-detection GLMM (:func:`analysis.glmm.mixed_sdt`) on the analysed participants' identical
+    (sensitivity) and attacked (perceivability) pairs; positive controls are left out (another signal)."""
+    from .glmm import mixed_sdt
+
+    kind = d["trial_kind"].astype(str).to_numpy()
+    a = d[analysed & np.isin(kind, ("sensitivity", "perceivability"))]
+    if not len(a):
+        return
+    fit = mixed_sdt(
+        a["_y"].to_numpy(),
+        (a["trial_kind"].astype(str) == "perceivability").to_numpy(dtype=float),
+        a["participant"].astype(str).to_numpy(),
+        a["item_key"].astype(str).to_numpy(),
+        max_participants=opts.glmm_max_participants,
+        seed=opts.seed,
+        level=opts.level,
+    )
+    tab = fit.table.copy()
+    tab.insert(0, "subset", "analysed")
+    res.tables["indistinguishability_glmm"] = tab
+    res.extra["glmm"] = fit
+    if fit.converged:
+        t = tab.set_index("term")
+        res.summary["glmm"] = {
+            term: {"estimate": float(t.loc[term, "estimate"]), "ci": [float(t.loc[term, "ci_low"]),
+                                                                       float(t.loc[term, "ci_high"])]}
+            for term in ("criterion", "d'")
+        }  # fmt: skip
+        res.notes.append(
+            f"signal-detection mixed model ({fit.method}) on {fit.trials} identical and attacked pairs of "
+            f"{fit.participants_used} participants: d' and criterion of a typical participant on a typical clip, "
+            "with participant and clip spreads of both" + (f"; {fit.note}" if fit.note else "")
+        )
+    else:
+        res.notes.append(f"signal-detection mixed model: {fit.note}; the pooled d' and its bootstrap interval stand")
 
 
 def _dprime_row(g: pd.DataFrame, y: np.ndarray, opts: Options, salt: tuple) -> dict[str, Any]:

@@ -60,6 +60,15 @@ def _paper_note(share: Any, overall: float) -> str:
     )
 
 
+def _h(h: Any, lo: Any, hi: Any) -> str:
+    """Cohen's h with its interval, ``"+0.41 [+0.12, +0.70]"`` (empty when not finite)."""
+    vals = [float(v) for v in (h, lo, hi)]
+    if not math.isfinite(vals[0]):
+        return ""
+    iv = f" [{vals[1]:+.2f}, {vals[2]:+.2f}]" if all(math.isfinite(v) for v in vals[1:]) else ""
+    return f"{vals[0]:+.2f}{iv}"
+
+
 def _group(r: Any) -> str:
     return "overall" if r.breakdown == "overall" else f"{r.breakdown} = {r.level}"
 
@@ -83,6 +92,7 @@ def _share_display(t: pd.DataFrame, what: str, lv: str) -> pd.DataFrame:
                 "Wilson": ci(r.wilson_low, r.wilson_high),
                 "Clopper-Pearson": ci(r.cp_low, r.cp_high),
                 "p (exact, vs 50 %)": pvalue(r.p_value),
+                "Cohen's h vs 50 %": _h(r.cohens_h, r.h_low, r.h_high),
                 "paper %": pct(r.paper, 2),
             }
         )
@@ -132,7 +142,7 @@ def _inputs_section(
     s.text.append(
         f"Settings: {opts.n_boot} bootstrap replicates (seed {opts.seed}), {_lv(opts)} % "
         f"intervals, sensitivity screen {opts.sensitivity_threshold:.2f}, positive-control screen "
-        f"{opts.control_threshold:.2f}, mixed model on at most {opts.glmm_max_participants} participants."
+        f"{opts.control_threshold:.2f}, mixed models on at most {opts.glmm_max_participants} participants."
     )
     if inputs.get("preregistration"):
         s.text.append(inputs["preregistration"]["text"])
@@ -191,6 +201,13 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
             f"would be right in {pct(p['pooled'])} % of these trials (label frequencies over all trials), "
             f"{pct(p['within participant'])} % (over each participant's own trials); chance is 50 %. The "
             "share above is evidence about the motion only as far as it exceeds this."
+            + "".join(
+                f" Cohen's h of the share against the {r.frequencies} baseline: {_h(r.cohens_h, r.h_low, r.h_high)}."
+                for r in prior.itertuples()
+                if "cohens_h" in prior and _h(r.cohens_h, r.h_low, r.h_high)
+            )
+            + " (h = 2 asin sqrt p - 2 asin sqrt p0: 0.2 small, 0.5 medium, 0.8 large; the interval is the share's"
+            " two-way bootstrap interval mapped through h.)"
         )
         s.tables.append(Table("deceitfulness_label_prior", "Label-prior baseline", prior))
     s.text += res.notes
@@ -240,9 +257,9 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
         s.tables.append(
             Table(
                 "deceitfulness_glmm",
-                "Mixed-effects logistic model y ~ 1 + (1|participant) + "
-                "(1|clip): intercept and random-effect SDs (variational posterior mean and "
-                f"{_lv(opts)} % interval)",
+                "Mixed-effects logistic model y ~ 1 + (1|participant) + (1|clip), Laplace fit: the intercept "
+                f"(a typical participant on a typical clip) with its {_lv(opts)} % profile-likelihood interval, "
+                "the random-effect SDs with Wald intervals on the log scale (column interval names the method)",
                 res.tables["deceitfulness_glmm"],
             )
         )
@@ -261,9 +278,13 @@ def _nat_section(res: StudyResult, opts: Options) -> Section:
         f"{' (same order)' if sm.get('matches_paper') else ' (different order)'}."
     )
     for abl, v in sm.get("sign_tests", {}).items():
+        iv = ci(*v["ci_bootstrap"]) or ci(*v["ci_wilson"])
+        kind = "participant bootstrap" if ci(*v["ci_bootstrap"]) else "Wilson"
         s.text.append(
             f"SMART vs {abl}: SMART preferred in {pct(v['smart_share'])} % of decisive answers "
-            f"(sign test, Holm-adjusted p = {pvalue(v['p_holm'])})."
+            f"({kind} {_lv(opts)} % CI {iv}; this share is the probability of superiority, P(SMART preferred | "
+            f"decisive); Cohen's h vs 50 % {_h(v['cohens_h'], *v['cohens_h_ci'])}; sign test, Holm-adjusted "
+            f"p = {pvalue(v['p_holm'])})."
         )
     s.text += res.notes
     T = res.tables
@@ -285,7 +306,8 @@ def _nat_section(res: StudyResult, opts: Options) -> Section:
         Table(
             "naturalness_preference",
             "Normalised preference per method (win rate = chosen / shown; "
-            "normalised = win rate / sum of win rates); paper_rank: Fig. 6's order",
+            f"normalised = win rate / sum of win rates; ci_low, ci_high: participant-bootstrap {_lv(opts)} % "
+            "interval of the normalised preference); paper_rank: Fig. 6's order",
             pref,
         )
     )
@@ -309,7 +331,9 @@ def _nat_section(res: StudyResult, opts: Options) -> Section:
     s.tables.append(
         Table(
             "naturalness_sign_tests",
-            "Sign tests SMART vs each ablation (decisive answers; Holm across ablations)",
+            "Sign tests SMART vs each ablation (decisive answers; Holm across ablations); share_smart_decisive is "
+            f"the probability of superiority with Wilson and participant-bootstrap {_lv(opts)} % intervals; "
+            "cohens_h against 50 %, its interval the bootstrap one mapped through h",
             T["naturalness_sign_tests"],
         )
     )
@@ -438,6 +462,17 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
             T["indistinguishability_dprime"],
         )
     )
+    if "indistinguishability_glmm" in T:
+        s.tables.append(
+            Table(
+                "indistinguishability_glmm",
+                "Signal-detection mixed model (probit GLMM, Laplace fit): said_changed ~ signal + (1 + signal || "
+                "participant) + (1 + signal || clip) on identical and attacked pairs; criterion = -intercept, d' = "
+                f"the signal slope, each with its {_lv(opts)} % profile-likelihood interval; the spreads of criterion "
+                "and d' over participants and clips (column interval names each row's method)",
+                T["indistinguishability_glmm"],
+            )
+        )
     return s
 
 
@@ -452,11 +487,19 @@ def _methods_section() -> Section:
         "Shares: Wilson score and Clopper-Pearson intervals treat trials as independent; the primary interval is a "
         "two-way (participants x clips) percentile bootstrap on per-cell sums (Owen 2007), which allows for both "
         "clusterings. Tests: exact two-sided binomial test against 50 %.",
-        "Mixed model: y ~ 1 + (1|participant) + (1|clip), statsmodels BinomialBayesMixedGLM fitted by mean-field "
-        "variational Bayes; its intervals are too narrow (the approximation ignores the posterior correlation of the "
-        "intercept and the random effects), so it is reported beside, not instead of, the bootstrap. Fitted on the "
-        "analysed participants (a seeded random subset above the cap: the variational fit's cost grows faster than "
-        "the number of participants).",
+        "Effect sizes: Cohen's h = 2 asin sqrt(p) - 2 asin sqrt(p0) for every share against its reference (50 %, "
+        "and for deceitfulness the label-prior baseline), its interval the share's primary interval mapped through h "
+        "(h is monotone in p); for preferences the share of decisive answers favouring SMART, which is the "
+        "probability of superiority, with Wilson and participant-bootstrap intervals; normalised preferences with a "
+        "participant-bootstrap interval.",
+        "Mixed models (analysis/glmm.py), fitted by the Laplace approximation as lme4's glmer does: deceitfulness "
+        "y ~ 1 + (1|participant) + (1|clip) (logit); indistinguishability the equal-variance signal-detection model "
+        "said_changed ~ signal + (1 + signal || participant) + (1 + signal || clip) (probit; criterion = -intercept, "
+        "d' = slope; independent effects, no correlations). Fixed effects get profile-likelihood intervals, whose "
+        "coverage a simulation of 200 studies checks (tests/test_analysis_glmm.py); standard deviations get Wald "
+        "intervals on the log scale, or the profile's upper bound when estimated at 0. The models describe a typical "
+        "participant on a typical clip, which differs from the pooled share; they are reported beside the "
+        "bootstrap. Fitted on the analysed participants (a seeded random subset above the cap).",
         "Naturalness: normalised preference per method = chosen / shown, normalised to sum to 100 % (the paper's "
         "Fig. 6). Bradley-Terry with ties (Davidson 1970) by maximum likelihood; intervals from a bootstrap over "
         "participants. Sign tests (exact binomial on decisive answers) SMART vs each ablation, Holm-adjusted.",

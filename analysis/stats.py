@@ -10,6 +10,8 @@ Conventions (``reference/study_platforms.md`` §3):
 * d' = z(H) - z(F) with the log-linear correction (Hautus 1995): H = (hits + 0.5) /
   (signal trials + 1), F = (false alarms + 0.5) / (noise trials + 1), so rates of 0 and
   1 give finite values;
+* effect sizes: Cohen's h = 2 asin(sqrt(p)) - 2 asin(sqrt(p0)) for a share against a reference share
+  (0.2 small, 0.5 medium, 0.8 large); monotone in ``p``, so an interval of the share maps onto one of h;
 * clustered data: percentile intervals from a cluster bootstrap over participants, or a
   two-way "pigeonhole" bootstrap over participants and clips at once (Owen 2007), both
   on per-cluster sums so that a million trials cost no more than their clusters.
@@ -30,6 +32,7 @@ __all__ = [
     "binom_test",
     "sign_test",
     "holm",
+    "cohens_h",
     "loglinear_rate",
     "dprime",
     "bootstrap_weights",
@@ -38,6 +41,13 @@ __all__ = [
     "percentile_interval",
     "spread",
 ]
+
+
+def cohens_h(p, p0) -> np.ndarray:
+    """Cohen's h of share ``p`` against the reference share ``p0`` (vectorised; NaN stays NaN)."""
+    p, p0 = np.asarray(p, dtype=np.float64), np.asarray(p0, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return 2 * np.arcsin(np.sqrt(np.clip(p, 0, 1))) - 2 * np.arcsin(np.sqrt(np.clip(p0, 0, 1)))
 
 
 def _z(level: float) -> float:

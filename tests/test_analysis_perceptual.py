@@ -3,6 +3,7 @@ naturalness (normalised preference, sign tests) and indistinguishability (screen
 
 from __future__ import annotations
 
+import math
 from statistics import NormalDist
 
 import pandas as pd
@@ -258,3 +259,50 @@ def test_every_analysis_module_is_torch_free():
     mods = ", ".join(f"analysis.{m.name}" for m in pkgutil.iter_modules(analysis.__path__))
     code = f"import sys, {mods}; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_effect_sizes_and_intervals_of_preferences_by_hand():
+    # two participants: a participant bootstrap has three outcomes ({p1, p1}, {p2, p2}, {p1, p2} with probabilities
+    # 1/4, 1/4, 1/2), so a 95 % percentile interval runs from the one-participant value to the other
+    rows = [
+        _nat("p1", 0, "smart", "l2", "left"),
+        _nat("p1", 1, "smart", "l2", "left"),
+        _nat("p2", 0, "smart", "l2", "left"),
+        _nat("p2", 1, "smart", "l2", "right"),
+        _nat("p2", 2, "smart", "l2", "cant_tell"),
+        _nat("p1", 2, "l2", "l2-acc", "left"),
+        _nat("p1", 3, "l2-acc", "l2", "right"),
+        _nat("p2", 3, "l2", "l2-acc", "right"),
+        _nat("p2", 4, "l2-acc", "l2", "left"),
+    ]
+    res = naturalness(_frame(rows), Options(n_boot=4000, glmm=False))
+    st = res.tables["naturalness_sign_tests"]
+    st = st[(st["subset"] == "analysed") & (st["breakdown"] == "overall")].iloc[0]
+    # SMART vs l2, decisive answers: p1 2 of 2, p2 1 of 2, both 3 of 4
+    assert st.share_smart_decisive == pytest.approx(0.75)
+    assert (st.boot_low, st.boot_high) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert st.cohens_h == pytest.approx(math.pi / 6)  # 2 asin(sqrt(3/4)) - 2 asin(sqrt(1/2)) = 2 pi/3 - pi/2
+    assert (st.h_low, st.h_high) == (pytest.approx(0.0), pytest.approx(math.pi / 2))
+    assert st.wilson_low < 0.75 < st.wilson_high
+    pref = res.tables["naturalness_preference"]
+    smart = pref[(pref["subset"] == "analysed") & (pref["method"] == "smart")].iloc[0]
+    # p1 alone: win rates smart 2/2, l2 2/4, l2-acc 0/2 -> smart 1 / 1.5; p2 alone: 1/3, 1/5, 2/2 -> (1/3) / (23/15)
+    assert (smart.ci_low, smart.ci_high) == (pytest.approx((1 / 3) / (23 / 15)), pytest.approx(2 / 3))
+    assert smart.ci_low < smart.normalised_preference < smart.ci_high
+
+
+def test_cohens_h_of_shares_against_their_references():
+    rows = _deceit("p1", 4, 5) + _deceit("p2", 2, 5)
+    res = deceitfulness(_frame(rows), Options(n_boot=0, glmm=False))
+    t = res.tables["deceitfulness_rates"].set_index("subset")
+    # 6 of 10 against 1/2; without a bootstrap the interval is Wilson's, mapped through h
+    h = 2 * math.asin(math.sqrt(0.6)) - math.pi / 2
+    assert t.loc["analysed", "cohens_h"] == pytest.approx(h) and h == pytest.approx(0.2013579)
+    lo, hi = t.loc["analysed", ["wilson_low", "wilson_high"]]
+    assert t.loc["analysed", "h_low"] == pytest.approx(2 * math.asin(math.sqrt(lo)) - math.pi / 2)
+    assert t.loc["analysed", "h_high"] == pytest.approx(2 * math.asin(math.sqrt(hi)) - math.pi / 2)
+    # the true label is always 'walk', the attacked one 'run': the label prior alone gets every trial right
+    prior = res.tables["deceitfulness_label_prior"].set_index("frequencies")
+    assert prior.loc["pooled", "accuracy"] == 1.0
+    assert prior.loc["pooled", "cohens_h"] == pytest.approx(2 * math.asin(math.sqrt(0.6)) - math.pi)
+    assert res.summary["cohens_h_vs_label_prior"]["pooled"]["h"] == pytest.approx(-1.369438, abs=1e-6)

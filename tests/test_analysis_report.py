@@ -142,6 +142,7 @@ def test_every_section_is_filled(study):
         "indistinguishability_participants",
         "indistinguishability_rates",
         "indistinguishability_dprime",
+        "indistinguishability_glmm",
         "deceitfulness_items",
         "deceitfulness_classes",
         "naturalness_items",
