@@ -55,9 +55,6 @@
     trial.events.push(e);
   }
 
-  // leaving the page during a trial is logged (the dashboard's data-quality flags count it)
-  document.addEventListener("visibilitychange", function () { log(document.hidden ? "hidden" : "visible"); });
-
   function newKey() {
     var bytes = new Uint8Array(16);
     crypto.getRandomValues(bytes);
@@ -373,6 +370,8 @@
     startPlay();
   });
 
+  // leaving the page during a trial is logged once per change (the data-quality flags count it); coming back
+  // resumes a clip the browser paused
   document.addEventListener("visibilitychange", function () {
     log(document.hidden ? "hidden" : "visible");
     if (!document.hidden && trial && !trial.finishedPlays && !trial.failed && !trial.saving && video.paused &&

@@ -161,6 +161,12 @@ def test_naturalness_session_plays_the_synced_pair_twice_and_retries_a_lost_answ
     expect(page.locator("#captions")).to_be_visible()
     width = page.wait_for_function("() => document.querySelector('video:not([hidden])').videoWidth").json_value()
     assert width == 2 * 96 + 4  # one composite video: both clips in one frame-exact stream
+    # the participant leaves the tab and comes back during the practice trial: logged once each way
+    for hidden in ("true", "false"):
+        page.evaluate(
+            f"() => {{ Object.defineProperty(document, 'hidden', {{configurable: true, get: () => {hidden}}}); "
+            "document.dispatchEvent(new Event('visibilitychange')); }"
+        )
     labels = run(page, lambda pg: pg.locator("#answers button").nth(1).click(), click_continue)
     assert labels == ["Practice 1 of 1", "Trial 1 of 4", "Trial 2 of 4", "Trial 3 of 4", "Trial 4 of 4"]
     p, rows = stored(live_server, "e2e-nat")
@@ -168,6 +174,7 @@ def test_naturalness_session_plays_the_synced_pair_twice_and_retries_a_lost_answ
     assert p.status == "completed" and len(rows) == 5 and len({t.id for t, _ in rows}) == 5  # stored once each
     check_played(rows, plays=2, seconds=1.0, slowdown=1.0)
     assert all(r.answer == "right" for _, r in rows)
+    assert [e["type"] for e in rows[0][1].events if e["type"] in ("hidden", "visible")] == ["hidden", "visible"]
     assert page.js_errors == []
 
 
