@@ -84,6 +84,14 @@ def _stdin_responses(columns: Sequence[str]):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for the report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of text.")
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["full", "summary"]),
+    default="full",
+    show_default=True,
+    help="full: the whole report; summary: one page (summary.html: the key numbers and the figures) for a talk.",
+)
+@click.option(
     "--bootstrap",
     "n_boot",
     type=click.IntRange(0, 100_000),
@@ -169,6 +177,7 @@ def report(
     attack_files: Sequence[Path],
     out_dir: Path,
     as_json: bool,
+    fmt: str,
     n_boot: int,
     seed: int,
     level: float,
@@ -183,7 +192,7 @@ def report(
     same_share: float = 0.9,
     top_items: int = 3,
 ) -> None:
-    """Write the report (report.html, report.md, tables/*.csv, figures/*.png, summary.json) into --out.
+    """Write the report (report.html, report.md, tables/*.csv, figures/*.png/.svg/.pdf, summary.json) into --out.
 
     Reads responses from --responses FILE (the server's CSV or JSON export; - for standard
     input, so `flask --app study_server export | analysis report --responses - ...` goes
@@ -253,7 +262,7 @@ def report(
             },
         )
     rep = build_report(df, batches, runs, transfers, opts, inputs)
-    files = write_report(rep, out_dir)
+    files = write_report(rep, out_dir, summary_only=fmt == "summary")
     seconds = time.perf_counter() - t0
     if as_json:
         click.echo(dumps({**rep.summary, "files": files, "seconds": seconds}))
@@ -264,9 +273,12 @@ def report(
         click.echo(f"{pilots} pilot participant(s) {'analysed (--include-pilot)' if include_pilot else 'left out'}")
     for line in rep.console:
         click.echo(line)
+    if fmt == "summary":
+        click.echo(f"wrote {files['summary']} and {len(files['figures'])} figures in {seconds:.1f} s")
+        return
     click.echo(
         f"wrote {files['html']}, {files['markdown']}, {len(files['tables'])} tables and "
-        f"{len(files['figures'])} figures in {seconds:.1f} s"
+        f"{len(files['figures'])} figures (PNG, SVG, PDF) in {seconds:.1f} s"
     )
 
 

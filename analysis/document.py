@@ -2,12 +2,17 @@
 
 :func:`write_report` writes a :class:`Report` into one folder:
 
-* ``report.html``: self-contained (figures embedded as base64 PNG, no external files);
+* ``report.html``: self-contained (figures embedded as SVG, no external files; wide tables scroll in
+  their box; a click on a column heading sorts the table);
 * ``report.md``: the same text and tables, figures linked from ``figures/``;
 * ``tables/<name>.csv``: every table, complete (HTML and Markdown show at most
   ``MAX_ROWS`` rows of long tables);
-* ``figures/<name>.png``: every figure;
+* ``figures/<name>.png``, ``.svg`` and ``.pdf``: every figure, raster and vector (no dates in the
+  files, so the same report gives the same bytes);
 * ``summary.json``: the headline numbers (what ``analysis report --json`` prints).
+
+``write_report(..., summary_only=True)`` writes the one-page summary instead: ``summary.html``
+(the key numbers and every figure, for a talk or a lab meeting), the figures and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from .figures import STYLE
 from .readers import dumps
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "p_text",
     "format_table",
     "save_png",
+    "save_figure",
 ]
 
 MAX_ROWS = 40
@@ -125,10 +132,30 @@ def format_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def save_png(fig: Any) -> bytes:
+def save_figure(fig: Any, fmt: str) -> bytes:
+    """``fig`` as PNG (150 dpi), SVG or PDF bytes, in the figures' style and without a creation date.
+
+    The layout is computed at the first save and then kept (a layout engine run again on a drawn
+    figure with a legend below its axes can shrink the axes to nothing), so every format shows the same.
+    """
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    with matplotlib.rc_context(STYLE):  # svg.hashsalt and the font types are read when saving
+        if fmt == "png":
+            fig.savefig(buf, format="png", dpi=150, metadata={"Software": None})
+        elif fmt == "svg":
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        elif fmt == "pdf":
+            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+        else:
+            raise ValueError(f"unknown figure format {fmt!r}; expected png, svg or pdf")
+    fig.set_layout_engine("none")
     return buf.getvalue()
+
+
+def save_png(fig: Any) -> bytes:
+    return save_figure(fig, "png")
 
 
 # ---- writing -----------------------------------------------------------------------------------
@@ -146,16 +173,84 @@ def _md_table(df: pd.DataFrame) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:2px 6px;
-text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}caption{text-align:left;
+text-align:right;white-space:nowrap}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}caption{text-align:left;
 font-weight:600;padding:4px 0}figure{margin:1em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}
-.note{font-size:12px;color:#666}nav a{margin-right:1em}"""
+.note{font-size:12px;color:#666}nav a{margin-right:1em}.wide{overflow-x:auto;max-width:100%}
+table.sortable th{cursor:pointer}
+th[data-order=asc]::after{content:" \\25B2"}th[data-order=desc]::after{content:" \\25BC"}
+.grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{flex:1 1 320px;margin:0}ul.key{font-size:14px}"""
+
+# a click on a heading sorts the table by that column (numbers by value, a leading < or > ignored; text
+# alphabetically; empty cells last); a second click reverses
+_SORT_JS = """document.querySelectorAll("table.sortable").forEach(function(t){
+var heads=t.tHead?t.tHead.rows[0].cells:[];
+Array.prototype.forEach.call(heads,function(th,k){th.title="Sort by this column";th.addEventListener("click",function(){
+var asc=th.dataset.order!=="asc";Array.prototype.forEach.call(heads,function(h){delete h.dataset.order});
+th.dataset.order=asc?"asc":"desc";var body=t.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+function key(r){var s=r.cells[k].textContent.trim(),m=s.match(/^[<>]?\\s*(-?\\d+(?:\\.\\d+)?(?:e[-+]?\\d+)?)/i);
+return s===""?[2,0]:m?[0,parseFloat(m[1])]:[1,s]}
+rows.sort(function(a,b){var x=key(a),y=key(b);if(x[0]!==y[0])return x[0]-y[0];if(x[0]===2)return 0;
+var c=x[1]<y[1]?-1:x[1]>y[1]?1:0;return asc?c:-c});rows.forEach(function(r){body.appendChild(r)})})})});"""
 
 
-def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
+def _figure_html(caption: str, svg: bytes) -> str:
+    return (
+        f"<figure><img alt='{html.escape(caption, quote=True)}' src='data:image/svg+xml;base64,"
+        f"{base64.b64encode(svg).decode()}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _page(title: str, body: list[str], script: str = "") -> str:
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}"
+        + (f"<script>{script}</script>" if script else "")
+        + "</body></html>"
+    )
+
+
+def _write_figures(report: Report, out: Path) -> tuple[dict[int, str], list[str], list[str]]:
+    """Every figure as PNG, SVG and PDF; its HTML per figure id, the PNG paths, the vector paths."""
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    shown, pngs, vectors = {}, [], []
+    names: set[str] = set()
+    for sec in report.sections:
+        for fig in sec.figures:
+            name = _unique(fig.name, names)
+            data = {fmt: save_figure(fig.figure, fmt) for fmt in ("png", "svg", "pdf")}
+            for fmt, b in data.items():
+                (out / "figures" / f"{name}.{fmt}").write_bytes(b)
+            pngs.append(f"figures/{name}.png")
+            vectors += [f"figures/{name}.svg", f"figures/{name}.pdf"]
+            shown[id(fig)] = _figure_html(fig.caption, data["svg"])
+            fig.name = name
+            fig.figure.clear()
+    return shown, pngs, vectors
+
+
+def _write_summary_page(report: Report, out: Path) -> dict[str, Any]:
+    shown, pngs, vectors = _write_figures(report, out)
+    body = [
+        f"<h1>{html.escape(report.title)}: summary</h1>",
+        f"<p class=note>Generated {report.summary['generated']}; the full report: analysis report without "
+        "--format summary.</p>",
+        "<ul class=key>" + "".join(f"<li>{html.escape(line)}</li>" for line in report.console) + "</ul>",
+        "<div class=grid>" + "".join(shown[id(f)] for s in report.sections for f in s.figures) + "</div>",
+    ]
+    (out / "summary.html").write_text(_page(f"{report.title}: summary", body), encoding="utf-8")
+    summary = dict(report.summary)
+    summary["files"] = {"summary": str(out / "summary.html"), "tables": [], "figures": pngs, "vector_figures": vectors}
+    (out / "summary.json").write_text(dumps(summary) + "\n", encoding="utf-8")
+    return summary["files"]
+
+
+def write_report(report: Report, out_dir: str | Path, summary_only: bool = False) -> dict[str, Any]:
     """Write the report's files into ``out_dir`` (created); returns the paths written."""
     out = Path(out_dir)
+    if summary_only:
+        return _write_summary_page(report, out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    shown_figs, written_figs, vector_figs = _write_figures(report, out)
     md = [f"# {report.title}", "", f"Generated {report.summary['generated']}.", ""]
     body = [
         f"<h1>{html.escape(report.title)}</h1>",
@@ -164,9 +259,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
         + "".join(f"<a href='#s{k}'>{html.escape(s.title)}</a>" for k, s in enumerate(report.sections))
         + "</nav>",
     ]
-    written_tables, written_figs = [], []
+    written_tables = []
     table_names: set[str] = set()
-    figure_names: set[str] = set()
     for k, sec in enumerate(report.sections):
         md += [f"{'#' * sec.level} {sec.title}", ""]
         body.append(f"<h{sec.level} id='s{k}'>{html.escape(sec.title)}</h{sec.level}>")
@@ -174,16 +268,8 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
             md += [t, ""]
             body.append(f"<p>{html.escape(t)}</p>")
         for fig in sec.figures:
-            name = _unique(fig.name, figure_names)
-            png = save_png(fig.figure)
-            (out / "figures" / f"{name}.png").write_bytes(png)
-            written_figs.append(f"figures/{name}.png")
-            md += [f"![{fig.caption}](figures/{name}.png)", "", f"*{fig.caption}*", ""]
-            body.append(
-                f"<figure><img alt='{html.escape(fig.caption, quote=True)}' src='data:image/png;base64,"
-                f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(fig.caption)}</figcaption></figure>"
-            )
-            fig.figure.clear()
+            md += [f"![{fig.caption}](figures/{fig.name}.png)", "", f"*{fig.caption}*", ""]
+            body.append(shown_figs[id(fig)])
         for t in sec.tables:
             name = _unique(t.name, table_names)
             t.data.to_csv(out / "tables" / f"{name}.csv", index=False)
@@ -197,26 +283,23 @@ def write_report(report: Report, out_dir: str | Path) -> dict[str, Any]:
             if more:
                 md += [f"_{more}_", ""]
             if len(shown):
-                h = shown.to_html(index=False, border=0, escape=True, na_rep="")
+                h = shown.to_html(index=False, border=0, escape=True, na_rep="", classes="sortable")
                 i = h.index(">") + 1
                 cap = f"<caption>{html.escape(t.caption)} <span class=note>(tables/{name}.csv)</span></caption>"
-                body.append(h[:i] + cap + h[i:])
+                body.append("<div class=wide>" + h[:i] + cap + h[i:] + "</div>")
             else:
                 body.append(f"<p><b>{html.escape(t.caption)}</b>: (empty)</p>")
             if more:
                 body.append(f"<p class=note>{html.escape(more)}</p>")
     (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    page = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>smart-study report</title>"
-        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
-    )
-    (out / "report.html").write_text(page, encoding="utf-8")
+    (out / "report.html").write_text(_page(report.title, body, _SORT_JS), encoding="utf-8")
     summary = dict(report.summary)
     summary["files"] = {
         "html": str(out / "report.html"),
         "markdown": str(out / "report.md"),
         "tables": written_tables,
         "figures": written_figs,
+        "vector_figures": vector_figs,
     }
     (out / "summary.json").write_text(dumps(summary) + "\n", encoding="utf-8")
     return summary["files"]
