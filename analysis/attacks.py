@@ -70,6 +70,21 @@ def success_table(runs: Sequence[AttackRun], level: float = 0.95) -> pd.DataFram
         rlo, rhi = wilson_ci(kr, n, level)
         pm, pd_, ps = paper.paper_model(r.model), paper.paper_dataset(r.dataset), paper.paper_strategy(r.label)
         pv = paper.WHITE_BOX.get((pm, pd_, ps)) if r.loss == "smart" and r.threat_model == "raw" else None
+        why = ""
+        if pv is None:
+            why = (
+                f"loss {r.loss}: the paper's tables are the SMART loss"
+                if r.loss != "smart"
+                else "canonical threat model: the paper attacked unpreprocessed input"
+                if r.threat_model != "raw"
+                else f"dataset {r.dataset!r} is not one of the paper's"
+                if pd_ is None
+                else f"model {r.model!r} is not one of the paper's"
+                if pm is None
+                else f"strategy {r.label!r} is not one of the paper's"
+                if ps is None
+                else "the paper gives no number for this model, dataset and strategy"
+            )
         rows.append(
             {
                 "file": r.path.name,
@@ -93,6 +108,7 @@ def success_table(runs: Sequence[AttackRun], level: float = 0.95) -> pd.DataFram
                 "robust_wilson_low": float(rlo),
                 "robust_wilson_high": float(rhi),
                 "paper": pv / 100 if pv is not None else math.nan,
+                "no_paper_figure_because": why,
             }
         )
     return pd.DataFrame(rows)

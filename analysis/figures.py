@@ -154,7 +154,7 @@ def plot_shares(
     ]
     if any_paper:
         handles.append(Line2D([], [], label="paper", **_PAPER))
-    _legend_below(ax, handles, ncol=len(handles))
+    _legend_below(ax, handles, ncol=2)
     return ax
 
 
@@ -254,7 +254,7 @@ def deceitfulness_figure(
     bottom.set_yticks([])
     bottom.set_ylabel("partici-\npants")
     bottom.set_xlim(0, 1)
-    bottom.set_xlabel("share per participant (one dot each; dashed: overall)")
+    bottom.set_xlabel("share per participant (one dot each)")
     return fig
 
 
@@ -326,14 +326,14 @@ def plot_pairs(pairs: pd.DataFrame, ax: Axes | None = None, title: str = "Pairwi
     y = np.arange(len(pairs))[::-1]
     n = pairs["trials"].to_numpy(float)
     a, t, b = (pairs[c].to_numpy(float) / n for c in ("a_preferred", "cant_tell", "b_preferred"))
-    ax.barh(y, a, color="#1f77b4", label="first-named preferred", height=0.7)
+    ax.barh(y, a, color="#1f77b4", label="first preferred", height=0.7)
     ax.barh(y, t, left=a, color="#cccccc", label="can't tell", height=0.7)
-    ax.barh(y, b, left=a + t, color="#ff7f0e", label="second-named preferred", height=0.7)
+    ax.barh(y, b, left=a + t, color="#ff7f0e", label="second preferred", height=0.7)
     ax.set_yticks(y, [f"{r.a} vs {r.b}" for r in pairs.itertuples()])
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of answers")
     ax.set_ylabel("pair of methods")
-    _legend_below(ax, ncol=3)
+    _legend_below(ax, ncol=2)
     ax.set_title(title)
     return ax
 
@@ -489,6 +489,6 @@ def plot_success(table: pd.DataFrame, ax: Axes | None = None, title: str = "Atta
         )
     if any_paper:
         handles.append(Line2D([], [], label="paper", **_PAPER))
-    _legend_below(ax, handles, ncol=len(handles))
+    _legend_below(ax, handles, ncol=2)
     ax.set_title(title)
     return ax

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import platform
+import re
 from datetime import datetime
 from datetime import timezone
 from typing import Any
@@ -52,12 +53,15 @@ from .report_attacks import attack_sections
 __all__ = ["Table", "Fig", "Section", "Report", "build_report", "write_report", "MAX_ROWS"]
 
 
-def _paper_note(share: Any, overall: float) -> str:
-    return (
-        f"paper {pct(share, 2)} %"
-        if isinstance(share, float) and math.isfinite(share)
-        else f"paper {overall} % (2s-AGCN, AB, HDM05 and MHAD)"
-    )
+_NOT_COMPARABLE = (
+    "no paper figure beside it: the paper's setting is the SMART variant on HDM05 and/or MHAD "
+    "(2s-AGCN, AB), and these trials are not"
+)
+
+
+def _paper_note(share: Any, overall: float | None = None) -> str:
+    """The paper's share where the setting matches, else a short line saying why none is shown."""
+    return f"paper {pct(share, 2)} %" if isinstance(share, float) and math.isfinite(share) else _NOT_COMPARABLE
 
 
 def _h(h: Any, lo: Any, hi: Any) -> str:
@@ -115,6 +119,24 @@ def _share_phrase(
     return f"{pct(share)} % of {n} {what} ({interval})"
 
 
+def _flat(d: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested mapping as (dotted key, readable value) rows; lists joined with commas."""
+    out: list[tuple[str, str]] = []
+    for k, v in dict(d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flat(v, key + ".") or [(key, "")]
+        elif isinstance(v, (list, tuple)):
+            out.append((key, ", ".join(map(str, v))))
+        else:
+            out.append((key, "" if v is None else str(v)))
+    return out
+
+
+def _slug(text: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower() or "batch"
+
+
 def _inputs_section(
     inputs: dict[str, Any], batches: Batches, opts: Options, runs: Sequence[AttackRun], transfers: Sequence[TransferRun]
 ) -> Section:
@@ -129,7 +151,17 @@ def _inputs_section(
         s.text.append(
             f"Stimulus batch {bid} ({batches.roots[bid]}): {len(b.items)} items, variants "
             f"{', '.join(b.variant_names)}; dataset {prov.dataset.get('name')!r}, model "
-            f"{prov.model.get('name') or prov.model.get('model')!r}, attack {dict(prov.attack)!r}."
+            f"{prov.model.get('name') or prov.model.get('model')!r}; its settings in the table below."
+        )
+        rows = [
+            {"part": part, "setting": k, "value": v}
+            for part, d in (("dataset", prov.dataset), ("model", prov.model), ("attack", prov.attack))
+            for k, v in _flat(d)
+        ]
+        s.tables.append(
+            Table(
+                f"batch_{_slug(bid)}_settings", f"Batch {bid}: dataset, model and attack settings", pd.DataFrame(rows)
+            )
         )
     if runs or transfers:
         s.text.append(
@@ -172,7 +204,7 @@ def _counts_section(res: StudyResult) -> Section:
     return s
 
 
-def _deceit_section(res: StudyResult, opts: Options) -> Section:
+def _deceit_section(res: StudyResult, opts: Options, classes: pd.DataFrame | None = None) -> Section:
     s = Section("Deceitfulness")
     if not res.tables:
         s.text += res.notes or ["No deceitfulness responses."]
@@ -187,11 +219,7 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
         s.text.append(
             f"Participants chose the ground-truth label in {phrase}"
             + (f"; exact binomial test against 50 %: {p_text(r.p_value)}" if r.trials else "")
-            + (
-                f"; paper: {pct(r.paper, 2)} %."
-                if np.isfinite(r.paper)
-                else f"; paper (2s-AGCN, AB, HDM05 and MHAD): {paper.DECEITFULNESS['overall']} %."
-            )
+            + (f"; paper: {pct(r.paper, 2)} %." if np.isfinite(r.paper) else f"; {_NOT_COMPARABLE}.")
         )
     prior = res.tables.get("deceitfulness_label_prior")
     if prior is not None and len(prior) and np.isfinite(prior["accuracy"]).any():
@@ -234,17 +262,34 @@ def _deceit_section(res: StudyResult, opts: Options) -> Section:
         )
     )
     part = res.tables["deceitfulness_participants"]
-    s.figures.append(
-        Fig(
-            "deceitfulness_participants",
-            "Per-participant share choosing the true label (analysed)",
-            figures.plot_histogram(
-                part.loc[part["analysed"], "share"],
-                title="Deceitfulness per participant",
-                xlabel="share choosing the true label",
-            ).figure,
+    if classes is not None and len(classes):
+        overall = (res.summary.get("overall") or {}).get("share")
+        s.figures.append(
+            Fig(
+                "deceitfulness_classes",
+                f"Share choosing the true label per true class ({_lv(opts)} % Wilson intervals; dashed: overall), "
+                "and per analysed participant (one dot each)",
+                figures.deceitfulness_figure(
+                    classes.rename(columns={"class": "label"}),
+                    part.loc[part["analysed"], "share"].dropna().to_numpy(float),
+                    overall=overall,
+                    title="Deceitfulness",
+                    level=opts.level,
+                ),
+            )
         )
-    )
+    else:
+        s.figures.append(
+            Fig(
+                "deceitfulness_participants",
+                "Per-participant share choosing the true label (analysed)",
+                figures.plot_histogram(
+                    part.loc[part["analysed"], "share"],
+                    title="Deceitfulness per participant",
+                    xlabel="share choosing the true label",
+                ).figure,
+            )
+        )
     s.tables.append(Table("deceitfulness_participants", "Per participant", part))
     s.tables.append(
         Table(
@@ -388,8 +433,12 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
         )
         s.text.append(
             f"Attacked clips judged unchanged: {phrase}; "
-            f"{_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}, after screening "
-            f"(HDM05 {paper.INDISTINGUISHABILITY['HDM05']} %, MHAD {paper.INDISTINGUISHABILITY['MHAD']} %)."
+            + (
+                f"{_paper_note(o['paper'])}, after screening (HDM05 {paper.INDISTINGUISHABILITY['HDM05']} %, "
+                f"MHAD {paper.INDISTINGUISHABILITY['MHAD']} %)."
+                if isinstance(o["paper"], float) and math.isfinite(o["paper"])
+                else f"{_NOT_COMPARABLE}."
+            )
         )
     w = sm.get("with_control_screen")
     if w:
@@ -451,7 +500,7 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
         Fig(
             "indistinguishability_rates",
             "Share of attacked trials judged unchanged",
-            figures.plot_shares(rates, title="Indistinguishability: attacked judged unchanged").figure,
+            figures.plot_shares(rates, title="Attacked judged unchanged").figure,
         )
     )
     s.tables.append(
@@ -539,7 +588,7 @@ def build_report(
     sections = [
         _inputs_section(inputs, batches, opts, runs, transfers),
         _counts_section(c),
-        _deceit_section(dec, opts),
+        _deceit_section(dec, opts, per["deceitfulness"].tables.get("deceitfulness_classes")),
         *items_sections(per["deceitfulness"], "deceitfulness", opts),
         _nat_section(nat, opts),
         *items_sections(per["naturalness"], "naturalness", opts),

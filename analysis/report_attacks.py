@@ -74,6 +74,13 @@ def attack_sections(
                             lay,
                         )
                     )
+        why = tab.loc[tab["no_paper_figure_because"] != "", ["file", "no_paper_figure_because"]]
+        if len(why):
+            s.text.append(
+                "No paper figure beside "
+                + "; ".join(f"{f} ({w})" for f, w in zip(why["file"], why["no_paper_figure_because"]))
+                + "."
+            )
         s.tables.append(Table("attack_success", "Every attack run", tab.drop(columns="label")))
         s.figures.append(Fig("attack_success", "Success per run", figures.plot_success(tab).figure))
         summary["runs"] = tab.drop(columns="label").to_dict("records")

@@ -4,6 +4,7 @@ files; every section filled; the simulator's parameters recovered within their i
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -125,10 +126,18 @@ def test_every_section_is_filled(study):
         assert (out / rel).is_file() and (len(pd.read_csv(out / rel)) >= 1 or rel == "tables/exclusions.csv"), rel
     for rel in files["figures"]:
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
+        # and in vector form beside it: SVG (what the page shows) and PDF, both without a date
+        svg, pdf = (out / rel).with_suffix(".svg").read_bytes(), (out / rel).with_suffix(".pdf").read_bytes()
+        assert b"<svg" in svg[:500] and b"<dc:date>" not in svg and pdf[:5] == b"%PDF-" and b"/CreationDate" not in pdf
+    assert sorted(files["vector_figures"]) == sorted(
+        str(Path(p).with_suffix(s)) for p in files["figures"] for s in (".svg", ".pdf")
+    )
     page = (out / "report.html").read_text()
-    # self-contained: every figure embedded, nothing fetched from elsewhere
-    assert page.count("src='data:image/png;base64,") == len(files["figures"])
+    # self-contained: every figure embedded as SVG, nothing fetched from elsewhere
+    assert page.count("src='data:image/svg+xml;base64,") == len(files["figures"]) and "image/png" not in page
     assert not re.search(r"src=['\"](?!data:)", page) and "<link" not in page
+    # every table sortable and inside a box that scrolls sideways
+    assert page.count("<table") == page.count('<div class=wide><table class="dataframe sortable"')
     names = {Path(t).stem for t in files["tables"]}
     assert {
         "counts",
@@ -154,6 +163,18 @@ def test_every_section_is_filled(study):
         "table1",
         "table4",
     } <= names
+    # the batch's settings as a table of rows, not a printed dictionary
+    (path,) = (out / "tables").glob("batch_*_settings.csv")
+    settings = pd.read_csv(path, keep_default_na=False)
+    assert list(settings.columns) == ["part", "setting", "value"] and {"dataset", "model", "attack"} <= set(
+        settings["part"]
+    )
+    assert "{'" not in md  # no raw mapping anywhere in the text
+    # no paper figure beside a run whose setting differs from the paper's, and a line saying why
+    runs = pd.read_csv(out / "tables" / "attack_success.csv", keep_default_na=False)
+    assert (runs["paper"] == "").all() and (runs["no_paper_figure_because"] != "").all()
+    assert "No paper figure beside agcn_ab_l2.npz (loss l2: the paper's tables are the SMART loss)" in md
+    assert "agcn_ab_smart.npz (canonical threat model: the paper attacked unpreprocessed input)" in md
     assert json.loads((out / "summary.json").read_text())["counts"]
 
 
@@ -235,6 +256,20 @@ def test_console_summary_and_batch_only_attack_sections(batch, tmp_path):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "success of the batch's attacked variants" in md and "figures/confusion_batch.png" in md
     assert "figures/joint_corr_batch.png" in md and "figures/joint_deviation_batch.png" in md
+    # the one-page summary for a talk: the console's key numbers and every figure, no tables
+    res = CliRunner().invoke(
+        cli,
+        ["report", "--responses", str(tmp_path / "r.json"), "--batch", str(batch), "--out", str(tmp_path / "talk")]
+        + ["--no-glmm", "--bootstrap", "100", "--format", "summary"],
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().splitlines()[-1].startswith(f"wrote {tmp_path / 'talk' / 'summary.html'} and ")
+    page = (tmp_path / "talk" / "summary.html").read_text()
+    assert all(html.escape(line) in page for line in lines if line.startswith(("deceitfulness:", "naturalness:")))
+    figs = sorted(p.name for p in (tmp_path / "talk" / "figures").glob("*.png"))
+    assert figs == sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png"))
+    assert page.count("src='data:image/svg+xml;base64,") == len(figs) and "<table" not in page
+    assert not (tmp_path / "talk" / "report.html").exists() and not (tmp_path / "talk" / "tables").exists()
 
 
 @pytest.fixture(scope="module")
