@@ -28,6 +28,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from stimuli.errors import DataError
 from stimuli.screening import CONTROL_HIT_THRESHOLD
@@ -45,6 +46,7 @@ from .stats import cluster_bootstrap_ratio
 from .stats import cohens_h
 from .stats import dprime
 from .stats import holm
+from .stats import loglinear_rate
 from .stats import percentile_interval
 from .stats import pigeonhole_bootstrap_ratio
 from .stats import sign_test
@@ -659,8 +661,8 @@ def _preference_interval(
     w = bootstrap_weights(P, opts.n_boot, opts.rng(*salt)).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         win = (w @ chosen) / (w @ shown)
-        norm = win / np.nansum(win, axis=1, keepdims=True)
-    return percentile_interval(norm, opts.level)
+        normed = win / np.nansum(win, axis=1, keepdims=True)
+    return percentile_interval(normed, opts.level)
 
 
 def _bt_rows(
@@ -890,6 +892,7 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
         }
     if opts.glmm:
         _sdt_glmm(d, an, opts, res)
+    _screening_bias(part, opts, res)
     sc = part[part["completed"]]
     res.summary["screening"] = {
         "completed": int(len(sc)),
@@ -900,6 +903,37 @@ def indistinguishability(df: pd.DataFrame, opts: Options = Options()) -> StudyRe
         "always_unchanged_passing_sensitivity": int((sc["always_unchanged"] & sc["passes_sensitivity"]).sum()),
     }
     return res
+
+
+def _screening_bias(part: pd.DataFrame, opts: Options, res: StudyResult) -> None:
+    """How much the sensitivity screen biases d' at this study's trial counts and threshold, by simulation
+    (:mod:`analysis.screening_bias`), with criterion and d' pooled over every completed participant."""
+    from .screening_bias import screening_bias_table
+
+    c = part[part["completed"] & (part["sensitivity_trials"] > 0) & (part["perceivability_trials"] > 0)]
+    if not len(c):
+        return
+    fa, ns = int(c["false_alarms"].sum()), int(c["sensitivity_trials"].sum())
+    hits, np_ = int(c["hits"].sum()), int(c["perceivability_trials"].sum())
+    f, h = loglinear_rate(fa, ns), loglinear_rate(hits, np_)
+    crit, dp = float(-norm.ppf(f)), float(norm.ppf(h) - norm.ppf(f))
+    tab = screening_bias_table(
+        dp,
+        crit,
+        int(round(float(c["sensitivity_trials"].median()))),
+        int(round(float(c["perceivability_trials"].median()))),
+        opts.sensitivity_threshold,
+        seed=opts.seed,
+    )
+    res.tables["indistinguishability_screening_bias"] = tab
+    res.summary["screening_bias"] = {
+        "criterion": crit,
+        "dprime": dp,
+        "sensitivity_trials": int(round(float(c["sensitivity_trials"].median()))),
+        "perceivability_trials": int(round(float(c["perceivability_trials"].median()))),
+        "threshold": opts.sensitivity_threshold,
+        "rows": tab.to_dict("records"),
+    }
 
 
 def _sdt_glmm(d: pd.DataFrame, analysed: np.ndarray, opts: Options, res: StudyResult) -> None:

@@ -152,6 +152,7 @@ def test_every_section_is_filled(study):
         "indistinguishability_rates",
         "indistinguishability_dprime",
         "indistinguishability_glmm",
+        "indistinguishability_screening_bias",
         "deceitfulness_items",
         "deceitfulness_classes",
         "naturalness_items",
