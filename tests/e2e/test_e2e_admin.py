@@ -264,7 +264,7 @@ def check_report_of_the_export(csv_path: Path, out: Path) -> None:
     assert "No deceitfulness responses" not in md and "No naturalness responses" not in md
     assert "Attacked clips judged unchanged: 100" in md
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "e2e-admin" in html
+    assert "data:image/svg+xml;base64," in html and "e2e-admin" in html
 
 
 def test_a_combined_session_in_the_browser(live_server, page):
