@@ -531,7 +531,7 @@ def _ind_section(res: StudyResult, opts: Options) -> Section:
             f"screen {sb['threshold']:.0%}, criterion {sb['criterion']:.2f} and d' {sb['dprime']:.2f} pooled over "
             "every completed participant): the screen keeps participants whose false alarms came out low partly by "
             "chance, so among those kept the observed false-alarm rate understates the true one and the pooled d' "
-            "overstates d'. "
+            "can overstate d' (most with few identical pairs and a liberal criterion, when the screen bites). Here: "
             + "; ".join(
                 f"criterion SD {r['criterion_sd']:.2f}: {r['pass_share']:.0%} pass, pooled d' of those passing "
                 f"{r['pooled_passed']:.2f} against a true {r['true_dprime']:.2f} (bias {r['bias']:+.2f})"
