@@ -43,7 +43,6 @@ __all__ = [
     "pvalue",
     "p_text",
     "format_table",
-    "save_png",
     "save_figure",
 ]
 
@@ -152,10 +151,6 @@ def save_figure(fig: Any, fmt: str) -> bytes:
             raise ValueError(f"unknown figure format {fmt!r}; expected png, svg or pdf")
     fig.set_layout_engine("none")
     return buf.getvalue()
-
-
-def save_png(fig: Any) -> bytes:
-    return save_figure(fig, "png")
 
 
 # ---- writing -----------------------------------------------------------------------------------

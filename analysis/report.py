@@ -59,7 +59,7 @@ _NOT_COMPARABLE = (
 )
 
 
-def _paper_note(share: Any, overall: float | None = None) -> str:
+def _paper_note(share: Any) -> str:
     """The paper's share where the setting matches, else a short line saying why none is shown."""
     return f"paper {pct(share, 2)} %" if isinstance(share, float) and math.isfinite(share) else _NOT_COMPARABLE
 
@@ -675,7 +675,7 @@ def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResul
         lines.append(
             f"deceitfulness: true label chosen in {pct(o['share'])} % "
             f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} of {o['n']} "
-            f"trials ({_paper_note(o['paper'], paper.DECEITFULNESS['overall'])}; label-prior baseline "
+            f"trials ({_paper_note(o['paper'])}; label-prior baseline "
             f"{pct(base)} %)"
         )
     if nat.summary.get("order_bt"):
@@ -697,7 +697,7 @@ def _console(c: StudyResult, dec: StudyResult, nat: StudyResult, ind: StudyResul
         lines.append(
             f"indistinguishability: attacked judged unchanged in {pct(o['share'])} % "
             f"{ci(*o['ci_bootstrap']) or '(no participant-level interval: 1 participant)'} "
-            f"({_paper_note(o['paper'], paper.INDISTINGUISHABILITY['overall'])}); "
+            f"({_paper_note(o['paper'])}); "
             + (f"d' {dp:.2f}" if np.isfinite(dp) else "d' cannot be estimated")
             + (f"; with control screen {pct(w['share'])} %" if w else "")
         )
