@@ -49,6 +49,8 @@ from .data.clips import ClipSet
 from .data.clips import load_clips
 from .data.clips import save_clips
 from .jobs import RayExecutor
+from .levels import grade
+from .levels import level_name
 from .jobs import Runner
 
 __all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "balanced_selection", "build_batch"]
@@ -61,6 +63,9 @@ TRAJECTORIES = ("original", "in-place")
 # minutes on 2 idle cores.
 DEMO_RENDER: dict[str, Any] = {"width": 360, "height": 360, "fps": 20.0, "duration": 6.0}
 DEMO_INDIST: tuple[str, ...] = ("original", "smart", "control")
+DEMO_LEVELS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
+DEMO_LEVEL_METHODS: tuple[str, ...] = ("smart", "l2")
+"""The demo's threshold study: SMART and l2 at five strengths each (the composites original|level rendered)."""
 
 
 @dataclass
@@ -85,6 +90,10 @@ class BatchJob:
     """Choose the motions so that each class is as often the true as the SMART-attacked label (label cycles)."""
     display_names: dict[str, str] = field(default_factory=dict)
     """Class name -> the words participants read (overrides :func:`stimuli.labels.display_name`)."""
+    levels: tuple[float, ...] = ()
+    """Graded strengths in (0, 1] (:mod:`attack_gen.levels`); each below 1 adds a variant per level method."""
+    level_methods: tuple[str, ...] | None = None
+    """The losses graded (None: every loss)."""
 
     def __post_init__(self) -> None:
         if self.trajectory not in TRAJECTORIES:
@@ -96,6 +105,20 @@ class BatchJob:
             raise DataError(
                 f"--losses must include smart and come from {', '.join(ATTACK_VARIANTS)}, got {', '.join(self.losses)}"
             )
+        self.levels = tuple(float(s) for s in self.levels)
+        if any(not 0 < s <= 1 for s in self.levels):
+            raise DataError(f"--levels: strengths must be in (0, 1], got {list(self.levels)}")
+        stray = [m for m in self.level_methods or () if m not in self.losses]
+        if stray:
+            raise DataError(f"--level-methods: {', '.join(stray)} not among --losses ({', '.join(self.losses)})")
+
+    @property
+    def graded(self) -> dict[str, tuple[float, ...]]:
+        """Method -> its strengths below 1 (each a variant of its own; strength 1 is the method's variant)."""
+        if not self.levels:
+            return {}
+        below = tuple(s for s in self.levels if s < 1)
+        return {m: below for m in (self.level_methods or self.losses)}
 
 
 def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -289,8 +312,10 @@ def build_batch(
 
     runner.close()  # the attack workers (and their models) are not needed for rendering
     label_balance = _label_balance(results["smart"], chosen, balanced)
-    _, info = load_checkpoint(checkpoint, device)
+    model, info = load_checkpoint(checkpoint, device)
     cand = load_clips(candidates_path)
+    graded = _grade(model, job, configs, results, chosen, float(cand.meta["fps"]))
+    del model
     names = cand.class_names
     unknown = sorted(set(job.display_names) - set(names))
     if unknown:
@@ -315,15 +340,28 @@ def build_batch(
                 r["adversarial"][k] + path,
                 final_label=label(int(r["final_label"][k])),
                 success=bool(r["success"][k]),
-                metrics={
-                    "mean_joint_displacement_m": float(r["mean_joint_displacement_m"][k]),
-                    "acceleration_deviation": float(r["acceleration_deviation"][k]),
-                    "bone_length_deviation_m": float(r["bone_length_deviation_m"][k]),
-                },
+                metrics={m: float(r[m][k]) for m in METRICS},
                 info={
                     "iterations": int(r["iterations"][k]),
                     "robust_success": bool(r["robust_success"][k]),
                     "threat_model": job.threat_model,
+                    "method": loss,
+                    "strength": 1.0,
+                },
+            )
+        for (loss, s), g in graded.items():
+            j = chosen.index(k)
+            variants[level_name(loss, s)] = VariantInput(
+                g["adversarial"][j] + path,
+                role="level",
+                final_label=label(int(g["final_label"][j])),
+                success=bool(g["success"][j]),
+                metrics={m: float(g[m][j]) for m in METRICS},
+                info={
+                    "robust_success": bool(g["robust_success"][j]),
+                    "threat_model": job.threat_model,
+                    "method": loss,
+                    "strength": s,
                 },
             )
         items.append(
@@ -361,9 +399,13 @@ def build_batch(
             "success_rates": {loss: summaries[loss]["success_rate"] for loss in job.losses},
             "robust_success_rates": {loss: summaries[loss]["robust_success_rate"] for loss in job.losses},
             "label_balance": label_balance,
+            "levels": _levels_summary(job, graded, results, chosen),
         },
     }
-    plan = CompositePlan(indistinguishability=job.indistinguishability) if job.indistinguishability else None
+    plan = None
+    if job.indistinguishability:  # every level gets its original|level composite (naturalness: attacks only)
+        levels = tuple(level_name(m, s) for m, s in graded)
+        plan = CompositePlan(indistinguishability=(*job.indistinguishability, *levels))
     render_jobs: dict[str, int] = {}
     bar = None
 
@@ -398,7 +440,8 @@ def build_batch(
         "out": str(out),
         "batch_id": batch.batch_id,
         "items": len(batch.items),
-        "variants": [ORIGINAL, *job.losses, "control"],
+        "variants": [ORIGINAL, *job.losses, *(level_name(m, s) for m, s in graded), "control"],
+        "levels": provenance["attack"]["levels"],
         "attacks_dir": str(work),
         "threat_model": job.threat_model,
         "trajectory": job.trajectory,
@@ -409,6 +452,61 @@ def build_batch(
         "backend": runner.backend,
         "jobs": {"attack": attack_jobs, "render": render_jobs},
     }
+
+
+METRICS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
+
+
+def _grade(
+    model: Any, job: BatchJob, configs: dict[str, Any], results: dict[str, Any], chosen: list[int], fps: float
+) -> dict[tuple[str, float], dict[str, np.ndarray]]:
+    """(method, strength) -> the graded blends of the chosen clips (:func:`attack_gen.levels.grade`)."""
+    out: dict[tuple[str, float], dict[str, np.ndarray]] = {}
+    rows = np.asarray(chosen, dtype=np.int64)
+    for loss, strengths in job.graded.items():
+        if not strengths:
+            continue
+        r = results[loss]
+        levels = grade(
+            model,
+            configs[loss].build_strategy(),
+            np.asarray(r["original"])[rows],
+            np.asarray(r["adversarial"])[rows],
+            np.asarray(r["true_label"])[rows],
+            np.asarray(r["target"])[rows],
+            strengths,
+            fps,
+            job.threat_model,
+        )
+        out.update({(loss, s): g for s, g in levels.items()})
+    return out
+
+
+def _levels_summary(
+    job: BatchJob, graded: dict[tuple[str, float], dict[str, np.ndarray]], results: dict[str, Any], chosen: list[int]
+) -> dict[str, Any] | None:
+    """Per graded method and strength (1 included): its variant, success and robust success rates over the items
+    and mean perceptual metrics."""
+    if not graded:
+        return None
+    rows = np.asarray(chosen, dtype=np.int64)
+    out: dict[str, Any] = {"strengths": list(job.levels), "family": "blend q + s (q^ - q)", "methods": {}}
+    for loss in job.graded:
+        full = {key: np.asarray(results[loss][key])[rows] for key in ("success", "robust_success", *METRICS)}
+        per = []
+        for s in sorted({*job.graded[loss], 1.0}):
+            g = full if s == 1.0 else graded[(loss, s)]
+            per.append(
+                {
+                    "strength": s,
+                    "variant": level_name(loss, s),
+                    "success_rate": float(np.mean(g["success"])),
+                    "robust_success_rate": float(np.mean(g["robust_success"])),
+                    **{f"mean_{m}": float(np.mean(g[m])) for m in METRICS},
+                }
+            )
+        out["methods"][loss] = per
+    return out
 
 
 def _attacked(path: Path) -> int:

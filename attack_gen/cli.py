@@ -723,6 +723,13 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
     help="Right-hand variants of the indistinguishability composites, comma-separated "
     "(default: all; demo: original,smart,control).",
 )
+@click.option(
+    "--levels",
+    "levels_text",
+    help="Graded strengths for threshold studies: a count K (strengths 1/K .. 1) or comma-separated strengths in "
+    "(0, 1]; each below 1 adds a variant q + s (q^ - q) per graded method ('none': no levels; demo: 5).",
+)
+@click.option("--level-methods", help="Losses graded, comma-separated (default: every loss; demo: smart,l2).")
 @click.option("--workers", type=int, help="Jobs at once: attack and rendering processes (default: one per CPU).")
 @click.option(
     "--display-names",
@@ -760,6 +767,8 @@ def batch(
     slowdown: float | None,
     fill: str | None,
     indist: str | None,
+    levels_text: str | None,
+    level_methods: str | None,
     workers: int | None,
     display_file: Path | None,
     device: str | None,
@@ -779,7 +788,10 @@ def batch(
     from stimuli.batch import load_batch
 
     from .batch import DEMO_INDIST
+    from .batch import DEMO_LEVEL_METHODS
+    from .batch import DEMO_LEVELS
     from .batch import DEMO_RENDER
+    from .levels import parse_levels
     from .batch import BatchJob
     from .batch import build_batch
 
@@ -811,6 +823,13 @@ def batch(
         if value is not None:
             render[key] = value
     indist_variants = tuple(_split_csv(indist)) or (DEMO_INDIST if demo else None)
+    if levels_text is None:
+        levels = DEMO_LEVELS if demo else ()
+    else:
+        levels = () if levels_text.strip().lower() == "none" else parse_levels(levels_text)
+    graded = tuple(_split_csv(level_methods)) or (
+        tuple(m for m in DEMO_LEVEL_METHODS if m in _split_csv(losses)) if demo else None
+    )
     job = BatchJob(
         motions=motions,
         strategy=strategy,
@@ -825,6 +844,8 @@ def batch(
         seed=seed,
         render=render,
         indistinguishability=indist_variants,
+        levels=levels,
+        level_methods=graded,
     )
     if checkpoint is None:
         ds_path = dataset or ensure_default_dataset(as_json)
@@ -856,8 +877,22 @@ def batch(
         f"({', '.join(summary['variants'])}), drawn "
         f"{'on the original trajectory' if trajectory == 'original' else 'in place'}; "
         f"{threat_model} threat model; attack success on the candidates tried: {rates}; "
-        f"attack results in {summary['attacks_dir']}",
+        f"attack results in {summary['attacks_dir']}" + _levels_line(summary.get("levels")),
     )
+
+
+def _levels_line(levels: dict[str, Any] | None) -> str:
+    """The graded levels' success per method and strength, for the batch's summary line."""
+    if not levels:
+        return ""
+    parts = []
+    for method, rows in levels["methods"].items():
+        cells = ", ".join(
+            f"{r['strength']:g}: {r['success_rate']:.0%} ({r['mean_mean_joint_displacement_m'] * 1e3:.1f} mm)"
+            for r in rows
+        )
+        parts.append(f"{method} {cells}")
+    return "; graded levels (strength: success, mean joint displacement): " + "; ".join(parts)
 
 
 @cli.command()

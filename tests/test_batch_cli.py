@@ -180,15 +180,41 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
     summary = json.loads(res.stdout)
     out = tmp_path / "root" / "batches" / "demo"
     assert summary["out"] == str(out) and summary["items"] == 3
-    assert summary["variants"] == ["original", "smart", "l2", "l2-acc", "l2-bone", "control"]
+    levels = [f"{m}-s{p}" for m in ("smart", "l2") for p in (20, 40, 60, 80)]
+    assert summary["variants"] == ["original", "smart", "l2", "l2-acc", "l2-bone", *levels, "control"]
     batch = check_batch(out)
     assert batch.provenance.model["name"] == "stgcn" and (tmp_path / "root" / "datasets" / "synthetic.npz").is_file()
     for item in batch.items:
         for name in ("smart", "l2", "l2-acc", "l2-bone"):
             assert item.variant(name).success is True
-    # only the indistinguishability composites the demo study uses
+    # only the indistinguishability composites the demo studies use; naturalness pairs the full attacks only
     rights = {c.right for it in batch.items for c in it.composites if c.left == "original"}
-    assert rights == {"original", "smart", "control"}
+    assert rights == {"original", "smart", "control", *levels}
+    assert batch.composite_plan.naturalness == ("smart", "l2", "l2-acc", "l2-bone")
+    # graded levels: the blend q + s (q^ - q) of the drawn motions (the shared root path cancels), the mean
+    # joint displacement s times the full attack's (a norm scales with s), strength and method recorded
+    for item in batch.items:
+        q = np.load(out / item.variant("original").motion.path).astype(np.float64)
+        for m in ("smart", "l2"):
+            full = item.variant(m)
+            assert (full.info["method"], full.info["strength"]) == (m, 1.0)
+            q_hat = np.load(out / full.motion.path).astype(np.float64)
+            for p in (20, 40, 60, 80):
+                v = item.variant(f"{m}-s{p}")
+                assert v.role == "level" and (v.info["method"], v.info["strength"]) == (m, p / 100)
+                blend = np.load(out / v.motion.path)
+                np.testing.assert_allclose(blend - q, p / 100 * (q_hat - q), atol=2e-6)
+                assert v.metrics["mean_joint_displacement_m"] == pytest.approx(
+                    p / 100 * full.metrics["mean_joint_displacement_m"], rel=1e-4
+                )
+                assert isinstance(v.success, bool) and isinstance(v.info["robust_success"], bool)
+    graded = batch.provenance.attack["levels"]
+    assert graded["strengths"] == [0.2, 0.4, 0.6, 0.8, 1.0] and set(graded["methods"]) == {"smart", "l2"}
+    for m, rows in graded["methods"].items():
+        for row in rows:
+            said = [batch.items[i].variant(row["variant"]).success for i in range(3)]
+            assert row["success_rate"] == pytest.approx(sum(said) / 3)
+        assert rows[-1]["success_rate"] == 1.0  # every chosen item is fooled at full strength
     info = probe_video(out / batch.items[0].variant("smart").video.path)
     assert (info["width"], info["height"], info["frames"]) == (64, 64, 10)
     # every variant is drawn on the original's trajectory: the window's canonical motion plus its root path

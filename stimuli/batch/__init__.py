@@ -81,6 +81,7 @@ from .schema import INDISTINGUISHABILITY
 from .schema import MANIFEST
 from .schema import NATURALNESS
 from .schema import ORIGINAL
+from .schema import JUDGED
 from .schema import ROLES
 from .schema import SCHEMA_FILE
 from .schema import SCHEMA_VERSION
@@ -141,6 +142,7 @@ __all__ = [
     "ATTACK_VARIANTS",
     "CONTROL",
     "ROLES",
+    "JUDGED",
     "STUDIES",
     "NATURALNESS",
     "INDISTINGUISHABILITY",

@@ -31,6 +31,7 @@ from .schema import CONTROL
 from .schema import ID_PATTERN
 from .schema import NATURALNESS
 from .schema import ORIGINAL
+from .schema import JUDGED
 from .schema import ROLES
 from .schema import VARIANT_PATTERN
 from .schema import BatchError
@@ -331,9 +332,9 @@ def _check_variant(name: Any, v: Any, vw: str, problems: list[Problem]) -> Plann
         return None
     if (name == ORIGINAL) != (role == "original"):
         problems.append(Problem(f"{vw}.role", f"only the variant named {ORIGINAL!r} has role 'original'"))
-    if role == "attack" and not isinstance(vi.success, bool):
+    if role in JUDGED and not isinstance(vi.success, bool):
         problems.append(Problem(f"{vw}.success", f"expected True or False for an attacked variant, got {vi.success!r}"))
-    if role != "attack" and vi.success is not None:
+    if role not in JUDGED and vi.success is not None:
         problems.append(Problem(f"{vw}.success", f"expected None for role {role!r}, got {vi.success!r}"))
     final = None if vi.final_label is None else _label(vi.final_label, f"{vw}.final_label", problems)
     raw = dict(vi.metrics) if isinstance(vi.metrics, Mapping) else vi.metrics

@@ -93,7 +93,12 @@ ORIGINAL = "original"
 ATTACK_VARIANTS = ("smart", "l2", "l2-acc", "l2-bone")
 """The attacked variants of the paper: SMART and its three ablations (SPEC §2)."""
 CONTROL = "control"
-ROLES = ("original", "attack", "control")
+ROLES = ("original", "attack", "level", "control")
+"""``level``: an attacked variant at a graded strength below the attack's own (``info.method``,
+``info.strength``: the blend ``q + s (q^ - q)``), for threshold studies; its ``success`` says whether it still
+fools the model."""
+JUDGED = ("attack", "level")
+"""The roles whose ``success`` is true or false (the model judged them)."""
 NATURALNESS = "naturalness"
 INDISTINGUISHABILITY = "indistinguishability"
 STUDIES = (NATURALNESS, INDISTINGUISHABILITY)
@@ -366,13 +371,13 @@ class ImageFile(FileRef):
 class Variant(_Model):
     """One version of an item's motion: the original, an attacked one, or a positive control.
 
-    ``success`` is the attack's (true/false) for ``role == "attack"`` and null otherwise;
+    ``success`` is the attack's (true/false) for roles ``attack`` and ``level`` and null otherwise;
     ``final_label`` is the label the target model gives the variant (null where not
     classified, e.g. controls); ``metrics`` are perceptual measures against the original
     (e.g. ``mean_joint_displacement_m``); ``info`` is free-form (e.g. the control's seed).
     """
 
-    role: Literal["original", "attack", "control"]
+    role: Literal["original", "attack", "level", "control"]
     final_label: Label | None
     success: StrictBool | None
     motion: MotionFile
@@ -385,7 +390,7 @@ class Variant(_Model):
     @classmethod
     def _success_follows_role(cls, v: bool | None, info: ValidationInfo) -> bool | None:
         role = info.data.get("role")
-        if role == "attack" and v is None:
+        if role in JUDGED and v is None:
             raise ValueError("expected true or false for an attacked variant")
         if role in ("original", "control") and v is not None:
             raise ValueError(f"expected null for a variant of role {role!r}")
