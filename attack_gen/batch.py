@@ -49,9 +49,9 @@ from .data.clips import ClipSet
 from .data.clips import load_clips
 from .data.clips import save_clips
 from .jobs import RayExecutor
+from .jobs import Runner
 from .levels import grade
 from .levels import level_name
-from .jobs import Runner
 
 __all__ = ["BatchJob", "DEMO_RENDER", "TRAJECTORIES", "stratified_order", "balanced_selection", "build_batch"]
 

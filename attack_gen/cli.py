@@ -791,9 +791,9 @@ def batch(
     from .batch import DEMO_LEVEL_METHODS
     from .batch import DEMO_LEVELS
     from .batch import DEMO_RENDER
-    from .levels import parse_levels
     from .batch import BatchJob
     from .batch import build_batch
+    from .levels import parse_levels
 
     demo = demo or not (dataset or checkpoint or clips_path)
     epochs = epochs or (6 if demo else 15)

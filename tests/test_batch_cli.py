@@ -210,7 +210,7 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
                 assert isinstance(v.success, bool) and isinstance(v.info["robust_success"], bool)
     graded = batch.provenance.attack["levels"]
     assert graded["strengths"] == [0.2, 0.4, 0.6, 0.8, 1.0] and set(graded["methods"]) == {"smart", "l2"}
-    for m, rows in graded["methods"].items():
+    for rows in graded["methods"].values():
         for row in rows:
             said = [batch.items[i].variant(row["variant"]).success for i in range(3)]
             assert row["success_rate"] == pytest.approx(sum(said) / 3)

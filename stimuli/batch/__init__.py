@@ -78,10 +78,10 @@ from .schema import ATTACK_VARIANTS
 from .schema import CONTROL
 from .schema import FORMAT
 from .schema import INDISTINGUISHABILITY
+from .schema import JUDGED
 from .schema import MANIFEST
 from .schema import NATURALNESS
 from .schema import ORIGINAL
-from .schema import JUDGED
 from .schema import ROLES
 from .schema import SCHEMA_FILE
 from .schema import SCHEMA_VERSION

@@ -29,9 +29,9 @@ from ..errors import MotionFormatError
 from ..motion import check_clip
 from .schema import CONTROL
 from .schema import ID_PATTERN
+from .schema import JUDGED
 from .schema import NATURALNESS
 from .schema import ORIGINAL
-from .schema import JUDGED
 from .schema import ROLES
 from .schema import VARIANT_PATTERN
 from .schema import BatchError
