@@ -404,8 +404,9 @@ def build_batch(
     }
     plan = None
     if job.indistinguishability:  # every level gets its original|level composite (naturalness: attacks only)
-        levels = tuple(level_name(m, s) for m, s in graded)
-        plan = CompositePlan(indistinguishability=(*job.indistinguishability, *levels))
+        levels = [level_name(m, s) for m, s in graded]
+        graded_methods = [m for m in job.graded if m not in job.indistinguishability]
+        plan = CompositePlan(indistinguishability=(*job.indistinguishability, *graded_methods, *levels))
     render_jobs: dict[str, int] = {}
     bar = None
 

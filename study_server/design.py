@@ -15,7 +15,12 @@ only):
 * **Indistinguishability**: ``round(n * sensitivity_share)`` sensitivity trials
   (original | original), ``round(n * control_share)`` positive controls
   (original | control) and the rest perceivability trials (original | attacked); the
-  left clip is always the original. Rounding is half up.
+  left clip is always the original. Rounding is half up. Its ``procedure`` says which
+  attacked clips: ``fixed``, the variants named; ``constant`` (the method of constant
+  stimuli), every graded level of each method named, each level as often for every
+  participant (to one) and the items balanced within each level; ``adaptive``, the
+  methods in turn, each trial's level chosen by QUEST+ (:mod:`stimuli.adaptive`) when the
+  trial comes up, from the participant's answers so far (:func:`study_server.studies`).
 
 Practice trials (not analysed, not counted for balancing) come first; the analysed
 trials follow in a seeded random order.
@@ -35,6 +40,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from typing import Hashable
 from typing import Iterable
 from typing import Mapping
@@ -106,6 +112,18 @@ class TrialSpec:
     attacked_label: str | None = None
     label_order: str | None = None
     naturalness_pair: str | None = None
+    method: str | None = None
+    """Graded trials: the attack method of the right-hand clip."""
+    strength: float | None = None
+    """Graded trials: its strength (None for an adaptive trial until its level is chosen)."""
+    procedure: str | None = None
+    """Indistinguishability: ``fixed``, ``constant`` or ``adaptive``."""
+
+
+PROCEDURES = ("fixed", "constant", "adaptive")
+"""How the perceivability trials' attacked clips are chosen (see the module docstring)."""
+Levels = Mapping[str, Sequence[tuple[str, float]]]
+"""Method -> its graded variants ``(variant, strength)``, weakest first (the method's own variant at 1)."""
 
 
 # ---- balancing --------------------------------------------------------------------------------
@@ -271,7 +289,7 @@ def _pair_trial(item: ItemInfo, a: str, b: str, rng: random.Random, practice: bo
     )
 
 
-def _side_trial(item: ItemInfo, kind: str, right: str, cell: str, practice: bool) -> TrialSpec:
+def _side_trial(item: ItemInfo, kind: str, right: str, cell: str, practice: bool, **graded: Any) -> TrialSpec:
     return TrialSpec(
         INDISTINGUISHABILITY,
         kind,
@@ -284,7 +302,17 @@ def _side_trial(item: ItemInfo, kind: str, right: str, cell: str, practice: bool
         left_variant=ORIGINAL,
         right_variant=right,
         attacked_label=item.final_labels.get(right),
+        **graded,
     )
+
+
+def _even_split(names: Sequence[str], k: int, counts: Mapping[str, int], seed: str) -> Counter[str]:
+    """``k`` picks spread over ``names`` as evenly as possible (to one); the extra ones go to the least-filled."""
+    base, extra = divmod(k, len(names))
+    out = Counter({n: base for n in names})
+    for n in balanced_pick(list(names), extra, counts, seed):
+        out[n] += 1
+    return out
 
 
 # ---- the three designs -------------------------------------------------------------------------
@@ -366,8 +394,12 @@ def design_indistinguishability(
     controls: Sequence[str],
     sensitivity_share: float,
     control_share: float,
+    procedure: str = "fixed",
+    levels: Levels | None = None,
 ) -> list[TrialSpec]:
-    """Practice then ``n`` trials: left the original; right the original, an attacked clip or a control."""
+    """Practice then ``n`` trials: left the original; right the original, an attacked clip or a control.
+
+    ``procedure`` ``constant`` / ``adaptive``: ``variants`` are methods with graded ``levels``."""
     if not items:
         raise ValueError("indistinguishability: no items")
     n_sens, n_ctrl, n_perc = split_counts(n, [sensitivity_share, control_share])
@@ -385,10 +417,13 @@ def design_indistinguishability(
     for cell in balanced_pick(ctrl_cells, n_ctrl, counts, f"{seed}/c"):
         _, i, c = cell.split("|")
         main.append(_side_trial(by_id[i], "control", c, cell, False))
-    perc_cells = [f"perceivability|{i}|{v}" for i in ids for v in variants]
-    for cell in balanced_pick(perc_cells, n_perc, counts, f"{seed}/p"):
-        _, i, v = cell.split("|")
-        main.append(_side_trial(by_id[i], "perceivability", v, cell, False))
+    if procedure == "fixed":
+        perc_cells = [f"perceivability|{i}|{v}" for i in ids for v in variants]
+        for cell in balanced_pick(perc_cells, n_perc, counts, f"{seed}/p"):
+            _, i, v = cell.split("|")
+            main.append(_side_trial(by_id[i], "perceivability", v, cell, False, procedure="fixed"))
+    else:
+        main += _graded_trials(by_id, n_perc, counts, seed, variants, procedure, levels or {})
     # practice: a clear change (a control) first, then unchanged, then attacked, in turn
     prng = _rng(seed, "practice")
     kinds = [
@@ -404,8 +439,66 @@ def design_indistinguishability(
             "sensitivity": lambda: ORIGINAL,
             "perceivability": lambda: prng.choice(list(variants)),
         }[kind]()
-        prac.append(_side_trial(item, kind, right, f"practice|{item.item_id}", True))
+        prac.append(_side_trial(item, kind, right, f"practice|{item.item_id}", True, procedure=procedure))
     return _finish(prac, main, seed)
+
+
+def _graded_trials(
+    by_id: Mapping[str, ItemInfo],
+    n: int,
+    counts: Mapping[str, int],
+    seed: int | str,
+    methods: Sequence[str],
+    procedure: str,
+    levels: Levels,
+) -> list[TrialSpec]:
+    """The perceivability trials of a threshold design: per level (constant) or per method (adaptive), as many
+    for every participant (to one), items least-filled first within each."""
+    if procedure not in PROCEDURES:
+        raise ValueError(f"indistinguishability: procedure must be one of {', '.join(PROCEDURES)}, got {procedure!r}")
+    missing = [m for m in methods if len(levels.get(m, ())) < 2]
+    if missing:
+        raise ValueError(
+            f"indistinguishability ({procedure}): {', '.join(missing)} has no graded levels in the batch "
+            "(make it with attack-gen batch --levels)"
+        )
+    ids = sorted(by_id)
+    out: list[TrialSpec] = []
+    if procedure == "constant":
+        strength = {v: s for m in methods for v, s in levels[m]}
+        method_of = {v: m for m in methods for v, _ in levels[m]}
+        per_level: Counter[str] = Counter()
+        for c, k in counts.items():
+            if c.startswith("perceivability|"):
+                per_level[c.rpartition("|")[2]] += k
+        share = _even_split([v for m in methods for v, _ in levels[m]], n, per_level, f"{seed}/levels")
+        for v, k in share.items():
+            for cell in balanced_pick([f"perceivability|{i}|{v}" for i in ids], k, counts, f"{seed}/p/{v}"):
+                item = by_id[cell.split("|")[1]]
+                out.append(
+                    _side_trial(
+                        item,
+                        "perceivability",
+                        v,
+                        cell,
+                        False,
+                        method=method_of[v],
+                        strength=strength[v],
+                        procedure=procedure,
+                    )
+                )
+        return out
+    per_method: Counter[str] = Counter()
+    for c, k in counts.items():
+        if c.startswith("perceivability|"):
+            per_method[c.rpartition("|")[2]] += k
+    share = _even_split(list(methods), n, per_method, f"{seed}/methods")
+    for m, k in share.items():
+        top = levels[m][-1][0]  # a placeholder until the level is chosen (the strongest: the method itself)
+        for cell in balanced_pick([f"perceivability|{i}|{m}" for i in ids], k, counts, f"{seed}/p/{m}"):
+            item = by_id[cell.split("|")[1]]
+            out.append(_side_trial(item, "perceivability", top, cell, False, method=m, procedure=procedure))
+    return out
 
 
 def kinds_count(specs: Iterable[TrialSpec]) -> Counter[str]:
@@ -425,6 +518,8 @@ def cell_rates(
     sensitivity_share: float = 0.0,
     control_share: float = 0.0,
     smart: str = SMART,
+    procedure: str = "fixed",
+    levels: Levels | None = None,
 ) -> dict[str, float]:
     """Expected analysed trials per cell for one participant of a perfectly balanced design.
 
@@ -448,7 +543,12 @@ def cell_rates(
         n_sens, n_ctrl, n_perc = split_counts(n, [sensitivity_share, control_share])
         groups.append(([f"sensitivity|{i}" for i in ids], n_sens))
         groups.append(([f"control|{i}|{c}" for i in ids for c in controls], n_ctrl))
-        groups.append(([f"perceivability|{i}|{v}" for i in ids for v in variants], n_perc))
+        if procedure == "constant":
+            shown = [v for m in variants for v, _ in (levels or {}).get(m, ())]
+            for v in shown:
+                groups.append(([f"perceivability|{i}|{v}" for i in ids], n_perc / len(shown)))
+        else:  # fixed: the variants; adaptive: the methods (the level is the procedure's)
+            groups.append(([f"perceivability|{i}|{v}" for i in ids for v in variants], n_perc))
     else:
         raise ValueError(f"cell_rates: unknown study type {study_type!r}")
     rates: dict[str, float] = {}

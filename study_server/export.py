@@ -99,6 +99,8 @@ def row_for(study: Study, p: Participant, t: Trial, r: Response) -> dict[str, An
             values["preferred_variant"] = t.left_variant if r.answer == "left" else t.right_variant
     else:
         values["trial_kind"] = t.kind
+        values["procedure"] = (study.blocks[t.block].get("procedure") or "fixed") if not t.practice else None
+        values["method"], values["strength"], values["adaptive_state"] = t.method, t.strength, t.adaptive
         if r.valid:
             values["said_changed"] = r.answer == "changed"
             values["correct"] = (r.answer == "changed") == (t.kind != "sensitivity")

@@ -231,6 +231,13 @@ class Trial(db.Model):
     attacked_label: Mapped[str | None] = mapped_column(String(128))
     label_order: Mapped[str | None] = mapped_column(String(32))
     naturalness_pair: Mapped[str | None] = mapped_column(String(32))
+    method: Mapped[str | None] = mapped_column(String(32))
+    """Graded (threshold) trials: the attack method of the right-hand clip."""
+    strength: Mapped[float | None] = mapped_column(Float)
+    """Graded trials: its strength s of the blend q + s (q^ - q); an adaptive trial's is set when it comes up."""
+    adaptive: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Adaptive trials: ``{"procedure": "quest+", "pending": true}`` until the level is chosen, then the state it
+    was chosen in (:meth:`stimuli.adaptive.Choice.to_dict`)."""
     plays: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     slowdown: Mapped[float] = mapped_column(Float)

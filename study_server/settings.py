@@ -144,6 +144,16 @@ class Block:
         hi=1,
         designs=(design.INDISTINGUISHABILITY,),
     )
+    procedure: str = _setting(
+        "fixed",
+        type=str,
+        label="procedure",
+        help="fixed: the variants named; constant: every graded level of each method named (method of constant "
+        "stimuli, each level as often per participant); adaptive: QUEST+ chooses each trial's level per "
+        "participant and method (the batch needs graded levels: attack-gen batch --levels).",
+        choices=design.PROCEDURES,
+        designs=(design.INDISTINGUISHABILITY,),
+    )
     practice_feedback: bool = _setting(
         False,
         type=bool,

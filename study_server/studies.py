@@ -276,6 +276,18 @@ def _ablations(sb: Any) -> list[str]:
     return [n for n in (sb.composite_plan.naturalness or ()) if n != design.SMART]
 
 
+def _levels(sb: Any) -> dict[str, list[tuple[str, float]]]:
+    """Method -> its graded variants (name, strength) with an original|variant composite, weakest first: the
+    method's own variant (strength 1) and its ``level`` variants (``attack-gen batch --levels``)."""
+    composites = set(sb.composite_plan.indistinguishability or ())
+    out: dict[str, list[tuple[str, float]]] = {}
+    for name, v in sb.items[0].variants.items() if sb.items else ():
+        if v.role in ("attack", "level") and name in composites:
+            method = str(v.info.get("method", name)) if v.role == "level" else name
+            out.setdefault(method, []).append((name, float(v.info.get("strength", 1.0))))
+    return {m: sorted(vs, key=lambda t: t[1]) for m, vs in out.items() if len(vs) > 1}
+
+
 # ---- studies ---------------------------------------------------------------------------------
 def _check(ok: bool, message: str, field: str | None = None, block: int | None = None) -> None:
     if not ok:
@@ -334,6 +346,15 @@ def _block(batch: Batch, study_type: Any, given: Mapping[str, Any], index: int |
         check(len(b.variants) == 1, f"deceitfulness shows one attacked variant, got {list(b.variants)}", "variants")
     if study_type == design.NATURALNESS:
         check(b.trials % 2 == 0, f"naturalness trials must be even (two per motion), got {b.trials}", "trials")
+    if study_type == design.INDISTINGUISHABILITY and b.procedure != "fixed":
+        graded = _levels(batch_files(batch))
+        for v in b.variants:
+            check(
+                v in graded,
+                f"procedure {b.procedure}: variant {v!r} has no graded levels in batch {batch.batch_id!r} "
+                f"(graded: {', '.join(graded) or 'none; make them with attack-gen batch --levels'})",
+                "variants",
+            )
     if study_type == design.INDISTINGUISHABILITY:
         shares = [b.sensitivity_share, b.control_share]
         n_perc = design.split_counts(b.trials, shares)[2] if sum(shares) <= 1 else -1
@@ -445,6 +466,8 @@ def _plan_block(sb: Any, b: Block, seed: int | str, counts: Mapping[str, int]) -
         _controls(sb),
         b.sensitivity_share,
         b.control_share,
+        b.procedure,
+        _levels(sb),
     )
 
 
@@ -480,6 +503,8 @@ def balance_targets(study: Study) -> dict[str, float]:
             controls=_controls(sb),
             sensitivity_share=b.sensitivity_share,
             control_share=b.control_share,
+            procedure=b.procedure,
+            levels=_levels(sb),
         )
         out.update({prefix + c: r for c, r in rates.items()})
     return out
@@ -567,6 +592,11 @@ def enrol(p: Participant) -> None:
                 attacked_label=s.attacked_label,
                 label_order=s.label_order,
                 naturalness_pair=s.naturalness_pair,
+                method=s.method,
+                strength=s.strength,
+                adaptive={"procedure": "quest+", "pending": True}
+                if s.procedure == "adaptive" and not s.practice
+                else None,
                 plays=b.plays,
                 seconds=b.seconds,
                 slowdown=b.slowdown,
@@ -700,8 +730,10 @@ def _state(p: Participant) -> dict[str, Any]:
         _to_block(p, cur.block)
         db.session.commit()
         return {"status": "redirect", "url": url_for("participant.instructions", slug=p.study.slug)}
-    if len(pending) > 1 and pending[1].block != cur.block:
-        pending = pending[:1]  # nothing to preload from the next block
+    if len(pending) > 1 and (pending[1].block != cur.block or _unchosen(pending[1])):
+        pending = pending[:1]  # nothing to preload from the next block, nor an adaptive trial not yet chosen
+    if _unchosen(cur):
+        _choose_level(p, cur)
     att = _open_attempt(cur)
     att.served += 1
     if att.shown_at is None:
@@ -734,6 +766,46 @@ def _state(p: Participant) -> dict[str, Any]:
     }
     db.session.commit()
     return state
+
+
+def _unchosen(t: Trial) -> bool:
+    return bool(t.adaptive and t.adaptive.get("pending"))
+
+
+def _choose_level(p: Participant, t: Trial) -> None:
+    """QUEST+ chooses the level of adaptive trial ``t`` from the participant's valid analysed answers in its block
+    so far (this method's graded trials and the sensitivity trials); the trial now shows it, with the state it was
+    chosen in (in the caller's transaction)."""
+    from stimuli.adaptive import choose
+
+    levels = _levels(batch_files(p.study.batch))[str(t.method)]
+    rows = db.session.execute(
+        select(Trial.kind, Trial.strength, Response.answer)
+        .join(Response, Response.trial_pk == Trial.id)
+        .where(
+            Trial.participant_pk == p.id,
+            Trial.block == t.block,
+            Trial.practice.is_(False),
+            Response.valid.is_(True),
+            (Trial.kind == "sensitivity") | ((Trial.method == t.method) & Trial.adaptive.is_not(None)),
+        )
+        .order_by(Response.id)
+    ).all()
+    history = [(0.0 if kind == "sensitivity" else float(s), ans == "changed") for kind, s, ans in rows]
+    c = choose([s for _, s in levels], history)
+    name = levels[c.index][0]
+    key = design.ORIGINAL + "|" + name
+    t.stimulus_pk = db.session.execute(
+        select(Stimulus.id).where(
+            Stimulus.batch_pk == p.study.batch_pk, Stimulus.item_id == t.item_id, Stimulus.key == key
+        )
+    ).scalar_one()
+    info = next(it for it in batch_files(p.study.batch).items if it.id == t.item_id)
+    label = info.variant(name).final_label
+    t.variant = t.right_variant = name
+    t.strength = c.strength
+    t.attacked_label = None if label is None else label.name
+    t.adaptive = c.to_dict()
 
 
 # ---- answers -----------------------------------------------------------------------------------

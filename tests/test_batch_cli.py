@@ -189,7 +189,7 @@ def test_demo_batch_end_to_end_on_the_synthetic_data(tmp_path: Path, monkeypatch
             assert item.variant(name).success is True
     # only the indistinguishability composites the demo studies use; naturalness pairs the full attacks only
     rights = {c.right for it in batch.items for c in it.composites if c.left == "original"}
-    assert rights == {"original", "smart", "control", *levels}
+    assert rights == {"original", "smart", "control", "l2", *levels}
     assert batch.composite_plan.naturalness == ("smart", "l2", "l2-acc", "l2-bone")
     # graded levels: the blend q + s (q^ - q) of the drawn motions (the shared root path cancels), the mean
     # joint displacement s times the full attack's (a norm scales with s), strength and method recorded

@@ -9,6 +9,9 @@ third item.
   composite rendered: what the study server's tests import (:data:`SERVER_ACTIONS`).
 * :func:`analysis_batch` - up to six items, each attacked to the next item's class, with a
   displacement metric, only the composites the analysis tests name.
+* :func:`threshold_batch` - the server batch's items with SMART and l2 graded: variants of role
+  ``level`` at strengths :data:`THRESHOLD_LEVELS` (the blend ``x + s (x^ - x)``; they fool the model
+  from 0.75 on), the mean joint displacement of every attacked clip, original|X composites only.
 
 Each is built once per process into a temporary folder (removed at exit); treat it as
 read-only. :func:`build_batch` writes one anywhere.
@@ -24,12 +27,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SERVER_ACTIONS", "ANALYSIS_ACTIONS", "build_batch", "server_batch", "analysis_batch", "perturb"]
+__all__ = [
+    "SERVER_ACTIONS",
+    "ANALYSIS_ACTIONS",
+    "THRESHOLD_LEVELS",
+    "build_batch",
+    "server_batch",
+    "analysis_batch",
+    "threshold_batch",
+    "perturb",
+]
 
 SERVER_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack")
 """True classes of the server batch's items (in order); every attack on them yields 'jog', except l2-bone on the
 third."""
 ANALYSIS_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack", "kick_right", "punch_right")
+THRESHOLD_LEVELS = (0.25, 0.5, 0.75)
+"""Strengths of the threshold batch's level variants (1: the attack itself)."""
 
 _BUILT: dict[tuple[Any, ...], Path] = {}
 
@@ -63,19 +77,20 @@ def build_batch(
     from stimuli.batch import write_batch
     from stimuli.render import RenderConfig
 
-    actions = SERVER_ACTIONS if preset == "server" else ANALYSIS_ACTIONS
+    actions = ANALYSIS_ACTIONS if preset == "analysis" else SERVER_ACTIONS
+    losses = ("smart", "l2") if preset == "threshold" else ATTACK_VARIANTS
     if not 1 <= n_items <= len(actions):
         raise ValueError(f"n_items must be in 1..{len(actions)}, got {n_items}")
     items = []
     for i, action in enumerate(actions[:n_items]):
         x = generate_motion(action, seed=i, fps=10.0, num_frames=10).positions.astype(np.float32)
-        if preset == "server":
+        if preset != "analysis":
             true, attacked, scale = Label(action, 10 + i), Label("jog", 1), 0.015
         else:
             nxt = (i + 1) % len(actions)
             true, attacked, scale = Label(action, i), Label(actions[nxt], nxt), 0.004 * (1 + i % 3)
         variants: dict[str, VariantInput] = {"original": VariantInput(x, final_label=true)}
-        for k, name in enumerate(ATTACK_VARIANTS):
+        for k, name in enumerate(losses):
             fooled = not (i == 2 and name == "l2-bone")
             moved = perturb(x, k, scale)
             metrics = {"mean_joint_displacement_m": float(np.linalg.norm(moved - x, axis=-1).mean())}
@@ -83,8 +98,18 @@ def build_batch(
                 moved,
                 final_label=attacked if fooled else true,
                 success=fooled,
-                metrics=metrics if preset == "analysis" else {},
+                metrics=metrics if preset != "server" else {},
             )
+            for s in THRESHOLD_LEVELS if preset == "threshold" else ():
+                blend = (x + s * (moved - x)).astype(np.float32)
+                variants[f"{name}-s{round(s * 100)}"] = VariantInput(
+                    blend,
+                    final_label=attacked if s >= 0.75 else true,
+                    success=s >= 0.75,
+                    metrics={"mean_joint_displacement_m": float(np.linalg.norm(blend - x, axis=-1).mean())},
+                    info={"method": name, "strength": s, "robust_success": s >= 0.75},
+                    role="level",
+                )
         items.append(
             BatchItemInput(
                 variants,
@@ -94,11 +119,11 @@ def build_batch(
                 source=SourceClip(dataset, window=i, file=f"{preset}-{i}.npz"),
             )
         )
-    composites = (
-        None
-        if preset == "server"
-        else CompositePlan(naturalness=("smart", "l2"), indistinguishability=("original", "smart"))
-    )
+    composites = {
+        "server": None,
+        "analysis": CompositePlan(naturalness=("smart", "l2"), indistinguishability=("original", "smart")),
+        "threshold": CompositePlan(naturalness=("smart", "l2"), indistinguishability=None),
+    }[preset]
     write_batch(
         out,
         items,
@@ -123,6 +148,11 @@ def _cached(n_items: int, preset: str, **kw: Any) -> Path:
 def server_batch(n_items: int = 3) -> Path:
     """The study server's test batch (``n_items`` <= 4), built on first use in this process."""
     return _cached(n_items, "server")
+
+
+def threshold_batch(n_items: int = 3) -> Path:
+    """The threshold test batch (``n_items`` <= 4), built on first use in this process."""
+    return _cached(n_items, "threshold")
 
 
 def analysis_batch(n_items: int = 5, **kw: Any) -> Path:
