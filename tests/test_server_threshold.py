@@ -73,7 +73,7 @@ def test_constant_stimuli_show_every_level_as_often_per_participant(app):
         for t in graded:
             assert t.right_variant == t.method + NAMES[t.strength] and t.left_variant == "original"
         # items balanced within each level (3 items: a level shown 3 times shows each item once)
-        for (m, s), n in per_level.items():
+        for m, s in per_level:
             items = Counter(t.item_id for t in graded if (t.method, t.strength) == (m, s))
             assert max(items.values()) - min(items.values()) <= 1
         pa.finish(_observer(0.5, k))
