@@ -45,10 +45,10 @@ __all__ = [
     "attach_batches",
 ]
 
-_SKIPPED = ("shown_at", "answered_at")
+_SKIPPED = ("shown_at", "answered_at", "adaptive_state")
 ANALYSIS_COLUMNS = tuple(c for c in COLUMN_NAMES if c not in _SKIPPED)
-"""The export's columns that the analysis keeps (timestamps are not needed; the playback log is kept only as the
-counts :data:`PLAYBACK_COUNTS` name)."""
+"""The export's columns that the analysis keeps (timestamps and the adaptive procedure's state are not needed; the
+playback log is kept only as the counts :data:`PLAYBACK_COUNTS` name)."""
 _COL = {c.name: c for c in COLUMNS}
 REPORT_COLUMNS = tuple(
     c
@@ -337,6 +337,8 @@ def load_batches(dirs: Iterable[str | Path]) -> Batches:
                         "role": v.role,
                         "success": v.success,
                         "robust_success": v.info.get("robust_success"),
+                        "method": v.info.get("method", name) if v.role in ("attack", "level") else None,
+                        "strength": float(v.info.get("strength", 1.0)) if v.role in ("attack", "level") else None,
                         "final_label": None if v.final_label is None else v.final_label.name,
                         **{f"metric:{k}": val for k, val in v.metrics.items()},
                     }

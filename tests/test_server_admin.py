@@ -295,6 +295,7 @@ def test_create_a_study_from_the_form(admin, app):
                 "variants": ["smart"],
                 "sensitivity_share": 0.3,
                 "control_share": 0.2,
+                "procedure": "fixed",
                 "practice_feedback": False,
             }
         ]

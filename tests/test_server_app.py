@@ -176,6 +176,7 @@ def test_create_study_checks_every_setting(tmp_path):
                 "variants": ["smart"],
                 "sensitivity_share": 0.2,
                 "control_share": 0.1,
+                "procedure": "fixed",
                 "practice_feedback": False,
             }
         ]
