@@ -767,6 +767,142 @@ def power(
     )
 
 
+@cli.command()
+@click.option(
+    "--responses",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The responses export (CSV or JSON; - for standard input).",
+)
+@click.option(
+    "--batch", "batch_dirs", type=click.Path(path_type=Path), multiple=True, required=True, help="Stimulus batch."
+)
+@click.option("--study", "studies", multiple=True, help="Only these study slugs (repeat; default: all).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the tables and the figure.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(0), default=200, show_default=True, help="Resamples.")
+@click.option("--level", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--per-class/--no-per-class", default=True, show_default=True, help="Also fit each true class.")
+@click.option("--include-pilot", is_flag=True, help="Analyse pilot participants too.")
+@click.option("--json", "as_json", is_flag=True)
+@_user_errors
+def thresholds(
+    responses: Path,
+    batch_dirs: Sequence[Path],
+    studies: Sequence[str],
+    out: Path,
+    n_boot: int,
+    level: float,
+    seed: int,
+    per_class: bool,
+    include_pilot: bool,
+    as_json: bool,
+) -> None:
+    """Detection thresholds of graded attacks: psychometric functions per method (and class) in mm of mean joint
+    displacement, 50 % and 75 % thresholds with bootstrap intervals, the share of clips below the threshold that
+    still fool the model, and a figure (thresholds.csv, imperceptible_and_effective.csv, thresholds.png/.svg,
+    thresholds.json, thresholds.md in --out)."""
+    from .readers import ANALYSIS_COLUMNS
+    from .readers import attach_batches
+    from .readers import dumps
+    from .readers import load_batches
+    from .readers import read_responses_frame
+    from .thresholds import ThresholdSettings
+    from .thresholds import analyse_thresholds
+    from .thresholds import write_thresholds
+
+    batches = load_batches(batch_dirs)
+    if str(responses) == "-":
+        df, source = _stdin_responses(ANALYSIS_COLUMNS), "standard input"
+    else:
+        df, source = read_responses_frame(responses), str(responses)
+    if studies:
+        missing = sorted(set(studies) - set(df["study"].astype(str).unique()))
+        if missing:
+            raise click.ClickException(f"{source}: no responses of study {', '.join(map(repr, missing))}")
+        df = df[df["study"].astype(str).isin(studies)]
+    df = attach_batches(df, batches, source)
+    settings = ThresholdSettings(
+        n_boot=n_boot, level=level, seed=seed, include_pilot=include_pilot, per_class=per_class
+    )
+    summary = write_thresholds(analyse_thresholds(df, batches, settings), out)
+    if as_json:
+        click.echo(dumps(summary))
+        return
+    click.echo(
+        f"{summary['participants']} participants, {summary['graded_trials']} graded and "
+        f"{summary['sensitivity_trials']} identical-pair trials"
+    )
+    eff = {r["method"]: r for r in summary["imperceptible_and_effective"]}
+    for m, s in summary["methods"].items():
+        lo, hi = s["t50_mm_interval"]
+        e = eff[m]
+        click.echo(
+            f"{m}: 50 % detection at {s['t50_mm']:.3g} mm [{lo:.3g}, {hi:.3g}], 75 % at {s['t75_mm']:.3g} mm; "
+            f"imperceptible and effective: {e['below_and_effective']} of {e['clips']} graded clips"
+        )
+    click.echo(f"wrote {', '.join(summary['files'])} in {out}")
+
+
+@cli.command("simulate-thresholds")
+@click.option("--batch", "batch_dir", type=click.Path(path_type=Path), required=True, help="A batch with levels.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Responses file (.csv or .json).")
+@click.option("--participants", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--threshold",
+    "threshold_values",
+    multiple=True,
+    required=True,
+    metavar="METHOD=MM",
+    help="A method's true 50 % threshold in mm of mean joint displacement (repeat).",
+)
+@click.option("--procedure", type=click.Choice(["constant", "adaptive"]), default="constant", show_default=True)
+@click.option("--trials", type=click.IntRange(2), default=100, show_default=True, help="Analysed trials each.")
+@click.option("--sensitivity-share", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option("--sigma", type=click.FloatRange(0, min_open=True), default=0.3, show_default=True)
+@click.option("--guess", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
+@click.option("--lapse", type=click.FloatRange(0, 0.2), default=0.02, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@_user_errors
+def simulate_thresholds(
+    batch_dir: Path,
+    out: Path,
+    participants: int,
+    threshold_values: Sequence[str],
+    procedure: str,
+    trials: int,
+    sensitivity_share: float,
+    sigma: float,
+    guess: float,
+    lapse: float,
+    seed: int,
+) -> None:
+    """Responses of simulated observers with known detection thresholds, for a batch with graded levels."""
+    from stimuli.fileio import atomic_write_bytes
+    from stimuli.responses import rows_to_csv
+    from stimuli.responses import rows_to_json
+
+    from .readers import load_batches
+    from .thresholds import parse_thresholds
+    from .thresholds import simulate_threshold_study
+
+    rows = simulate_threshold_study(
+        load_batches([batch_dir]),
+        participants,
+        parse_thresholds(threshold_values),
+        sigma=sigma,
+        guess=guess,
+        lapse=lapse,
+        trials=trials,
+        sensitivity_share=sensitivity_share,
+        procedure=procedure,
+        seed=seed,
+    )
+    text = rows_to_json(rows) if out.suffix == ".json" else rows_to_csv(rows)
+    atomic_write_bytes(out, text.encode())
+    click.echo(f"wrote {len(rows)} rows of {participants} simulated participants ({procedure}) to {out}")
+
+
 def main() -> None:  # pragma: no cover
     cli(prog_name="analysis")
 
