@@ -93,8 +93,23 @@ DEMO_STUDIES = (
     ),
     ("-deceitfulness", design.DECEITFULNESS, {"trials": 8, "practice_trials": 1, "target_participants": 20}),
     ("-naturalness", design.NATURALNESS, {"trials": 6, "practice_trials": 1, "target_participants": 20}),
+    (
+        "-threshold",
+        design.INDISTINGUISHABILITY,
+        {
+            "trials": 12,
+            "practice_trials": 1,
+            "sensitivity_share": 0.25,
+            "control_share": 0.1,
+            "variants": ("smart", "l2"),
+            "procedure": "adaptive",
+            "target_participants": 20,
+        },
+    ),
 )
-"""The demo studies: ``/s/demo`` (indistinguishability) and one of each other design, short."""
+"""The demo studies: ``/s/demo`` (indistinguishability), one of each other design, and a threshold study
+(``/s/demo-threshold``: QUEST+ chooses the strength of SMART and l2 per participant; skipped for a batch without
+graded levels), all short."""
 DEMO_CODE = "DEMO-COMPLETE"
 """The demo studies' completion code (shown at the end, as a paid study's would be)."""
 DEMO_EMAIL = "demo@example.org"
@@ -174,7 +189,7 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
                         name,
                         batch,
                         study_type,
-                        title=f"Demo: {study_type}",
+                        title=f"Demo: {_demo_label(suffix, study_type)}",
                         completion_code=DEMO_CODE,  # so the demo shows the hand-back with a code
                         allow_anonymous=True,  # and anyone can try it without a recruiting id
                         **config,
@@ -184,7 +199,7 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
                         raise
                     click.echo(f"skipped {name}: {e}", err=True)
                     continue
-            studies[study_type] = f"{base}/s/{name}"
+            studies[_demo_label(suffix, study_type)] = f"{base}/s/{name}"
         email, password, created = _demo_researcher()
     except SmartStudyError as e:
         raise _fail(e) from None
@@ -197,9 +212,13 @@ def _init_demo(batch_dir: Path | None, slug: str, base_url: str, decode: bool) -
     }
 
 
+def _demo_label(suffix: str, study_type: str) -> str:
+    return "threshold (adaptive)" if suffix == "-threshold" else study_type
+
+
 def _print_demo(info: dict[str, Any]) -> None:
-    for study_type, url in info["studies"].items():
-        click.echo(f"{study_type:>22}: {url}")
+    for label, url in info["studies"].items():
+        click.echo(f"{label:>22}: {url}")
     r = info["researcher"]
     click.echo(f"Participant URL: {info['participant_url']}")
     click.echo(f"Admin URL: {info['admin_url']}")

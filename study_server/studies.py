@@ -428,8 +428,11 @@ def create_study(
     try:
         plan(study, seed=0, counts={})  # the batch can serve this design
     except ValueError as e:
-        if study in db.session:
-            db.session.expunge(study)
+        with db.session.no_autoflush:  # the backref put it in batch.studies: take it out, unflushed
+            if study in batch.studies:
+                batch.studies.remove(study)
+            if study in db.session:
+                db.session.expunge(study)
         raise StudyConfigError(f"study {slug!r}: {e}") from None
     db.session.add(study)
     db.session.commit()

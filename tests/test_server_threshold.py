@@ -159,3 +159,16 @@ def test_a_threshold_procedure_needs_graded_levels(tmp_path):
         with pytest.raises(StudyConfigError, match="procedure must be one of fixed, constant, adaptive"):
             create_study("y", bid, "indistinguishability", procedure="staircase")
         create_study("z", bid, "indistinguishability", procedure="fixed")  # the default design still works
+
+
+def test_the_demo_has_a_threshold_study_when_the_batch_is_graded(tmp_path):
+    from study_server import create_app
+
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'd.sqlite3'}"})
+    r = app.test_cli_runner().invoke(args=["init-demo", "--batch", str(threshold_batch(3)), "--no-decode"])
+    assert r.exit_code == 0, r.output
+    assert "threshold (adaptive): http://127.0.0.1:5000/s/demo-threshold" in r.output
+    with app.app_context():
+        s = db.session.execute(select(Study).where(Study.slug == "demo-threshold")).scalar_one()
+        assert s.study_type == "indistinguishability" and s.title == "Demo: threshold (adaptive)"
+        assert s.blocks[0]["procedure"] == "adaptive" and s.blocks[0]["variants"] == ["smart", "l2"]
