@@ -30,6 +30,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 from support.batches import server_batch
+from support.batches import threshold_batch
 from support.server import make_test_app
 from werkzeug.serving import make_server
 
@@ -164,6 +165,31 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     faults = Faults()
     app.wsgi_app = _FaultyMedia(app, faults)  # type: ignore[method-assign]
     with _serving(app, faults) as live:
+        yield live
+
+
+THRESHOLD_STUDIES = [
+    (
+        "thr",
+        "indistinguishability",
+        {
+            "trials": 10,
+            "practice_trials": 1,
+            "sensitivity_share": 0.2,
+            "control_share": 0.1,
+            "variants": ["smart", "l2"],
+            "procedure": "adaptive",
+        },
+    )
+]
+
+
+@pytest.fixture
+def threshold_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """The threshold batch (SMART and l2 at strengths 0.25, 0.5, 0.75, 1) and an adaptive study ``thr``: 2
+    identical pairs, 1 control, 7 trials whose level QUEST+ chooses."""
+    app = make_test_app(tmp_path / "thr.sqlite3", THRESHOLD_STUDIES, batch=threshold_batch(3))
+    with _serving(app, Faults()) as live:
         yield live
 
 
