@@ -881,6 +881,97 @@ def batch(
     )
 
 
+@cli.command("import-attack")
+@click.argument("attack_file", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="The method's name in the batch (e.g. basar, ifgsm).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Our model that judges the clips.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Batch folder to create (default: <data root>/batches/NAME)."
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["ours", "smart"]),
+    default="ours",
+    show_default=True,
+    help="ours: original/adversarial (N, T, 25, 3) metres + labels; smart: the SMART/BEAT npz (oriClips, clips, "
+    "tclasses, normalised).",
+)
+@click.option("--core", type=click.Path(path_type=Path), help="smart: preprocess_core.npz (default: beside the file).")
+@click.option("--classes", type=click.Path(path_type=Path), help="smart: the class list (default: beside the file).")
+@click.option(
+    "--clip-fps", type=float, help="The clips' frame rate (default: the file's, else smart 30, else the model's)."
+)
+@click.option("--levels", "levels_text", help="Graded strengths, as for `batch --levels` (default: none).")
+@click.option("--motions", type=int, help="Import at most this many clips (default: every one that works).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the positive controls.")
+@click.option("--width", type=int, help="Video width in pixels (default 480).")
+@click.option("--height", type=int, help="Video height in pixels (default 480).")
+@click.option("--fps", type=float, help="Video frame rate (default 30).")
+@click.option("--duration", type=float, help="Seconds per video (default 6).")
+@click.option("--workers", type=int, help="Rendering processes (default: one per CPU).")
+@click.option("--device")
+@click.option("--json", "as_json", is_flag=True)
+@user_errors
+def import_attack_command(
+    attack_file: Path,
+    name: str,
+    checkpoint: Path,
+    out: Path | None,
+    layout: str,
+    core: Path | None,
+    classes: Path | None,
+    clip_fps: float | None,
+    levels_text: str | None,
+    motions: int | None,
+    seed: int,
+    width: int | None,
+    height: int | None,
+    fps: float | None,
+    duration: float | None,
+    workers: int | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Another attack's adversarial clips as method NAME of a new stimulus batch: judged by our model (success and
+    robust success through its own pipeline), with our perceptual metrics, graded levels and positive controls, so
+    the same studies and threshold analyses run on them."""
+    from .imported import import_attack
+    from .levels import parse_levels
+
+    render = {k: v for k, v in (("width", width), ("height", height), ("fps", fps), ("duration", duration)) if v}
+    levels = parse_levels(levels_text) if levels_text and levels_text.strip().lower() != "none" else ()
+    out = out or data_root() / "batches" / name
+    s = import_attack(
+        attack_file,
+        name=name,
+        checkpoint=checkpoint,
+        out=out,
+        layout=layout,
+        core=core,
+        classes=classes,
+        fps=clip_fps,
+        levels=levels,
+        motions=motions,
+        render=render,
+        seed=seed,
+        workers=workers,
+        device=device,
+        log=_log if not as_json else (lambda s: None),
+    )
+    level_text = ", ".join(
+        f"{r['strength']:g}: {r['robust_success_rate']:.0%} ({r['mean_mean_joint_displacement_m'] * 1e3:.1f} mm)"
+        for r in s["levels"]
+    )
+    _emit(
+        as_json,
+        s,
+        f"wrote {out}: {s['items']} of {s['clips_in_file']} clips as method {name!r} "
+        f"({', '.join(s['variants'])}); on the clips whose original the model recognises, {name} fools it in "
+        f"{s['success_rate']:.0%} (robust {s['robust_success_rate']:.0%}); robust success and mean joint "
+        f"displacement by strength: {level_text}",
+    )
+
+
 def _levels_line(levels: dict[str, Any] | None) -> str:
     """The graded levels' success per method and strength, for the batch's summary line."""
     if not levels:
