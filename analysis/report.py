@@ -640,6 +640,12 @@ def build_report(
         "versions": _versions(),
     }
     console = _console(c, dec, nat, ind, att_summary) + quality_console(qual)
+    graded = int(df["procedure"].isin(["constant", "adaptive"]).sum()) if "procedure" in df else 0
+    if graded:  # the share above pools every level; the thresholds are the question such trials answer
+        console.append(
+            f"indistinguishability: {graded} trials of a threshold procedure (graded levels pooled above); their "
+            "detection thresholds: analysis thresholds"
+        )
     return Report("smart-study report", sections, summary, console)
 
 

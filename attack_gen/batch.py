@@ -94,6 +94,9 @@ class BatchJob:
     """Graded strengths in (0, 1] (:mod:`attack_gen.levels`); each below 1 adds a variant per level method."""
     level_methods: tuple[str, ...] | None = None
     """The losses graded (None: every loss)."""
+    class_weights: tuple[float, ...] = ()
+    """The second strength family: each graded method rerun on the chosen motions at these class weights ``w``
+    (``L = w Lc + (1 - w) Lp``), variants ``smart-cw20`` ... of the method ``smart-cw`` (strength ``w``)."""
 
     def __post_init__(self) -> None:
         if self.trajectory not in TRAJECTORIES:
@@ -108,6 +111,11 @@ class BatchJob:
         self.levels = tuple(float(s) for s in self.levels)
         if any(not 0 < s <= 1 for s in self.levels):
             raise DataError(f"--levels: strengths must be in (0, 1], got {list(self.levels)}")
+        self.class_weights = tuple(sorted(float(w) for w in self.class_weights))
+        if any(not 0 < w <= 1 for w in self.class_weights) or len(set(self.class_weights)) < len(self.class_weights):
+            raise DataError(f"--class-weights: weights must be distinct and in (0, 1], got {list(self.class_weights)}")
+        if self.class_weights and not self.levels and not self.level_methods:
+            raise DataError("--class-weights: name the methods rerun with --level-methods (or grade them: --levels)")
         stray = [m for m in self.level_methods or () if m not in self.losses]
         if stray:
             raise DataError(f"--level-methods: {', '.join(stray)} not among --losses ({', '.join(self.losses)})")
@@ -119,6 +127,21 @@ class BatchJob:
             return {}
         below = tuple(s for s in self.levels if s < 1)
         return {m: below for m in (self.level_methods or self.losses)}
+
+    @property
+    def reweighted(self) -> tuple[str, ...]:
+        """The methods rerun at :attr:`class_weights`."""
+        return tuple(self.level_methods or self.losses) if self.class_weights else ()
+
+
+def weight_method(method: str) -> str:
+    """The class-weight family of ``method`` (``smart`` -> ``smart-cw``)."""
+    return f"{method}-cw"
+
+
+def weight_name(method: str, w: float) -> str:
+    """The variant of ``method`` rerun at class weight ``w`` (``smart-cw20`` for 0.2)."""
+    return f"{method}-cw{round(w * 100):d}"
 
 
 def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -310,6 +333,7 @@ def build_batch(
             "or more --iterations"
         )
 
+    reruns = _reweighted(job, base, checkpoint, candidates_path, chosen, work, tag, device, runner, shard_size)
     runner.close()  # the attack workers (and their models) are not needed for rendering
     label_balance = _label_balance(results["smart"], chosen, balanced)
     model, info = load_checkpoint(checkpoint, device)
@@ -347,6 +371,23 @@ def build_batch(
                     "threat_model": job.threat_model,
                     "method": loss,
                     "strength": 1.0,
+                },
+            )
+        for (loss, w), r in reruns.items():
+            j = chosen.index(k)
+            variants[weight_name(loss, w)] = VariantInput(
+                r["adversarial"][j] + path,
+                role="level",
+                final_label=label(int(r["final_label"][j])),
+                success=bool(r["success"][j]),
+                metrics={m: float(r[m][j]) for m in METRICS},
+                info={
+                    "iterations": int(r["iterations"][j]),
+                    "robust_success": bool(r["robust_success"][j]),
+                    "threat_model": job.threat_model,
+                    "method": weight_method(loss),
+                    "strength": w,
+                    "class_weight": w,
                 },
             )
         for (loss, s), g in graded.items():
@@ -399,12 +440,12 @@ def build_batch(
             "success_rates": {loss: summaries[loss]["success_rate"] for loss in job.losses},
             "robust_success_rates": {loss: summaries[loss]["robust_success_rate"] for loss in job.losses},
             "label_balance": label_balance,
-            "levels": _levels_summary(job, graded, results, chosen),
+            "levels": _levels_summary(job, graded, results, chosen, reruns),
         },
     }
     plan = None
     if job.indistinguishability:  # every level gets its original|level composite (naturalness: attacks only)
-        levels = [level_name(m, s) for m, s in graded]
+        levels = [level_name(m, s) for m, s in graded] + [weight_name(m, w) for m, w in reruns]
         graded_methods = [m for m in job.graded if m not in job.indistinguishability]
         plan = CompositePlan(indistinguishability=(*job.indistinguishability, *graded_methods, *levels))
     render_jobs: dict[str, int] = {}
@@ -441,7 +482,13 @@ def build_batch(
         "out": str(out),
         "batch_id": batch.batch_id,
         "items": len(batch.items),
-        "variants": [ORIGINAL, *job.losses, *(level_name(m, s) for m, s in graded), "control"],
+        "variants": [
+            ORIGINAL,
+            *job.losses,
+            *(level_name(m, s) for m, s in graded),
+            *(weight_name(m, w) for m, w in reruns),
+            "control",
+        ],
         "levels": provenance["attack"]["levels"],
         "attacks_dir": str(work),
         "threat_model": job.threat_model,
@@ -483,15 +530,67 @@ def _grade(
     return out
 
 
+def _reweighted(
+    job: BatchJob,
+    base: dict[str, Any],
+    checkpoint: Path,
+    candidates_path: Path,
+    chosen: list[int],
+    work: Path,
+    tag: str,
+    device: str | None,
+    runner: Runner,
+    shard_size: int,
+) -> dict[tuple[str, float], Any]:
+    """(method, class weight) -> the attack rerun at that weight on the chosen motions (in ``chosen`` order)."""
+    from .attack import AttackConfig
+    from .attack.runs import AttackRun
+    from .attack.runs import run_attacks
+
+    if not job.reweighted:
+        return {}
+    chosen_path = work / "chosen.npz"
+    save_clips(_subset(load_clips(candidates_path), np.asarray(chosen, dtype=np.int64)), chosen_path)
+    keys, runs = [], []
+    for loss in job.reweighted:
+        for w in job.class_weights:
+            config = AttackConfig(**base, loss=loss, class_weight=w)
+            keys.append((loss, w))
+            runs.append(
+                AttackRun(checkpoint, chosen_path, config, work / f"{config.label}.{weight_name(loss, w)}{tag}.npz")
+            )
+    done = run_attacks(runs, device=device, runner=runner, shard_size=shard_size)
+    return {key: result for key, (_, result) in zip(keys, done)}
+
+
 def _levels_summary(
-    job: BatchJob, graded: dict[tuple[str, float], dict[str, np.ndarray]], results: dict[str, Any], chosen: list[int]
+    job: BatchJob,
+    graded: dict[tuple[str, float], dict[str, np.ndarray]],
+    results: dict[str, Any],
+    chosen: list[int],
+    reruns: dict[tuple[str, float], Any] | None = None,
 ) -> dict[str, Any] | None:
     """Per graded method and strength (1 included): its variant, success and robust success rates over the items
-    and mean perceptual metrics."""
-    if not graded:
+    and mean perceptual metrics; the same per class weight for the reruns (method ``smart-cw``)."""
+    if not graded and not reruns:
         return None
     rows = np.asarray(chosen, dtype=np.int64)
     out: dict[str, Any] = {"strengths": list(job.levels), "family": "blend q + s (q^ - q)", "methods": {}}
+    if reruns:
+        out["class_weights"] = list(job.class_weights)
+        out["weight_family"] = "the attack rerun at class weight w (strength w)"
+        for loss in job.reweighted:
+            out["methods"][weight_method(loss)] = [
+                {
+                    "strength": w,
+                    "class_weight": w,
+                    "variant": weight_name(loss, w),
+                    "success_rate": float(np.mean(reruns[(loss, w)]["success"])),
+                    "robust_success_rate": float(np.mean(reruns[(loss, w)]["robust_success"])),
+                    **{f"mean_{m}": float(np.mean(reruns[(loss, w)][m])) for m in METRICS},
+                }
+                for w in job.class_weights
+            ]
     for loss in job.graded:
         full = {key: np.asarray(results[loss][key])[rows] for key in ("success", "robust_success", *METRICS)}
         per = []

@@ -730,6 +730,12 @@ def _cached_clips(ckpt: Path, ds_path: Path, quiet: bool) -> Path:
     "(0, 1]; each below 1 adds a variant q + s (q^ - q) per graded method ('none': no levels; demo: 5).",
 )
 @click.option("--level-methods", help="Losses graded, comma-separated (default: every loss; demo: smart,l2).")
+@click.option(
+    "--class-weights",
+    "class_weights_text",
+    help="A second strength family: the graded losses rerun on the chosen motions at these class weights w "
+    "(comma-separated, in (0, 1]; variants smart-cw20 ... of the method smart-cw; default: none).",
+)
 @click.option("--workers", type=int, help="Jobs at once: attack and rendering processes (default: one per CPU).")
 @click.option(
     "--display-names",
@@ -769,6 +775,7 @@ def batch(
     indist: str | None,
     levels_text: str | None,
     level_methods: str | None,
+    class_weights_text: str | None,
     workers: int | None,
     display_file: Path | None,
     device: str | None,
@@ -846,6 +853,7 @@ def batch(
         indistinguishability=indist_variants,
         levels=levels,
         level_methods=graded,
+        class_weights=_class_weights(class_weights_text),
     )
     if checkpoint is None:
         ds_path = dataset or ensure_default_dataset(as_json)
@@ -970,6 +978,13 @@ def import_attack_command(
         f"{s['success_rate']:.0%} (robust {s['robust_success_rate']:.0%}); robust success and mean joint "
         f"displacement by strength: {level_text}",
     )
+
+
+def _class_weights(text: str | None) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in _split_csv(text))
+    except ValueError:
+        raise DataError(f"--class-weights: expected comma-separated weights in (0, 1], got {text!r}") from None
 
 
 def _levels_line(levels: dict[str, Any] | None) -> str:

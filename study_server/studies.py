@@ -335,9 +335,10 @@ def _block(batch: Batch, study_type: Any, given: Mapping[str, Any], index: int |
         "seconds",
     )
     roles = batch.variants
+    graded = _levels(batch_files(batch)) if study_type == design.INDISTINGUISHABILITY and b.procedure != "fixed" else {}
     for v in b.variants:
         check(
-            roles.get(v) == "attack",
+            roles.get(v) == "attack" or v in graded,  # a family of levels only (smart-cw) is shown by its levels
             f"variant {v!r} is not an attacked variant of batch {batch.batch_id!r} "
             f"(attacked: {', '.join(n for n, r in roles.items() if r == 'attack')})",
             "variants",
@@ -347,7 +348,6 @@ def _block(batch: Batch, study_type: Any, given: Mapping[str, Any], index: int |
     if study_type == design.NATURALNESS:
         check(b.trials % 2 == 0, f"naturalness trials must be even (two per motion), got {b.trials}", "trials")
     if study_type == design.INDISTINGUISHABILITY and b.procedure != "fixed":
-        graded = _levels(batch_files(batch))
         for v in b.variants:
             check(
                 v in graded,
@@ -733,8 +733,11 @@ def _state(p: Participant) -> dict[str, Any]:
         _to_block(p, cur.block)
         db.session.commit()
         return {"status": "redirect", "url": url_for("participant.instructions", slug=p.study.slug)}
-    if len(pending) > 1 and (pending[1].block != cur.block or _unchosen(pending[1])):
-        pending = pending[:1]  # nothing to preload from the next block, nor an adaptive trial not yet chosen
+    adaptive = (p.study.blocks[cur.block].get("procedure") or "fixed") == "adaptive"
+    if len(pending) > 1 and (pending[1].block != cur.block or adaptive):
+        # nothing to preload from the next block; nor in an adaptive block, where a level is chosen only when its
+        # trial comes up: were the other trials preloaded, a slower start would tell the graded trials apart
+        pending = pending[:1]
     if _unchosen(cur):
         _choose_level(p, cur)
     att = _open_attempt(cur)

@@ -103,6 +103,11 @@ def test_the_commands_simulate_and_fit_and_write_their_files(tmp_path):
     assert summary["graded_trials"] == 576
     fits = pd.read_csv(out / "thresholds.csv")
     assert set(fits["class"]) >= {"all"}
+    # the general report pools the levels, and says where the thresholds are
+    args = ["report", "--responses", str(tmp_path / "r.json"), "--batch", batch, "--out", str(tmp_path / "rep")]
+    r = CliRunner().invoke(cli, [*args, "--no-glmm", "--bootstrap", "10"])
+    assert r.exit_code == 0, r.output
+    assert "indistinguishability: 720 trials of a threshold procedure (graded levels pooled above)" in r.output
 
 
 def test_no_graded_trials_is_a_one_line_error(tmp_path):

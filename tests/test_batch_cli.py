@@ -139,6 +139,50 @@ def test_batch_from_real_hdm05_clips_validates(hdm05) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_class_weight_reruns_are_a_second_strength_family(hdm05, tmp_path: Path) -> None:
+    """--class-weights reruns the graded loss on the chosen motions at each weight: variants smart-cw20, smart-cw90
+    of the method smart-cw, each the rerun's own result (motion, verdicts, metrics), recorded per weight."""
+    _, ckpt, clips = hdm05
+    out = tmp_path / "cw"
+    args = ["--threads", "1", "batch", "--checkpoint", str(ckpt), "--clips", str(clips), "--out", str(out)]
+    args += ["--motions", "2", "--losses", "smart,l2", "--level-methods", "smart", "--class-weights", "0.9,0.2"]
+    args += ["--iterations", "150", "--width", "64", "--height", "64", "--fps", "10", "--duration", "1"]
+    res = CliRunner().invoke(cli, [*args, "--workers", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["variants"] == ["original", "smart", "l2", "smart-cw20", "smart-cw90", "control"]
+    batch = check_batch(out)
+    attacks = Path(summary["attacks_dir"])
+    for w in (0.2, 0.9):
+        rerun = load_result(attacks / f"AB.smart-cw{round(w * 100)}.npz")
+        assert rerun.record["config"]["class_weight"] == w and rerun.record["config"]["loss"] == "smart"
+        chosen = load_clips(attacks / "chosen.npz")
+        for j, item in enumerate(batch.items):
+            v = item.variant(f"smart-cw{round(w * 100)}")
+            assert v.role == "level" and (v.info["method"], v.info["strength"], v.info["class_weight"]) == (
+                "smart-cw",
+                w,
+                w,
+            )
+            assert v.success == bool(rerun["success"][j]) and v.info["robust_success"] == bool(
+                rerun["robust_success"][j]
+            )
+            # the rerun's own motion, drawn on the original's root path like every variant
+            drawn = np.load(out / v.motion.path)
+            np.testing.assert_allclose(drawn, rerun["adversarial"][j] + chosen.trajectory[j][:, None], atol=1e-5)
+            d = np.linalg.norm(rerun["adversarial"][j] - chosen.motions[j], axis=-1).mean()
+            assert v.metrics["mean_joint_displacement_m"] == pytest.approx(d, rel=1e-4)
+    family = batch.provenance.attack["levels"]
+    assert family["class_weights"] == [0.2, 0.9]
+    rows = family["methods"]["smart-cw"]
+    assert [r["variant"] for r in rows] == ["smart-cw20", "smart-cw90"]
+    for r in rows:
+        said = [it.variant(r["variant"]).success for it in batch.items]
+        assert r["success_rate"] == pytest.approx(sum(said) / 2)
+    bad = CliRunner().invoke(cli, [*args, "--class-weights", "0,1.5", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "--class-weights: weights must be distinct and in (0, 1]" in bad.output
+
+
 def test_batch_refuses_bad_arguments(hdm05, tmp_path: Path) -> None:
     _, ckpt, clips = hdm05
     res = CliRunner().invoke(

@@ -11,7 +11,8 @@ third item.
   displacement metric, only the composites the analysis tests name.
 * :func:`threshold_batch` - the server batch's items with SMART and l2 graded: variants of role
   ``level`` at strengths :data:`THRESHOLD_LEVELS` (the blend ``x + s (x^ - x)``; they fool the model
-  from 0.75 on), the mean joint displacement of every attacked clip, original|X composites only.
+  from 0.75 on), SMART "rerun" at class weights :data:`THRESHOLD_WEIGHTS` (method ``smart-cw``), the mean
+  joint displacement of every attacked clip, original|X composites only.
 
 Each is built once per process into a temporary folder (removed at exit); treat it as
 read-only. :func:`build_batch` writes one anywhere.
@@ -44,6 +45,8 @@ third."""
 ANALYSIS_ACTIONS = ("walk", "wave_right", "squat", "jumping_jack", "kick_right", "punch_right")
 THRESHOLD_LEVELS = (0.25, 0.5, 0.75)
 """Strengths of the threshold batch's level variants (1: the attack itself)."""
+THRESHOLD_WEIGHTS = (0.2, 0.8)
+"""Class weights of the threshold batch's SMART reruns (variants smart-cw20, smart-cw80 of the method smart-cw)."""
 
 _BUILT: dict[tuple[Any, ...], Path] = {}
 
@@ -108,6 +111,16 @@ def build_batch(
                     success=s >= 0.75,
                     metrics={"mean_joint_displacement_m": float(np.linalg.norm(blend - x, axis=-1).mean())},
                     info={"method": name, "strength": s, "robust_success": s >= 0.75},
+                    role="level",
+                )
+            for w in THRESHOLD_WEIGHTS if preset == "threshold" and name == "smart" else ():
+                rerun = perturb(x, 2, scale * w)  # another pattern: a rerun finds another perturbation
+                variants[f"smart-cw{round(w * 100)}"] = VariantInput(
+                    rerun,
+                    final_label=attacked if w > 0.5 else true,
+                    success=w > 0.5,
+                    metrics={"mean_joint_displacement_m": float(np.linalg.norm(rerun - x, axis=-1).mean())},
+                    info={"method": "smart-cw", "strength": w, "class_weight": w, "robust_success": w > 0.5},
                     role="level",
                 )
         items.append(
