@@ -50,6 +50,7 @@ from .data.clips import load_clips
 from .data.clips import save_clips
 from .jobs import RayExecutor
 from .jobs import Runner
+from .levels import METRICS
 from .levels import grade
 from .levels import level_name
 
@@ -500,9 +501,6 @@ def build_batch(
         "backend": runner.backend,
         "jobs": {"attack": attack_jobs, "render": render_jobs},
     }
-
-
-METRICS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
 
 
 def _grade(

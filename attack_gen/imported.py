@@ -57,11 +57,11 @@ from .data.smart_npz import CLASSES_FILE
 from .data.smart_npz import CORE_FILE
 from .data.smart_npz import HDM05_UNIT_TO_M
 from .data.smart_npz import SMART_ATTACK_FPS
+from .levels import METRICS
 
 __all__ = ["LAYOUTS", "ExternalClips", "read_external", "import_attack"]
 
 LAYOUTS = ("ours", "smart")
-METRICS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
 
 
 @dataclass

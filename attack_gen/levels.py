@@ -18,7 +18,10 @@ import numpy as np
 
 from stimuli.errors import DataError
 
-__all__ = ["parse_levels", "level_name", "grade"]
+__all__ = ["METRICS", "parse_levels", "level_name", "grade"]
+
+METRICS = ("mean_joint_displacement_m", "acceleration_deviation", "bone_length_deviation_m")
+"""The perceptual metrics every attacked or graded variant records."""
 
 
 def parse_levels(text: str | int | Sequence[float]) -> tuple[float, ...]:
